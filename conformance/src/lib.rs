@@ -1,0 +1,1 @@
+//! crid-conformance (skeleton)

@@ -1,0 +1,132 @@
+//! `crid`: the CRI daemon's command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use crid::config::{self, Config, LoadOptions, LogLevel, Overrides};
+use crid::daemon::Daemon;
+
+/// A Kubernetes CRI daemon: serves runtime.v1 on a unix socket.
+#[derive(Debug, Parser)]
+#[command(name = "crid", version, about)]
+struct Cli {
+    /// Main configuration file [default: /etc/crid/crid.toml, optional when not given].
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Drop-in directory, applied in lexical order [default: /etc/crid/crid.d].
+    #[arg(long, global = true, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    /// CRI socket path (server.listen).
+    #[arg(long, global = true, value_name = "SOCKET")]
+    listen: Option<PathBuf>,
+    /// Persistent state directory (storage.root).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Volatile state directory (storage.runroot).
+    #[arg(long, global = true, value_name = "DIR")]
+    runroot: Option<PathBuf>,
+    /// error, warn, info, debug or trace (server.log_level).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<LogLevel>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the CRI (the default when no command is given).
+    Serve,
+    /// Print the effective configuration as TOML.
+    Config,
+    /// Validate the configuration and the host; exit non-zero when crid cannot work.
+    Check,
+    /// Print version information.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Version) = cli.command {
+        println!("crid {}", crid::daemon::RUNTIME_VERSION);
+        println!("CRI API {}", crid::daemon::RUNTIME_API_VERSION);
+        return ExitCode::SUCCESS;
+    }
+
+    let opts = LoadOptions {
+        config_file: cli.config,
+        config_dir: cli.config_dir,
+        overrides: Overrides {
+            listen: cli.listen,
+            root: cli.root,
+            runroot: cli.runroot,
+            log_level: cli.log_level,
+        },
+    };
+    let config = match config::load(&opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("crid: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    match cli.command {
+        Some(Command::Config) => {
+            print!("{}", config.to_toml());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Check) => run_async(check(config)),
+        Some(Command::Version) => unreachable!("handled above"),
+        None | Some(Command::Serve) => run_async(serve(config)),
+    }
+}
+
+fn run_async(fut: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("crid: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn check(config: Config) -> ExitCode {
+    let report = crid::check::run(&config).await;
+    println!("{report}");
+    if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,crid={}", config.server.log_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let daemon = Arc::new(Daemon::new(config));
+    match crid::server::serve(daemon, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("crid: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop crid with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    }
+}

@@ -1,0 +1,229 @@
+//! `crid check`: validates the host against the configuration and prints a readable report.
+//!
+//! It uses the same probes as `Status`, so what it reports is what the kubelet will see.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::host::{self, CgroupMode};
+use crate::{network, runtime};
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Works.
+    Ok,
+    /// Works with a caveat, or an optional part is missing.
+    Warn,
+    /// crid cannot work as configured.
+    Fail,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Severity.
+    pub level: Level,
+    /// What was checked, e.g. `runtime runc`.
+    pub subject: String,
+    /// What was found.
+    pub detail: String,
+}
+
+/// All findings, in the order they were checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The findings.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    fn push(&mut self, level: Level, subject: impl Into<String>, detail: impl Into<String>) {
+        self.findings.push(Finding {
+            level,
+            subject: subject.into(),
+            detail: detail.into(),
+        });
+    }
+
+    /// True when nothing failed (warnings allowed).
+    pub fn passed(&self) -> bool {
+        self.findings.iter().all(|f| f.level != Level::Fail)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self.findings.iter().map(|x| x.subject.len()).max().unwrap_or(0);
+        for x in &self.findings {
+            let tag = match x.level {
+                Level::Ok => " ok ",
+                Level::Warn => "warn",
+                Level::Fail => "FAIL",
+            };
+            writeln!(f, "[{tag}] {:width$}  {}", x.subject, x.detail)?;
+        }
+        let count = |l| self.findings.iter().filter(|x| x.level == l).count();
+        write!(
+            f,
+            "\n{} ok, {} warnings, {} failures",
+            count(Level::Ok),
+            count(Level::Warn),
+            count(Level::Fail)
+        )
+    }
+}
+
+/// Checks runtimes, CNI, overlayfs and cgroups against `config`.
+pub async fn run(config: &Config) -> Report {
+    let mut report = Report::default();
+
+    for (name, handler) in &config.runtime.runtimes {
+        let is_default = *name == config.runtime.default_runtime;
+        let subject = if is_default {
+            format!("runtime {name} (default)")
+        } else {
+            format!("runtime {name}")
+        };
+        match runtime::probe(name, handler).await {
+            Ok(p) => report.push(Level::Ok, subject, format!("{} ({})", p.version, p.binary.display())),
+            // Only the default handler is needed for crid to be ready; others are optional.
+            Err(e) => report.push(if is_default { Level::Fail } else { Level::Warn }, subject, e.to_string()),
+        }
+    }
+
+    let dir = &config.network.cni_config_dir;
+    match network::discover(dir) {
+        Err(e) => report.push(Level::Fail, "cni config", format!("cannot read {}: {e}", dir.display())),
+        Ok(d) => {
+            for (file, why) in &d.rejected {
+                report.push(Level::Warn, "cni config", format!("skipped {}: {why}", file.display()));
+            }
+            match d.default {
+                None => report.push(
+                    Level::Warn,
+                    "cni config",
+                    format!("no network configuration in {}: pods will not get a network", dir.display()),
+                ),
+                Some(net) => {
+                    report.push(
+                        Level::Ok,
+                        "cni config",
+                        format!("network {} from {}", net.name, net.file.display()),
+                    );
+                    let mut types = net.plugin_types.clone();
+                    types.push("loopback".into());
+                    for plugin in types {
+                        match find_plugin(&config.network.cni_plugin_dirs, &plugin) {
+                            Some(p) => report.push(Level::Ok, format!("cni plugin {plugin}"), p.display().to_string()),
+                            None => report.push(
+                                Level::Fail,
+                                format!("cni plugin {plugin}"),
+                                format!("not found in {}", join_paths(&config.network.cni_plugin_dirs)),
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    if host::overlayfs_available() {
+        report.push(Level::Ok, "overlayfs", "available");
+    } else {
+        report.push(
+            Level::Fail,
+            "overlayfs",
+            "the kernel lists no overlay filesystem (try `modprobe overlay`)",
+        );
+    }
+
+    let mode = host::cgroup_mode();
+    let detail = mode.to_string();
+    match mode {
+        CgroupMode::Unknown => report.push(Level::Fail, "cgroups", "no cgroup filesystem at /sys/fs/cgroup"),
+        CgroupMode::Hybrid if config.runtime.runtimes.contains_key("crun") => report.push(
+            Level::Warn,
+            "cgroups",
+            format!("{detail}; crun runs in a private mount namespace without the v2 hierarchy"),
+        ),
+        _ => report.push(Level::Ok, "cgroups", detail),
+    }
+
+    for (subject, path) in [("storage root", &config.storage.root), ("storage runroot", &config.storage.runroot)] {
+        let detail = match nearest_existing(path) {
+            Some(p) if p == *path => format!("{} exists", path.display()),
+            Some(p) => format!("{} will be created under {}", path.display(), p.display()),
+            None => format!("{} has no existing ancestor", path.display()),
+        };
+        report.push(Level::Ok, subject, detail);
+    }
+    report
+}
+
+fn find_plugin(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| runtime::resolve_binary(p).is_some())
+}
+
+fn join_paths(dirs: &[PathBuf]) -> String {
+    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn nearest_existing(path: &std::path::Path) -> Option<PathBuf> {
+    path.ancestors().find(|p| p.exists()).map(std::path::Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::config::{RuntimeHandler, RuntimeKind};
+
+    #[tokio::test]
+    async fn missing_default_runtime_and_plugin_fail_the_report() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = dir.path().join("net.d");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&net).expect("mkdir");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::write(
+            net.join("10.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"t","plugins":[{"type":"bridge"}]}"#,
+        )
+        .expect("write");
+        for plugin in ["bridge", "loopback"] {
+            let p = bin.join(plugin);
+            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let mut config = Config::default();
+        config.network.cni_config_dir = net;
+        config.network.cni_plugin_dirs = vec![bin.clone()];
+        config.runtime.runtimes.insert(
+            "runc".into(),
+            RuntimeHandler {
+                path: "/nonexistent/runc".into(),
+                root: None,
+                kind: RuntimeKind::Oci,
+            },
+        );
+        let report = run(&config).await;
+        let level_of = |s: &str| report.findings.iter().find(|f| f.subject == s).map(|f| f.level);
+        assert_eq!(level_of("runtime runc (default)"), Some(Level::Fail), "{report}");
+        assert_eq!(level_of("cni plugin bridge"), Some(Level::Ok), "{report}");
+        assert_eq!(level_of("cni plugin loopback"), Some(Level::Ok), "{report}");
+        assert!(!report.passed());
+
+        std::fs::remove_file(bin.join("bridge")).expect("rm");
+        let report = run(&config).await;
+        assert_eq!(
+            report.findings.iter().find(|f| f.subject == "cni plugin bridge").map(|f| f.level),
+            Some(Level::Fail),
+            "{report}"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! The daemon's core: configuration, shared state, and the runtime-information operations
+//! of the CRI (version, status, runtime config). The gRPC edge translates to and from these.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::RwLock;
+
+use crate::config::{CgroupDriver, Config};
+use crate::{host, network, runtime};
+
+/// The name crid reports in `VersionResponse.runtime_name`.
+pub const RUNTIME_NAME: &str = "crid";
+/// crid's version, from Cargo.
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The CRI API version crid serves.
+pub const RUNTIME_API_VERSION: &str = "v1";
+/// The kubelet runtime API version reported in `VersionResponse.version` (fixed at 0.1.0 upstream).
+pub const KUBELET_API_VERSION: &str = "0.1.0";
+
+/// Errors of the core operations; the gRPC edge maps each variant to one status code.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A request field is missing or malformed.
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// The request field, as named in api.proto.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// One readiness condition of `Status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// `RuntimeReady` or `NetworkReady`.
+    pub kind: &'static str,
+    /// Whether the condition holds.
+    pub ready: bool,
+    /// A CamelCase reason when not ready.
+    pub reason: String,
+    /// A human-readable explanation when not ready.
+    pub message: String,
+}
+
+impl Condition {
+    fn ready(kind: &'static str) -> Self {
+        Self {
+            kind,
+            ready: true,
+            reason: String::new(),
+            message: String::new(),
+        }
+    }
+
+    fn not_ready(kind: &'static str, reason: &str, message: String) -> Self {
+        Self {
+            kind,
+            ready: false,
+            reason: reason.to_owned(),
+            message,
+        }
+    }
+}
+
+/// Features a runtime handler supports, as `StatusResponse.runtime_handlers` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerFeatures {
+    /// Handler name; the default handler is also reported under the empty name.
+    pub name: String,
+    /// Recursive read-only mounts (not supported yet).
+    pub recursive_read_only_mounts: bool,
+    /// User namespaces for pods (not supported yet).
+    pub user_namespaces: bool,
+}
+
+/// What `Status` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeStatus {
+    /// RuntimeReady, then NetworkReady.
+    pub conditions: Vec<Condition>,
+    /// Every configured handler.
+    pub handlers: Vec<HandlerFeatures>,
+}
+
+/// The daemon's shared core. One instance serves all RPCs; it holds no global lock.
+#[derive(Debug)]
+pub struct Daemon {
+    config: Config,
+    pod_cidr: RwLock<String>,
+}
+
+impl Daemon {
+    /// A core over an already validated configuration.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            pod_cidr: RwLock::new(String::new()),
+        }
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// RuntimeReady holds when the default handler's binary runs; NetworkReady when a
+    /// valid CNI configuration exists. Both are checked afresh on every call, so a runtime
+    /// installed or a CNI config written later is picked up without a restart.
+    pub async fn status(&self) -> RuntimeStatus {
+        let default = &self.config.runtime.default_runtime;
+        let runtime = match self.config.runtime.runtimes.get(default) {
+            None => Condition::not_ready(
+                "RuntimeReady",
+                "RuntimeHandlerMissing",
+                format!("default runtime handler {default} is not configured"),
+            ),
+            Some(handler) => match runtime::probe(default, handler).await {
+                Ok(_) => Condition::ready("RuntimeReady"),
+                Err(e) => Condition::not_ready("RuntimeReady", "RuntimeNotReady", e.to_string()),
+            },
+        };
+
+        let dir = &self.config.network.cni_config_dir;
+        let network = match network::discover(dir) {
+            Ok(d) if d.default.is_some() => Condition::ready("NetworkReady"),
+            Ok(d) => {
+                let mut message = format!("no valid CNI network configuration in {}", dir.display());
+                for (file, why) in &d.rejected {
+                    message.push_str(&format!("; {}: {why}", file.display()));
+                }
+                Condition::not_ready("NetworkReady", "NetworkPluginNotReady", message)
+            }
+            Err(e) => Condition::not_ready(
+                "NetworkReady",
+                "NetworkPluginNotReady",
+                format!("cannot read CNI configuration directory {}: {e}", dir.display()),
+            ),
+        };
+
+        let mut handlers: Vec<_> = self
+            .config
+            .runtime
+            .runtimes
+            .keys()
+            .map(|name| HandlerFeatures {
+                name: name.clone(),
+                recursive_read_only_mounts: false,
+                user_namespaces: false,
+            })
+            .collect();
+        // The kubelet looks up the empty name for pods that ask for no handler.
+        if let Some(d) = handlers.iter().find(|h| &h.name == default).cloned() {
+            handlers.insert(0, HandlerFeatures { name: String::new(), ..d });
+        }
+        RuntimeStatus {
+            conditions: vec![runtime, network],
+            handlers,
+        }
+    }
+
+    /// Extra information for a verbose `Status`: values are JSON documents, as upstream does.
+    pub fn status_info(&self) -> BTreeMap<String, String> {
+        let json = |v: serde_json::Value| v.to_string();
+        let config = serde_json::to_value(&self.config).unwrap_or_default();
+        BTreeMap::from([
+            ("config".to_owned(), json(config)),
+            ("podCIDR".to_owned(), json(self.pod_cidr().into())),
+            ("cgroupMode".to_owned(), json(host::cgroup_mode().to_string().into())),
+        ])
+    }
+
+    /// The cgroup driver the kubelet must match.
+    pub fn cgroup_driver(&self) -> CgroupDriver {
+        self.config.runtime.cgroup_driver
+    }
+
+    /// The pod CIDR last given by the kubelet (empty when none).
+    pub fn pod_cidr(&self) -> String {
+        self.pod_cidr.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Records the node's pod CIDR: one CIDR, or two separated by a comma for dual stack.
+    pub fn update_pod_cidr(&self, cidr: &str) -> Result<(), DaemonError> {
+        let field = "runtime_config.network_config.pod_cidr";
+        let cidr = cidr.trim();
+        if !cidr.is_empty() {
+            for part in cidr.split(',') {
+                parse_cidr(part.trim()).map_err(|reason| DaemonError::InvalidArgument { field, reason })?;
+            }
+        }
+        if let Ok(mut current) = self.pod_cidr.write() {
+            current.clear();
+            current.push_str(cidr);
+        }
+        tracing::info!(pod_cidr = cidr, "pod CIDR updated");
+        Ok(())
+    }
+}
+
+/// Parses `addr/prefix`, checking the prefix fits the address family.
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}` is not a CIDR (expected address/prefix)"))?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("`{s}`: `{addr}` is not an IP address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    match prefix.parse::<u8>() {
+        Ok(p) if p <= max => Ok((addr, p)),
+        _ => Err(format!("`{s}`: prefix must be a number from 0 to {max}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_cidr_accepts_single_and_dual_stack() {
+        let d = Daemon::new(Config::default());
+        d.update_pod_cidr("10.88.0.0/16").expect("v4");
+        assert_eq!(d.pod_cidr(), "10.88.0.0/16");
+        d.update_pod_cidr("10.88.0.0/16,fd00::/64").expect("dual");
+        assert_eq!(d.pod_cidr(), "10.88.0.0/16,fd00::/64");
+        d.update_pod_cidr("").expect("clear");
+        assert_eq!(d.pod_cidr(), "");
+    }
+
+    #[test]
+    fn bad_pod_cidr_names_the_field_and_keeps_the_old_value() {
+        let d = Daemon::new(Config::default());
+        d.update_pod_cidr("10.0.0.0/8").expect("v4");
+        for bad in ["10.0.0.0", "10.0.0.0/33", "fd00::/129", "nonsense/8", "10.0.0.0/8,"] {
+            let err = d.update_pod_cidr(bad).expect_err(bad);
+            assert!(err.to_string().starts_with("runtime_config.network_config.pod_cidr: "), "{err}");
+        }
+        assert_eq!(d.pod_cidr(), "10.0.0.0/8");
+    }
+}

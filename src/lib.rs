@@ -1,0 +1,12 @@
+//! crid: a Kubernetes CRI daemon.
+//!
+//! The crate is the daemon's library; `src/bin/crid.rs` is its command line. DESIGN.md in
+//! the shared docs maps the modules: `server` is the gRPC edge, everything else is the core.
+
+pub mod check;
+pub mod config;
+pub mod daemon;
+pub mod host;
+pub mod network;
+pub mod runtime;
+pub mod server;

@@ -1,0 +1,226 @@
+//! Runtime handlers: OCI runtime CLIs (runc, crun, runsc, youki) and VM shims (shim v2).
+//!
+//! Today this module finds a handler's binary and asks it for its version, which is what
+//! `Status` (RuntimeReady) and `crid check` need. Container lifecycle through the handler
+//! lands with the pods and containers work.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::config::{RuntimeHandler, RuntimeKind};
+
+/// How long a runtime may take to print its version before it counts as broken.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a runtime handler is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The binary is not where the configuration says, or not in PATH.
+    #[error("runtime handler {handler}: binary `{path}` not found{}", if *.searched_path { " in PATH" } else { "" })]
+    NotFound {
+        /// Handler name.
+        handler: String,
+        /// Configured path.
+        path: PathBuf,
+        /// Whether PATH was searched (a bare name) or the path was taken as is.
+        searched_path: bool,
+    },
+    /// The binary could not be executed.
+    #[error("runtime handler {handler}: cannot execute {binary}: {source}")]
+    Exec {
+        /// Handler name.
+        handler: String,
+        /// Resolved binary.
+        binary: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The binary ran but failed.
+    #[error("runtime handler {handler}: `{binary} {arg}` failed ({status}): {stderr}")]
+    Failed {
+        /// Handler name.
+        handler: String,
+        /// Resolved binary.
+        binary: PathBuf,
+        /// The version flag that was passed.
+        arg: &'static str,
+        /// Exit status.
+        status: std::process::ExitStatus,
+        /// What it printed on stderr (trimmed).
+        stderr: String,
+    },
+    /// The binary did not answer in time.
+    #[error("runtime handler {handler}: `{binary} {arg}` did not finish within {timeout:?}")]
+    Timeout {
+        /// Handler name.
+        handler: String,
+        /// Resolved binary.
+        binary: PathBuf,
+        /// The version flag that was passed.
+        arg: &'static str,
+        /// The limit.
+        timeout: Duration,
+    },
+}
+
+/// What a successful probe learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerProbe {
+    /// The binary that ran.
+    pub binary: PathBuf,
+    /// First line of its version output, e.g. `runc version 1.1.5+ds1`.
+    pub version: String,
+}
+
+/// Resolves a configured binary: an absolute path as is, a bare name through `PATH`.
+pub fn resolve_binary(path: &Path) -> Option<PathBuf> {
+    if path.is_absolute() {
+        return is_executable(path).then(|| path.to_path_buf());
+    }
+    let search = std::env::var_os("PATH")?;
+    std::env::split_paths(&search)
+        .map(|dir| dir.join(path))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Finds the handler's binary and runs it with its version flag, bounded by [`PROBE_TIMEOUT`].
+pub async fn probe(name: &str, handler: &RuntimeHandler) -> Result<HandlerProbe, RuntimeError> {
+    probe_within(name, handler, PROBE_TIMEOUT).await
+}
+
+/// [`probe`] with an explicit time limit.
+pub async fn probe_within(
+    name: &str,
+    handler: &RuntimeHandler,
+    timeout: Duration,
+) -> Result<HandlerProbe, RuntimeError> {
+    let binary = resolve_binary(&handler.path).ok_or_else(|| RuntimeError::NotFound {
+        handler: name.to_owned(),
+        path: handler.path.clone(),
+        searched_path: !handler.path.is_absolute(),
+    })?;
+    // OCI runtimes answer `--version`; shim v2 binaries answer `-v`.
+    let arg = match handler.kind {
+        RuntimeKind::Oci => "--version",
+        RuntimeKind::Vm => "-v",
+    };
+    let child = tokio::process::Command::new(&binary)
+        .arg(arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| RuntimeError::Exec {
+            handler: name.to_owned(),
+            binary: binary.clone(),
+            source,
+        })?;
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(source)) => {
+            return Err(RuntimeError::Exec {
+                handler: name.to_owned(),
+                binary,
+                source,
+            });
+        }
+        Err(_) => {
+            return Err(RuntimeError::Timeout {
+                handler: name.to_owned(),
+                binary,
+                arg,
+                timeout,
+            });
+        }
+    };
+    if !output.status.success() {
+        return Err(RuntimeError::Failed {
+            handler: name.to_owned(),
+            binary,
+            arg,
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    let version = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    Ok(HandlerProbe { binary, version })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+
+    fn oci(path: PathBuf) -> RuntimeHandler {
+        RuntimeHandler {
+            path,
+            root: None,
+            kind: RuntimeKind::Oci,
+        }
+    }
+
+    #[tokio::test]
+    async fn probe_reads_first_line_of_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = script(dir.path(), "fake-runtime", "echo \"fake version 1.2\"; echo commit: abc");
+        let p = probe("fake", &oci(bin.clone())).await.expect("probe");
+        assert_eq!(p, HandlerProbe { binary: bin, version: "fake version 1.2".into() });
+    }
+
+    #[tokio::test]
+    async fn probe_reports_failure_with_stderr() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = script(dir.path(), "broken", "echo boom >&2; exit 3");
+        let err = probe("broken", &oci(bin)).await.expect_err("must fail");
+        assert!(matches!(&err, RuntimeError::Failed { stderr, .. } if stderr == "boom"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn probe_reports_missing_binary() {
+        let err = probe("x", &oci("/nonexistent/runtime".into())).await.expect_err("must fail");
+        assert!(matches!(err, RuntimeError::NotFound { searched_path: false, .. }), "{err}");
+        let err = probe("x", &oci("crid-no-such-runtime".into())).await.expect_err("must fail");
+        assert!(err.to_string().contains("not found in PATH"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn probe_times_out_on_a_hung_runtime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = script(dir.path(), "hung", "exec sleep 30");
+        let started = std::time::Instant::now();
+        let err = probe_within("hung", &oci(bin), Duration::from_millis(300))
+            .await
+            .expect_err("must time out");
+        assert!(matches!(err, RuntimeError::Timeout { .. }), "{err}");
+        // kill_on_drop reaps the child: the probe must not wait for the 30 s sleep.
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn non_executable_file_is_not_a_binary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("plain");
+        std::fs::write(&p, "x").expect("write");
+        assert_eq!(resolve_binary(&p), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! Emits a CRI service impl: the implemented handlers as written, plus an `Unimplemented`
+//! answer naming the RPC for every RPC whose capability has not landed yet.
+//!
+//! The whole impl is produced by the macro so that `async_trait` sees every method.
+
+/// A boxed server stream, the type of every streaming RPC's response.
+pub(crate) type BoxStream<T> =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
+
+macro_rules! cri_service {
+    (
+        impl $trait:path => $ty:ty, service $service:literal {
+            $($implemented:item)*
+        }
+        unimplemented {
+            $($method:ident($req:ty) -> $resp:ty = $rpc:literal;)*
+        }
+        unimplemented streams {
+            $($smethod:ident($sreq:ty) -> $stype:ident of $sresp:ty = $srpc:literal;)*
+        }
+    ) => {
+        #[tonic::async_trait]
+        impl $trait for $ty {
+            $($implemented)*
+
+            $(
+                async fn $method(
+                    &self,
+                    _request: tonic::Request<$req>,
+                ) -> Result<tonic::Response<$resp>, tonic::Status> {
+                    Err($crate::server::error::unimplemented($service, $rpc))
+                }
+            )*
+
+            $(
+                type $stype = $crate::server::macros::BoxStream<$sresp>;
+
+                async fn $smethod(
+                    &self,
+                    _request: tonic::Request<$sreq>,
+                ) -> Result<tonic::Response<Self::$stype>, tonic::Status> {
+                    Err($crate::server::error::unimplemented($service, $srpc))
+                }
+            )*
+        }
+    };
+}
+
+pub(crate) use cri_service;
