@@ -55,7 +55,12 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = self.findings.iter().map(|x| x.subject.len()).max().unwrap_or(0);
+        let width = self
+            .findings
+            .iter()
+            .map(|x| x.subject.len())
+            .max()
+            .unwrap_or(0);
         for x in &self.findings {
             let tag = match x.level {
                 Level::Ok => " ok ",
@@ -87,24 +92,43 @@ pub async fn run(config: &Config) -> Report {
             format!("runtime {name}")
         };
         match runtime::probe(name, handler).await {
-            Ok(p) => report.push(Level::Ok, subject, format!("{} ({})", p.version, p.binary.display())),
+            Ok(p) => report.push(
+                Level::Ok,
+                subject,
+                format!("{} ({})", p.version, p.binary.display()),
+            ),
             // Only the default handler is needed for crid to be ready; others are optional.
-            Err(e) => report.push(if is_default { Level::Fail } else { Level::Warn }, subject, e.to_string()),
+            Err(e) => report.push(
+                if is_default { Level::Fail } else { Level::Warn },
+                subject,
+                e.to_string(),
+            ),
         }
     }
 
     let dir = &config.network.cni_config_dir;
     match network::discover(dir) {
-        Err(e) => report.push(Level::Fail, "cni config", format!("cannot read {}: {e}", dir.display())),
+        Err(e) => report.push(
+            Level::Fail,
+            "cni config",
+            format!("cannot read {}: {e}", dir.display()),
+        ),
         Ok(d) => {
             for (file, why) in &d.rejected {
-                report.push(Level::Warn, "cni config", format!("skipped {}: {why}", file.display()));
+                report.push(
+                    Level::Warn,
+                    "cni config",
+                    format!("skipped {}: {why}", file.display()),
+                );
             }
             match d.default {
                 None => report.push(
                     Level::Warn,
                     "cni config",
-                    format!("no network configuration in {}: pods will not get a network", dir.display()),
+                    format!(
+                        "no network configuration in {}: pods will not get a network",
+                        dir.display()
+                    ),
                 ),
                 Some(net) => {
                     report.push(
@@ -116,11 +140,18 @@ pub async fn run(config: &Config) -> Report {
                     types.push("loopback".into());
                     for plugin in types {
                         match find_plugin(&config.network.cni_plugin_dirs, &plugin) {
-                            Some(p) => report.push(Level::Ok, format!("cni plugin {plugin}"), p.display().to_string()),
+                            Some(p) => report.push(
+                                Level::Ok,
+                                format!("cni plugin {plugin}"),
+                                p.display().to_string(),
+                            ),
                             None => report.push(
                                 Level::Fail,
                                 format!("cni plugin {plugin}"),
-                                format!("not found in {}", join_paths(&config.network.cni_plugin_dirs)),
+                                format!(
+                                    "not found in {}",
+                                    join_paths(&config.network.cni_plugin_dirs)
+                                ),
                             ),
                         }
                     }
@@ -142,7 +173,11 @@ pub async fn run(config: &Config) -> Report {
     let mode = host::cgroup_mode();
     let detail = mode.to_string();
     match mode {
-        CgroupMode::Unknown => report.push(Level::Fail, "cgroups", "no cgroup filesystem at /sys/fs/cgroup"),
+        CgroupMode::Unknown => report.push(
+            Level::Fail,
+            "cgroups",
+            "no cgroup filesystem at /sys/fs/cgroup",
+        ),
         CgroupMode::Hybrid if config.runtime.runtimes.contains_key("crun") => report.push(
             Level::Warn,
             "cgroups",
@@ -151,7 +186,10 @@ pub async fn run(config: &Config) -> Report {
         _ => report.push(Level::Ok, "cgroups", detail),
     }
 
-    for (subject, path) in [("storage root", &config.storage.root), ("storage runroot", &config.storage.runroot)] {
+    for (subject, path) in [
+        ("storage root", &config.storage.root),
+        ("storage runroot", &config.storage.runroot),
+    ] {
         let detail = match nearest_existing(path) {
             Some(p) if p == *path => format!("{} exists", path.display()),
             Some(p) => format!("{} will be created under {}", path.display(), p.display()),
@@ -169,11 +207,16 @@ fn find_plugin(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
 }
 
 fn join_paths(dirs: &[PathBuf]) -> String {
-    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn nearest_existing(path: &std::path::Path) -> Option<PathBuf> {
-    path.ancestors().find(|p| p.exists()).map(std::path::Path::to_path_buf)
+    path.ancestors()
+        .find(|p| p.exists())
+        .map(std::path::Path::to_path_buf)
 }
 
 #[cfg(test)]
@@ -212,8 +255,18 @@ mod tests {
             },
         );
         let report = run(&config).await;
-        let level_of = |s: &str| report.findings.iter().find(|f| f.subject == s).map(|f| f.level);
-        assert_eq!(level_of("runtime runc (default)"), Some(Level::Fail), "{report}");
+        let level_of = |s: &str| {
+            report
+                .findings
+                .iter()
+                .find(|f| f.subject == s)
+                .map(|f| f.level)
+        };
+        assert_eq!(
+            level_of("runtime runc (default)"),
+            Some(Level::Fail),
+            "{report}"
+        );
         assert_eq!(level_of("cni plugin bridge"), Some(Level::Ok), "{report}");
         assert_eq!(level_of("cni plugin loopback"), Some(Level::Ok), "{report}");
         assert!(!report.passed());
@@ -221,7 +274,11 @@ mod tests {
         std::fs::remove_file(bin.join("bridge")).expect("rm");
         let report = run(&config).await;
         assert_eq!(
-            report.findings.iter().find(|f| f.subject == "cni plugin bridge").map(|f| f.level),
+            report
+                .findings
+                .iter()
+                .find(|f| f.subject == "cni plugin bridge")
+                .map(|f| f.level),
             Some(Level::Fail),
             "{report}"
         );

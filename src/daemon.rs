@@ -125,7 +125,8 @@ impl Daemon {
         let network = match network::discover(dir) {
             Ok(d) if d.default.is_some() => Condition::ready("NetworkReady"),
             Ok(d) => {
-                let mut message = format!("no valid CNI network configuration in {}", dir.display());
+                let mut message =
+                    format!("no valid CNI network configuration in {}", dir.display());
                 for (file, why) in &d.rejected {
                     message.push_str(&format!("; {}: {why}", file.display()));
                 }
@@ -134,7 +135,10 @@ impl Daemon {
             Err(e) => Condition::not_ready(
                 "NetworkReady",
                 "NetworkPluginNotReady",
-                format!("cannot read CNI configuration directory {}: {e}", dir.display()),
+                format!(
+                    "cannot read CNI configuration directory {}: {e}",
+                    dir.display()
+                ),
             ),
         };
 
@@ -151,7 +155,13 @@ impl Daemon {
             .collect();
         // The kubelet looks up the empty name for pods that ask for no handler.
         if let Some(d) = handlers.iter().find(|h| &h.name == default).cloned() {
-            handlers.insert(0, HandlerFeatures { name: String::new(), ..d });
+            handlers.insert(
+                0,
+                HandlerFeatures {
+                    name: String::new(),
+                    ..d
+                },
+            );
         }
         RuntimeStatus {
             conditions: vec![runtime, network],
@@ -166,7 +176,10 @@ impl Daemon {
         BTreeMap::from([
             ("config".to_owned(), json(config)),
             ("podCIDR".to_owned(), json(self.pod_cidr().into())),
-            ("cgroupMode".to_owned(), json(host::cgroup_mode().to_string().into())),
+            (
+                "cgroupMode".to_owned(),
+                json(host::cgroup_mode().to_string().into()),
+            ),
         ])
     }
 
@@ -186,7 +199,8 @@ impl Daemon {
         let cidr = cidr.trim();
         if !cidr.is_empty() {
             for part in cidr.split(',') {
-                parse_cidr(part.trim()).map_err(|reason| DaemonError::InvalidArgument { field, reason })?;
+                parse_cidr(part.trim())
+                    .map_err(|reason| DaemonError::InvalidArgument { field, reason })?;
             }
         }
         if let Ok(mut current) = self.pod_cidr.write() {
@@ -232,9 +246,19 @@ mod tests {
     fn bad_pod_cidr_names_the_field_and_keeps_the_old_value() {
         let d = Daemon::new(Config::default());
         d.update_pod_cidr("10.0.0.0/8").expect("v4");
-        for bad in ["10.0.0.0", "10.0.0.0/33", "fd00::/129", "nonsense/8", "10.0.0.0/8,"] {
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/33",
+            "fd00::/129",
+            "nonsense/8",
+            "10.0.0.0/8,",
+        ] {
             let err = d.update_pod_cidr(bad).expect_err(bad);
-            assert!(err.to_string().starts_with("runtime_config.network_config.pod_cidr: "), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with("runtime_config.network_config.pod_cidr: "),
+                "{err}"
+            );
         }
         assert_eq!(d.pod_cidr(), "10.0.0.0/8");
     }

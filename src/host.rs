@@ -61,8 +61,12 @@ mod tests {
 
     #[test]
     fn overlay_is_found_in_proc_filesystems_format() {
-        assert!(filesystems_list_overlay("nodev\tsysfs\nnodev\toverlay\n\text4\n"));
-        assert!(!filesystems_list_overlay("nodev\tsysfs\n\text4\nnodev\toverlayfoo\n"));
+        assert!(filesystems_list_overlay(
+            "nodev\tsysfs\nnodev\toverlay\n\text4\n"
+        ));
+        assert!(!filesystems_list_overlay(
+            "nodev\tsysfs\n\text4\nnodev\toverlayfoo\n"
+        ));
     }
 
     #[test]

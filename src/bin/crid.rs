@@ -84,7 +84,10 @@ fn main() -> ExitCode {
 }
 
 fn run_async(fut: impl Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(fut),
         Err(e) => {
             eprintln!("crid: cannot start the async runtime: {e}");
@@ -96,11 +99,16 @@ fn run_async(fut: impl Future<Output = ExitCode>) -> ExitCode {
 async fn check(config: Config) -> ExitCode {
     let report = crid::check::run(&config).await;
     println!("{report}");
-    if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::new(format!("warn,crid={}", config.server.log_level));
+    let filter =
+        tracing_subscriber::EnvFilter::new(format!("warn,crid={}", config.server.log_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -121,7 +129,10 @@ async fn serve(config: Config) -> ExitCode {
 /// Resolves on the first SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop crid with SIGKILL");
         return std::future::pending().await;
     };

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{Config, ConfigError, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE, LogLevel, Problem, Source};
+use super::{
+    Config, ConfigError, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE, LogLevel, Problem, Source,
+};
 
 /// Values given on the command line; each overrides the TOML key of the same meaning.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,7 +58,11 @@ pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
         // Check after each file, so that a problem is blamed on the file that brought it.
         match decode(&candidate) {
             Ok(_) => merged = candidate,
-            Err((key, reason)) => problems.push(Problem { source, key, reason }),
+            Err((key, reason)) => problems.push(Problem {
+                source,
+                key,
+                reason,
+            }),
         }
     }
     if !problems.is_empty() {
@@ -119,7 +125,13 @@ fn source_files(opts: &LoadOptions) -> Result<Vec<PathBuf>, ConfigError> {
 }
 
 /// Deep-merges `src` into `dst`: tables merge key by key, anything else is replaced.
-fn merge(dst: &mut toml::Table, src: toml::Table, prefix: &str, source: &Source, origins: &mut Origins) {
+fn merge(
+    dst: &mut toml::Table,
+    src: toml::Table,
+    prefix: &str,
+    source: &Source,
+    origins: &mut Origins,
+) {
     for (key, value) in src {
         let path = if prefix.is_empty() {
             key.clone()
@@ -127,7 +139,9 @@ fn merge(dst: &mut toml::Table, src: toml::Table, prefix: &str, source: &Source,
             format!("{prefix}.{key}")
         };
         match (dst.get_mut(&key), value) {
-            (Some(toml::Value::Table(d)), toml::Value::Table(s)) => merge(d, s, &path, source, origins),
+            (Some(toml::Value::Table(d)), toml::Value::Table(s)) => {
+                merge(d, s, &path, source, origins)
+            }
             (_, toml::Value::Table(s)) => {
                 let mut fresh = toml::Table::new();
                 merge(&mut fresh, s, &path, source, origins);
@@ -275,8 +289,14 @@ mod tests {
             Some("[runtime]\ndefault_runtime = \"crun\"\ncgroup_driver = \"systemd\"\n"),
             &[
                 ("20-b.toml", "[image]\npause_image = \"b/pause:1\"\n"),
-                ("10-a.toml", "[image]\npause_image = \"a/pause:1\"\ninsecure_registries = [\"127.0.0.1:5000\"]\n"),
-                ("30-kata.toml", "[runtime.runtimes.kata]\npath = \"/usr/bin/containerd-shim-kata-v2\"\ntype = \"vm\"\n"),
+                (
+                    "10-a.toml",
+                    "[image]\npause_image = \"a/pause:1\"\ninsecure_registries = [\"127.0.0.1:5000\"]\n",
+                ),
+                (
+                    "30-kata.toml",
+                    "[runtime.runtimes.kata]\npath = \"/usr/bin/containerd-shim-kata-v2\"\ntype = \"vm\"\n",
+                ),
                 ("ignored.conf", "this is not toml at all"),
             ],
         );
@@ -284,24 +304,43 @@ mod tests {
         assert_eq!(c.runtime.default_runtime, "crun");
         assert_eq!(c.runtime.cgroup_driver, CgroupDriver::Systemd);
         assert_eq!(c.image.pause_image, "b/pause:1", "later drop-in wins");
-        assert_eq!(c.image.insecure_registries, ["127.0.0.1:5000"], "earlier keys survive");
+        assert_eq!(
+            c.image.insecure_registries,
+            ["127.0.0.1:5000"],
+            "earlier keys survive"
+        );
         assert_eq!(c.runtime.runtimes["kata"].kind, RuntimeKind::Vm);
-        assert!(c.runtime.runtimes.contains_key("runc"), "default handlers stay");
+        assert!(
+            c.runtime.runtimes.contains_key("runc"),
+            "default handlers stay"
+        );
     }
 
     #[test]
     fn dropin_may_override_one_key_of_a_default_handler() {
-        let d = dirs(None, &[("10.toml", "[runtime.runtimes.runc]\nroot = \"/run/myrunc\"\n")]);
+        let d = dirs(
+            None,
+            &[(
+                "10.toml",
+                "[runtime.runtimes.runc]\nroot = \"/run/myrunc\"\n",
+            )],
+        );
         let mut o = opts(&d);
         o.config_file = None;
         let c = load(&o).expect("load");
-        assert_eq!(c.runtime.runtimes["runc"].root.as_deref(), Some(Path::new("/run/myrunc")));
+        assert_eq!(
+            c.runtime.runtimes["runc"].root.as_deref(),
+            Some(Path::new("/run/myrunc"))
+        );
         assert_eq!(c.runtime.runtimes["runc"].path, Path::new("runc"));
     }
 
     #[test]
     fn unknown_key_names_file_and_key() {
-        let d = dirs(Some("[runtime.runtimes.runc]\npth = \"/usr/bin/runc\"\n"), &[]);
+        let d = dirs(
+            Some("[runtime.runtimes.runc]\npth = \"/usr/bin/runc\"\n"),
+            &[],
+        );
         let p = problems(load(&opts(&d)).expect_err("must fail"));
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].source, Source::File(d.main.clone()));
@@ -311,7 +350,13 @@ mod tests {
 
     #[test]
     fn bad_value_names_file_and_key() {
-        let d = dirs(Some(""), &[("50-x.toml", "[runtime.runtimes.runc]\ntype = \"container\"\n")]);
+        let d = dirs(
+            Some(""),
+            &[(
+                "50-x.toml",
+                "[runtime.runtimes.runc]\ntype = \"container\"\n",
+            )],
+        );
         let p = problems(load(&opts(&d)).expect_err("must fail"));
         assert_eq!(p[0].source, Source::File(d.dropins.join("50-x.toml")));
         assert_eq!(p[0].key, "runtime.runtimes.runc.type");
@@ -333,17 +378,29 @@ mod tests {
             &[("10.toml", "[image]\ninsecure_registries = [\"http://x\"]\n")],
         );
         let p = problems(load(&opts(&d)).expect_err("must fail"));
-        let keys: Vec<_> = p.iter().map(|p| (p.key.as_str(), p.source.clone())).collect();
-        assert!(keys.contains(&("runtime.default_runtime", Source::File(d.main.clone()))), "{keys:?}");
+        let keys: Vec<_> = p
+            .iter()
+            .map(|p| (p.key.as_str(), p.source.clone()))
+            .collect();
         assert!(
-            keys.contains(&("image.insecure_registries[0]", Source::File(d.dropins.join("10.toml")))),
+            keys.contains(&("runtime.default_runtime", Source::File(d.main.clone()))),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&(
+                "image.insecure_registries[0]",
+                Source::File(d.dropins.join("10.toml"))
+            )),
             "{keys:?}"
         );
     }
 
     #[test]
     fn flags_override_files_and_are_blamed_by_name() {
-        let d = dirs(Some("[storage]\nroot = \"/var/lib/x\"\n[server]\nlog_level = \"debug\"\n"), &[]);
+        let d = dirs(
+            Some("[storage]\nroot = \"/var/lib/x\"\n[server]\nlog_level = \"debug\"\n"),
+            &[],
+        );
         let mut o = opts(&d);
         o.overrides = Overrides {
             listen: Some("/tmp/x.sock".into()),
@@ -353,7 +410,10 @@ mod tests {
         };
         let p = problems(load(&o).expect_err("relative runroot must fail"));
         assert_eq!(p.len(), 1, "{p:?}");
-        assert_eq!((p[0].key.as_str(), &p[0].source), ("storage.runroot", &Source::Flag("--runroot")));
+        assert_eq!(
+            (p[0].key.as_str(), &p[0].source),
+            ("storage.runroot", &Source::Flag("--runroot"))
+        );
 
         o.overrides.runroot = Some("/run/x".into());
         let c = load(&o).expect("load");
@@ -366,7 +426,10 @@ mod tests {
     fn mirror_problem_names_the_dropin() {
         let d = dirs(
             Some(""),
-            &[("10.toml", "[image.mirrors]\n\"registry.k8s.io\" = [\"ftp://127.0.0.1:5000\"]\n")],
+            &[(
+                "10.toml",
+                "[image.mirrors]\n\"registry.k8s.io\" = [\"ftp://127.0.0.1:5000\"]\n",
+            )],
         );
         let p = problems(load(&opts(&d)).expect_err("must fail"));
         assert_eq!(p[0].key, "image.mirrors.\"registry.k8s.io\"[0]");

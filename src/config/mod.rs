@@ -197,7 +197,9 @@ impl std::str::FromStr for LogLevel {
         LogLevel::ALL
             .into_iter()
             .find(|l| l.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown log level `{s}` (expected error, warn, info, debug or trace)"))
+            .ok_or_else(|| {
+                format!("unknown log level `{s}` (expected error, warn, info, debug or trace)")
+            })
     }
 }
 
@@ -221,7 +223,10 @@ impl Default for RuntimeConfig {
         Self {
             default_runtime: "runc".to_owned(),
             cgroup_driver: CgroupDriver::Cgroupfs,
-            runtimes: BTreeMap::from([("runc".to_owned(), oci("runc")), ("crun".to_owned(), oci("crun"))]),
+            runtimes: BTreeMap::from([
+                ("runc".to_owned(), oci("runc")),
+                ("crun".to_owned(), oci("crun")),
+            ]),
         }
     }
 }

@@ -10,15 +10,26 @@ pub(super) fn check(config: &Config, origins: &Origins) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut bad = |key: String, reason: String| {
         let source = origin_of(origins, &key);
-        problems.push(Problem { source, key, reason });
+        problems.push(Problem {
+            source,
+            key,
+            reason,
+        });
     };
 
     absolute(&config.server.listen, "server.listen", &mut bad);
     if config.server.shutdown_timeout_secs == 0 {
-        bad("server.shutdown_timeout_secs".into(), "must be at least 1".into());
+        bad(
+            "server.shutdown_timeout_secs".into(),
+            "must be at least 1".into(),
+        );
     }
 
-    if !config.runtime.runtimes.contains_key(&config.runtime.default_runtime) {
+    if !config
+        .runtime
+        .runtimes
+        .contains_key(&config.runtime.default_runtime)
+    {
         let known: Vec<_> = config.runtime.runtimes.keys().map(String::as_str).collect();
         bad(
             "runtime.default_runtime".into(),
@@ -82,9 +93,16 @@ pub(super) fn check(config: &Config, origins: &Origins) -> Vec<Problem> {
         }
     }
 
-    absolute(&config.network.cni_config_dir, "network.cni_config_dir", &mut bad);
+    absolute(
+        &config.network.cni_config_dir,
+        "network.cni_config_dir",
+        &mut bad,
+    );
     if config.network.cni_plugin_dirs.is_empty() {
-        bad("network.cni_plugin_dirs".into(), "needs at least one directory".into());
+        bad(
+            "network.cni_plugin_dirs".into(),
+            "needs at least one directory".into(),
+        );
     }
     for (i, dir) in config.network.cni_plugin_dirs.iter().enumerate() {
         absolute(dir, &format!("network.cni_plugin_dirs[{i}]"), &mut bad);
@@ -103,16 +121,19 @@ pub(super) fn check(config: &Config, origins: &Origins) -> Vec<Problem> {
 
 fn absolute(path: &Path, key: &str, bad: &mut impl FnMut(String, String)) {
     if !path.is_absolute() {
-        bad(key.to_owned(), format!("`{}` must be an absolute path", path.display()));
+        bad(
+            key.to_owned(),
+            format!("`{}` must be an absolute path", path.display()),
+        );
     }
 }
 
 /// Handler names travel in `RunPodSandboxRequest.runtime_handler` and become directory names.
 fn is_handler_name(name: &str) -> bool {
     (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
 }
 
 /// A registry is named by `host[:port]`: a DNS name, an IPv4 address or a bracketed IPv6 one.
@@ -142,7 +163,9 @@ pub(crate) fn registry_host(s: &str) -> Result<(), String> {
     if let Some(port) = port
         && !matches!(port.parse::<u16>(), Ok(p) if p > 0)
     {
-        return Err(format!("`{s}`: port `{port}` is not a number from 1 to 65535"));
+        return Err(format!(
+            "`{s}`: port `{port}` is not a number from 1 to 65535"
+        ));
     }
     if s.starts_with('[') {
         return Ok(());
@@ -169,7 +192,9 @@ fn mirror_location(s: &str) -> Result<(), String> {
         .or_else(|| s.strip_prefix("http://"))
         .unwrap_or(s);
     if rest.contains("://") {
-        return Err(format!("`{s}`: only http:// and https:// mirrors are supported"));
+        return Err(format!(
+            "`{s}`: only http:// and https:// mirrors are supported"
+        ));
     }
     let host = rest.split('/').next().unwrap_or_default();
     registry_host(host).map_err(|why| format!("mirror {why}"))
@@ -181,17 +206,37 @@ mod tests {
 
     #[test]
     fn registry_hosts() {
-        for ok in ["docker.io", "127.0.0.1:5000", "localhost", "[::1]:5000", "[fd00::1]", "a-b.example.com"] {
+        for ok in [
+            "docker.io",
+            "127.0.0.1:5000",
+            "localhost",
+            "[::1]:5000",
+            "[fd00::1]",
+            "a-b.example.com",
+        ] {
             assert_eq!(registry_host(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "http://docker.io", "docker.io/library", "host:0", "host:99999", "-a.com", "[::1", "a..b"] {
+        for bad in [
+            "",
+            "http://docker.io",
+            "docker.io/library",
+            "host:0",
+            "host:99999",
+            "-a.com",
+            "[::1",
+            "a..b",
+        ] {
             assert!(registry_host(bad).is_err(), "{bad} should be rejected");
         }
     }
 
     #[test]
     fn mirror_locations() {
-        for ok in ["http://127.0.0.1:5000", "https://mirror.example/v2-cache", "mirror.local:8443"] {
+        for ok in [
+            "http://127.0.0.1:5000",
+            "https://mirror.example/v2-cache",
+            "mirror.local:8443",
+        ] {
             assert_eq!(mirror_location(ok), Ok(()), "{ok}");
         }
         for bad in ["ftp://x", "http://", "http://bad host"] {

@@ -37,7 +37,11 @@ pub fn discover(dir: &Path) -> std::io::Result<Discovery> {
         Ok(entries) => entries
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.is_file() && p.extension().is_some_and(|e| EXTENSIONS.iter().any(|x| e == *x)))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension()
+                        .is_some_and(|e| EXTENSIONS.iter().any(|x| e == *x))
+            })
             .collect::<Vec<_>>(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Discovery::default()),
         Err(e) => return Err(e),
@@ -126,24 +130,53 @@ mod tests {
     fn first_valid_file_in_lexical_order_wins() {
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), "05-broken.conflist", "{not json");
-        write(dir.path(), "07-empty.conflist", r#"{"name":"e","plugins":[]}"#);
-        write(dir.path(), "10-bridge.conflist", r#"{"cniVersion":"1.0.0","name":"crid","plugins":[{"type":"bridge"},{"type":"portmap"}]}"#);
-        write(dir.path(), "20-other.conf", r#"{"name":"other","type":"ptp"}"#);
+        write(
+            dir.path(),
+            "07-empty.conflist",
+            r#"{"name":"e","plugins":[]}"#,
+        );
+        write(
+            dir.path(),
+            "10-bridge.conflist",
+            r#"{"cniVersion":"1.0.0","name":"crid","plugins":[{"type":"bridge"},{"type":"portmap"}]}"#,
+        );
+        write(
+            dir.path(),
+            "20-other.conf",
+            r#"{"name":"other","type":"ptp"}"#,
+        );
         write(dir.path(), "01-readme.txt", "not a config");
         let d = discover(dir.path()).expect("discover");
         let net = d.default.expect("a default network");
         assert_eq!(net.name, "crid");
         assert_eq!(net.cni_version, "1.0.0");
         assert_eq!(net.plugin_types, ["bridge", "portmap"]);
-        let rejected: Vec<_> = d.rejected.iter().map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
-        assert_eq!(rejected, [Some("05-broken.conflist".into()), Some("07-empty.conflist".into())]);
+        let rejected: Vec<_> = d
+            .rejected
+            .iter()
+            .map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                Some("05-broken.conflist".into()),
+                Some("07-empty.conflist".into())
+            ]
+        );
     }
 
     #[test]
     fn single_plugin_conf_is_a_network() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write(dir.path(), "10.conf", r#"{"name":"single","type":"bridge"}"#);
-        let net = discover(dir.path()).expect("discover").default.expect("network");
+        write(
+            dir.path(),
+            "10.conf",
+            r#"{"name":"single","type":"bridge"}"#,
+        );
+        let net = discover(dir.path())
+            .expect("discover")
+            .default
+            .expect("network");
         assert_eq!(net.plugin_types, ["bridge"]);
     }
 
@@ -151,11 +184,23 @@ mod tests {
     fn invalid_shapes_are_rejected_with_reasons() {
         let cases = [
             (r#"[]"#, true, "not a JSON object"),
-            (r#"{"plugins":[{"type":"x"}]}"#, true, "missing network `name`"),
+            (
+                r#"{"plugins":[{"type":"x"}]}"#,
+                true,
+                "missing network `name`",
+            ),
             (r#"{"name":"n"}"#, true, "needs a `plugins` array"),
-            (r#"{"name":"n","plugins":[{"type":""}]}"#, true, "plugins[0] has no plugin `type`"),
+            (
+                r#"{"name":"n","plugins":[{"type":""}]}"#,
+                true,
+                "plugins[0] has no plugin `type`",
+            ),
             (r#"{"name":"n"}"#, false, "has no plugin `type`"),
-            (r#"{"name":"n","type":"x","cniVersion":1}"#, false, "not a string"),
+            (
+                r#"{"name":"n","type":"x","cniVersion":1}"#,
+                false,
+                "not a string",
+            ),
         ];
         for (json, is_list, want) in cases {
             let value: Value = serde_json::from_str(json).expect("json");

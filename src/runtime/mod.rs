@@ -182,9 +182,19 @@ mod tests {
     #[tokio::test]
     async fn probe_reads_first_line_of_version() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let bin = script(dir.path(), "fake-runtime", "echo \"fake version 1.2\"; echo commit: abc");
+        let bin = script(
+            dir.path(),
+            "fake-runtime",
+            "echo \"fake version 1.2\"; echo commit: abc",
+        );
         let p = probe("fake", &oci(bin.clone())).await.expect("probe");
-        assert_eq!(p, HandlerProbe { binary: bin, version: "fake version 1.2".into() });
+        assert_eq!(
+            p,
+            HandlerProbe {
+                binary: bin,
+                version: "fake version 1.2".into()
+            }
+        );
     }
 
     #[tokio::test]
@@ -192,14 +202,30 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let bin = script(dir.path(), "broken", "echo boom >&2; exit 3");
         let err = probe("broken", &oci(bin)).await.expect_err("must fail");
-        assert!(matches!(&err, RuntimeError::Failed { stderr, .. } if stderr == "boom"), "{err}");
+        assert!(
+            matches!(&err, RuntimeError::Failed { stderr, .. } if stderr == "boom"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn probe_reports_missing_binary() {
-        let err = probe("x", &oci("/nonexistent/runtime".into())).await.expect_err("must fail");
-        assert!(matches!(err, RuntimeError::NotFound { searched_path: false, .. }), "{err}");
-        let err = probe("x", &oci("crid-no-such-runtime".into())).await.expect_err("must fail");
+        let err = probe("x", &oci("/nonexistent/runtime".into()))
+            .await
+            .expect_err("must fail");
+        assert!(
+            matches!(
+                err,
+                RuntimeError::NotFound {
+                    searched_path: false,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = probe("x", &oci("crid-no-such-runtime".into()))
+            .await
+            .expect_err("must fail");
         assert!(err.to_string().contains("not found in PATH"), "{err}");
     }
 

@@ -42,7 +42,10 @@ pub enum ServeError {
 
 /// Serves both CRI services until `shutdown` resolves, then stops accepting, lets in-flight
 /// calls finish for up to `server.shutdown_timeout_secs`, and removes the socket.
-pub async fn serve(daemon: Arc<Daemon>, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let config = &daemon.config().server;
     let grace = Duration::from_secs(config.shutdown_timeout_secs);
     let mut owned = socket::bind(&config.listen)?;
@@ -80,7 +83,10 @@ pub async fn serve(daemon: Arc<Daemon>, shutdown: impl Future<Output = ()>) -> R
     let _ = stop_tx.send(());
     match tokio::time::timeout(grace, &mut server).await {
         Ok(result) => result.map_err(transport_err)?,
-        Err(_) => tracing::warn!(?grace, "in-flight calls did not finish in time; exiting anyway"),
+        Err(_) => tracing::warn!(
+            ?grace,
+            "in-flight calls did not finish in time; exiting anyway"
+        ),
     }
     drop(owned);
     tracing::info!(socket = %socket_path.display(), "crid stopped");

@@ -45,7 +45,9 @@ pub enum SocketError {
         pid: Option<u32>,
     },
     /// A different program accepts connections on the socket.
-    #[error("{socket} is in use by another process that accepts connections on it; refusing to replace it")]
+    #[error(
+        "{socket} is in use by another process that accepts connections on it; refusing to replace it"
+    )]
     InUse {
         /// The socket.
         socket: PathBuf,
@@ -151,7 +153,9 @@ fn listen(path: &Path) -> Result<tokio::net::UnixListener, SocketError> {
         Err(source) => return Err(bind_err(source)),
     }
     let listener = tokio::net::UnixListener::bind(path).map_err(bind_err)?;
-    if let Err(source) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE)) {
+    if let Err(source) =
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
+    {
         let _ = std::fs::remove_file(path);
         return Err(bind_err(source));
     }
@@ -235,7 +239,10 @@ mod tests {
         let _other = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
         assert!(matches!(bind(&sock), Err(SocketError::InUse { .. })));
         assert!(sock.exists(), "the other program's socket is left alone");
-        assert!(!lock_path_for(&sock).exists(), "a failed bind leaves no lock file");
+        assert!(
+            !lock_path_for(&sock).exists(),
+            "a failed bind leaves no lock file"
+        );
     }
 
     #[tokio::test]
