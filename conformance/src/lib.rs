@@ -1,1 +1,11 @@
-//! crid-conformance (skeleton)
+//! crid-conformance: a spec-traceable conformance harness for any CRI endpoint.
+//!
+//! It speaks only CRI over a socket, so it judges crid, containerd and CRI-O by the same
+//! rules. `cases` is the catalogue (each case names the clause it checks), `runner` runs
+//! them in isolation, `report` renders JUnit XML and readable summaries, and `fixtures`
+//! builds local test images and serves them from a real registry.
+
+pub mod cases;
+pub mod fixtures;
+pub mod report;
+pub mod runner;

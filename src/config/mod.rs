@@ -24,7 +24,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/crid/crid.toml";
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/crid/crid.d";
 
 /// The effective configuration of the daemon.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The gRPC endpoint and the daemon's own logging.
@@ -266,19 +266,6 @@ impl Default for StorageConfig {
         Self {
             root: PathBuf::from("/var/lib/crid"),
             runroot: PathBuf::from("/run/crid"),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            runtime: RuntimeConfig::default(),
-            image: ImageConfig::default(),
-            network: NetworkConfig::default(),
-            streaming: StreamingConfig::default(),
-            storage: StorageConfig::default(),
         }
     }
 }

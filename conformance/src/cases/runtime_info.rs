@@ -1,0 +1,244 @@
+//! Runtime information: Version, Status, RuntimeConfig, UpdateRuntimeConfig.
+
+use crid_api::RuntimeServiceClient;
+use crid_api::cri;
+use tonic::Code;
+
+use super::{
+    Area, Case, CaseResult, Ctx, DEFAULT_TIMEOUT, Needs, Requirement, ensure, status_text,
+};
+
+pub(super) fn cases() -> Vec<Case> {
+    let case = |id, clause, requirement, summary, run| Case {
+        id,
+        clause,
+        area: Area::RuntimeInfo,
+        requirement,
+        needs: Needs::default(),
+        summary,
+        timeout: DEFAULT_TIMEOUT,
+        run,
+    };
+    vec![
+        case(
+            "runtime-info/version-api-version",
+            "cri:RuntimeService.Version#runtime_api_version",
+            Requirement::Required,
+            "Version reports runtime_api_version v1",
+            |ctx| Box::pin(version_api_version(ctx)),
+        ),
+        case(
+            "runtime-info/version-runtime-identity",
+            "cri:RuntimeService.Version#runtime_name",
+            Requirement::Required,
+            "Version names the runtime and its version",
+            |ctx| Box::pin(version_identity(ctx)),
+        ),
+        case(
+            "runtime-info/status-conditions",
+            "cri:RuntimeService.Status#status.conditions",
+            Requirement::Required,
+            "Status reports both RuntimeReady and NetworkReady",
+            |ctx| Box::pin(status_conditions(ctx)),
+        ),
+        case(
+            "runtime-info/status-not-ready-reason",
+            "cri:RuntimeService.Status#RuntimeCondition.reason",
+            Requirement::Required,
+            "a condition that is false carries a reason and a message",
+            |ctx| Box::pin(status_not_ready_reason(ctx)),
+        ),
+        case(
+            "runtime-info/status-verbose-info",
+            "cri:RuntimeService.Status#info",
+            Requirement::Optional,
+            "verbose Status returns info only when asked, with JSON values",
+            |ctx| Box::pin(status_verbose_info(ctx)),
+        ),
+        case(
+            "runtime-info/status-runtime-handlers",
+            "cri:RuntimeService.Status#runtime_handlers",
+            Requirement::Optional,
+            "runtime_handlers are listed once each, with features",
+            |ctx| Box::pin(status_runtime_handlers(ctx)),
+        ),
+        case(
+            "runtime-info/runtime-config-cgroup-driver",
+            "cri:RuntimeService.RuntimeConfig#linux.cgroup_driver",
+            Requirement::Optional,
+            "RuntimeConfig reports a cgroup driver (or is Unimplemented, which the kubelet tolerates)",
+            |ctx| Box::pin(runtime_config_cgroup_driver(ctx)),
+        ),
+        case(
+            "runtime-info/update-runtime-config-pod-cidr",
+            "cri:RuntimeService.UpdateRuntimeConfig#runtime_config.network_config.pod_cidr",
+            Requirement::Required,
+            "UpdateRuntimeConfig accepts a valid pod CIDR",
+            |ctx| Box::pin(update_runtime_config_pod_cidr(ctx)),
+        ),
+    ]
+}
+
+fn client(ctx: &Ctx) -> RuntimeServiceClient<tonic::transport::Channel> {
+    RuntimeServiceClient::new(ctx.channel.clone())
+}
+
+async fn version(ctx: &Ctx) -> Result<cri::VersionResponse, String> {
+    client(ctx)
+        .version(cri::VersionRequest {
+            version: "0.1.0".into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| format!("Version failed: {}", status_text(&s)))
+}
+
+async fn status(ctx: &Ctx, verbose: bool) -> Result<cri::StatusResponse, String> {
+    client(ctx)
+        .status(cri::StatusRequest { verbose })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| format!("Status failed: {}", status_text(&s)))
+}
+
+async fn version_api_version(ctx: Ctx) -> CaseResult {
+    let v = version(&ctx).await?;
+    ensure(v.runtime_api_version == "v1", || {
+        format!(
+            "runtime_api_version is {:?}, expected \"v1\"",
+            v.runtime_api_version
+        )
+    })?;
+    Ok(String::new())
+}
+
+async fn version_identity(ctx: Ctx) -> CaseResult {
+    let v = version(&ctx).await?;
+    ensure(!v.runtime_name.is_empty(), || {
+        "runtime_name is empty".into()
+    })?;
+    ensure(!v.runtime_version.is_empty(), || {
+        "runtime_version is empty".into()
+    })?;
+    Ok(format!("{} {}", v.runtime_name, v.runtime_version))
+}
+
+async fn status_conditions(ctx: Ctx) -> CaseResult {
+    let s = status(&ctx, false).await?;
+    let conditions = s.status.map(|st| st.conditions).unwrap_or_default();
+    let has = |kind: &str| conditions.iter().filter(|c| c.r#type == kind).count();
+    for kind in ["RuntimeReady", "NetworkReady"] {
+        ensure(has(kind) == 1, || {
+            format!(
+                "expected exactly one {kind} condition, got {} in {conditions:?}",
+                has(kind)
+            )
+        })?;
+    }
+    let summary: Vec<_> = conditions
+        .iter()
+        .map(|c| format!("{}={}", c.r#type, c.status))
+        .collect();
+    Ok(summary.join(" "))
+}
+
+async fn status_not_ready_reason(ctx: Ctx) -> CaseResult {
+    let s = status(&ctx, false).await?;
+    let conditions = s.status.map(|st| st.conditions).unwrap_or_default();
+    for c in conditions.iter().filter(|c| !c.status) {
+        ensure(!c.reason.is_empty(), || {
+            format!("{} is false without a reason", c.r#type)
+        })?;
+        ensure(!c.message.is_empty(), || {
+            format!("{} is false without a message", c.r#type)
+        })?;
+    }
+    let false_count = conditions.iter().filter(|c| !c.status).count();
+    Ok(format!("{false_count} false condition(s) checked"))
+}
+
+async fn status_verbose_info(ctx: Ctx) -> CaseResult {
+    let quiet = status(&ctx, false).await?;
+    ensure(quiet.info.is_empty(), || {
+        format!(
+            "info returned without verbose: keys {:?}",
+            quiet.info.keys().collect::<Vec<_>>()
+        )
+    })?;
+    let loud = status(&ctx, true).await?;
+    ensure(!loud.info.is_empty(), || {
+        "verbose Status returned no info".into()
+    })?;
+    for (key, value) in &loud.info {
+        serde_json::from_str::<serde_json::Value>(value)
+            .map_err(|e| format!("info[{key:?}] is not JSON ({e}): {value:.80}"))?;
+    }
+    Ok(format!(
+        "keys: {}",
+        loud.info.keys().cloned().collect::<Vec<_>>().join(", ")
+    ))
+}
+
+async fn status_runtime_handlers(ctx: Ctx) -> CaseResult {
+    let s = status(&ctx, false).await?;
+    let mut seen = std::collections::HashSet::new();
+    for h in &s.runtime_handlers {
+        ensure(seen.insert(h.name.as_str()), || {
+            format!("handler {:?} listed twice", h.name)
+        })?;
+        ensure(h.features.is_some(), || {
+            format!("handler {:?} has no features", h.name)
+        })?;
+    }
+    let names: Vec<_> = s
+        .runtime_handlers
+        .iter()
+        .map(|h| {
+            if h.name.is_empty() {
+                "(default)"
+            } else {
+                h.name.as_str()
+            }
+        })
+        .collect();
+    Ok(names.join(", "))
+}
+
+async fn runtime_config_cgroup_driver(ctx: Ctx) -> CaseResult {
+    match client(&ctx)
+        .runtime_config(cri::RuntimeConfigRequest {})
+        .await
+    {
+        Ok(r) => {
+            let linux = r
+                .into_inner()
+                .linux
+                .ok_or("RuntimeConfig answered without linux")?;
+            let driver = cri::CgroupDriver::try_from(linux.cgroup_driver).map_err(|_| {
+                format!(
+                    "cgroup_driver {} is not a CgroupDriver value",
+                    linux.cgroup_driver
+                )
+            })?;
+            Ok(driver.as_str_name().to_owned())
+        }
+        Err(s) if s.code() == Code::Unimplemented => Ok("Unimplemented (allowed)".into()),
+        Err(s) => Err(format!("RuntimeConfig failed: {}", status_text(&s))),
+    }
+}
+
+async fn update_runtime_config_pod_cidr(ctx: Ctx) -> CaseResult {
+    // A documentation range: valid, and routes nowhere on a test host.
+    let req = cri::UpdateRuntimeConfigRequest {
+        runtime_config: Some(cri::RuntimeConfig {
+            network_config: Some(cri::NetworkConfig {
+                pod_cidr: "192.0.2.0/24".into(),
+            }),
+        }),
+    };
+    client(&ctx)
+        .update_runtime_config(req)
+        .await
+        .map_err(|s| format!("UpdateRuntimeConfig failed: {}", status_text(&s)))?;
+    Ok(String::new())
+}

@@ -1,0 +1,159 @@
+//! JUnit XML: one `<testsuite>` per area, one `<testcase>` per case, the clause as a property.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::RunReport;
+use crate::cases::{Requirement, Verdict};
+use crate::runner::Outcome;
+
+/// Renders the run as JUnit XML, the format CI systems ingest.
+pub fn to_junit(report: &RunReport) -> String {
+    let mut by_area: BTreeMap<&str, Vec<&Outcome>> = BTreeMap::new();
+    for o in &report.outcomes {
+        by_area.entry(o.case.area.name()).or_default().push(o);
+    }
+    let t = report.totals();
+    let total_time: f64 = report
+        .outcomes
+        .iter()
+        .map(|o| o.duration.as_secs_f64())
+        .sum();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuites name=\"crid-conformance\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{total_time:.3}\">",
+        report.outcomes.len(),
+        t.failed_required + t.failed_optional,
+        t.skipped
+    );
+    for (area, outcomes) in by_area {
+        let failures = outcomes
+            .iter()
+            .filter(|o| matches!(o.verdict, Verdict::Fail(_)))
+            .count();
+        let skipped = outcomes
+            .iter()
+            .filter(|o| matches!(o.verdict, Verdict::Skip(_)))
+            .count();
+        let time: f64 = outcomes.iter().map(|o| o.duration.as_secs_f64()).sum();
+        let _ = writeln!(
+            x,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{time:.3}\">",
+            esc(area),
+            outcomes.len()
+        );
+        let _ = writeln!(
+            x,
+            "    <properties><property name=\"endpoint\" value=\"{}\"/><property name=\"runtime\" value=\"{}\"/></properties>",
+            esc(&report.endpoint),
+            esc(&report.runtime)
+        );
+        for o in outcomes {
+            let _ = writeln!(
+                x,
+                "    <testcase classname=\"{}\" name=\"{} [{}]\" time=\"{:.3}\">",
+                esc(area),
+                esc(o.case.id),
+                esc(o.case.clause),
+                o.duration.as_secs_f64()
+            );
+            let requirement = match o.case.requirement {
+                Requirement::Required => "required",
+                Requirement::Optional => "optional",
+            };
+            let _ = writeln!(
+                x,
+                "      <properties><property name=\"clause\" value=\"{}\"/><property name=\"requirement\" value=\"{requirement}\"/></properties>",
+                esc(o.case.clause)
+            );
+            match &o.verdict {
+                Verdict::Pass => {
+                    if !o.note.is_empty() {
+                        let _ = writeln!(x, "      <system-out>{}</system-out>", esc(&o.note));
+                    }
+                }
+                Verdict::Fail(why) => {
+                    let _ = writeln!(
+                        x,
+                        "      <failure message=\"{}\" type=\"{requirement}\">{}: {}</failure>",
+                        esc(why),
+                        esc(o.case.summary),
+                        esc(why)
+                    );
+                }
+                Verdict::Skip(why) => {
+                    let _ = writeln!(x, "      <skipped message=\"{}\"/>", esc(why));
+                }
+            }
+            x.push_str("    </testcase>\n");
+        }
+        x.push_str("  </testsuite>\n");
+    }
+    x.push_str("</testsuites>\n");
+    x
+}
+
+/// Escapes text for XML attributes and content; drops characters XML 1.0 cannot carry.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::sample;
+
+    #[test]
+    fn counts_escaping_and_structure() {
+        let xml = to_junit(&sample::report());
+        assert!(
+            xml.contains(
+                "<testsuites name=\"crid-conformance\" tests=\"4\" failures=\"2\" skipped=\"1\""
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                "<testsuite name=\"runtime-info\" tests=\"4\" failures=\"2\" skipped=\"1\""
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("name=\"runtime-info/a [cri:RuntimeService.Status#status.conditions]\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<failure message=\"got &lt;nothing&gt; &amp; less\" type=\"required\">"),
+            "{xml}"
+        );
+        assert!(xml.contains("<skipped message=\"needs root\"/>"), "{xml}");
+        assert!(
+            xml.contains("<system-out>RuntimeReady=true</system-out>"),
+            "{xml}"
+        );
+        assert_eq!(
+            xml.matches("<testcase ").count(),
+            xml.matches("</testcase>").count()
+        );
+        assert!(!xml.contains(" & "), "no raw ampersands");
+    }
+
+    #[test]
+    fn control_characters_are_dropped() {
+        assert_eq!(esc("a\u{1}b\u{7}c\n"), "abc\n");
+    }
+}

@@ -1,0 +1,220 @@
+//! Runs cases against one endpoint: needs are checked, each case runs in its own task with
+//! its own time limit, so a panicking or hanging case never takes the run down with it.
+
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+
+use crate::cases::{Case, Ctx, Verdict};
+
+/// The result of one case.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The case.
+    pub case: Case,
+    /// Pass, fail or skip.
+    pub verdict: Verdict,
+    /// What a passing case observed (for the report); empty otherwise.
+    pub note: String,
+    /// Wall time of the body.
+    pub duration: Duration,
+}
+
+/// What the environment offers, to decide which cases can run.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// The harness runs as root (the endpoint is on this host).
+    pub root: bool,
+    /// A fixture registry is available.
+    pub registry: bool,
+}
+
+impl Environment {
+    /// The environment of this process.
+    pub fn detect() -> Self {
+        Self {
+            root: nix::unistd::geteuid().is_root(),
+            registry: false,
+        }
+    }
+
+    fn unmet(&self, case: &Case) -> Option<String> {
+        if case.needs.root && !self.root {
+            return Some("needs root".into());
+        }
+        if let Some(image) = case.needs.image
+            && !self.registry
+        {
+            return Some(format!("needs fixture image {image} (no fixture registry)"));
+        }
+        None
+    }
+}
+
+/// Selects cases whose id or clause contains `filter` (all when `None`).
+pub fn select(cases: Vec<Case>, filter: Option<&str>) -> Vec<Case> {
+    match filter {
+        None => cases,
+        Some(f) => cases
+            .into_iter()
+            .filter(|c| c.id.contains(f) || c.clause.contains(f))
+            .collect(),
+    }
+}
+
+/// Runs `cases` in order; `progress` sees each outcome as it completes.
+pub async fn run(
+    channel: Channel,
+    run_id: &str,
+    cases: &[Case],
+    env: &Environment,
+    mut progress: impl FnMut(&Outcome),
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(cases.len());
+    for case in cases {
+        let started = Instant::now();
+        let (verdict, note) = match env.unmet(case) {
+            Some(why) => (Verdict::Skip(why), String::new()),
+            None => {
+                run_one(
+                    case,
+                    Ctx {
+                        channel: channel.clone(),
+                        run_id: run_id.to_owned(),
+                    },
+                )
+                .await
+            }
+        };
+        let outcome = Outcome {
+            case: *case,
+            verdict,
+            note,
+            duration: started.elapsed(),
+        };
+        progress(&outcome);
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+async fn run_one(case: &Case, ctx: Ctx) -> (Verdict, String) {
+    let task = tokio::spawn((case.run)(ctx));
+    let abort = task.abort_handle();
+    match tokio::time::timeout(case.timeout, task).await {
+        Ok(Ok(Ok(note))) => (Verdict::Pass, note),
+        Ok(Ok(Err(why))) => (Verdict::Fail(why), String::new()),
+        Ok(Err(join)) => (
+            Verdict::Fail(format!("case panicked: {join}")),
+            String::new(),
+        ),
+        Err(_) => {
+            abort.abort();
+            (
+                Verdict::Fail(format!("timed out after {:?}", case.timeout)),
+                String::new(),
+            )
+        }
+    }
+}
+
+/// A run id: short, unique per run, safe in pod and container names.
+pub fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "crt-{:x}{:05x}",
+        std::process::id() & 0xffff,
+        nanos & 0xfffff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::{Area, Needs, Requirement};
+
+    fn case(run: crate::cases::CaseFn, timeout: Duration) -> Case {
+        Case {
+            id: "api-surface/test",
+            clause: "cri:RuntimeService.Version#test",
+            area: Area::ApiSurface,
+            requirement: Requirement::Required,
+            needs: Needs::default(),
+            summary: "test",
+            timeout,
+            run,
+        }
+    }
+
+    fn ctx() -> Ctx {
+        Ctx {
+            channel: tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+            run_id: "t".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn panics_and_hangs_become_failures() {
+        let panicking = case(
+            |_| Box::pin(async { panic!("boom") }),
+            Duration::from_secs(5),
+        );
+        let (v, _) = run_one(&panicking, ctx()).await;
+        assert!(
+            matches!(&v, Verdict::Fail(m) if m.contains("panicked")),
+            "{v:?}"
+        );
+
+        let hanging = case(
+            |_| Box::pin(async { std::future::pending::<crate::cases::CaseResult>().await }),
+            Duration::from_millis(100),
+        );
+        let (v, _) = run_one(&hanging, ctx()).await;
+        assert!(
+            matches!(&v, Verdict::Fail(m) if m.contains("timed out")),
+            "{v:?}"
+        );
+
+        let passing = case(
+            |_| Box::pin(async { Ok("seen".to_owned()) }),
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            run_one(&passing, ctx()).await,
+            (Verdict::Pass, "seen".into())
+        );
+    }
+
+    #[test]
+    fn unmet_needs_skip() {
+        let mut c = case(
+            |_| Box::pin(async { Ok(String::new()) }),
+            Duration::from_secs(1),
+        );
+        c.needs.root = true;
+        let env = Environment {
+            root: false,
+            registry: true,
+        };
+        assert_eq!(env.unmet(&c).as_deref(), Some("needs root"));
+        c.needs.root = false;
+        c.needs.image = Some("busybox");
+        let env = Environment {
+            root: true,
+            registry: false,
+        };
+        assert!(env.unmet(&c).is_some_and(|w| w.contains("busybox")));
+    }
+
+    #[test]
+    fn run_ids_are_name_safe() {
+        let id = new_run_id();
+        assert!(
+            id.len() <= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            "{id}"
+        );
+    }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The main job: set-up, build, start crid on a private socket, run the conformance suite
+# against it and print the report. Reports land in target/conformance/ (or $CRID_REPORT_DIR).
+# Set CRID_PROFILE=debug to reuse a debug build (CI does, after the tests built it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+profile=${CRID_PROFILE:-release}
+if [ "$profile" = release ]; then
+  cargo build --release --locked --bins
+else
+  cargo build --locked --bins
+fi
+bin="target/$profile"
+out=${CRID_REPORT_DIR:-$PWD/target/conformance}
+mkdir -p "$out"
+
+work=$(mktemp -d /tmp/crid-conformance.XXXXXX)
+crid_pid=""
+cleanup() {
+  # Only the daemon this script started, by PID.
+  if [ -n "$crid_pid" ] && kill -0 "$crid_pid" 2>/dev/null; then
+    kill -TERM "$crid_pid"
+    wait "$crid_pid" || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/net.d" "$work/crid.d"
+cat > "$work/crid.toml" <<TOML
+[server]
+listen = "$work/crid.sock"
+[storage]
+root = "$work/root"
+runroot = "$work/run"
+[network]
+cni_config_dir = "$work/net.d"
+TOML
+
+"$bin/crid" --config "$work/crid.toml" --config-dir "$work/crid.d" check || true
+"$bin/crid" --config "$work/crid.toml" --config-dir "$work/crid.d" 2>"$out/crid.log" &
+crid_pid=$!
+for _ in $(seq 100); do
+  [ -S "$work/crid.sock" ] && break
+  kill -0 "$crid_pid" 2>/dev/null || { cat "$out/crid.log" >&2; exit 1; }
+  sleep 0.1
+done
+
+status=0
+"$bin/crid-conformance" run --endpoint "unix://$work/crid.sock" \
+  --junit "$out/junit.xml" --markdown "$out/report.md" || status=$?
+echo
+echo "reports: $out/report.md, $out/junit.xml (daemon log: $out/crid.log)"
+exit "$status"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything crid's build, tests and conformance run need on Debian 12, idempotently:
+# Debian packages (runtimes, CNI plugins, registry, busybox for fixture images), the Python
+# environment of the upstream-client tests (.venv), and cargo-nextest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  runc crun                      # OCI runtimes crid drives
+  containernetworking-plugins    # CNI plugins (bridge, host-local, portmap, loopback)
+  busybox-static                 # the fixture images are built from its static binary
+  docker-registry                # the real registry the fixtures push to
+  apache2-utils                  # htpasswd, for the registry's basic-auth fixture
+  skopeo                         # an independent image client the fixture tests check against
+  iproute2 iptables              # network namespaces and CNI's rules
+  python3-venv                   # for Debian's python3; pyenv interpreters have venv built in
+  pkg-config gcc                 # build tools some crates expect
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: these Debian packages are missing; run as root to install them: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The upstream-generated CRI client (PyPI container-runtime-interface-api) that checks crid's
+# wire format from the outside: tests/upstream_client.rs and api/tests/upstream_wire.rs.
+if ! .venv/bin/python -c 'import grpc, cri_api.v1.api_pb2' 2>/dev/null; then
+  echo "setup: creating .venv for the upstream-client tests"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/upstream/requirements.txt
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
