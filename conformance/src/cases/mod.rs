@@ -22,14 +22,60 @@ pub enum Area {
     RuntimeInfo,
     /// Which RPCs answer, and how requests without required fields are treated.
     ApiSurface,
+    /// Pod sandbox lifecycle, status and list filters.
+    PodSandbox,
+    /// Container lifecycle, status and list filters.
+    Container,
+    /// Image pull, list, status, remove, filesystem info.
+    Image,
+    /// ExecSync, Exec, Attach, PortForward.
+    Exec,
+    /// Container logs: CRI log format, reopen.
+    Logs,
+    /// Pod IPs, DNS, port mappings, pod-to-pod traffic.
+    Networking,
+    /// Users, groups, capabilities, privileged, read-only rootfs, seccomp, namespaces, sysctls.
+    SecurityContext,
+    /// Resource limits and UpdateContainerResources.
+    Resources,
+    /// Container and pod stats and metrics.
+    Stats,
+    /// GetContainerEvents.
+    Events,
 }
 
 impl Area {
+    /// Every area, in report order.
+    pub const ALL: [Area; 12] = [
+        Area::RuntimeInfo,
+        Area::ApiSurface,
+        Area::PodSandbox,
+        Area::Container,
+        Area::Image,
+        Area::Exec,
+        Area::Logs,
+        Area::Networking,
+        Area::SecurityContext,
+        Area::Resources,
+        Area::Stats,
+        Area::Events,
+    ];
+
     /// The name used in reports and JUnit suite names.
     pub fn name(self) -> &'static str {
         match self {
             Area::RuntimeInfo => "runtime-info",
             Area::ApiSurface => "api-surface",
+            Area::PodSandbox => "pod-sandbox",
+            Area::Container => "container",
+            Area::Image => "image",
+            Area::Exec => "exec",
+            Area::Logs => "logs",
+            Area::Networking => "networking",
+            Area::SecurityContext => "security-context",
+            Area::Resources => "resources",
+            Area::Stats => "stats",
+            Area::Events => "events",
         }
     }
 }
