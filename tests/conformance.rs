@@ -12,14 +12,13 @@ use support::TestDaemon;
 async fn crid_passes_every_required_case() {
     let d = TestDaemon::start("");
     let catalogue = cases::catalogue();
-    let outcomes = runner::run(
-        d.channel().await,
-        &runner::new_run_id(),
-        &catalogue,
-        &Environment::detect(),
-        |_| {},
-    )
-    .await;
+    let ctx = cases::Ctx {
+        channel: d.channel().await,
+        run_id: runner::new_run_id(),
+        runtime_handler: String::new(),
+        images: None,
+    };
+    let outcomes = runner::run(&ctx, &catalogue, &Environment::detect(), |_| {}).await;
     let report = RunReport {
         endpoint: format!("unix://{}", d.socket().display()),
         runtime: "crid".into(),

@@ -34,6 +34,13 @@ enum Command {
         /// Write a Markdown report here.
         #[arg(long, value_name = "FILE")]
         markdown: Option<PathBuf>,
+        /// Runtime handler for pods (empty: the endpoint's default).
+        #[arg(long, default_value = "")]
+        runtime_handler: String,
+        /// Use the fixture registry started by `fixtures up --state-dir DIR`; cases that need
+        /// fixture images are skipped without it.
+        #[arg(long, value_name = "DIR")]
+        registry_state: Option<PathBuf>,
     },
     /// List the catalogue: case, clause, area, requirement.
     List,
@@ -76,7 +83,19 @@ async fn main() -> ExitCode {
             filter,
             junit,
             markdown,
-        } => run(&endpoint, filter.as_deref(), junit, markdown).await,
+            runtime_handler,
+            registry_state,
+        } => {
+            run(RunArgs {
+                endpoint,
+                filter,
+                junit,
+                markdown,
+                runtime_handler,
+                registry_state,
+            })
+            .await
+        }
         Command::List => {
             list();
             Ok(true)
@@ -93,12 +112,36 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(
-    endpoint: &str,
-    filter: Option<&str>,
+struct RunArgs {
+    endpoint: String,
+    filter: Option<String>,
     junit: Option<PathBuf>,
     markdown: Option<PathBuf>,
-) -> anyhow::Result<bool> {
+    runtime_handler: String,
+    registry_state: Option<PathBuf>,
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<bool> {
+    let RunArgs {
+        endpoint,
+        filter,
+        junit,
+        markdown,
+        runtime_handler,
+        registry_state,
+    } = args;
+    let endpoint = endpoint.as_str();
+    let filter = filter.as_deref();
+    let images = match registry_state {
+        None => None,
+        Some(dir) => {
+            let st = crid_conformance::fixtures::registry::state::read_state(&dir)?;
+            Some(std::sync::Arc::new(cases::ImageRefs {
+                registry: st.host,
+                credentials: st.credentials.map(|c| (c.username, c.password)),
+            }))
+        }
+    };
     let channel = crid_api::client::connect(endpoint).await?;
     let version = RuntimeServiceClient::new(channel.clone())
         .version(cri::VersionRequest {
@@ -118,7 +161,13 @@ async fn run(
     );
     let total = cases.len();
     let mut done = 0;
-    let outcomes = runner::run(channel, &run_id, &cases, &Environment::detect(), |o| {
+    let ctx = cases::Ctx {
+        channel,
+        run_id: run_id.clone(),
+        runtime_handler,
+        images,
+    };
+    let outcomes = runner::run(&ctx, &cases, &Environment::detect(), |o| {
         done += 1;
         let tag = match (&o.verdict, o.case.requirement) {
             (cases::Verdict::Pass, _) => "pass",

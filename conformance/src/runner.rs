@@ -3,8 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
-
 use crate::cases::{Case, Ctx, Verdict};
 
 /// The result of one case.
@@ -25,8 +23,6 @@ pub struct Outcome {
 pub struct Environment {
     /// The harness runs as root (the endpoint is on this host).
     pub root: bool,
-    /// A fixture registry is available.
-    pub registry: bool,
 }
 
 impl Environment {
@@ -34,16 +30,15 @@ impl Environment {
     pub fn detect() -> Self {
         Self {
             root: nix::unistd::geteuid().is_root(),
-            registry: false,
         }
     }
 
-    fn unmet(&self, case: &Case) -> Option<String> {
+    fn unmet(&self, case: &Case, ctx: &Ctx) -> Option<String> {
         if case.needs.root && !self.root {
             return Some("needs root".into());
         }
         if let Some(image) = case.needs.image
-            && !self.registry
+            && ctx.images.is_none()
         {
             return Some(format!("needs fixture image {image} (no fixture registry)"));
         }
@@ -62,10 +57,9 @@ pub fn select(cases: Vec<Case>, filter: Option<&str>) -> Vec<Case> {
     }
 }
 
-/// Runs `cases` in order; `progress` sees each outcome as it completes.
+/// Runs `cases` in order, each with a clone of `ctx`; `progress` sees each outcome.
 pub async fn run(
-    channel: Channel,
-    run_id: &str,
+    ctx: &Ctx,
     cases: &[Case],
     env: &Environment,
     mut progress: impl FnMut(&Outcome),
@@ -73,18 +67,9 @@ pub async fn run(
     let mut outcomes = Vec::with_capacity(cases.len());
     for case in cases {
         let started = Instant::now();
-        let (verdict, note) = match env.unmet(case) {
+        let (verdict, note) = match env.unmet(case, ctx) {
             Some(why) => (Verdict::Skip(why), String::new()),
-            None => {
-                run_one(
-                    case,
-                    Ctx {
-                        channel: channel.clone(),
-                        run_id: run_id.to_owned(),
-                    },
-                )
-                .await
-            }
+            None => run_one(case, ctx.clone()).await,
         };
         let outcome = Outcome {
             case: *case,
@@ -153,6 +138,8 @@ mod tests {
         Ctx {
             channel: tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
             run_id: "t".into(),
+            runtime_handler: String::new(),
+            images: None,
         }
     }
 
@@ -188,25 +175,32 @@ mod tests {
         );
     }
 
-    #[test]
-    fn unmet_needs_skip() {
+    #[tokio::test]
+    async fn unmet_needs_skip() {
         let mut c = case(
             |_| Box::pin(async { Ok(String::new()) }),
             Duration::from_secs(1),
         );
         c.needs.root = true;
-        let env = Environment {
-            root: false,
-            registry: true,
-        };
-        assert_eq!(env.unmet(&c).as_deref(), Some("needs root"));
+        let mut with_images = ctx();
+        with_images.images = Some(std::sync::Arc::new(crate::cases::ImageRefs {
+            registry: "127.0.0.1:5000".into(),
+            credentials: None,
+        }));
+        assert_eq!(
+            Environment { root: false }
+                .unmet(&c, &with_images)
+                .as_deref(),
+            Some("needs root")
+        );
         c.needs.root = false;
         c.needs.image = Some("busybox");
-        let env = Environment {
-            root: true,
-            registry: false,
-        };
-        assert!(env.unmet(&c).is_some_and(|w| w.contains("busybox")));
+        assert!(
+            Environment { root: true }
+                .unmet(&c, &ctx())
+                .is_some_and(|w| w.contains("busybox"))
+        );
+        assert_eq!(Environment { root: true }.unmet(&c, &with_images), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod runtime_info;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::Channel;
@@ -108,6 +109,26 @@ pub struct Ctx {
     pub channel: Channel,
     /// Prefix for every name a case creates, unique per run, so runs never collide.
     pub run_id: String,
+    /// The runtime handler pods are created with (empty: the endpoint's default).
+    pub runtime_handler: String,
+    /// The fixture registry, when one is up for this run.
+    pub images: Option<Arc<ImageRefs>>,
+}
+
+/// Where the fixture images are: a registry the endpoint can pull from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRefs {
+    /// `host:port` of the registry.
+    pub registry: String,
+    /// Basic-auth user and password, when the registry requires them.
+    pub credentials: Option<(String, String)>,
+}
+
+impl ImageRefs {
+    /// The reference of fixture image `name:tag`, e.g. `127.0.0.1:5000/busybox:latest`.
+    pub fn image(&self, name: &str, tag: &str) -> String {
+        format!("{}/{name}:{tag}", self.registry)
+    }
 }
 
 /// Why a case did not pass.
