@@ -10,3 +10,4 @@ pub mod host;
 pub mod network;
 pub mod runtime;
 pub mod server;
+pub mod spec;
