@@ -7,6 +7,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod host;
+pub mod monitor;
 pub mod network;
 pub mod runtime;
 pub mod server;
