@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod host;
 pub mod monitor;
 pub mod network;
+pub mod pod;
 pub mod runtime;
 pub mod server;
 pub mod spec;
