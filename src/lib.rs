@@ -7,6 +7,8 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod host;
+pub mod image;
 pub mod network;
 pub mod runtime;
 pub mod server;
+pub mod storage;
