@@ -498,7 +498,7 @@ mod tests {
                 "docker.io/library/busybox:1",
             ],
         );
-        let svc = service_with(dir.path(), &[a.clone()]);
+        let svc = service_with(dir.path(), std::slice::from_ref(&a));
         let err = svc
             .remove("busybox:1", &Using(vec!["c0ffee".into()]))
             .await

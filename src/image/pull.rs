@@ -428,9 +428,7 @@ async fn fetch_layer(
             // Read to the end, so a corrupted blob is reported as such rather than as
             // whatever the decompressor tripped over first.
             let _ = io::copy(&mut hashing, &mut io::sink());
-            if let Err(mismatch) = check_blob(&hashing, &expected) {
-                return Err(mismatch);
-            }
+            check_blob(&hashing, &expected)?;
         }
         result
     });

@@ -440,7 +440,6 @@ pub fn unpack_into(root: &Path, reader: impl Read) -> Result<Unpacked, LayerErro
         }
         stats.entries += 1;
     }
-    drop(entries);
     // Directory mtimes last: creating their children changed them.
     for (comps, mtime) in dir_times.iter().rev() {
         let fd = if comps.is_empty() {
