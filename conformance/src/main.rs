@@ -44,6 +44,9 @@ enum Command {
     },
     /// List the catalogue: case, clause, area, requirement.
     List,
+    /// Print the traceability matrix (Markdown): every runtime.v1 RPC with the cases that
+    /// check it, gaps marked; docs/traceability.md is this output.
+    Traceability,
     /// Local test images in a real registry (Debian's docker-registry on loopback).
     Fixtures {
         #[command(subcommand)]
@@ -98,6 +101,10 @@ async fn main() -> ExitCode {
         }
         Command::List => {
             list();
+            Ok(true)
+        }
+        Command::Traceability => {
+            print!("{}", report::to_traceability(&cases::catalogue()));
             Ok(true)
         }
         Command::Fixtures { action } => fixtures(action).await,

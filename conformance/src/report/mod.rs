@@ -2,9 +2,11 @@
 
 mod junit;
 mod text;
+pub mod traceability;
 
 pub use junit::to_junit;
 pub use text::{to_markdown, to_table};
+pub use traceability::to_traceability;
 
 use crate::cases::{Requirement, Verdict};
 use crate::runner::Outcome;
