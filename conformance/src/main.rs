@@ -1,14 +1,15 @@
 //! `crid-conformance`: run the conformance suite against a CRI endpoint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use crid_api::{RuntimeServiceClient, cri};
 use crid_conformance::cases::{self, Requirement};
-use crid_conformance::report::{self, RunReport};
-use crid_conformance::runner::{self, Environment};
+use crid_conformance::report::progress::Progress;
+use crid_conformance::report::{self, CellReport, MatrixReport, RunReport};
+use crid_conformance::runner::{self, Environment, Target};
 
 /// Checks a CRI endpoint against the CRI and OCI specs; every case names its clause.
 #[derive(Debug, Parser)]
@@ -41,6 +42,26 @@ enum Command {
         /// fixture images are skipped without it.
         #[arg(long, value_name = "DIR")]
         registry_state: Option<PathBuf>,
+    },
+    /// Run the suite across endpoints and runtime handlers; write JUnit XML per cell, a
+    /// Markdown summary and an HTML page with the areas × cells grid.
+    Matrix {
+        /// A CRI endpoint; repeat for several (unix:///path/to.sock or /path/to.sock).
+        #[arg(long = "endpoint", required = true, value_name = "ENDPOINT")]
+        endpoints: Vec<String>,
+        /// A runtime handler to run on every endpoint; repeat for several. Default: what
+        /// each endpoint's Status reports, or its default handler when it reports none.
+        #[arg(long = "runtime-handler", value_name = "HANDLER")]
+        handlers: Vec<String>,
+        /// Only cases whose id or clause contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Use the fixture registry started by `fixtures up --state-dir DIR`.
+        #[arg(long, value_name = "DIR")]
+        registry_state: Option<PathBuf>,
+        /// Directory for junit-*.xml, summary.md and report.html (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// List the catalogue: case, clause, area, requirement.
     List,
@@ -99,6 +120,22 @@ async fn main() -> ExitCode {
             })
             .await
         }
+        Command::Matrix {
+            endpoints,
+            handlers,
+            filter,
+            registry_state,
+            out,
+        } => {
+            matrix(MatrixArgs {
+                endpoints,
+                handlers,
+                filter,
+                registry_state,
+                out,
+            })
+            .await
+        }
         Command::List => {
             list();
             Ok(true)
@@ -128,6 +165,43 @@ struct RunArgs {
     registry_state: Option<PathBuf>,
 }
 
+/// The fixture registry recorded by `fixtures up`, as cases see it.
+fn load_images(registry_state: Option<PathBuf>) -> anyhow::Result<Option<Arc<cases::ImageRefs>>> {
+    let Some(dir) = registry_state else {
+        return Ok(None);
+    };
+    let st = crid_conformance::fixtures::registry::state::read_state(&dir)?;
+    Ok(Some(Arc::new(cases::ImageRefs {
+        registry: st.host,
+        credentials: st.credentials.map(|c| (c.username, c.password)),
+    })))
+}
+
+/// Runs `cases` against one (endpoint, handler) cell, reporting each result to `progress`.
+async fn run_cell(
+    target: &Target,
+    handler: &str,
+    images: Option<Arc<cases::ImageRefs>>,
+    cases: &[cases::Case],
+    progress: &mut Progress<impl std::io::Write>,
+    label: &str,
+) -> Vec<runner::Outcome> {
+    let ctx = cases::Ctx {
+        channel: target.channel.clone(),
+        run_id: runner::new_run_id(),
+        runtime_handler: handler.to_owned(),
+        images,
+    };
+    runner::run(&ctx, cases, &Environment::detect(), |o| {
+        progress.result(label, o.case.id, &o.verdict, o.case.requirement)
+    })
+    .await
+}
+
+fn write_file(path: &Path, data: &str) -> anyhow::Result<()> {
+    std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let RunArgs {
         endpoint,
@@ -137,70 +211,150 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         runtime_handler,
         registry_state,
     } = args;
-    let endpoint = endpoint.as_str();
     let filter = filter.as_deref();
-    let images = match registry_state {
-        None => None,
-        Some(dir) => {
-            let st = crid_conformance::fixtures::registry::state::read_state(&dir)?;
-            Some(std::sync::Arc::new(cases::ImageRefs {
-                registry: st.host,
-                credentials: st.credentials.map(|c| (c.username, c.password)),
-            }))
-        }
-    };
-    let channel = crid_api::client::connect(endpoint).await?;
-    let version = RuntimeServiceClient::new(channel.clone())
-        .version(cri::VersionRequest {
-            version: "0.1.0".into(),
-        })
-        .await
-        .with_context(|| format!("{endpoint} does not answer Version"))?
-        .into_inner();
-    let runtime = format!("{} {}", version.runtime_name, version.runtime_version);
-
+    let images = load_images(registry_state)?;
+    let target = runner::probe(&endpoint).await?;
     let cases = runner::select(cases::catalogue(), filter);
     anyhow::ensure!(!cases.is_empty(), "no case matches filter {filter:?}");
-    let run_id = runner::new_run_id();
-    eprintln!(
-        "running {} cases against {runtime} at {endpoint} (run {run_id})",
-        cases.len()
-    );
-    let total = cases.len();
-    let mut done = 0;
-    let ctx = cases::Ctx {
-        channel,
-        run_id: run_id.clone(),
-        runtime_handler,
-        images,
-    };
-    let outcomes = runner::run(&ctx, &cases, &Environment::detect(), |o| {
-        done += 1;
-        let tag = match (&o.verdict, o.case.requirement) {
-            (cases::Verdict::Pass, _) => "pass",
-            (cases::Verdict::Fail(_), Requirement::Required) => "FAIL",
-            (cases::Verdict::Fail(_), Requirement::Optional) => "fail (optional)",
-            (cases::Verdict::Skip(_), _) => "skip",
-        };
-        eprintln!("[{done}/{total}] {tag} {}", o.case.id);
-    })
-    .await;
+    let mut progress = Progress::stderr(cases.len());
+    progress.note(&format!(
+        "running {} cases against {} at {endpoint}",
+        cases.len(),
+        target.runtime
+    ));
+    let outcomes = run_cell(&target, &runtime_handler, images, &cases, &mut progress, "").await;
+    progress.finish();
 
     let report = RunReport {
-        endpoint: endpoint.to_owned(),
-        runtime,
+        endpoint: endpoint.clone(),
+        runtime: target.runtime.clone(),
         outcomes,
     };
+    let mut cell = CellReport::from(&report);
+    cell.handler = runtime_handler;
     if let Some(path) = junit {
-        std::fs::write(&path, report::to_junit(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_file(&path, &report::cell_to_junit(&cell))?;
     }
     if let Some(path) = markdown {
-        std::fs::write(&path, report::to_markdown(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_file(&path, &report::cell_to_markdown(&cell))?;
     }
-    print!("{}", report::to_table(&report));
+    print!("{}", report::cell_to_table(&cell));
     Ok(report.passed())
+}
+
+struct MatrixArgs {
+    endpoints: Vec<String>,
+    handlers: Vec<String>,
+    filter: Option<String>,
+    registry_state: Option<PathBuf>,
+    out: PathBuf,
+}
+
+async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let filter = args.filter.as_deref();
+    let images = load_images(args.registry_state)?;
+    let cases = runner::select(cases::catalogue(), filter);
+    anyhow::ensure!(!cases.is_empty(), "no case matches filter {filter:?}");
+    // Probe every endpoint first: a typo in the last one should not cost a whole run.
+    let mut targets = Vec::new();
+    for endpoint in &args.endpoints {
+        targets.push(runner::probe(endpoint).await?);
+    }
+    let cells: Vec<(usize, String)> = targets
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            let handlers = if args.handlers.is_empty() {
+                t.handlers.clone()
+            } else {
+                args.handlers.clone()
+            };
+            handlers.into_iter().map(move |h| (i, h))
+        })
+        .collect();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let mut progress = Progress::stderr(cells.len() * cases.len());
+    let mut reports = Vec::new();
+    for (n, (i, handler)) in cells.iter().enumerate() {
+        let target = &targets[*i];
+        let label = format!(
+            "#{} {}/{}",
+            n + 1,
+            target
+                .runtime
+                .split_whitespace()
+                .next()
+                .unwrap_or("runtime"),
+            if handler.is_empty() {
+                "default"
+            } else {
+                handler
+            }
+        );
+        progress.note(&format!(
+            "cell #{}: {} at {}, handler {}",
+            n + 1,
+            target.runtime,
+            target.endpoint,
+            if handler.is_empty() {
+                "(default)"
+            } else {
+                handler
+            }
+        ));
+        let outcomes = run_cell(
+            target,
+            handler,
+            images.clone(),
+            &cases,
+            &mut progress,
+            &label,
+        )
+        .await;
+        reports.push(CellReport {
+            endpoint: target.endpoint.clone(),
+            runtime: target.runtime.clone(),
+            handler: handler.clone(),
+            entries: outcomes.iter().map(report::Entry::from).collect(),
+        });
+    }
+    progress.finish();
+
+    let m = MatrixReport {
+        generated: report::matrix::format_utc(started),
+        cells: reports,
+    };
+    for (i, cell) in m.cells.iter().enumerate() {
+        write_file(
+            &args.out.join(MatrixReport::junit_file_name(i, cell)),
+            &report::cell_to_junit(cell),
+        )?;
+    }
+    write_file(&args.out.join("summary.md"), &m.to_markdown())?;
+    write_file(&args.out.join("report.html"), &report::html::to_html(&m))?;
+    for (i, cell) in m.cells.iter().enumerate() {
+        println!(
+            "#{} {}: {}",
+            i + 1,
+            MatrixReport::cell_label(cell),
+            report::closing_line(cell.totals())
+        );
+    }
+    println!(
+        "reports: {} ({}, summary.md, report.html)",
+        args.out.display(),
+        if m.cells.len() == 1 {
+            "junit-1-*.xml".to_owned()
+        } else {
+            format!("junit-{{1..{}}}-*.xml", m.cells.len())
+        }
+    );
+    Ok(m.passed())
 }
 
 async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
