@@ -23,10 +23,10 @@ code{font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .chips{display:inline-flex;gap:8px;flex-wrap:wrap;vertical-align:middle}
 .chip{padding:3px 10px;border-radius:12px;font-size:13px;font-weight:500}
 .chip.ok{background:var(--ok-bg);color:var(--ok)}.chip.bad{background:var(--bad-bg);color:var(--bad)}
-.chip.warn{background:var(--warn-bg);color:var(--warn)}.chip.skip{background:var(--skip-bg);color:var(--skip)}
+.chip.warn{background:var(--warn-bg);color:var(--warn)}.chip.skip,.chip.zero{background:var(--skip-bg);color:var(--skip)}
 table{border-collapse:separate;border-spacing:0}
 .grid th,.grid td{border-bottom:1px solid var(--line);padding:0}
-.grid thead th{vertical-align:bottom;text-align:left;padding:8px 10px;font-weight:normal;border-bottom:2px solid var(--line);min-width:150px}
+.grid thead th{vertical-align:bottom;text-align:left;padding:8px 10px;font-weight:normal;border-bottom:2px solid var(--line);width:220px;min-width:160px}
 .grid thead th .rt{font-weight:600;display:block}.grid thead th .h{display:block;color:var(--muted)}
 .grid thead th code{color:var(--muted);font-size:11px;word-break:break-all}
 .grid tbody th{text-align:left;padding:6px 16px 6px 0;font-weight:500;white-space:nowrap}
@@ -34,14 +34,15 @@ table{border-collapse:separate;border-spacing:0}
 .sq .n{font-size:16px;font-weight:600;display:block}.sq .d{font-size:12px;display:block}
 .sq.ok{background:var(--ok-bg);color:var(--ok)}.sq.bad{background:var(--bad-bg);color:var(--bad)}
 .sq.warn{background:var(--warn-bg);color:var(--warn)}.sq.skip{background:var(--skip-bg);color:var(--skip)}
-.sq.none{color:#8c959f;background:repeating-linear-gradient(135deg,#f6f8fa 0 6px,#fff 6px 12px)}
+.sq.none{color:#8c959f;min-height:0;padding:3px 10px;font-size:12px;background:repeating-linear-gradient(135deg,#f6f8fa 0 6px,#fff 6px 12px)}
 .grid tr.total th{font-weight:700}.grid tr.total .sq{outline:2px solid rgba(0,0,0,.08)}
 .legend{color:var(--muted);font-size:12.5px;margin-top:10px}
 .legend span{display:inline-block;width:12px;height:12px;border-radius:3px;vertical-align:-1px;margin:0 4px 0 12px}
-.list{width:100%;max-width:1400px}
+.list{width:100%;max-width:1400px;table-layout:fixed}
 .list td{border-top:1px solid var(--line);padding:7px 10px;vertical-align:top}
-.list td.v{white-space:nowrap;width:1%}.list td.id{width:34%}
-.list .clause{color:var(--muted);font-size:12px;word-break:break-all}
+.list td.v{white-space:nowrap;width:130px}.list td.id{width:40%}
+.list .clause{color:var(--muted);font-size:12px;overflow-wrap:anywhere}.list .req{color:var(--muted);font-size:11.5px;white-space:nowrap}
+.list code{overflow-wrap:anywhere}
 .list pre{margin:0;white-space:pre-wrap;word-break:break-word;font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
 .badge.bad{background:var(--bad-bg);color:var(--bad)}.badge.warn{background:var(--warn-bg);color:var(--warn)}
@@ -84,8 +85,7 @@ fn class(t: Totals) -> &'static str {
 fn square(t: Totals) -> String {
     let cls = class(t);
     if t.total() == 0 {
-        return "<span class=\"sq none\"><span class=\"n\">–</span><span class=\"d\">no cases</span></span>"
-            .to_owned();
+        return "<span class=\"sq none\">– no cases</span>".to_owned();
     }
     let run = t.total() - t.skipped;
     let mut detail = Vec::new();
@@ -129,7 +129,7 @@ fn entry_row(e: &Entry) -> String {
         Verdict::Fail(w) | Verdict::Skip(w) => w.as_str(),
     };
     format!(
-        "<tr><td class=\"v\">{}</td><td class=\"id\"><code>{}</code><div class=\"clause\">{} · {}</div></td><td><pre>{}</pre></td></tr>\n",
+        "<tr><td class=\"v\">{}</td><td class=\"id\"><code>{}</code><div class=\"clause\">{} <span class=\"req\">· {}</span></div></td><td><pre>{}</pre></td></tr>\n",
         verdict_badge(e),
         esc(&e.id),
         esc(&e.clause),
@@ -179,10 +179,18 @@ pub fn to_html(m: &MatrixReport) -> String {
             t.failed_required
         );
     }
+    // A zero count is grey: colour only draws the eye to what is there.
+    let chip = |n: usize, cls: &str, what: &str| {
+        let cls = if n == 0 { "zero" } else { cls };
+        format!("<span class=\"chip {cls}\">{n} {what}</span>")
+    };
     let _ = writeln!(
         s,
-        "<span class=\"chips\"><span class=\"chip ok\">{} passed</span><span class=\"chip bad\">{} failed</span><span class=\"chip warn\">{} optional failed</span><span class=\"chip skip\">{} skipped</span></span>\n</header>",
-        t.passed, t.failed_required, t.failed_optional, t.skipped
+        "<span class=\"chips\">{}{}{}{}</span>\n</header>",
+        chip(t.passed, "ok", "passed"),
+        chip(t.failed_required, "bad", "required failed"),
+        chip(t.failed_optional, "warn", "optional failed"),
+        chip(t.skipped, "skip", "skipped")
     );
 
     s.push_str("<h2>Results by area</h2>\n<table class=\"grid\">\n<thead><tr><th></th>");
@@ -312,7 +320,7 @@ mod tests {
         let h = to_html(&sample());
         assert!(!h.contains("<script>alert"), "raw markup leaked");
         assert!(h.contains("&lt;script&gt;alert(1)&lt;/script&gt; | &amp; &quot;q&quot;"));
-        assert!(h.contains("<code>runtime-info/b</code><div class=\"clause\">cri:RuntimeService.Version#runtime-info/b · required</div>"));
+        assert!(h.contains("<code>runtime-info/b</code><div class=\"clause\">cri:RuntimeService.Version#runtime-info/b <span class=\"req\">· required</span></div>"));
         let failures =
             &h[h.find("<h2>Failures</h2>").unwrap()..h.find("<h2>All results</h2>").unwrap()];
         assert_eq!(failures.matches("<tr>").count(), 2, "{failures}");
