@@ -6,6 +6,7 @@
 //! builds local test images and serves them from a real registry.
 
 pub mod cases;
+pub mod drivers;
 pub mod fixtures;
 pub mod report;
 pub mod runner;

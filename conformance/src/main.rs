@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use crid_conformance::cases::{self, Requirement};
+use crid_conformance::drivers;
 use crid_conformance::report::progress::Progress;
 use crid_conformance::report::{self, CellReport, MatrixReport, RunReport};
 use crid_conformance::runner::{self, Environment, Target};
@@ -62,6 +63,73 @@ enum Command {
         /// Directory for junit-*.xml, summary.md and report.html (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Also run cri-tools' critest (this binary) in every cell and fold its results in.
+        #[arg(long, value_name = "PATH")]
+        critest: Option<PathBuf>,
+    },
+    /// Run cri-tools' critest against an endpoint with the fixture registry wired in, and
+    /// fold its JUnit results into this harness's reports.
+    Critest {
+        /// The CRI endpoint.
+        #[arg(long)]
+        endpoint: String,
+        /// The critest binary (default: `critest` in $PATH).
+        #[arg(long, value_name = "PATH")]
+        critest: Option<PathBuf>,
+        /// Give critest the fixture registry started by `fixtures up --state-dir DIR` as its
+        /// images file and registry prefix.
+        #[arg(long, value_name = "DIR")]
+        registry_state: Option<PathBuf>,
+        /// Runtime handler for critest's pods (empty: the default).
+        #[arg(long, default_value = "")]
+        runtime_handler: String,
+        /// Only specs matching this regular expression (ginkgo focus).
+        #[arg(long)]
+        focus: Option<String>,
+        /// Leave out specs matching this regular expression (ginkgo skip).
+        #[arg(long)]
+        skip: Option<String>,
+        /// Kill critest after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+        /// Directory for critest's log, its JUnit report and ours (junit.xml, summary.md,
+        /// report.html).
+        #[arg(long, value_name = "DIR", default_value = "critest-report")]
+        out: PathBuf,
+        /// Further arguments for critest, after `--`.
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// Run the Kubernetes node e2e suite (e2e_node.test) with the given kubelet against an
+    /// endpoint, and fold its JUnit results into this harness's reports.
+    NodeE2e {
+        /// The CRI endpoint.
+        #[arg(long)]
+        endpoint: String,
+        /// The e2e_node.test binary.
+        #[arg(long, value_name = "PATH")]
+        e2e_binary: PathBuf,
+        /// The kubelet the suite starts.
+        #[arg(long, value_name = "PATH")]
+        kubelet: PathBuf,
+        /// The node name (default: the host name).
+        #[arg(long, default_value = "")]
+        node_name: String,
+        /// Specs to run (ginkgo focus).
+        #[arg(long, default_value = drivers::node_e2e::DEFAULT_FOCUS)]
+        focus: String,
+        /// Specs to leave out (ginkgo skip).
+        #[arg(long, default_value = drivers::node_e2e::DEFAULT_SKIP)]
+        skip: String,
+        /// Kill the suite after this many seconds.
+        #[arg(long, default_value_t = 3 * 3600)]
+        timeout: u64,
+        /// Directory for the suite's log and artifacts, its JUnit report and ours.
+        #[arg(long, value_name = "DIR", default_value = "node-e2e-report")]
+        out: PathBuf,
+        /// Further arguments for e2e_node.test (e.g. --kubelet-flags=...), after `--`.
+        #[arg(last = true)]
+        extra: Vec<String>,
     },
     /// List the catalogue: case, clause, area, requirement.
     List,
@@ -126,6 +194,7 @@ async fn main() -> ExitCode {
             filter,
             registry_state,
             out,
+            critest,
         } => {
             matrix(MatrixArgs {
                 endpoints,
@@ -133,6 +202,58 @@ async fn main() -> ExitCode {
                 filter,
                 registry_state,
                 out,
+                critest,
+            })
+            .await
+        }
+        Command::Critest {
+            endpoint,
+            critest,
+            registry_state,
+            runtime_handler,
+            focus,
+            skip,
+            timeout,
+            out,
+            extra,
+        } => {
+            run_critest(
+                drivers::critest::CritestOptions {
+                    binary: critest,
+                    endpoint,
+                    runtime_handler,
+                    registry: None,
+                    focus,
+                    skip,
+                    extra_args: extra,
+                    work_dir: out,
+                    timeout: std::time::Duration::from_secs(timeout),
+                },
+                registry_state,
+            )
+            .await
+        }
+        Command::NodeE2e {
+            endpoint,
+            e2e_binary,
+            kubelet,
+            node_name,
+            focus,
+            skip,
+            timeout,
+            out,
+            extra,
+        } => {
+            run_node_e2e(drivers::node_e2e::NodeE2eOptions {
+                binary: e2e_binary,
+                kubelet,
+                endpoint,
+                node_name,
+                focus,
+                skip,
+                extra_args: extra,
+                work_dir: out,
+                timeout: std::time::Duration::from_secs(timeout),
             })
             .await
         }
@@ -248,14 +369,90 @@ struct MatrixArgs {
     filter: Option<String>,
     registry_state: Option<PathBuf>,
     out: PathBuf,
+    critest: Option<PathBuf>,
+}
+
+/// Writes one cell's reports (ours: junit.xml, summary.md, report.html) into `dir`.
+fn write_single_cell(
+    dir: &Path,
+    cell: CellReport,
+    started: std::time::Duration,
+) -> anyhow::Result<bool> {
+    write_file(&dir.join("junit.xml"), &report::cell_to_junit(&cell))?;
+    print!("{}", report::cell_to_table(&cell));
+    let m = MatrixReport {
+        generated: report::matrix::format_utc(started),
+        cells: vec![cell],
+    };
+    write_file(&dir.join("summary.md"), &m.to_markdown())?;
+    write_file(&dir.join("report.html"), &report::html::to_html(&m))?;
+    println!(
+        "reports: {} (junit.xml, summary.md, report.html)",
+        dir.display()
+    );
+    Ok(m.passed())
+}
+
+fn now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+async fn run_critest(
+    mut opts: drivers::critest::CritestOptions,
+    registry_state: Option<PathBuf>,
+) -> anyhow::Result<bool> {
+    let started = now();
+    // The binary first: without it nothing else matters, and the message says what to install.
+    opts.binary = Some(drivers::critest::locate(opts.binary.as_deref())?);
+    opts.registry = load_images(registry_state)?.map(|i| i.registry.clone());
+    let target = runner::probe(&opts.endpoint).await?;
+    eprintln!(
+        "running critest against {} at {} (log: {})",
+        target.runtime,
+        opts.endpoint,
+        opts.work_dir.join("critest.log").display()
+    );
+    let entries = drivers::critest::run(&opts).await?;
+    let cell = CellReport {
+        endpoint: opts.endpoint.clone(),
+        runtime: target.runtime,
+        handler: opts.runtime_handler.clone(),
+        entries,
+    };
+    write_single_cell(&opts.work_dir, cell, started)
+}
+
+async fn run_node_e2e(opts: drivers::node_e2e::NodeE2eOptions) -> anyhow::Result<bool> {
+    let started = now();
+    drivers::require_binary("e2e_node.test", &opts.binary, drivers::node_e2e::E2E_HINT)?;
+    drivers::require_binary("kubelet", &opts.kubelet, drivers::node_e2e::KUBELET_HINT)?;
+    let target = runner::probe(&opts.endpoint).await?;
+    eprintln!(
+        "running node e2e against {} at {} (log: {})",
+        target.runtime,
+        opts.endpoint,
+        opts.work_dir.join("node-e2e.log").display()
+    );
+    let entries = drivers::node_e2e::run(&opts).await?;
+    let cell = CellReport {
+        endpoint: opts.endpoint.clone(),
+        runtime: target.runtime,
+        handler: String::new(),
+        entries,
+    };
+    write_single_cell(&opts.work_dir, cell, started)
 }
 
 async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let started = now();
     let filter = args.filter.as_deref();
     let images = load_images(args.registry_state)?;
+    let critest = match &args.critest {
+        Some(p) => Some(drivers::critest::locate(Some(p))?),
+        None => None,
+    };
     let cases = runner::select(cases::catalogue(), filter);
     anyhow::ensure!(!cases.is_empty(), "no case matches filter {filter:?}");
     // Probe every endpoint first: a typo in the last one should not cost a whole run.
@@ -316,11 +513,45 @@ async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
             &label,
         )
         .await;
+        let mut entries: Vec<report::Entry> = outcomes.iter().map(report::Entry::from).collect();
+        if let Some(binary) = &critest {
+            let work_dir = args.out.join(format!("critest-{}", n + 1));
+            progress.note(&format!(
+                "cell #{}: critest (log: {})",
+                n + 1,
+                work_dir.join("critest.log").display()
+            ));
+            let opts = drivers::critest::CritestOptions {
+                binary: Some(binary.clone()),
+                endpoint: target.endpoint.clone(),
+                runtime_handler: handler.clone(),
+                registry: images.as_ref().map(|i| i.registry.clone()),
+                focus: None,
+                skip: None,
+                extra_args: Vec::new(),
+                work_dir,
+                timeout: drivers::critest::DEFAULT_TIMEOUT,
+            };
+            match drivers::critest::run(&opts).await {
+                Ok(found) => entries.extend(found),
+                // A suite that could not run is a failure of this cell, not of the matrix.
+                Err(e) => entries.push(report::Entry {
+                    id: "critest/run".into(),
+                    clause: "critest:run".into(),
+                    area: report::EXTERNAL_AREA.into(),
+                    requirement: Requirement::Required,
+                    summary: "critest runs and writes its JUnit report".into(),
+                    verdict: cases::Verdict::Fail(e.to_string()),
+                    note: String::new(),
+                    duration: std::time::Duration::ZERO,
+                }),
+            }
+        }
         reports.push(CellReport {
             endpoint: target.endpoint.clone(),
             runtime: target.runtime.clone(),
             handler: handler.clone(),
-            entries: outcomes.iter().map(report::Entry::from).collect(),
+            entries,
         });
     }
     progress.finish();
