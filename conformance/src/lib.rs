@@ -8,5 +8,6 @@
 pub mod cases;
 pub mod drivers;
 pub mod fixtures;
+pub mod props;
 pub mod report;
 pub mod runner;

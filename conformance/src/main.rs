@@ -131,6 +131,39 @@ enum Command {
         #[arg(last = true)]
         extra: Vec<String>,
     },
+    /// Property-based lifecycle tests: random sequences of pod, container and image
+    /// operations checked against a model after every step; a failure is shrunk to a
+    /// minimal sequence and printed so `--replay` runs it again.
+    Props {
+        /// The CRI endpoint.
+        #[arg(long)]
+        endpoint: String,
+        /// The fixture registry started by `fixtures up --state-dir DIR` (containers run its
+        /// busybox image).
+        #[arg(long, value_name = "DIR")]
+        registry_state: PathBuf,
+        /// Runtime handler for pods (empty: the default).
+        #[arg(long, default_value = "")]
+        runtime_handler: String,
+        /// Sequences to generate.
+        #[arg(long, default_value_t = 16)]
+        cases: u32,
+        /// Longest sequence.
+        #[arg(long, default_value_t = 8)]
+        max_ops: usize,
+        /// Re-runs spent shrinking a failure.
+        #[arg(long, default_value_t = 64)]
+        max_shrink_iters: u32,
+        /// Seed of the generator (default: from the clock; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Time limit of one RPC, in seconds.
+        #[arg(long, default_value_t = 30)]
+        op_timeout: u64,
+        /// Run this one sequence instead, e.g. 'RunPod, CreateContainer(0), StopPod(0)'.
+        #[arg(long, value_name = "SEQUENCE")]
+        replay: Option<String>,
+    },
     /// List the catalogue: case, clause, area, requirement.
     List,
     /// Print the traceability matrix (Markdown): every runtime.v1 RPC with the cases that
@@ -254,6 +287,33 @@ async fn main() -> ExitCode {
                 extra_args: extra,
                 work_dir: out,
                 timeout: std::time::Duration::from_secs(timeout),
+            })
+            .await
+        }
+        Command::Props {
+            endpoint,
+            registry_state,
+            runtime_handler,
+            cases,
+            max_ops,
+            max_shrink_iters,
+            seed,
+            op_timeout,
+            replay,
+        } => {
+            let seed = seed.unwrap_or_else(|| now().as_nanos() as u64);
+            props(PropsArgs {
+                endpoint,
+                registry_state,
+                runtime_handler,
+                budget: crid_conformance::props::Budget {
+                    cases,
+                    max_ops,
+                    max_shrink_iters,
+                    seed,
+                },
+                op_timeout: std::time::Duration::from_secs(op_timeout),
+                replay,
             })
             .await
         }
@@ -627,6 +687,81 @@ async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
         }
     }
     Ok(true)
+}
+
+struct PropsArgs {
+    endpoint: String,
+    registry_state: PathBuf,
+    runtime_handler: String,
+    budget: crid_conformance::props::Budget,
+    op_timeout: std::time::Duration,
+    replay: Option<String>,
+}
+
+async fn props(args: PropsArgs) -> anyhow::Result<bool> {
+    use crid_conformance::props::{self, exec};
+    let replay = match &args.replay {
+        Some(s) => Some(props::parse_sequence(s).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let images = load_images(Some(args.registry_state))?
+        .context("the fixture registry state could not be read")?;
+    let target = runner::probe(&args.endpoint).await?;
+    let opts = exec::PropsOptions {
+        channel: target.channel.clone(),
+        run_id: runner::new_run_id(),
+        runtime_handler: args.runtime_handler,
+        image: images.image(
+            crid_conformance::fixtures::image::BUSYBOX,
+            crid_conformance::fixtures::image::LATEST,
+        ),
+        credentials: images.credentials.clone(),
+        op_timeout: args.op_timeout,
+    };
+    if let Some(ops) = replay {
+        eprintln!(
+            "replaying {} against {} at {}",
+            props::format_sequence(&ops),
+            target.runtime,
+            args.endpoint
+        );
+        return match exec::replay(opts, &ops).await {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
+                }
+                println!("props: the sequence passed");
+                Ok(true)
+            }
+            Err(why) => {
+                println!("{why}");
+                Ok(false)
+            }
+        };
+    }
+    let b = args.budget;
+    eprintln!(
+        "props: {} sequences of up to {} ops against {} at {} (seed {})",
+        b.cases, b.max_ops, target.runtime, args.endpoint, b.seed
+    );
+    let report = exec::run_props(opts, b).await.map_err(anyhow::Error::msg)?;
+    let summary = format!(
+        "props: {} sequences run ({} ops, shrinking included) in {:.1}s, seed {}",
+        report.executed,
+        report.ops,
+        report.duration.as_secs_f64(),
+        report.seed
+    );
+    match report.failure {
+        None => {
+            println!("{summary}: passed");
+            Ok(true)
+        }
+        Some(f) => {
+            println!("{f}\n{summary}: FAILED");
+            Ok(false)
+        }
+    }
 }
 
 fn list() {
