@@ -44,6 +44,8 @@ enum Command {
     },
     /// List the catalogue: case, clause, area, requirement.
     List,
+    /// Compare a JUnit report with a runtime's baseline; non-zero on any unexplained difference.
+    Compare(crid_conformance::baseline::CompareArgs),
     /// Local test images in a real registry (Debian's docker-registry on loopback).
     Fixtures {
         #[command(subcommand)]
@@ -67,6 +69,11 @@ enum FixturesAction {
         /// The directory given to `up`.
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+    },
+    /// A private containerd (the differential run's reference runtime).
+    Containerd {
+        #[command(subcommand)]
+        action: crid_conformance::fixtures::containerd::Action,
     },
 }
 
@@ -99,6 +106,9 @@ async fn main() -> ExitCode {
         Command::List => {
             list();
             Ok(true)
+        }
+        Command::Compare(args) => {
+            crid_conformance::baseline::compare_command(&args).map_err(anyhow::Error::from)
         }
         Command::Fixtures { action } => fixtures(action).await,
     };
@@ -232,6 +242,11 @@ async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
                     println!("registry pid {pid} was not running")
                 }
             }
+        }
+        FixturesAction::Containerd { action } => {
+            crid_conformance::fixtures::containerd::command(action)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
     }
     Ok(true)
