@@ -54,7 +54,7 @@ pub(super) fn cases() -> Vec<Case> {
             "container/exit-code",
             "cri:RuntimeService.ContainerStatus#status.exit_code",
             Required,
-            "a container whose process exits 3 is CONTAINER_EXITED with exit_code 3 and finished_at >= started_at",
+            "a container whose process exits 3 is CONTAINER_EXITED with exit_code 3 and a finished_at after its creation",
             |ctx| Box::pin(scoped(ctx, "ce", exit_code)),
         ),
         case(
@@ -279,12 +279,14 @@ async fn exit_code(s: Arc<Scope>) -> CaseResult {
         .wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
         .await?;
     ensure(st.exit_code == 3, || format!("exit_code {}", st.exit_code))?;
+    // Not finished_at >= started_at: the spec orders neither, and runtimes take the start
+    // time after the start call returns, which a fast exit can precede.
     ensure(
-        st.finished_at >= st.started_at && st.finished_at > 0,
+        st.finished_at >= st.created_at && st.finished_at > 0,
         || {
             format!(
-                "finished_at {} started_at {}",
-                st.finished_at, st.started_at
+                "finished_at {} created_at {}",
+                st.finished_at, st.created_at
             )
         },
     )?;

@@ -598,13 +598,18 @@ pub(crate) fn ok_or_not_found<T>(
     }
 }
 
-/// Requires an error status; returns its code.
+/// Requires an error status judging the input; returns its code. Unimplemented is not
+/// such a refusal: the endpoint never looked at the request.
 pub(crate) fn refused<T>(
     rpc: &str,
     r: Result<tonic::Response<T>, tonic::Status>,
 ) -> Result<Code, String> {
     match r {
         Ok(_) => Err(format!("{rpc} succeeded, expected an error")),
+        Err(s) if s.code() == Code::Unimplemented => Err(format!(
+            "{rpc} is not served ({}), so the request was never judged",
+            status_text(&s)
+        )),
         Err(s) => Ok(s.code()),
     }
 }
