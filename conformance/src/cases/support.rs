@@ -635,6 +635,133 @@ pub(crate) fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cases::{Area, Case, ImageRefs, Needs, Requirement, Verdict};
+    use crate::fixtures::containerd::{Containerd, ContainerdOptions};
+    use crate::fixtures::registry::{Registry, RegistryOptions};
+    use crate::runner::{self, Environment};
+
+    async fn pods(ctx: &Ctx) -> Vec<String> {
+        RuntimeServiceClient::new(ctx.channel.clone())
+            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await
+            .expect("ListPodSandbox")
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
+    }
+
+    async fn containers(ctx: &Ctx) -> usize {
+        RuntimeServiceClient::new(ctx.channel.clone())
+            .list_containers(cri::ListContainersRequest { filter: None })
+            .await
+            .expect("ListContainers")
+            .into_inner()
+            .containers
+            .len()
+    }
+
+    /// A case that creates a pod with a running container, then fails.
+    async fn fails_after_creating(s: Arc<Scope>) -> CaseResult {
+        s.sleeper(|_| {}).await?;
+        Err("boom".into())
+    }
+
+    /// A case that creates a pod with a running container, then hangs past its limit.
+    async fn hangs_after_creating(s: Arc<Scope>) -> CaseResult {
+        s.sleeper(|_| {}).await?;
+        std::future::pending::<()>().await;
+        Ok(String::new())
+    }
+
+    /// Isolation against the real containerd: what a failing or timed-out case created is
+    /// removed (pods, containers, pulled images, log directories), so nothing cascades.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_and_cancelled_cases_clean_up_needs_root() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test runs containerd: run it as root (scripts/setup.sh installs it)"
+        );
+        let registry = Registry::start(RegistryOptions::plain())
+            .await
+            .expect("registry");
+        registry.push_all_fixtures().await.expect("push fixtures");
+        let ctd = Containerd::start(ContainerdOptions::new(registry.host()))
+            .await
+            .expect("containerd (run scripts/setup.sh)");
+        let ctx = Ctx {
+            channel: ctd.channel().await.expect("channel"),
+            run_id: runner::new_run_id(),
+            runtime_handler: String::new(),
+            images: Some(Arc::new(ImageRefs {
+                registry: registry.host(),
+                credentials: None,
+            })),
+        };
+        let busybox = ctx.images.as_ref().expect("images").image(
+            crate::fixtures::image::BUSYBOX,
+            crate::fixtures::image::LATEST,
+        );
+        let image_present = |ctx: Ctx, image: String| async move {
+            ImageServiceClient::new(ctx.channel)
+                .image_status(cri::ImageStatusRequest {
+                    image: Some(spec(&image)),
+                    verbose: false,
+                })
+                .await
+                .expect("ImageStatus")
+                .into_inner()
+                .image
+                .is_some()
+        };
+
+        let r = scoped(ctx.clone(), "fail", fails_after_creating).await;
+        assert_eq!(r, Err("boom".to_owned()));
+        assert_eq!(
+            pods(&ctx).await,
+            Vec::<String>::new(),
+            "pods left by a failed case"
+        );
+        assert_eq!(containers(&ctx).await, 0);
+        assert!(
+            !image_present(ctx.clone(), busybox.clone()).await,
+            "pulled image left"
+        );
+
+        let hanging = Case {
+            id: "container/test-hang",
+            clause: "cri:RuntimeService.RunPodSandbox#test",
+            area: Area::Container,
+            requirement: Requirement::Required,
+            needs: Needs::default(),
+            summary: "hangs",
+            timeout: Duration::from_secs(20),
+            run: |ctx| Box::pin(scoped(ctx, "hang", hangs_after_creating)),
+        };
+        let out = runner::run(&ctx, &[hanging], &Environment::detect(), |_| {}).await;
+        assert!(matches!(&out[0].verdict, Verdict::Fail(m) if m.contains("timed out")));
+        // The scope's Drop cleans up from a spawned task; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !pods(&ctx).await.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        assert_eq!(
+            pods(&ctx).await,
+            Vec::<String>::new(),
+            "pods left by a cancelled case"
+        );
+        assert_eq!(containers(&ctx).await, 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while image_present(ctx.clone(), busybox.clone()).await && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        assert!(
+            !image_present(ctx.clone(), busybox.clone()).await,
+            "image left by a cancelled case"
+        );
+        ctd.shutdown().await.expect("clean containerd teardown");
+    }
 
     #[test]
     fn capability_masks_parse() {
