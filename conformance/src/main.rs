@@ -169,6 +169,8 @@ enum Command {
     /// Print the traceability matrix (Markdown): every runtime.v1 RPC with the cases that
     /// check it, gaps marked; docs/traceability.md is this output.
     Traceability,
+    /// Compare a JUnit report with a runtime's baseline; non-zero on any unexplained difference.
+    Compare(crid_conformance::baseline::CompareArgs),
     /// Local test images in a real registry (Debian's docker-registry on loopback).
     Fixtures {
         #[command(subcommand)]
@@ -192,6 +194,11 @@ enum FixturesAction {
         /// The directory given to `up`.
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+    },
+    /// A private containerd (the differential run's reference runtime).
+    Containerd {
+        #[command(subcommand)]
+        action: crid_conformance::fixtures::containerd::Action,
     },
 }
 
@@ -324,6 +331,9 @@ async fn main() -> ExitCode {
         Command::Traceability => {
             print!("{}", report::to_traceability(&cases::catalogue()));
             Ok(true)
+        }
+        Command::Compare(args) => {
+            crid_conformance::baseline::compare_command(&args).map_err(anyhow::Error::from)
         }
         Command::Fixtures { action } => fixtures(action).await,
     };
@@ -684,6 +694,11 @@ async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
                     println!("registry pid {pid} was not running")
                 }
             }
+        }
+        FixturesAction::Containerd { action } => {
+            crid_conformance::fixtures::containerd::command(action)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
     }
     Ok(true)
