@@ -3,9 +3,13 @@
 //! It speaks only CRI over a socket, so it judges crid, containerd and CRI-O by the same
 //! rules. `cases` is the catalogue (each case names the clause it checks), `runner` runs
 //! them in isolation, `report` renders JUnit XML and readable summaries, and `fixtures`
-//! builds local test images and serves them from a real registry.
+//! builds local test images and serves them from a real registry. `baseline` compares a
+//! run with a runtime's known failures, each with its reason.
 
+pub mod baseline;
 pub mod cases;
+pub mod drivers;
 pub mod fixtures;
+pub mod props;
 pub mod report;
 pub mod runner;

@@ -91,11 +91,16 @@ async fn every_rpc_answers(ctx: Ctx) -> CaseResult {
     })
 }
 
-/// A refusal is any error status; OK means the endpoint pretended to do something.
+/// A refusal is an error status judging the request; OK means the endpoint pretended to do
+/// something, and Unimplemented means it never looked at the request.
 fn refused<T>(rpc: &str, result: Result<tonic::Response<T>, tonic::Status>) -> CaseResult {
     match result {
         Ok(_) => Err(format!(
             "{rpc} accepted a request without its required field"
+        )),
+        Err(s) if s.code() == Code::Unimplemented => Err(format!(
+            "{rpc} is not served ({}), so the missing field was never judged",
+            super::status_text(&s)
         )),
         Err(s) => Ok(format!("{:?}", s.code())),
     }

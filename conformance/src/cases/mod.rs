@@ -6,7 +6,18 @@
 //! runtime's internals; cases judge crid, containerd and CRI-O by the same rules.
 
 mod api_surface;
+mod container;
+mod events;
+mod exec;
+mod image;
+mod logs;
+mod networking;
+mod pod_sandbox;
+mod resources;
 mod runtime_info;
+mod security;
+mod stats;
+pub(crate) mod support;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -186,6 +197,16 @@ pub fn catalogue() -> Vec<Case> {
     let mut all = Vec::new();
     all.extend(runtime_info::cases());
     all.extend(api_surface::cases());
+    all.extend(pod_sandbox::cases());
+    all.extend(container::cases());
+    all.extend(image::cases());
+    all.extend(exec::cases());
+    all.extend(logs::cases());
+    all.extend(networking::cases());
+    all.extend(security::cases());
+    all.extend(resources::cases());
+    all.extend(stats::cases());
+    all.extend(events::cases());
     all
 }
 

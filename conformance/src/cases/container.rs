@@ -1,0 +1,785 @@
+//! Container lifecycle: CreateContainer, StartContainer, StopContainer, RemoveContainer,
+//! ContainerStatus fields and ListContainers filters.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crid_api::cri;
+use tonic::Code;
+
+use super::support::{Scope, container_state_name, ok_or_not_found, refused, scoped};
+use super::{Area, Case, CaseResult, Needs, Requirement, ensure, status_text};
+use crate::fixtures::image::catalogue::IMAGE_ENV;
+use crate::fixtures::image::rootfs::{IMAGE_MARKER, WHITED_OUT};
+use crate::fixtures::image::{BUSYBOX, BUSYBOX_STOPSIGNAL, LATEST, PAUSE};
+
+/// Containers need root, a runtime handler and the busybox fixtures.
+pub(super) const CONTAINER_NEEDS: Needs = Needs {
+    root: true,
+    runtime_handler: true,
+    image: Some(BUSYBOX),
+};
+
+const CASE_TIMEOUT: Duration = Duration::from_secs(90);
+const EXIT_WAIT: Duration = Duration::from_secs(20);
+
+pub(super) fn cases() -> Vec<Case> {
+    let case = |id, clause, requirement, summary, run| Case {
+        id,
+        clause,
+        area: Area::Container,
+        requirement,
+        needs: CONTAINER_NEEDS,
+        summary,
+        timeout: CASE_TIMEOUT,
+        run,
+    };
+    use Requirement::{Optional, Required};
+    vec![
+        case(
+            "container/create-created",
+            "cri:RuntimeService.CreateContainer#container_id",
+            Required,
+            "a created container is CONTAINER_CREATED with created_at set and started_at 0",
+            |ctx| Box::pin(scoped(ctx, "cc", create_created)),
+        ),
+        case(
+            "container/start-running",
+            "cri:RuntimeService.StartContainer#state",
+            Required,
+            "a started container is CONTAINER_RUNNING with started_at >= created_at",
+            |ctx| Box::pin(scoped(ctx, "cs", start_running)),
+        ),
+        case(
+            "container/exit-code",
+            "cri:RuntimeService.ContainerStatus#status.exit_code",
+            Required,
+            "a container whose process exits 3 is CONTAINER_EXITED with exit_code 3 and a finished_at after its creation",
+            |ctx| Box::pin(scoped(ctx, "ce", exit_code)),
+        ),
+        case(
+            "container/exit-reason",
+            "cri:RuntimeService.ContainerStatus#status.reason",
+            Optional,
+            "an exited container carries a reason (kubectl shows it; the values are not specified)",
+            |ctx| Box::pin(scoped(ctx, "cr", exit_reason)),
+        ),
+        case(
+            "container/status-image",
+            "cri:RuntimeService.ContainerStatus#status.image_ref",
+            Required,
+            "ContainerStatus names the image and an image_ref that ImageStatus resolves to the same image",
+            |ctx| Box::pin(scoped(ctx, "ci", status_image)),
+        ),
+        case(
+            "container/status-log-path",
+            "cri:RuntimeService.ContainerStatus#status.log_path",
+            Required,
+            "log_path is the pod's log_directory joined with the container's log_path",
+            |ctx| Box::pin(scoped(ctx, "cl", status_log_path)),
+        ),
+        case(
+            "container/status-labels-annotations",
+            "cri:RuntimeService.ContainerStatus#status.labels",
+            Required,
+            "ContainerStatus returns the config's metadata, labels and annotations",
+            |ctx| Box::pin(scoped(ctx, "ca", status_labels)),
+        ),
+        case(
+            "container/mount-host-path",
+            "cri:RuntimeService.CreateContainer#config.mounts",
+            Required,
+            "a host directory mounted read-write is shared with the host; a read-only one refuses writes",
+            |ctx| Box::pin(scoped(ctx, "cm", mount_host_path)),
+        ),
+        case(
+            "container/status-mounts",
+            "cri:RuntimeService.ContainerStatus#status.mounts",
+            Optional,
+            "ContainerStatus lists the configured mounts",
+            |ctx| Box::pin(scoped(ctx, "csm", status_mounts)),
+        ),
+        case(
+            "container/env-merge",
+            "oci-image:config.md#Env",
+            Required,
+            "the container sees the image's Env and the config's envs, the config winning on conflicts",
+            |ctx| Box::pin(scoped(ctx, "cv", env_merge)),
+        ),
+        case(
+            "container/command-args-workdir",
+            "cri:RuntimeService.CreateContainer#config.command",
+            Required,
+            "command replaces the image Entrypoint, args its Cmd, working_dir its WorkingDir",
+            |ctx| Box::pin(scoped(ctx, "cw", command_args)),
+        ),
+        case(
+            "container/image-layers-whiteout",
+            "oci-image:layer.md#whiteouts",
+            Required,
+            "the rootfs is the image's layers applied in order: the top layer's marker is there, a whited-out file is not",
+            |ctx| Box::pin(scoped(ctx, "cwo", layers_whiteout)),
+        ),
+        case(
+            "container/stop-exits",
+            "cri:RuntimeService.StopContainer#timeout",
+            Required,
+            "StopContainer of a container that exits on SIGTERM leaves it CONTAINER_EXITED with exit code 0",
+            |ctx| Box::pin(scoped(ctx, "cst", stop_exits)),
+        ),
+        case(
+            "container/stop-timeout-kills",
+            "cri:RuntimeService.StopContainer#timeout",
+            Required,
+            "a container ignoring SIGTERM is killed once the grace period passes",
+            |ctx| Box::pin(scoped(ctx, "ck", stop_kills)),
+        ),
+        case(
+            "container/stop-signal-from-image",
+            "oci-image:config.md#StopSignal",
+            Required,
+            "StopContainer sends the image's StopSignal (SIGUSR1), not SIGTERM",
+            |ctx| Box::pin(scoped(ctx, "cg", stop_signal)),
+        ),
+        case(
+            "container/stop-idempotent",
+            "cri:RuntimeService.StopContainer#idempotent",
+            Required,
+            "StopContainer of a stopped container succeeds",
+            |ctx| Box::pin(scoped(ctx, "csi", stop_idempotent)),
+        ),
+        case(
+            "container/remove-idempotent",
+            "cri:RuntimeService.RemoveContainer#idempotent",
+            Required,
+            "RemoveContainer twice succeeds; the container is then NotFound and unlisted",
+            |ctx| Box::pin(scoped(ctx, "cri", remove_idempotent)),
+        ),
+        case(
+            "container/remove-unknown-id",
+            "cri:RuntimeService.RemoveContainer#idempotent",
+            Required,
+            "RemoveContainer of an id never seen answers OK or NotFound (the kubelet treats both as removed)",
+            |ctx| Box::pin(scoped(ctx, "cru", remove_unknown)),
+        ),
+        case(
+            "container/remove-running-forces",
+            "cri:RuntimeService.RemoveContainer#force",
+            Required,
+            "RemoveContainer of a running container forcibly removes it",
+            |ctx| Box::pin(scoped(ctx, "crf", remove_running)),
+        ),
+        case(
+            "container/start-after-exit-refused",
+            "cri:RuntimeService.StartContainer#container_id",
+            Optional,
+            "StartContainer of an exited container is refused (the kubelet creates a new attempt instead)",
+            |ctx| Box::pin(scoped(ctx, "cx", start_after_exit)),
+        ),
+        case(
+            "container/create-in-unknown-pod",
+            "cri:RuntimeService.CreateContainer#pod_sandbox_id",
+            Required,
+            "CreateContainer in a pod that does not exist is refused",
+            |ctx| Box::pin(scoped(ctx, "cu", create_unknown_pod)),
+        ),
+        case(
+            "container/list-filter-id",
+            "cri:RuntimeService.ListContainers#filter.id",
+            Required,
+            "ListContainers with an id filter returns exactly that container",
+            |ctx| Box::pin(scoped(ctx, "cfi", list_filter_id)),
+        ),
+        case(
+            "container/list-filter-state",
+            "cri:RuntimeService.ListContainers#filter.state",
+            Required,
+            "ListContainers with a state filter separates created, running and exited containers",
+            |ctx| Box::pin(scoped(ctx, "cfs", list_filter_state)),
+        ),
+        case(
+            "container/list-filter-pod",
+            "cri:RuntimeService.ListContainers#filter.pod_sandbox_id",
+            Required,
+            "ListContainers with a pod filter returns that pod's containers only",
+            |ctx| Box::pin(scoped(ctx, "cfp", list_filter_pod)),
+        ),
+        case(
+            "container/list-filter-label-selector",
+            "cri:RuntimeService.ListContainers#filter.label_selector",
+            Required,
+            "ListContainers with a label selector returns only containers carrying every selected label",
+            |ctx| Box::pin(scoped(ctx, "cfl", list_filter_labels)),
+        ),
+    ]
+}
+
+async fn list(s: &Scope, filter: cri::ContainerFilter) -> Result<Vec<String>, String> {
+    s.rs()
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(filter),
+        })
+        .await
+        .map(|r| {
+            r.into_inner()
+                .containers
+                .into_iter()
+                .map(|c| c.id)
+                .collect()
+        })
+        .map_err(|e| format!("ListContainers: {}", status_text(&e)))
+}
+
+/// A pod and a created (not started) busybox container running `script`.
+async fn created(
+    s: &Scope,
+    script: &str,
+) -> Result<(String, String, cri::PodSandboxConfig), String> {
+    let image = s.image(BUSYBOX, LATEST)?;
+    s.pull_ref(&image, None).await?;
+    let (pod_id, pod) = s.pod().await?;
+    let config = s.container_config(&pod, &image, &["sh", "-c", script]);
+    let id = s.create(&pod_id, &pod, &config).await?;
+    Ok((pod_id, id, pod))
+}
+
+async fn create_created(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = created(&s, "true").await?;
+    let st = s.container_status(&id).await?;
+    ensure(
+        st.state == cri::ContainerState::ContainerCreated as i32,
+        || format!("state {}", container_state_name(st.state)),
+    )?;
+    ensure(st.created_at > 0, || "created_at is 0".into())?;
+    ensure(st.started_at == 0, || {
+        format!("started_at {} before start", st.started_at)
+    })?;
+    Ok(String::new())
+}
+
+async fn start_running(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.running(|_| {}).await?;
+    let st = s.container_status(&id).await?;
+    ensure(
+        st.state == cri::ContainerState::ContainerRunning as i32,
+        || format!("state {}", container_state_name(st.state)),
+    )?;
+    ensure(st.started_at >= st.created_at && st.started_at > 0, || {
+        format!("started_at {} created_at {}", st.started_at, st.created_at)
+    })?;
+    ensure(st.finished_at == 0, || {
+        "finished_at set while running".into()
+    })?;
+    Ok(String::new())
+}
+
+async fn exit_code(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = s.busybox("exit 3", |_| {}, |_| {}).await?;
+    let st = s
+        .wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
+        .await?;
+    ensure(st.exit_code == 3, || format!("exit_code {}", st.exit_code))?;
+    // Not finished_at >= started_at: the spec orders neither, and runtimes take the start
+    // time after the start call returns, which a fast exit can precede.
+    ensure(
+        st.finished_at >= st.created_at && st.finished_at > 0,
+        || {
+            format!(
+                "finished_at {} created_at {}",
+                st.finished_at, st.created_at
+            )
+        },
+    )?;
+    Ok(String::new())
+}
+
+async fn exit_reason(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = s.busybox("exit 3", |_| {}, |_| {}).await?;
+    let st = s
+        .wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
+        .await?;
+    ensure(!st.reason.is_empty(), || "reason is empty".into())?;
+    Ok(format!("reason {:?}", st.reason))
+}
+
+async fn status_image(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.running(|_| {}).await?;
+    let image = s.image(PAUSE, LATEST)?;
+    let st = s.container_status(&id).await?;
+    let shown = st.image.as_ref().map(|i| i.image.as_str()).unwrap_or("");
+    ensure(!shown.is_empty(), || "status.image is empty".into())?;
+    ensure(!st.image_ref.is_empty(), || {
+        "status.image_ref is empty".into()
+    })?;
+    let by_ref = s
+        .image_status(&st.image_ref)
+        .await?
+        .ok_or_else(|| format!("ImageStatus({}) finds no image", st.image_ref))?;
+    let by_tag = s
+        .image_status(&image)
+        .await?
+        .ok_or_else(|| format!("ImageStatus({image}) finds no image"))?;
+    ensure(by_ref.id == by_tag.id, || {
+        format!(
+            "image_ref {} resolves to {}, the tag to {}",
+            st.image_ref, by_ref.id, by_tag.id
+        )
+    })?;
+    Ok(format!("image {shown}, image_ref {}", st.image_ref))
+}
+
+async fn status_log_path(s: Arc<Scope>) -> CaseResult {
+    let (_, id, pod) = created(&s, "true").await?;
+    let st = s.container_status(&id).await?;
+    let name = st
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let want = std::path::Path::new(&pod.log_directory).join(format!("{name}.log"));
+    ensure(std::path::Path::new(&st.log_path) == want, || {
+        format!("log_path {:?}, expected {}", st.log_path, want.display())
+    })?;
+    Ok(String::new())
+}
+
+async fn status_labels(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX, LATEST)?;
+    s.pull_ref(&image, None).await?;
+    let (pod_id, pod) = s.pod().await?;
+    let mut config = s.container_config(&pod, &image, &["true"]);
+    config.labels.insert("role".into(), "probe".into());
+    config
+        .annotations
+        .insert("example.com/why".into(), "conformance".into());
+    let id = s.create(&pod_id, &pod, &config).await?;
+    let st = s.container_status(&id).await?;
+    ensure(st.metadata == config.metadata, || {
+        format!("metadata {:?} != {:?}", st.metadata, config.metadata)
+    })?;
+    ensure(st.labels == config.labels, || {
+        format!("labels {:?} != {:?}", st.labels, config.labels)
+    })?;
+    ensure(st.annotations == config.annotations, || {
+        format!(
+            "annotations {:?} != {:?}",
+            st.annotations, config.annotations
+        )
+    })?;
+    Ok(String::new())
+}
+
+fn host_dir() -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        .prefix("crid-conformance-mount-")
+        .tempdir()
+        .map_err(|e| format!("creating a host directory: {e}"))
+}
+
+async fn mount_host_path(s: Arc<Scope>) -> CaseResult {
+    let rw = host_dir()?;
+    let ro = host_dir()?;
+    std::fs::write(ro.path().join("hello"), "from-host")
+        .map_err(|e| format!("writing the host file: {e}"))?;
+    let (_, id) = s
+        .sleeper(|c| {
+            c.mounts = vec![
+                cri::Mount {
+                    container_path: "/rw".into(),
+                    host_path: rw.path().display().to_string(),
+                    ..Default::default()
+                },
+                cri::Mount {
+                    container_path: "/ro".into(),
+                    host_path: ro.path().display().to_string(),
+                    readonly: true,
+                    ..Default::default()
+                },
+            ]
+        })
+        .await?;
+    s.sh(&id, "echo from-container > /rw/out").await?;
+    let seen = std::fs::read_to_string(rw.path().join("out")).unwrap_or_default();
+    ensure(seen.trim() == "from-container", || {
+        format!("host sees {seen:?} in the read-write mount")
+    })?;
+    let read = s.sh(&id, "cat /ro/hello").await?;
+    ensure(read == "from-host", || format!("container reads {read:?}"))?;
+    let (_, _, code) = s.exec(&id, &["sh", "-c", "echo x > /ro/new"], 10).await?;
+    ensure(code != 0, || {
+        "writing into the read-only mount succeeded".into()
+    })?;
+    Ok(String::new())
+}
+
+async fn status_mounts(s: Arc<Scope>) -> CaseResult {
+    let dir = host_dir()?;
+    let host = dir.path().display().to_string();
+    let (_, id) = s
+        .sleeper(|c| {
+            c.mounts = vec![cri::Mount {
+                container_path: "/data".into(),
+                host_path: host.clone(),
+                readonly: true,
+                ..Default::default()
+            }]
+        })
+        .await?;
+    let st = s.container_status(&id).await?;
+    let m = st
+        .mounts
+        .iter()
+        .find(|m| m.container_path == "/data")
+        .ok_or_else(|| format!("no /data in status.mounts {:?}", st.mounts))?;
+    ensure(m.host_path == host && m.readonly, || {
+        format!("mount {m:?}, expected host_path {host} read-only")
+    })?;
+    Ok(String::new())
+}
+
+async fn env_merge(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            c.envs = vec![
+                cri::KeyValue {
+                    key: "FROM_CONFIG".into(),
+                    value: "yes".into(),
+                },
+                cri::KeyValue {
+                    key: "PATH".into(),
+                    value: "/bin:/sbin:/usr/bin".into(),
+                },
+            ]
+        })
+        .await?;
+    let out = s
+        .sh(
+            &id,
+            &format!("echo \"${}|$FROM_CONFIG|$PATH\"", IMAGE_ENV.0),
+        )
+        .await?;
+    let want = format!("{}|yes|/bin:/sbin:/usr/bin", IMAGE_ENV.1);
+    ensure(out == want, || format!("got {out:?}, expected {want:?}"))?;
+    Ok(String::new())
+}
+
+async fn command_args(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX, LATEST)?;
+    s.pull_ref(&image, None).await?;
+    let (pod_id, pod) = s.pod().await?;
+    let mut config = s.container_config(&pod, &image, &["sh", "-c"]);
+    config.args = vec!["pwd; echo $0-$1".into(), "zero".into(), "one".into()];
+    config.working_dir = "/tmp".into();
+    let id = s.run(&pod_id, &pod, &config).await?;
+    s.wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
+        .await?;
+    let st = s.container_status(&id).await?;
+    let log = std::fs::read_to_string(&st.log_path)
+        .map_err(|e| format!("reading {}: {e}", st.log_path))?;
+    let lines: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3))
+        .collect();
+    ensure(lines == ["/tmp", "zero-one"], || {
+        format!("output {lines:?}, expected [\"/tmp\", \"zero-one\"]")
+    })?;
+    Ok(String::new())
+}
+
+async fn layers_whiteout(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|_| {}).await?;
+    let marker = s.sh(&id, &format!("cat {IMAGE_MARKER}")).await?;
+    ensure(marker == BUSYBOX, || {
+        format!("{IMAGE_MARKER} is {marker:?}")
+    })?;
+    let (_, _, code) = s.exec(&id, &["test", "-e", WHITED_OUT], 10).await?;
+    ensure(code != 0, || format!("{WHITED_OUT} survives its whiteout"))?;
+    Ok(String::new())
+}
+
+async fn stop_exits(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.running(|_| {}).await?;
+    let started = Instant::now();
+    s.stop(&id, 10).await?;
+    let st = s.container_status(&id).await?;
+    ensure(
+        st.state == cri::ContainerState::ContainerExited as i32,
+        || {
+            format!(
+                "state {} after StopContainer returned",
+                container_state_name(st.state)
+            )
+        },
+    )?;
+    ensure(st.exit_code == 0, || {
+        format!(
+            "exit code {} (the pause fixture exits 0 on SIGTERM)",
+            st.exit_code
+        )
+    })?;
+    Ok(format!("stopped in {:?}", started.elapsed()))
+}
+
+async fn stop_kills(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = s
+        .busybox("trap '' TERM; while :; do sleep 0.2; done", |_| {}, |_| {})
+        .await?;
+    let started = Instant::now();
+    s.stop(&id, 2).await?;
+    let took = started.elapsed();
+    let st = s.container_status(&id).await?;
+    ensure(
+        st.state == cri::ContainerState::ContainerExited as i32,
+        || {
+            format!(
+                "state {} after StopContainer",
+                container_state_name(st.state)
+            )
+        },
+    )?;
+    ensure(took >= Duration::from_millis(1500), || {
+        format!("stopped after {took:?}: the grace period was not honoured")
+    })?;
+    ensure(st.exit_code == 137 || st.exit_code == 9, || {
+        format!("exit code {}, expected SIGKILL's 137", st.exit_code)
+    })?;
+    Ok(format!("killed after {took:?}"))
+}
+
+async fn stop_signal(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX_STOPSIGNAL, LATEST)?;
+    s.pull_ref(&image, None).await?;
+    let (pod_id, pod) = s.pod().await?;
+    let config = s.container_config(&pod, &image, &[]);
+    let id = s.run(&pod_id, &pod, &config).await?;
+    s.stop(&id, 10).await?;
+    let st = s.container_status(&id).await?;
+    ensure(st.exit_code == 0, || {
+        format!(
+            "exit code {}: the fixture exits 0 only on SIGUSR1, so another signal was sent",
+            st.exit_code
+        )
+    })?;
+    Ok(String::new())
+}
+
+async fn stop_idempotent(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.running(|_| {}).await?;
+    s.stop(&id, 10).await?;
+    s.stop(&id, 10)
+        .await
+        .map_err(|e| format!("second stop: {e}"))?;
+    Ok(String::new())
+}
+
+async fn remove_container(s: &Scope, id: &str) -> Result<(), String> {
+    s.rs()
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: id.to_owned(),
+        })
+        .await
+        .map(drop)
+        .map_err(|e| format!("RemoveContainer: {}", status_text(&e)))
+}
+
+async fn remove_idempotent(s: Arc<Scope>) -> CaseResult {
+    let (pod, id) = s.running(|_| {}).await?;
+    s.stop(&id, 10).await?;
+    remove_container(&s, &id).await?;
+    remove_container(&s, &id)
+        .await
+        .map_err(|e| format!("second remove: {e}"))?;
+    let r = s
+        .rs()
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        })
+        .await;
+    ensure(matches!(&r, Err(e) if e.code() == Code::NotFound), || {
+        format!("ContainerStatus after remove: {r:?}, expected NotFound")
+    })?;
+    let left = list(
+        &s,
+        cri::ContainerFilter {
+            pod_sandbox_id: pod,
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure(!left.contains(&id), || {
+        "removed container still listed".into()
+    })?;
+    Ok(String::new())
+}
+
+async fn remove_running(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.running(|_| {}).await?;
+    remove_container(&s, &id).await?;
+    let r = s
+        .rs()
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id,
+            verbose: false,
+        })
+        .await;
+    ensure(matches!(&r, Err(e) if e.code() == Code::NotFound), || {
+        format!("ContainerStatus after remove: {r:?}, expected NotFound")
+    })?;
+    Ok(String::new())
+}
+
+async fn start_after_exit(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = s.busybox("exit 0", |_| {}, |_| {}).await?;
+    s.wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
+        .await?;
+    let r = s
+        .rs()
+        .start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await;
+    let code = refused("StartContainer", r)?;
+    Ok(format!("{code:?}"))
+}
+
+async fn create_unknown_pod(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX, LATEST)?;
+    let pod = s.pod_config();
+    let config = s.container_config(&pod, &image, &["true"]);
+    let r = s
+        .rs()
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: s.name("never-created"),
+            config: Some(config),
+            sandbox_config: Some(pod),
+        })
+        .await;
+    let code = refused("CreateContainer", r)?;
+    Ok(format!("{code:?}"))
+}
+
+async fn list_filter_id(s: Arc<Scope>) -> CaseResult {
+    let (pod_id, a, pod) = created(&s, "true").await?;
+    let image = s.image(BUSYBOX, LATEST)?;
+    let other = s.container_config(&pod, &image, &["true"]);
+    s.create(&pod_id, &pod, &other).await?;
+    let got = list(
+        &s,
+        cri::ContainerFilter {
+            id: a.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure(got == [a.clone()], || {
+        format!("expected [{a}], got {got:?}")
+    })?;
+    Ok(String::new())
+}
+
+async fn list_filter_state(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX, LATEST)?;
+    s.pull_ref(&image, None).await?;
+    let (pod_id, pod) = s.pod().await?;
+    let created = s
+        .create(&pod_id, &pod, &s.container_config(&pod, &image, &["true"]))
+        .await?;
+    let running = s
+        .run(
+            &pod_id,
+            &pod,
+            &s.container_config(&pod, &image, &["sh", "-c", super::support::SLEEP_SCRIPT]),
+        )
+        .await?;
+    let exited = s
+        .run(&pod_id, &pod, &s.container_config(&pod, &image, &["true"]))
+        .await?;
+    s.wait_state(&exited, cri::ContainerState::ContainerExited, EXIT_WAIT)
+        .await?;
+    for (state, want) in [
+        (cri::ContainerState::ContainerCreated, &created),
+        (cri::ContainerState::ContainerRunning, &running),
+        (cri::ContainerState::ContainerExited, &exited),
+    ] {
+        let got = list(
+            &s,
+            cri::ContainerFilter {
+                pod_sandbox_id: pod_id.clone(),
+                state: Some(cri::ContainerStateValue {
+                    state: state as i32,
+                }),
+                ..Default::default()
+            },
+        )
+        .await?;
+        ensure(got == [want.clone()], || {
+            format!(
+                "{} filter gave {got:?}, expected [{want}]",
+                state.as_str_name()
+            )
+        })?;
+    }
+    Ok(String::new())
+}
+
+async fn list_filter_pod(s: Arc<Scope>) -> CaseResult {
+    let (pod_a, a, _) = created(&s, "true").await?;
+    let (_pod_b, _b, _) = created(&s, "true").await?;
+    let got = list(
+        &s,
+        cri::ContainerFilter {
+            pod_sandbox_id: pod_a.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure(got == [a.clone()], || {
+        format!("pod filter gave {got:?}, expected [{a}]")
+    })?;
+    Ok(String::new())
+}
+
+async fn list_filter_labels(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX, LATEST)?;
+    s.pull_ref(&image, None).await?;
+    let (pod_id, pod) = s.pod().await?;
+    let mut ca = s.container_config(&pod, &image, &["true"]);
+    ca.labels.insert("tier".into(), "front".into());
+    ca.labels.insert("color".into(), "blue".into());
+    let mut cb = s.container_config(&pod, &image, &["true"]);
+    cb.labels.insert("tier".into(), "front".into());
+    let a = s.create(&pod_id, &pod, &ca).await?;
+    let b = s.create(&pod_id, &pod, &cb).await?;
+    let select = |pairs: &[(&str, &str)]| cri::ContainerFilter {
+        label_selector: pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain([("crid-conformance".to_owned(), s.tag.clone())])
+            .collect(),
+        ..Default::default()
+    };
+    let mut both = list(&s, select(&[("tier", "front")])).await?;
+    both.sort();
+    let mut want = vec![a.clone(), b];
+    want.sort();
+    ensure(both == want, || {
+        format!("tier=front gave {both:?}, expected {want:?}")
+    })?;
+    let one = list(&s, select(&[("tier", "front"), ("color", "blue")])).await?;
+    ensure(one == [a.clone()], || {
+        format!("tier=front,color=blue gave {one:?}, expected [{a}]")
+    })?;
+    Ok(String::new())
+}
+
+async fn remove_unknown(s: Arc<Scope>) -> CaseResult {
+    let r = s
+        .rs()
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: s.name("never-created"),
+        })
+        .await;
+    ok_or_not_found("RemoveContainer", r)?;
+    Ok(String::new())
+}

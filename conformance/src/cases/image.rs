@@ -1,0 +1,469 @@
+//! Images: PullImage (tags, digests, indexes, Docker media types, auth), ListImages,
+//! ImageStatus, RemoveImage, ImageFsInfo, and image_ref consistency across RPCs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crid_api::cri;
+
+use super::support::{Scope, scoped, spec};
+use super::{Area, Case, CaseResult, Needs, Requirement, ensure, status_text};
+use crate::fixtures::image::{
+    BUSYBOX, BUSYBOX_DOCKER, BUSYBOX_MULTIARCH, BUSYBOX_MULTIARCH_DOCKER, BUSYBOX_USER, LATEST,
+    USER_NAME, USER_UID, fixture_set,
+};
+use crate::fixtures::registry::{Registry, RegistryClient, RegistryOptions, TEST_PASSWORD};
+
+const PULL: Needs = Needs {
+    root: false,
+    runtime_handler: false,
+    image: Some(BUSYBOX),
+};
+const RUN: Needs = Needs {
+    root: true,
+    runtime_handler: true,
+    image: Some(BUSYBOX),
+};
+const CASE_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub(super) fn cases() -> Vec<Case> {
+    let case = |id, clause, requirement, needs, summary, run| Case {
+        id,
+        clause,
+        area: Area::Image,
+        requirement,
+        needs,
+        summary,
+        timeout: CASE_TIMEOUT,
+        run,
+    };
+    use Requirement::{Optional, Required};
+    vec![
+        case(
+            "image/pull-tag",
+            "cri:ImageService.PullImage#image_ref",
+            Required,
+            PULL,
+            "PullImage by tag returns an image_ref; ImageStatus then finds the image with that tag and a size",
+            |ctx| Box::pin(scoped(ctx, "it", pull_tag)),
+        ),
+        case(
+            "image/pull-digest",
+            "cri:ImageService.PullImage#image.image",
+            Required,
+            PULL,
+            "PullImage by digest succeeds and ImageStatus lists name@digest in repo_digests",
+            |ctx| Box::pin(scoped(ctx, "id", pull_digest)),
+        ),
+        case(
+            "image/multi-tag",
+            "cri:ImageService.ImageStatus#image.repo_tags",
+            Required,
+            PULL,
+            "two tags of one manifest are one image (same id) listing both tags",
+            |ctx| Box::pin(scoped(ctx, "im", multi_tag)),
+        ),
+        case(
+            "image/list-contains-pulled",
+            "cri:ImageService.ListImages#images",
+            Required,
+            PULL,
+            "ListImages includes a pulled image with its id, tag and size",
+            |ctx| Box::pin(scoped(ctx, "il", list_contains)),
+        ),
+        case(
+            "image/status-absent-unset",
+            "cri:ImageService.ImageStatus#image",
+            Required,
+            PULL,
+            "ImageStatus of an absent image answers OK with image unset, not an error",
+            |ctx| Box::pin(scoped(ctx, "ia", status_absent)),
+        ),
+        case(
+            "image/remove-idempotent",
+            "cri:ImageService.RemoveImage#idempotent",
+            Required,
+            PULL,
+            "RemoveImage twice succeeds; the image is then absent",
+            |ctx| Box::pin(scoped(ctx, "ir", remove_idempotent)),
+        ),
+        case(
+            "image/remove-by-id",
+            "cri:ImageService.RemoveImage#image",
+            Required,
+            PULL,
+            "RemoveImage by image id (as the kubelet's image GC does) removes the image with all its tags",
+            |ctx| Box::pin(scoped(ctx, "ii", remove_by_id)),
+        ),
+        case(
+            "image/image-ref-consistency",
+            "cri:ImageService.PullImage#image_ref",
+            Required,
+            PULL,
+            "PullImage's image_ref, ImageStatus(image_ref).id and ImageStatus(tag).id name the same image",
+            |ctx| Box::pin(scoped(ctx, "ic", image_ref_consistency)),
+        ),
+        case(
+            "image/index-host-platform",
+            "oci-image:image-index.md#platform",
+            Required,
+            RUN,
+            "an index whose first entries are foreign platforms resolves to the host's entry, which runs",
+            |ctx| Box::pin(scoped(ctx, "ix", index_host_platform)),
+        ),
+        case(
+            "image/docker-schema2",
+            "oci-image:media-types.md#compatibility-matrix",
+            Optional,
+            RUN,
+            "a Docker schema2 image pulls and runs (not in the OCI spec; every registry serves it)",
+            |ctx| Box::pin(scoped(ctx, "ik", docker_schema2)),
+        ),
+        case(
+            "image/docker-manifest-list",
+            "oci-image:media-types.md#compatibility-matrix",
+            Optional,
+            RUN,
+            "a Docker manifest list resolves to the host's platform and runs",
+            |ctx| Box::pin(scoped(ctx, "ij", docker_manifest_list)),
+        ),
+        case(
+            "image/status-user",
+            "cri:ImageService.ImageStatus#image.uid",
+            Required,
+            PULL,
+            "ImageStatus reports the image's User: a numeric one as uid, a name as username (runAsNonRoot relies on it)",
+            |ctx| Box::pin(scoped(ctx, "iu", status_user)),
+        ),
+        case(
+            "image/pull-auth",
+            "cri:ImageService.PullImage#auth",
+            Required,
+            PULL,
+            "from a registry requiring basic auth, PullImage with AuthConfig succeeds and without it fails",
+            |ctx| Box::pin(scoped(ctx, "iau", pull_auth)),
+        ),
+        case(
+            "image/pull-auth-server-address",
+            "cri:ImageService.PullImage#auth.server_address",
+            Optional,
+            PULL,
+            "AuthConfig.server_address given as host:port (how docker config keys name a registry) is accepted",
+            |ctx| Box::pin(scoped(ctx, "ias", pull_auth_server_address)),
+        ),
+        case(
+            "image/pull-missing-fails",
+            "cri:ImageService.PullImage#image",
+            Required,
+            PULL,
+            "PullImage of a tag the registry does not have fails, and no image appears",
+            |ctx| Box::pin(scoped(ctx, "iq", pull_missing)),
+        ),
+        case(
+            "image/fs-info",
+            "cri:ImageService.ImageFsInfo#image_filesystems",
+            Required,
+            Needs::default(),
+            "ImageFsInfo reports at least one image filesystem with its mountpoint and used bytes (the kubelet's eviction needs it)",
+            |ctx| Box::pin(scoped(ctx, "if", fs_info)),
+        ),
+    ]
+}
+
+async fn status(s: &Scope, image: &str) -> Result<cri::Image, String> {
+    s.image_status(image)
+        .await?
+        .ok_or_else(|| format!("ImageStatus({image}) finds no image"))
+}
+
+async fn remove(s: &Scope, image: &str) -> Result<(), String> {
+    s.is()
+        .remove_image(cri::RemoveImageRequest {
+            image: Some(spec(image)),
+        })
+        .await
+        .map(drop)
+        .map_err(|e| format!("RemoveImage {image}: {}", status_text(&e)))
+}
+
+async fn pull_tag(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX, LATEST)?;
+    let image_ref = s.pull_ref(&image, None).await?;
+    ensure(!image_ref.is_empty(), || "image_ref is empty".into())?;
+    let img = status(&s, &image).await?;
+    ensure(img.repo_tags.contains(&image), || {
+        format!("repo_tags {:?} lack {image}", img.repo_tags)
+    })?;
+    ensure(img.size > 0, || "size is 0".into())?;
+    Ok(format!("image_ref {image_ref}"))
+}
+
+async fn pull_digest(s: Arc<Scope>) -> CaseResult {
+    let registry = s.registry()?;
+    let digest = RegistryClient::new(&registry, None)
+        .manifest(BUSYBOX, LATEST)
+        .await
+        .map_err(|e| format!("reading the manifest digest from the registry: {e}"))?
+        .digest;
+    let by_digest = format!("{registry}/{BUSYBOX}@{digest}");
+    s.pull_ref(&by_digest, None).await?;
+    let img = status(&s, &by_digest).await?;
+    ensure(img.repo_digests.contains(&by_digest), || {
+        format!("repo_digests {:?} lack {by_digest}", img.repo_digests)
+    })?;
+    Ok(String::new())
+}
+
+async fn multi_tag(s: Arc<Scope>) -> CaseResult {
+    let a = s.image(BUSYBOX, "1.0")?;
+    let b = s.image(BUSYBOX, "1.1")?;
+    s.pull_ref(&a, None).await?;
+    s.pull_ref(&b, None).await?;
+    let ia = status(&s, &a).await?;
+    let ib = status(&s, &b).await?;
+    ensure(ia.id == ib.id, || {
+        format!("ids differ: {} vs {}", ia.id, ib.id)
+    })?;
+    for t in [&a, &b] {
+        ensure(ib.repo_tags.contains(t), || {
+            format!("repo_tags {:?} lack {t}", ib.repo_tags)
+        })?;
+    }
+    Ok(String::new())
+}
+
+async fn list_contains(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX, LATEST)?;
+    s.pull_ref(&image, None).await?;
+    let id = status(&s, &image).await?.id;
+    let images = s
+        .is()
+        .list_images(cri::ListImagesRequest { filter: None })
+        .await
+        .map_err(|e| format!("ListImages: {}", status_text(&e)))?
+        .into_inner()
+        .images;
+    let found = images
+        .iter()
+        .find(|i| i.id == id)
+        .ok_or_else(|| format!("ListImages lacks {id}"))?;
+    ensure(found.repo_tags.contains(&image) && found.size > 0, || {
+        format!("listed as {found:?}")
+    })?;
+    Ok(format!("{} images listed", images.len()))
+}
+
+async fn status_absent(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX, &s.name("never-pushed"))?;
+    let got = s.image_status(&image).await?;
+    ensure(got.is_none(), || format!("absent image has status {got:?}"))?;
+    Ok(String::new())
+}
+
+async fn remove_idempotent(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX, "1.1")?;
+    s.pull_ref(&image, None).await?;
+    remove(&s, &image).await?;
+    remove(&s, &image)
+        .await
+        .map_err(|e| format!("second remove: {e}"))?;
+    let left = s.image_status(&image).await?;
+    ensure(left.is_none(), || {
+        format!("removed image still has status {left:?}")
+    })?;
+    Ok(String::new())
+}
+
+async fn remove_by_id(s: Arc<Scope>) -> CaseResult {
+    let a = s.image(BUSYBOX, "1.0")?;
+    let b = s.image(BUSYBOX, "1.1")?;
+    s.pull_ref(&a, None).await?;
+    s.pull_ref(&b, None).await?;
+    let id = status(&s, &a).await?.id;
+    // Another case's images are absent by now (each cleans up), so `latest` may share the
+    // id only if it was present before this run; then this case cannot judge.
+    if s.image_status(&s.image(BUSYBOX, LATEST)?).await?.is_some() {
+        return Err(format!(
+            "{BUSYBOX}:{LATEST} is present on the endpoint, so removing {id} would remove an image this run did not pull"
+        ));
+    }
+    remove(&s, &id).await?;
+    for t in [&a, &b] {
+        let left = s.image_status(t).await?;
+        ensure(left.is_none(), || format!("{t} survives RemoveImage({id})"))?;
+    }
+    Ok(String::new())
+}
+
+async fn image_ref_consistency(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX, LATEST)?;
+    let image_ref = s.pull_ref(&image, None).await?;
+    let by_tag = status(&s, &image).await?;
+    let by_ref = status(&s, &image_ref).await?;
+    ensure(by_tag.id == by_ref.id, || {
+        format!(
+            "ImageStatus({image}).id = {}, ImageStatus({image_ref}).id = {}",
+            by_tag.id, by_ref.id
+        )
+    })?;
+    Ok(format!("image_ref {image_ref}, id {}", by_tag.id))
+}
+
+/// Pulls `name:latest` and runs `true` in it; the container must exit 0.
+async fn pull_and_run(s: &Scope, name: &str) -> CaseResult {
+    let image = s.image(name, LATEST)?;
+    s.pull_ref(&image, None).await?;
+    let (pod_id, pod) = s.pod().await?;
+    let config = s.container_config(&pod, &image, &["true"]);
+    let id = s.run(&pod_id, &pod, &config).await?;
+    let st = s
+        .wait_state(
+            &id,
+            cri::ContainerState::ContainerExited,
+            Duration::from_secs(20),
+        )
+        .await?;
+    ensure(st.exit_code == 0, || {
+        format!("`true` exited {}", st.exit_code)
+    })?;
+    Ok(String::new())
+}
+
+async fn index_host_platform(s: Arc<Scope>) -> CaseResult {
+    pull_and_run(&s, BUSYBOX_MULTIARCH).await
+}
+
+async fn docker_schema2(s: Arc<Scope>) -> CaseResult {
+    pull_and_run(&s, BUSYBOX_DOCKER).await
+}
+
+async fn docker_manifest_list(s: Arc<Scope>) -> CaseResult {
+    pull_and_run(&s, BUSYBOX_MULTIARCH_DOCKER).await
+}
+
+async fn status_user(s: Arc<Scope>) -> CaseResult {
+    let uid = s.image(BUSYBOX_USER, USER_UID)?;
+    let name = s.image(BUSYBOX_USER, USER_NAME)?;
+    s.pull_ref(&uid, None).await?;
+    s.pull_ref(&name, None).await?;
+    let a = status(&s, &uid).await?;
+    ensure(a.uid.map(|u| u.value) == Some(1000), || {
+        format!("User \"1000\": uid {:?}, username {:?}", a.uid, a.username)
+    })?;
+    let b = status(&s, &name).await?;
+    ensure(b.username == "crid", || {
+        format!("User \"crid\": uid {:?}, username {:?}", b.uid, b.username)
+    })?;
+    Ok(String::new())
+}
+
+async fn pull_auth(s: Arc<Scope>) -> CaseResult {
+    auth_registry_pull(&s, false).await
+}
+
+async fn pull_auth_server_address(s: Arc<Scope>) -> CaseResult {
+    auth_registry_pull(&s, true).await
+}
+
+/// Pulls from a basic-auth registry of its own: without credentials (must fail), then with
+/// them (must succeed); `server_address` is set to the registry's host:port when asked.
+async fn auth_registry_pull(s: &Scope, with_server_address: bool) -> CaseResult {
+    // A registry of our own, requiring basic auth, on loopback; dropped at the end.
+    let registry = Registry::start(RegistryOptions::basic_auth())
+        .await
+        .map_err(|e| format!("starting the basic-auth registry: {e}"))?;
+    let set = tokio::task::spawn_blocking(fixture_set)
+        .await
+        .map_err(|e| format!("building fixtures: {e}"))?
+        .map_err(|e| format!("building fixtures: {e}"))?;
+    let busybox = set
+        .get(BUSYBOX, LATEST)
+        .ok_or("the fixture set has no busybox")?;
+    registry
+        .push(busybox)
+        .await
+        .map_err(|e| format!("pushing to the basic-auth registry: {e}"))?;
+    let image = registry.image_ref(BUSYBOX, LATEST);
+    let anonymous = s
+        .is()
+        .pull_image(cri::PullImageRequest {
+            image: Some(spec(&image)),
+            auth: None,
+            sandbox_config: None,
+        })
+        .await;
+    if anonymous.is_ok() {
+        s.track_image(&image);
+        return Err("PullImage without credentials succeeded against a basic-auth registry".into());
+    }
+    let creds = registry
+        .credentials()
+        .ok_or("registry without credentials")?;
+    s.pull_ref(
+        &image,
+        Some(cri::AuthConfig {
+            username: creds.username.clone(),
+            password: TEST_PASSWORD.to_owned(),
+            server_address: if with_server_address {
+                registry.host()
+            } else {
+                String::new()
+            },
+            ..Default::default()
+        }),
+    )
+    .await?;
+    let pulled = s.image_status(&image).await?;
+    ensure(pulled.is_some(), || {
+        "pulled with auth, but ImageStatus finds nothing".into()
+    })?;
+    // Remove while the registry still runs; the scope's removal then finds nothing.
+    remove(s, &image).await?;
+    Ok(String::new())
+}
+
+async fn pull_missing(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX, &s.name("missing"))?;
+    let r = s
+        .is()
+        .pull_image(cri::PullImageRequest {
+            image: Some(spec(&image)),
+            auth: None,
+            sandbox_config: None,
+        })
+        .await;
+    match r {
+        Ok(_) => {
+            s.track_image(&image);
+            Err(format!("PullImage of {image} succeeded"))
+        }
+        Err(e) => {
+            let left = s.image_status(&image).await?;
+            ensure(left.is_none(), || "a failed pull left an image".into())?;
+            Ok(format!("{:?}", e.code()))
+        }
+    }
+}
+
+async fn fs_info(s: Arc<Scope>) -> CaseResult {
+    let r = s
+        .is()
+        .image_fs_info(cri::ImageFsInfoRequest {})
+        .await
+        .map_err(|e| format!("ImageFsInfo: {}", status_text(&e)))?
+        .into_inner();
+    let fs = r.image_filesystems.first().ok_or("no image_filesystems")?;
+    let mountpoint = fs
+        .fs_id
+        .as_ref()
+        .map(|f| f.mountpoint.clone())
+        .unwrap_or_default();
+    ensure(!mountpoint.is_empty(), || {
+        "fs_id.mountpoint is empty".into()
+    })?;
+    ensure(fs.used_bytes.is_some(), || "used_bytes unset".into())?;
+    Ok(format!(
+        "{mountpoint}: {:?} bytes",
+        fs.used_bytes.map(|u| u.value)
+    ))
+}

@@ -1,0 +1,376 @@
+//! Pod sandbox lifecycle: RunPodSandbox, PodSandboxStatus, StopPodSandbox,
+//! RemovePodSandbox (idempotence) and ListPodSandbox filters.
+
+use std::sync::Arc;
+
+use crid_api::cri;
+use tonic::Code;
+
+use super::support::{Scope, ok_or_not_found, scoped};
+use super::{Area, Case, CaseResult, DEFAULT_TIMEOUT, Needs, Requirement, ensure, status_text};
+use crate::fixtures::image::PAUSE;
+
+/// Pods need root, a runtime handler and (for runtimes that pull one) the pause image.
+pub(super) const POD_NEEDS: Needs = Needs {
+    root: true,
+    runtime_handler: true,
+    image: Some(PAUSE),
+};
+
+pub(super) fn cases() -> Vec<Case> {
+    let case = |id, clause, requirement, summary, run| Case {
+        id,
+        clause,
+        area: Area::PodSandbox,
+        requirement,
+        needs: POD_NEEDS,
+        summary,
+        timeout: DEFAULT_TIMEOUT,
+        run,
+    };
+    use Requirement::{Optional, Required};
+    vec![
+        case(
+            "pod-sandbox/run-ready",
+            "cri:RuntimeService.RunPodSandbox#pod_sandbox_id",
+            Required,
+            "RunPodSandbox returns an id whose status is SANDBOX_READY with the config's metadata and a creation time",
+            |ctx| Box::pin(scoped(ctx, "pr", run_ready)),
+        ),
+        case(
+            "pod-sandbox/status-labels-annotations",
+            "cri:RuntimeService.PodSandboxStatus#status.labels",
+            Required,
+            "PodSandboxStatus returns the labels and annotations of the config (the kubelet matches pods by them)",
+            |ctx| Box::pin(scoped(ctx, "pl", status_labels)),
+        ),
+        case(
+            "pod-sandbox/stop-not-ready",
+            "cri:RuntimeService.StopPodSandbox#state",
+            Required,
+            "after StopPodSandbox the pod is SANDBOX_NOTREADY",
+            |ctx| Box::pin(scoped(ctx, "ps", stop_not_ready)),
+        ),
+        case(
+            "pod-sandbox/stop-idempotent",
+            "cri:RuntimeService.StopPodSandbox#idempotent",
+            Required,
+            "StopPodSandbox twice succeeds both times (the call is idempotent)",
+            |ctx| Box::pin(scoped(ctx, "psi", stop_idempotent)),
+        ),
+        case(
+            "pod-sandbox/stop-kills-containers",
+            "cri:RuntimeService.StopPodSandbox#containers",
+            Required,
+            "StopPodSandbox forcibly terminates the pod's running containers",
+            |ctx| Box::pin(scoped(ctx, "psk", stop_kills_containers)),
+        ),
+        case(
+            "pod-sandbox/remove-idempotent",
+            "cri:RuntimeService.RemovePodSandbox#idempotent",
+            Required,
+            "RemovePodSandbox twice succeeds both times; the pod is gone from the list",
+            |ctx| Box::pin(scoped(ctx, "pri", remove_idempotent)),
+        ),
+        case(
+            "pod-sandbox/remove-unknown-id",
+            "cri:RuntimeService.RemovePodSandbox#idempotent",
+            Required,
+            "RemovePodSandbox of an id never seen answers OK or NotFound (the kubelet treats both as removed)",
+            |ctx| Box::pin(scoped(ctx, "pru", remove_unknown)),
+        ),
+        case(
+            "pod-sandbox/remove-running-forces",
+            "cri:RuntimeService.RemovePodSandbox#containers",
+            Optional,
+            "RemovePodSandbox of a ready pod with a running container removes both (the kubelet always stops first)",
+            |ctx| Box::pin(scoped(ctx, "prf", remove_running)),
+        ),
+        case(
+            "pod-sandbox/status-unknown-not-found",
+            "cri:RuntimeService.PodSandboxStatus#pod_sandbox_id",
+            Optional,
+            "PodSandboxStatus of an unknown id is NotFound (the kubelet checks for that code)",
+            |ctx| Box::pin(scoped(ctx, "pnf", status_unknown)),
+        ),
+        case(
+            "pod-sandbox/list-filter-id",
+            "cri:RuntimeService.ListPodSandbox#filter.id",
+            Required,
+            "ListPodSandbox with an id filter returns exactly that pod",
+            |ctx| Box::pin(scoped(ctx, "pfi", list_filter_id)),
+        ),
+        case(
+            "pod-sandbox/list-filter-state",
+            "cri:RuntimeService.ListPodSandbox#filter.state",
+            Required,
+            "ListPodSandbox with a state filter separates ready from not-ready pods",
+            |ctx| Box::pin(scoped(ctx, "pfs", list_filter_state)),
+        ),
+        case(
+            "pod-sandbox/list-filter-label-selector",
+            "cri:RuntimeService.ListPodSandbox#filter.label_selector",
+            Required,
+            "ListPodSandbox with a label selector returns only pods carrying every selected label",
+            |ctx| Box::pin(scoped(ctx, "pfl", list_filter_labels)),
+        ),
+    ]
+}
+
+async fn list(s: &Scope, filter: cri::PodSandboxFilter) -> Result<Vec<cri::PodSandbox>, String> {
+    s.rs()
+        .list_pod_sandbox(cri::ListPodSandboxRequest {
+            filter: Some(filter),
+        })
+        .await
+        .map(|r| r.into_inner().items)
+        .map_err(|e| format!("ListPodSandbox: {}", status_text(&e)))
+}
+
+async fn stop_pod(s: &Scope, id: &str) -> Result<(), String> {
+    s.rs()
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.to_owned(),
+        })
+        .await
+        .map(drop)
+        .map_err(|e| format!("StopPodSandbox: {}", status_text(&e)))
+}
+
+async fn remove_pod(s: &Scope, id: &str) -> Result<(), String> {
+    s.rs()
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_owned(),
+        })
+        .await
+        .map(drop)
+        .map_err(|e| format!("RemovePodSandbox: {}", status_text(&e)))
+}
+
+async fn run_ready(s: Arc<Scope>) -> CaseResult {
+    let (id, config) = s.pod().await?;
+    ensure(!id.is_empty(), || "empty pod_sandbox_id".into())?;
+    let st = s.pod_status(&id).await?;
+    ensure(st.id == id, || format!("status id {:?} != {id:?}", st.id))?;
+    ensure(
+        st.state == cri::PodSandboxState::SandboxReady as i32,
+        || format!("state {} is not SANDBOX_READY", st.state),
+    )?;
+    ensure(st.metadata == config.metadata, || {
+        format!(
+            "metadata {:?} differs from the config's {:?}",
+            st.metadata, config.metadata
+        )
+    })?;
+    ensure(st.created_at > 0, || "created_at is 0".into())?;
+    Ok(format!("pod {id}"))
+}
+
+async fn status_labels(s: Arc<Scope>) -> CaseResult {
+    let mut config = s.pod_config();
+    config.labels.insert("app".into(), "conformance".into());
+    config
+        .annotations
+        .insert("example.com/note".into(), "a value with spaces".into());
+    let id = s.run_pod(&config).await?;
+    let st = s.pod_status(&id).await?;
+    ensure(st.labels == config.labels, || {
+        format!("labels {:?} != {:?}", st.labels, config.labels)
+    })?;
+    ensure(st.annotations == config.annotations, || {
+        format!(
+            "annotations {:?} != {:?}",
+            st.annotations, config.annotations
+        )
+    })?;
+    Ok(String::new())
+}
+
+async fn stop_not_ready(s: Arc<Scope>) -> CaseResult {
+    let (id, _) = s.pod().await?;
+    stop_pod(&s, &id).await?;
+    let st = s.pod_status(&id).await?;
+    ensure(
+        st.state == cri::PodSandboxState::SandboxNotready as i32,
+        || format!("state {} after stop, expected SANDBOX_NOTREADY", st.state),
+    )?;
+    Ok(String::new())
+}
+
+async fn stop_idempotent(s: Arc<Scope>) -> CaseResult {
+    let (id, _) = s.pod().await?;
+    stop_pod(&s, &id).await?;
+    stop_pod(&s, &id)
+        .await
+        .map_err(|e| format!("second stop: {e}"))?;
+    Ok(String::new())
+}
+
+async fn stop_kills_containers(s: Arc<Scope>) -> CaseResult {
+    let (pod, ctr) = s.sleeper(|_| {}).await?;
+    stop_pod(&s, &pod).await?;
+    let st = s.container_status(&ctr).await?;
+    ensure(
+        st.state == cri::ContainerState::ContainerExited as i32,
+        || {
+            format!(
+                "container is {} after StopPodSandbox",
+                super::support::container_state_name(st.state)
+            )
+        },
+    )?;
+    Ok(String::new())
+}
+
+async fn remove_idempotent(s: Arc<Scope>) -> CaseResult {
+    let (id, _) = s.pod().await?;
+    stop_pod(&s, &id).await?;
+    remove_pod(&s, &id).await?;
+    remove_pod(&s, &id)
+        .await
+        .map_err(|e| format!("second remove: {e}"))?;
+    let left = list(
+        &s,
+        cri::PodSandboxFilter {
+            id: id.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure(left.is_empty(), || {
+        format!("removed pod still listed: {left:?}")
+    })?;
+    Ok(String::new())
+}
+
+async fn remove_unknown(s: Arc<Scope>) -> CaseResult {
+    let r = s
+        .rs()
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: s.name("never-created"),
+        })
+        .await;
+    ok_or_not_found("RemovePodSandbox", r)?;
+    Ok(String::new())
+}
+
+async fn remove_running(s: Arc<Scope>) -> CaseResult {
+    let (pod, ctr) = s.sleeper(|_| {}).await?;
+    remove_pod(&s, &pod).await?;
+    let pods = list(
+        &s,
+        cri::PodSandboxFilter {
+            id: pod.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure(pods.is_empty(), || "pod still listed after remove".into())?;
+    let r = s
+        .rs()
+        .container_status(cri::ContainerStatusRequest {
+            container_id: ctr,
+            verbose: false,
+        })
+        .await;
+    ensure(matches!(&r, Err(e) if e.code() == Code::NotFound), || {
+        format!("the pod's container survived its removal: {r:?}")
+    })?;
+    Ok(String::new())
+}
+
+async fn status_unknown(s: Arc<Scope>) -> CaseResult {
+    let r = s
+        .rs()
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: s.name("never-created"),
+            verbose: false,
+        })
+        .await;
+    match r {
+        Err(e) if e.code() == Code::NotFound => Ok(String::new()),
+        Err(e) => Err(format!("expected NotFound, got {}", status_text(&e))),
+        Ok(_) => Err("PodSandboxStatus of an unknown id succeeded".into()),
+    }
+}
+
+async fn list_filter_id(s: Arc<Scope>) -> CaseResult {
+    let (a, _) = s.pod().await?;
+    let (_b, _) = s.pod().await?;
+    let got = list(
+        &s,
+        cri::PodSandboxFilter {
+            id: a.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let ids: Vec<_> = got.iter().map(|p| p.id.as_str()).collect();
+    ensure(ids == [a.as_str()], || {
+        format!("expected [{a}], got {ids:?}")
+    })?;
+    Ok(String::new())
+}
+
+async fn list_filter_state(s: Arc<Scope>) -> CaseResult {
+    let (ready, _) = s.pod().await?;
+    let (stopped, _) = s.pod().await?;
+    stop_pod(&s, &stopped).await?;
+    let mine = |pods: Vec<cri::PodSandbox>| -> Vec<String> {
+        pods.into_iter()
+            .filter(|p| p.id == ready || p.id == stopped)
+            .map(|p| p.id)
+            .collect()
+    };
+    let state = |st: cri::PodSandboxState| cri::PodSandboxFilter {
+        state: Some(cri::PodSandboxStateValue { state: st as i32 }),
+        ..Default::default()
+    };
+    let r = mine(list(&s, state(cri::PodSandboxState::SandboxReady)).await?);
+    ensure(r == [ready.clone()], || {
+        format!("READY filter gave {r:?}, expected [{ready}]")
+    })?;
+    let n = mine(list(&s, state(cri::PodSandboxState::SandboxNotready)).await?);
+    ensure(n == [stopped.clone()], || {
+        format!("NOTREADY filter gave {n:?}, expected [{stopped}]")
+    })?;
+    Ok(String::new())
+}
+
+async fn list_filter_labels(s: Arc<Scope>) -> CaseResult {
+    let mut a = s.pod_config();
+    a.labels.insert("tier".into(), "front".into());
+    a.labels.insert("color".into(), "blue".into());
+    let mut b = s.pod_config();
+    b.labels.insert("tier".into(), "front".into());
+    let a_id = s.run_pod(&a).await?;
+    let b_id = s.run_pod(&b).await?;
+    let select = |pairs: &[(&str, &str)]| cri::PodSandboxFilter {
+        label_selector: pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain([("crid-conformance".to_owned(), s.tag.clone())])
+            .collect(),
+        ..Default::default()
+    };
+    let mut both: Vec<_> = list(&s, select(&[("tier", "front")]))
+        .await?
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    both.sort();
+    let mut want = vec![a_id.clone(), b_id];
+    want.sort();
+    ensure(both == want, || {
+        format!("tier=front gave {both:?}, expected {want:?}")
+    })?;
+    let one: Vec<_> = list(&s, select(&[("tier", "front"), ("color", "blue")]))
+        .await?
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    ensure(one == [a_id.clone()], || {
+        format!("tier=front,color=blue gave {one:?}, expected [{a_id}]")
+    })?;
+    Ok(String::new())
+}

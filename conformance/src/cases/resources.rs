@@ -1,0 +1,192 @@
+//! Resources: limits from the container config land in the container's cgroup, and
+//! UpdateContainerResources changes them on a running container. The cgroup files are
+//! read from inside the container (cgroup v1 or v2 layout).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crid_api::cri;
+
+use super::container::CONTAINER_NEEDS;
+use super::support::{Scope, scoped};
+use super::{Area, Case, CaseResult, Requirement, ensure, status_text};
+
+const CASE_TIMEOUT: Duration = Duration::from_secs(90);
+const MIB: i64 = 1024 * 1024;
+
+/// `memory.limit_in_bytes` (v1) or `memory.max` (v2).
+const MEMORY_LIMIT: &str =
+    "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max";
+/// `cpu.cfs_quota_us cpu.cfs_period_us` (v1) or `cpu.max` (v2), as "quota period".
+const CPU_MAX: &str = "if [ -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us); else cat /sys/fs/cgroup/cpu.max; fi";
+/// `cpu.shares` (v1) or `cpu.weight` (v2), prefixed with the version.
+const CPU_SHARES: &str = "if [ -e /sys/fs/cgroup/cpu/cpu.shares ]; then echo v1 $(cat /sys/fs/cgroup/cpu/cpu.shares); else echo v2 $(cat /sys/fs/cgroup/cpu.weight); fi";
+
+pub(super) fn cases() -> Vec<Case> {
+    let case = |id, clause, requirement, summary, run| Case {
+        id,
+        clause,
+        area: Area::Resources,
+        requirement,
+        needs: CONTAINER_NEEDS,
+        summary,
+        timeout: CASE_TIMEOUT,
+        run,
+    };
+    use Requirement::{Optional, Required};
+    vec![
+        case(
+            "resources/memory-limit",
+            "cri:RuntimeService.CreateContainer#config.linux.resources.memory_limit_in_bytes",
+            Required,
+            "memory_limit_in_bytes 64 MiB is the container cgroup's memory limit",
+            |ctx| Box::pin(scoped(ctx, "rm", memory_limit)),
+        ),
+        case(
+            "resources/cpu-quota",
+            "cri:RuntimeService.CreateContainer#config.linux.resources.cpu_quota",
+            Required,
+            "cpu_quota 50000 over cpu_period 100000 is the container cgroup's CFS quota",
+            |ctx| Box::pin(scoped(ctx, "rq", cpu_quota)),
+        ),
+        case(
+            "resources/cpu-shares",
+            "cri:RuntimeService.CreateContainer#config.linux.resources.cpu_shares",
+            Required,
+            "cpu_shares 512 is the cgroup's cpu.shares (v1) or its cpu.weight equivalent (v2)",
+            |ctx| Box::pin(scoped(ctx, "rs", cpu_shares)),
+        ),
+        case(
+            "resources/update-container-resources",
+            "cri:RuntimeService.UpdateContainerResources#linux",
+            Required,
+            "UpdateContainerResources raises a running container's memory limit and CPU quota",
+            |ctx| Box::pin(scoped(ctx, "ru", update)),
+        ),
+        case(
+            "resources/status-resources",
+            "cri:RuntimeService.ContainerStatus#status.resources",
+            Optional,
+            "ContainerStatus reports the container's current memory limit (in-place pod resize reads it)",
+            |ctx| Box::pin(scoped(ctx, "rr", status_resources)),
+        ),
+    ]
+}
+
+fn limits(c: &mut cri::ContainerConfig, r: cri::LinuxContainerResources) {
+    c.linux.get_or_insert_with(Default::default).resources = Some(r);
+}
+
+async fn memory_limit(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            limits(
+                c,
+                cri::LinuxContainerResources {
+                    memory_limit_in_bytes: 64 * MIB,
+                    ..Default::default()
+                },
+            )
+        })
+        .await?;
+    let v = s.sh(&id, MEMORY_LIMIT).await?;
+    ensure(v == (64 * MIB).to_string(), || format!("memory limit {v}"))?;
+    Ok(String::new())
+}
+
+async fn cpu_quota(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            limits(
+                c,
+                cri::LinuxContainerResources {
+                    cpu_period: 100_000,
+                    cpu_quota: 50_000,
+                    ..Default::default()
+                },
+            )
+        })
+        .await?;
+    let v = s.sh(&id, CPU_MAX).await?;
+    ensure(v == "50000 100000", || format!("quota/period {v:?}"))?;
+    Ok(String::new())
+}
+
+async fn cpu_shares(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            limits(
+                c,
+                cri::LinuxContainerResources {
+                    cpu_shares: 512,
+                    ..Default::default()
+                },
+            )
+        })
+        .await?;
+    let v = s.sh(&id, CPU_SHARES).await?;
+    // v2: weight = 1 + (shares - 2) * 9999 / 262142, the conversion runc and crun use.
+    ensure(v == "v1 512" || v == "v2 20", || format!("{v:?}"))?;
+    Ok(v)
+}
+
+async fn update(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            limits(
+                c,
+                cri::LinuxContainerResources {
+                    memory_limit_in_bytes: 64 * MIB,
+                    cpu_period: 100_000,
+                    cpu_quota: 50_000,
+                    ..Default::default()
+                },
+            )
+        })
+        .await?;
+    s.rs()
+        .update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 128 * MIB,
+                cpu_period: 100_000,
+                cpu_quota: 80_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("UpdateContainerResources: {}", status_text(&e)))?;
+    let mem = s.sh(&id, MEMORY_LIMIT).await?;
+    ensure(mem == (128 * MIB).to_string(), || {
+        format!("memory limit {mem} after update")
+    })?;
+    let cpu = s.sh(&id, CPU_MAX).await?;
+    ensure(cpu == "80000 100000", || {
+        format!("quota/period {cpu:?} after update")
+    })?;
+    Ok(String::new())
+}
+
+async fn status_resources(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            limits(
+                c,
+                cri::LinuxContainerResources {
+                    memory_limit_in_bytes: 64 * MIB,
+                    ..Default::default()
+                },
+            )
+        })
+        .await?;
+    let st = s.container_status(&id).await?;
+    let got = st
+        .resources
+        .and_then(|r| r.linux)
+        .map(|l| l.memory_limit_in_bytes);
+    ensure(got == Some(64 * MIB), || {
+        format!("status.resources memory limit {got:?}")
+    })?;
+    Ok(String::new())
+}

@@ -1,0 +1,550 @@
+//! Security context: users and groups, capabilities, privileged, read-only rootfs,
+//! no_new_privs, masked and read-only paths, seccomp, namespaces, sysctls. Each case
+//! observes the effect from inside the container through ExecSync.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crid_api::cri;
+
+use super::container::CONTAINER_NEEDS;
+use super::support::{SLEEP_SCRIPT, Scope, cap_eff, pod_sc, sc, scoped, status_field};
+use super::{Area, Case, CaseResult, Requirement, ensure};
+use crate::fixtures::image::{BUSYBOX_USER, USER_NAME, USER_UID, USER_UID_GID};
+
+const CASE_TIMEOUT: Duration = Duration::from_secs(90);
+/// CAP_CHOWN and CAP_NET_ADMIN bit numbers (linux/capability.h).
+const CAP_CHOWN: u32 = 0;
+const CAP_NET_ADMIN: u32 = 12;
+
+macro_rules! sc_clause {
+    ($field:literal) => {
+        concat!(
+            "cri:RuntimeService.CreateContainer#config.linux.security_context.",
+            $field
+        )
+    };
+}
+
+pub(super) fn cases() -> Vec<Case> {
+    let case = |id, clause, requirement, summary, run| Case {
+        id,
+        clause,
+        area: Area::SecurityContext,
+        requirement,
+        needs: CONTAINER_NEEDS,
+        summary,
+        timeout: CASE_TIMEOUT,
+        run,
+    };
+    use Requirement::Required;
+    vec![
+        case(
+            "security-context/run-as-user",
+            sc_clause!("run_as_user"),
+            Required,
+            "run_as_user 1234 runs the process as uid 1234",
+            |ctx| Box::pin(scoped(ctx, "su", run_as_user)),
+        ),
+        case(
+            "security-context/run-as-group",
+            sc_clause!("run_as_group"),
+            Required,
+            "run_as_group 5678 with run_as_user runs the process with gid 5678",
+            |ctx| Box::pin(scoped(ctx, "sg", run_as_group)),
+        ),
+        case(
+            "security-context/run-as-username",
+            sc_clause!("run_as_username"),
+            Required,
+            "run_as_username crid resolves through the image's /etc/passwd to uid 1000",
+            |ctx| Box::pin(scoped(ctx, "sn", run_as_username)),
+        ),
+        case(
+            "security-context/image-user",
+            "oci-image:config.md#User",
+            Required,
+            "the image's User (uid, name, uid:gid) sets the process's uid and gid when the config sets none",
+            |ctx| Box::pin(scoped(ctx, "si", image_user)),
+        ),
+        case(
+            "security-context/supplemental-groups",
+            sc_clause!("supplemental_groups"),
+            Required,
+            "supplemental_groups appear in the process's groups",
+            |ctx| Box::pin(scoped(ctx, "ss", supplemental_groups)),
+        ),
+        case(
+            "security-context/image-groups-merged",
+            sc_clause!("supplemental_groups_policy"),
+            Required,
+            "with the default Merge policy the user's groups from the image's /etc/group are kept",
+            |ctx| Box::pin(scoped(ctx, "sm", image_groups)),
+        ),
+        case(
+            "security-context/capabilities-add",
+            sc_clause!("capabilities.add_capabilities"),
+            Required,
+            "adding NET_ADMIN sets its bit in CapEff",
+            |ctx| Box::pin(scoped(ctx, "sca", caps_add)),
+        ),
+        case(
+            "security-context/capabilities-drop",
+            sc_clause!("capabilities.drop_capabilities"),
+            Required,
+            "dropping CHOWN clears its bit in CapEff, and chown fails",
+            |ctx| Box::pin(scoped(ctx, "scd", caps_drop)),
+        ),
+        case(
+            "security-context/capabilities-drop-all",
+            sc_clause!("capabilities.drop_capabilities"),
+            Required,
+            "dropping ALL leaves CapEff empty",
+            |ctx| Box::pin(scoped(ctx, "scx", caps_drop_all)),
+        ),
+        case(
+            "security-context/privileged",
+            sc_clause!("privileged"),
+            Required,
+            "a privileged container has every capability of the host's bounding set",
+            |ctx| Box::pin(scoped(ctx, "sp", privileged)),
+        ),
+        case(
+            "security-context/readonly-rootfs",
+            sc_clause!("readonly_rootfs"),
+            Required,
+            "with readonly_rootfs, writing to / fails",
+            |ctx| Box::pin(scoped(ctx, "sr", readonly_rootfs)),
+        ),
+        case(
+            "security-context/no-new-privs",
+            sc_clause!("no_new_privs"),
+            Required,
+            "no_new_privs sets NoNewPrivs in /proc/self/status",
+            |ctx| Box::pin(scoped(ctx, "snp", no_new_privs)),
+        ),
+        case(
+            "security-context/masked-paths",
+            sc_clause!("masked_paths"),
+            Required,
+            "a masked path (/proc/version) reads as empty",
+            |ctx| Box::pin(scoped(ctx, "smp", masked_paths)),
+        ),
+        case(
+            "security-context/readonly-paths",
+            sc_clause!("readonly_paths"),
+            Required,
+            "a read-only path (/etc) refuses writes while the rest of the rootfs accepts them",
+            |ctx| Box::pin(scoped(ctx, "srp", readonly_paths)),
+        ),
+        case(
+            "security-context/seccomp-runtime-default",
+            sc_clause!("seccomp"),
+            Required,
+            "seccomp RuntimeDefault puts the process in seccomp filter mode (Seccomp: 2)",
+            |ctx| Box::pin(scoped(ctx, "sec", seccomp_default)),
+        ),
+        case(
+            "security-context/seccomp-unconfined",
+            sc_clause!("seccomp"),
+            Required,
+            "seccomp Unconfined leaves the process without a filter (Seccomp: 0)",
+            |ctx| Box::pin(scoped(ctx, "seu", seccomp_unconfined)),
+        ),
+        case(
+            "security-context/namespace-host-network",
+            sc_clause!("namespace_options.network"),
+            Required,
+            "network NODE puts the container in the host's network namespace",
+            |ctx| Box::pin(scoped(ctx, "snn", host_network)),
+        ),
+        case(
+            "security-context/namespace-host-pid",
+            sc_clause!("namespace_options.pid"),
+            Required,
+            "pid NODE shows the host's PID 1 inside the container",
+            |ctx| Box::pin(scoped(ctx, "snh", host_pid)),
+        ),
+        case(
+            "security-context/namespace-pid-container",
+            sc_clause!("namespace_options.pid"),
+            Required,
+            "pid CONTAINER makes the container's own process PID 1",
+            |ctx| Box::pin(scoped(ctx, "snc", pid_container)),
+        ),
+        case(
+            "security-context/namespace-pid-pod",
+            sc_clause!("namespace_options.pid"),
+            Required,
+            "pid POD lets containers of one pod see each other's processes (shareProcessNamespace)",
+            |ctx| Box::pin(scoped(ctx, "spp", pid_pod)),
+        ),
+        case(
+            "security-context/sysctls",
+            "cri:RuntimeService.RunPodSandbox#config.linux.sysctls",
+            Required,
+            "a namespaced sysctl of the pod (kernel.shm_rmid_forced=1) is visible in its containers",
+            |ctx| Box::pin(scoped(ctx, "sy", sysctls)),
+        ),
+    ]
+}
+
+fn int(v: i64) -> Option<cri::Int64Value> {
+    Some(cri::Int64Value { value: v })
+}
+
+async fn ids(s: &Scope, id: &str) -> Result<(String, String), String> {
+    Ok((s.sh(id, "id -u").await?, s.sh(id, "id -g").await?))
+}
+
+async fn run_as_user(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|c| sc(c).run_as_user = int(1234)).await?;
+    let uid = s.sh(&id, "id -u").await?;
+    ensure(uid == "1234", || format!("id -u: {uid}"))?;
+    Ok(String::new())
+}
+
+async fn run_as_group(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            sc(c).run_as_user = int(1234);
+            sc(c).run_as_group = int(5678);
+        })
+        .await?;
+    let got = ids(&s, &id).await?;
+    ensure(got == ("1234".into(), "5678".into()), || {
+        format!("uid/gid {got:?}, expected 1234/5678")
+    })?;
+    Ok(String::new())
+}
+
+async fn run_as_username(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|c| sc(c).run_as_username = "crid".into()).await?;
+    let got = ids(&s, &id).await?;
+    ensure(got == ("1000".into(), "1000".into()), || {
+        format!("uid/gid {got:?}, expected 1000/1000 (crid in the image's passwd)")
+    })?;
+    Ok(String::new())
+}
+
+async fn user_container(s: &Scope, tag: &str) -> Result<String, String> {
+    let image = s.image(BUSYBOX_USER, tag)?;
+    s.pull_ref(&image, None).await?;
+    let (pod_id, pod) = s.pod().await?;
+    let config = s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]);
+    s.run(&pod_id, &pod, &config).await
+}
+
+async fn image_user(s: Arc<Scope>) -> CaseResult {
+    for tag in [USER_UID, USER_NAME, USER_UID_GID] {
+        let id = user_container(&s, tag).await?;
+        let got = ids(&s, &id).await?;
+        ensure(got == ("1000".into(), "1000".into()), || {
+            format!("{BUSYBOX_USER}:{tag}: uid/gid {got:?}, expected 1000/1000")
+        })?;
+    }
+    Ok(String::new())
+}
+
+async fn supplemental_groups(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            sc(c).run_as_user = int(1234);
+            sc(c).supplemental_groups = vec![4000, 4001];
+        })
+        .await?;
+    let groups = s.sh(&id, "id -G").await?;
+    let list: Vec<&str> = groups.split_whitespace().collect();
+    ensure(list.contains(&"4000") && list.contains(&"4001"), || {
+        format!("id -G: {groups}")
+    })?;
+    Ok(groups)
+}
+
+async fn image_groups(s: Arc<Scope>) -> CaseResult {
+    let id = user_container(&s, USER_NAME).await?;
+    let groups = s.sh(&id, "id -G").await?;
+    let list: Vec<&str> = groups.split_whitespace().collect();
+    ensure(list.contains(&"1001") && list.contains(&"1002"), || {
+        format!("id -G: {groups}, expected 1001 and 1002 from /etc/group")
+    })?;
+    Ok(groups)
+}
+
+async fn cap_mask(s: &Scope, id: &str) -> Result<u64, String> {
+    cap_eff(&s.sh(id, "cat /proc/self/status").await?)
+}
+
+async fn caps_add(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            sc(c).capabilities = Some(cri::Capability {
+                add_capabilities: vec!["NET_ADMIN".into()],
+                ..Default::default()
+            })
+        })
+        .await?;
+    let m = cap_mask(&s, &id).await?;
+    ensure(m & (1 << CAP_NET_ADMIN) != 0, || {
+        format!("CapEff {m:016x} lacks NET_ADMIN")
+    })?;
+    Ok(format!("CapEff {m:016x}"))
+}
+
+async fn caps_drop(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            sc(c).capabilities = Some(cri::Capability {
+                drop_capabilities: vec!["CHOWN".into()],
+                ..Default::default()
+            })
+        })
+        .await?;
+    let m = cap_mask(&s, &id).await?;
+    ensure(m & (1 << CAP_CHOWN) == 0, || {
+        format!("CapEff {m:016x} still has CHOWN")
+    })?;
+    let (_, _, code) = s
+        .exec(&id, &["sh", "-c", "touch /tmp/f && chown 1:1 /tmp/f"], 10)
+        .await?;
+    ensure(code != 0, || "chown succeeded without CAP_CHOWN".into())?;
+    Ok(format!("CapEff {m:016x}"))
+}
+
+async fn caps_drop_all(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            sc(c).capabilities = Some(cri::Capability {
+                drop_capabilities: vec!["ALL".into()],
+                ..Default::default()
+            })
+        })
+        .await?;
+    let m = cap_mask(&s, &id).await?;
+    ensure(m == 0, || format!("CapEff {m:016x} after dropping ALL"))?;
+    Ok(String::new())
+}
+
+async fn privileged(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = s
+        .busybox(
+            SLEEP_SCRIPT,
+            |p| pod_sc(p).privileged = true,
+            |c| sc(c).privileged = true,
+        )
+        .await?;
+    let m = cap_mask(&s, &id).await?;
+    let host = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("reading the host's /proc/self/status: {e}"))?;
+    let bnd = status_field(&host, "CapBnd")
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .ok_or("no CapBnd on the host")?;
+    ensure(m == bnd, || {
+        format!("CapEff {m:016x}, the host's bounding set is {bnd:016x}")
+    })?;
+    Ok(format!("CapEff {m:016x}"))
+}
+
+async fn readonly_rootfs(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|c| sc(c).readonly_rootfs = true).await?;
+    let (_, _, code) = s.exec(&id, &["touch", "/probe"], 10).await?;
+    ensure(code != 0, || {
+        "touch /probe succeeded on a read-only rootfs".into()
+    })?;
+    Ok(String::new())
+}
+
+async fn no_new_privs(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|c| sc(c).no_new_privs = true).await?;
+    let st = s.sh(&id, "cat /proc/self/status").await?;
+    let v = status_field(&st, "NoNewPrivs");
+    ensure(v == Some("1"), || format!("NoNewPrivs {v:?}"))?;
+    Ok(String::new())
+}
+
+async fn masked_paths(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| sc(c).masked_paths = vec!["/proc/version".into()])
+        .await?;
+    let n = s.sh(&id, "wc -c < /proc/version").await?;
+    ensure(n == "0", || {
+        format!("/proc/version has {n} bytes, expected it masked")
+    })?;
+    Ok(String::new())
+}
+
+async fn readonly_paths(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| sc(c).readonly_paths = vec!["/etc".into()])
+        .await?;
+    let (_, _, code) = s.exec(&id, &["touch", "/etc/probe"], 10).await?;
+    ensure(code != 0, || {
+        "touch /etc/probe succeeded in a read-only path".into()
+    })?;
+    s.sh(&id, "touch /probe").await?;
+    Ok(String::new())
+}
+
+async fn seccomp_mode(
+    s: &Scope,
+    profile: cri::security_profile::ProfileType,
+) -> Result<String, String> {
+    let (_, id) = s
+        .sleeper(|c| {
+            sc(c).seccomp = Some(cri::SecurityProfile {
+                profile_type: profile as i32,
+                localhost_ref: String::new(),
+            })
+        })
+        .await?;
+    let st = s.sh(&id, "cat /proc/self/status").await?;
+    Ok(status_field(&st, "Seccomp").unwrap_or("").to_owned())
+}
+
+async fn seccomp_default(s: Arc<Scope>) -> CaseResult {
+    let m = seccomp_mode(&s, cri::security_profile::ProfileType::RuntimeDefault).await?;
+    ensure(m == "2", || format!("Seccomp: {m:?}, expected 2 (filter)"))?;
+    Ok(String::new())
+}
+
+async fn seccomp_unconfined(s: Arc<Scope>) -> CaseResult {
+    let m = seccomp_mode(&s, cri::security_profile::ProfileType::Unconfined).await?;
+    ensure(m == "0", || format!("Seccomp: {m:?}, expected 0"))?;
+    Ok(String::new())
+}
+
+fn set_ns(
+    pod: Option<&mut cri::PodSandboxConfig>,
+    ctr: Option<&mut cri::ContainerConfig>,
+    edit: impl Fn(&mut cri::NamespaceOption),
+) {
+    if let Some(p) = pod {
+        let ns = pod_sc(p)
+            .namespace_options
+            .get_or_insert_with(Default::default);
+        edit(ns);
+    }
+    if let Some(c) = ctr {
+        let ns = sc(c).namespace_options.get_or_insert_with(Default::default);
+        edit(ns);
+    }
+}
+
+/// Interface names of a /proc/net/dev listing.
+fn interfaces(net_dev: &str) -> Vec<String> {
+    net_dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_owned())
+        .collect()
+}
+
+async fn host_network(s: Arc<Scope>) -> CaseResult {
+    let host_ns = |n: &mut cri::NamespaceOption| n.network = cri::NamespaceMode::Node as i32;
+    let (_, id, _) = s
+        .busybox(
+            SLEEP_SCRIPT,
+            |p| {
+                set_ns(Some(p), None, host_ns);
+                // As the kubelet does: a host-network pod shares the host's UTS namespace,
+                // so it gets no hostname of its own.
+                p.hostname.clear();
+            },
+            |c| set_ns(None, Some(c), host_ns),
+        )
+        .await?;
+    let inside = interfaces(&s.sh(&id, "cat /proc/net/dev").await?);
+    let host = interfaces(
+        &std::fs::read_to_string("/proc/self/net/dev")
+            .map_err(|e| format!("reading the host's /proc/net/dev: {e}"))?,
+    );
+    // Some host interface other than lo must be visible (veths may come and go).
+    let shared: Vec<_> = host
+        .iter()
+        .filter(|h| *h != "lo" && inside.contains(h))
+        .collect();
+    ensure(!shared.is_empty(), || {
+        format!("container sees {inside:?}, the host has {host:?}")
+    })?;
+    Ok(format!("sees {shared:?}"))
+}
+
+async fn host_pid(s: Arc<Scope>) -> CaseResult {
+    let host_ns = |n: &mut cri::NamespaceOption| n.pid = cri::NamespaceMode::Node as i32;
+    let (_, id, _) = s
+        .busybox(
+            SLEEP_SCRIPT,
+            |p| set_ns(Some(p), None, host_ns),
+            |c| set_ns(None, Some(c), host_ns),
+        )
+        .await?;
+    let inside = s.sh(&id, "cat /proc/1/stat").await?;
+    let host = std::fs::read_to_string("/proc/1/stat")
+        .map_err(|e| format!("reading the host's /proc/1/stat: {e}"))?;
+    // Fields 1-2 (pid, comm) and 22 (start time) identify the process.
+    let key = |s: &str| {
+        let f: Vec<&str> = s.split_whitespace().collect();
+        (
+            f.first().copied().map(str::to_owned),
+            f.get(1).copied().map(str::to_owned),
+            f.get(21).copied().map(str::to_owned),
+        )
+    };
+    ensure(key(&inside) == key(host.trim()), || {
+        format!("PID 1 inside is {inside:?}, on the host {host:?}")
+    })?;
+    Ok(String::new())
+}
+
+async fn pid_container(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|_| {}).await?;
+    let cmd = s.sh(&id, "tr '\\0' ' ' < /proc/1/cmdline").await?;
+    ensure(cmd.contains("while :"), || {
+        format!("PID 1 is {cmd:?}, not the container's process")
+    })?;
+    Ok(String::new())
+}
+
+async fn pid_pod(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(
+        crate::fixtures::image::BUSYBOX,
+        crate::fixtures::image::LATEST,
+    )?;
+    s.pull_ref(&image, None).await?;
+    let mut pod = s.pod_config();
+    let shared = |n: &mut cri::NamespaceOption| n.pid = cri::NamespaceMode::Pod as i32;
+    set_ns(Some(&mut pod), None, shared);
+    let pod_id = s.run_pod(&pod).await?;
+    let marker = format!("marker-{}", s.tag);
+    let script_a = format!("trap 'exit 0' TERM; while :; do sleep 0.2; done # {marker}");
+    let a = s.container_config(&pod, &image, &["sh", "-c", &script_a]);
+    s.run(&pod_id, &pod, &a).await?;
+    let b = s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]);
+    let b_id = s.run(&pod_id, &pod, &b).await?;
+    let all = s
+        .sh(&b_id, "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
+        .await?;
+    ensure(all.contains(&marker), || {
+        format!("the second container does not see the first one's process: {all:?}")
+    })?;
+    Ok(String::new())
+}
+
+async fn sysctls(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = s
+        .busybox(
+            SLEEP_SCRIPT,
+            |p| {
+                p.linux
+                    .get_or_insert_with(Default::default)
+                    .sysctls
+                    .insert("kernel.shm_rmid_forced".into(), "1".into());
+            },
+            |_| {},
+        )
+        .await?;
+    let v = s.sh(&id, "cat /proc/sys/kernel/shm_rmid_forced").await?;
+    ensure(v == "1", || format!("kernel.shm_rmid_forced is {v}"))?;
+    Ok(String::new())
+}

@@ -1,0 +1,168 @@
+//! Stats: ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crid_api::cri;
+
+use super::container::CONTAINER_NEEDS;
+use super::support::{Scope, scoped};
+use super::{Area, Case, CaseResult, Requirement, ensure, status_text};
+
+const CASE_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub(super) fn cases() -> Vec<Case> {
+    let case = |id, clause, requirement, summary, run| Case {
+        id,
+        clause,
+        area: Area::Stats,
+        requirement,
+        needs: CONTAINER_NEEDS,
+        summary,
+        timeout: CASE_TIMEOUT,
+        run,
+    };
+    use Requirement::{Optional, Required};
+    vec![
+        case(
+            "stats/container-stats",
+            "cri:RuntimeService.ContainerStats#stats.memory",
+            Required,
+            "ContainerStats of a running container names it and reports non-zero memory working set and CPU usage (the kubelet's summary API)",
+            |ctx| Box::pin(scoped(ctx, "tc", container_stats)),
+        ),
+        case(
+            "stats/list-container-stats-filter",
+            "cri:RuntimeService.ListContainerStats#filter.id",
+            Required,
+            "ListContainerStats filtered by id returns that container's stats only",
+            |ctx| Box::pin(scoped(ctx, "tl", list_container_stats)),
+        ),
+        case(
+            "stats/pod-sandbox-stats",
+            "cri:RuntimeService.PodSandboxStats#stats.linux",
+            Optional,
+            "PodSandboxStats reports the pod's memory and its containers (needed only with the kubelet's CRI stats provider)",
+            |ctx| Box::pin(scoped(ctx, "tp", pod_stats)),
+        ),
+        case(
+            "stats/list-pod-sandbox-stats-filter",
+            "cri:RuntimeService.ListPodSandboxStats#filter.id",
+            Optional,
+            "ListPodSandboxStats filtered by id returns that pod only",
+            |ctx| Box::pin(scoped(ctx, "tq", list_pod_stats)),
+        ),
+    ]
+}
+
+fn check_stats(id: &str, st: &cri::ContainerStats) -> Result<String, String> {
+    let attr = st.attributes.as_ref().map(|a| a.id.as_str()).unwrap_or("");
+    ensure(attr == id, || {
+        format!("attributes.id {attr:?}, expected {id}")
+    })?;
+    let ws = st
+        .memory
+        .as_ref()
+        .and_then(|m| m.working_set_bytes)
+        .map(|v| v.value)
+        .unwrap_or(0);
+    ensure(ws > 0, || {
+        format!("memory working set {ws}: {:?}", st.memory)
+    })?;
+    let cpu = st.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds);
+    ensure(cpu.is_some(), || format!("no CPU usage: {:?}", st.cpu))?;
+    Ok(format!("working set {ws} B"))
+}
+
+async fn container_stats(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|_| {}).await?;
+    let st = s
+        .rs()
+        .container_stats(cri::ContainerStatsRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .map_err(|e| format!("ContainerStats: {}", status_text(&e)))?
+        .into_inner()
+        .stats
+        .ok_or("ContainerStats answered without stats")?;
+    check_stats(&id, &st)
+}
+
+async fn list_container_stats(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|_| {}).await?;
+    let (_, _other) = s.sleeper(|_| {}).await?;
+    let stats = s
+        .rs()
+        .list_container_stats(cri::ListContainerStatsRequest {
+            filter: Some(cri::ContainerStatsFilter {
+                id: id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(|e| format!("ListContainerStats: {}", status_text(&e)))?
+        .into_inner()
+        .stats;
+    ensure(stats.len() == 1, || {
+        format!("{} entries for one id", stats.len())
+    })?;
+    check_stats(&id, &stats[0])
+}
+
+async fn pod_stats(s: Arc<Scope>) -> CaseResult {
+    let (pod, ctr) = s.sleeper(|_| {}).await?;
+    let st = s
+        .rs()
+        .pod_sandbox_stats(cri::PodSandboxStatsRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .map_err(|e| format!("PodSandboxStats: {}", status_text(&e)))?
+        .into_inner()
+        .stats
+        .ok_or("PodSandboxStats answered without stats")?;
+    let attr = st.attributes.as_ref().map(|a| a.id.as_str()).unwrap_or("");
+    ensure(attr == pod, || {
+        format!("attributes.id {attr:?}, expected {pod}")
+    })?;
+    let linux = st.linux.ok_or("no linux stats")?;
+    ensure(
+        linux
+            .containers
+            .iter()
+            .any(|c| c.attributes.as_ref().is_some_and(|a| a.id == ctr)),
+        || "the pod's container is not in its stats".into(),
+    )?;
+    Ok(String::new())
+}
+
+async fn list_pod_stats(s: Arc<Scope>) -> CaseResult {
+    let (pod, _) = s.sleeper(|_| {}).await?;
+    let (_other, _) = s.sleeper(|_| {}).await?;
+    let stats = s
+        .rs()
+        .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+            filter: Some(cri::PodSandboxStatsFilter {
+                id: pod.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(|e| format!("ListPodSandboxStats: {}", status_text(&e)))?
+        .into_inner()
+        .stats;
+    let ids: Vec<_> = stats
+        .iter()
+        .map(|p| {
+            p.attributes
+                .as_ref()
+                .map(|a| a.id.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    ensure(ids == [pod.clone()], || {
+        format!("got {ids:?}, expected [{pod}]")
+    })?;
+    Ok(String::new())
+}

@@ -1,0 +1,774 @@
+//! What the lifecycle cases share: a [`Scope`] that names everything a case creates
+//! uniquely and removes it afterwards, pass or fail, and small CRI helpers.
+//!
+//! Isolation is the point: a case registers every pod, container and image it creates in
+//! its scope; [`scoped`] removes them when the body returns, and the scope's `Drop` does
+//! the same from a spawned task when the body is cancelled (time limit, panic). One
+//! failing case therefore never leaves state that makes the next one fail, and a run
+//! against a shared runtime leaves it as it found it.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crid_api::cri;
+use crid_api::{ImageServiceClient, RuntimeServiceClient};
+use tonic::Code;
+use tonic::transport::Channel;
+
+use super::{CaseResult, Ctx, status_text};
+
+/// How often state is polled while waiting for a transition.
+const POLL: Duration = Duration::from_millis(100);
+/// Grace period given to StopContainer in cleanup.
+const CLEANUP_STOP_TIMEOUT: i64 = 2;
+
+/// What a case created, to be removed in reverse order of kind: containers, pods, images.
+#[derive(Debug, Default)]
+struct Created {
+    containers: Vec<String>,
+    pods: Vec<String>,
+    images: Vec<String>,
+    dirs: Vec<std::path::PathBuf>,
+}
+
+/// A case's namespace of names and the list of what it created.
+#[derive(Debug)]
+pub(crate) struct Scope {
+    /// The run's context.
+    pub ctx: Ctx,
+    /// `<run id>-<case label>`: prefix of every name this case creates.
+    pub tag: String,
+    counter: AtomicU32,
+    created: Arc<Mutex<Created>>,
+    cleaned: std::sync::atomic::AtomicBool,
+}
+
+/// Runs `body` in a fresh scope, then removes what it created; a cleanup failure of a
+/// passing case fails it (the runtime leaked or refused an idempotent removal).
+pub(crate) async fn scoped<F, Fut>(ctx: Ctx, label: &str, body: F) -> CaseResult
+where
+    F: FnOnce(Arc<Scope>) -> Fut,
+    Fut: Future<Output = CaseResult>,
+{
+    let scope = Arc::new(Scope::new(ctx, label));
+    let result = body(scope.clone()).await;
+    let cleanup = scope.cleanup().await;
+    match (result, cleanup) {
+        (Ok(note), Ok(())) => Ok(note),
+        (Ok(_), Err(e)) => Err(format!("the case passed but cleanup failed: {e}")),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(c)) => Err(format!("{e} (cleanup also failed: {c})")),
+    }
+}
+
+impl Scope {
+    fn new(ctx: Ctx, label: &str) -> Scope {
+        let tag = format!("{}-{label}", ctx.run_id);
+        Scope {
+            ctx,
+            tag,
+            counter: AtomicU32::new(0),
+            created: Arc::default(),
+            cleaned: false.into(),
+        }
+    }
+
+    /// A RuntimeService client.
+    pub fn rs(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(self.ctx.channel.clone())
+    }
+
+    /// An ImageService client.
+    pub fn is(&self) -> ImageServiceClient<Channel> {
+        ImageServiceClient::new(self.ctx.channel.clone())
+    }
+
+    /// A name unique in this run: `<tag>-<what>-<n>`.
+    pub fn name(&self, what: &str) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{what}-{n}", self.tag)
+    }
+
+    /// The reference of fixture image `name:tag`; fails when no fixture registry is up.
+    pub fn image(&self, name: &str, tag: &str) -> Result<String, String> {
+        self.ctx
+            .images
+            .as_ref()
+            .map(|i| i.image(name, tag))
+            .ok_or_else(|| "no fixture registry: run with --registry-state".to_owned())
+    }
+
+    /// The fixture registry's `host:port`.
+    pub fn registry(&self) -> Result<String, String> {
+        self.ctx
+            .images
+            .as_ref()
+            .map(|i| i.registry.clone())
+            .ok_or_else(|| "no fixture registry: run with --registry-state".to_owned())
+    }
+
+    /// Pulls `image`, with `auth` when given; returns PullImage's image_ref. An image that
+    /// was absent before is removed again at cleanup.
+    pub async fn pull_ref(
+        &self,
+        image: &str,
+        auth: Option<cri::AuthConfig>,
+    ) -> Result<String, String> {
+        let present = self.image_status(image).await?.is_some();
+        let r = self
+            .is()
+            .pull_image(cri::PullImageRequest {
+                image: Some(spec(image)),
+                auth,
+                sandbox_config: None,
+            })
+            .await
+            .map_err(|s| format!("PullImage {image}: {}", status_text(&s)))?
+            .into_inner();
+        if !present {
+            self.lock().images.push(image.to_owned());
+        }
+        Ok(r.image_ref)
+    }
+
+    /// Records an image for removal at cleanup (for images pulled by hand).
+    pub fn track_image(&self, image: &str) {
+        self.lock().images.push(image.to_owned());
+    }
+
+    /// ImageStatus: `None` when the endpoint says the image is absent.
+    pub async fn image_status(&self, image: &str) -> Result<Option<cri::Image>, String> {
+        self.is()
+            .image_status(cri::ImageStatusRequest {
+                image: Some(spec(image)),
+                verbose: false,
+            })
+            .await
+            .map(|r| r.into_inner().image)
+            .map_err(|s| format!("ImageStatus {image}: {}", status_text(&s)))
+    }
+
+    /// A pod config as the kubelet sends it: unique metadata, a log directory, its own
+    /// network and IPC namespace shared by the pod, a PID namespace per container.
+    pub fn pod_config(&self) -> cri::PodSandboxConfig {
+        let name = self.name("pod");
+        let log_dir = log_root().join(&name);
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.clone(),
+                uid: format!("{name}-uid"),
+                namespace: self.ctx.run_id.clone(),
+                attempt: 0,
+            }),
+            hostname: name.clone(),
+            log_directory: log_dir.display().to_string(),
+            labels: [("crid-conformance".to_owned(), self.tag.clone())].into(),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(namespaces(cri::NamespaceMode::Container)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// RunPodSandbox with the run's runtime handler; the pod is removed at cleanup.
+    pub async fn run_pod(&self, config: &cri::PodSandboxConfig) -> Result<String, String> {
+        if !config.log_directory.is_empty() {
+            self.lock().dirs.push(config.log_directory.clone().into());
+        }
+        let id = self
+            .rs()
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: self.ctx.runtime_handler.clone(),
+            })
+            .await
+            .map_err(|s| format!("RunPodSandbox: {}", status_text(&s)))?
+            .into_inner()
+            .pod_sandbox_id;
+        self.lock().pods.push(id.clone());
+        Ok(id)
+    }
+
+    /// A pod with the default config.
+    pub async fn pod(&self) -> Result<(String, cri::PodSandboxConfig), String> {
+        let config = self.pod_config();
+        let id = self.run_pod(&config).await?;
+        Ok((id, config))
+    }
+
+    /// A container config for `image` running `command`, sharing the pod's namespaces.
+    pub fn container_config(
+        &self,
+        pod: &cri::PodSandboxConfig,
+        image: &str,
+        command: &[&str],
+    ) -> cri::ContainerConfig {
+        let name = self.name("ctr");
+        let ns = pod
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone());
+        cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.clone(),
+                attempt: 0,
+            }),
+            image: Some(spec(image)),
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            log_path: format!("{name}.log"),
+            labels: [("crid-conformance".to_owned(), self.tag.clone())].into(),
+            linux: Some(cri::LinuxContainerConfig {
+                resources: None,
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: ns,
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// CreateContainer; the container is removed at cleanup.
+    pub async fn create(
+        &self,
+        pod_id: &str,
+        pod: &cri::PodSandboxConfig,
+        config: &cri::ContainerConfig,
+    ) -> Result<String, String> {
+        let id = self
+            .rs()
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod_id.to_owned(),
+                config: Some(config.clone()),
+                sandbox_config: Some(pod.clone()),
+            })
+            .await
+            .map_err(|s| format!("CreateContainer: {}", status_text(&s)))?
+            .into_inner()
+            .container_id;
+        self.lock().containers.push(id.clone());
+        Ok(id)
+    }
+
+    /// StartContainer.
+    pub async fn start(&self, id: &str) -> Result<(), String> {
+        self.rs()
+            .start_container(cri::StartContainerRequest {
+                container_id: id.to_owned(),
+            })
+            .await
+            .map(drop)
+            .map_err(|s| format!("StartContainer: {}", status_text(&s)))
+    }
+
+    /// Create and start.
+    pub async fn run(
+        &self,
+        pod_id: &str,
+        pod: &cri::PodSandboxConfig,
+        config: &cri::ContainerConfig,
+    ) -> Result<String, String> {
+        let id = self.create(pod_id, pod, config).await?;
+        self.start(&id).await?;
+        Ok(id)
+    }
+
+    /// A pod with one running long-lived container (the `pause` fixture, which exits 0
+    /// on SIGTERM) with `edit` applied to its config; returns (pod id, container id).
+    pub async fn running(
+        &self,
+        edit: impl FnOnce(&mut cri::ContainerConfig),
+    ) -> Result<(String, String), String> {
+        let image = self.image(
+            crate::fixtures::image::PAUSE,
+            crate::fixtures::image::LATEST,
+        )?;
+        self.pull_ref(&image, None).await?;
+        let (pod_id, pod) = self.pod().await?;
+        let mut config = self.container_config(&pod, &image, &[]);
+        edit(&mut config);
+        let id = self.run(&pod_id, &pod, &config).await?;
+        Ok((pod_id, id))
+    }
+
+    /// A pod with a `busybox` container running `sh -c script` in a pod whose config
+    /// `edit_pod` adjusted; returns (pod id, container id, pod config).
+    pub async fn busybox(
+        &self,
+        script: &str,
+        edit_pod: impl FnOnce(&mut cri::PodSandboxConfig),
+        edit: impl FnOnce(&mut cri::ContainerConfig),
+    ) -> Result<(String, String, cri::PodSandboxConfig), String> {
+        let image = self.image(
+            crate::fixtures::image::BUSYBOX,
+            crate::fixtures::image::LATEST,
+        )?;
+        self.pull_ref(&image, None).await?;
+        let mut pod = self.pod_config();
+        edit_pod(&mut pod);
+        let pod_id = self.run_pod(&pod).await?;
+        let mut config = self.container_config(&pod, &image, &["sh", "-c", script]);
+        edit(&mut config);
+        let id = self.run(&pod_id, &pod, &config).await?;
+        Ok((pod_id, id, pod))
+    }
+
+    /// A running busybox that sleeps, to exec into; `edit` adjusts its config.
+    pub async fn sleeper(
+        &self,
+        edit: impl FnOnce(&mut cri::ContainerConfig),
+    ) -> Result<(String, String), String> {
+        let (pod, id, _) = self.busybox(SLEEP_SCRIPT, |_| {}, edit).await?;
+        Ok((pod, id))
+    }
+
+    /// ContainerStatus.
+    pub async fn container_status(&self, id: &str) -> Result<cri::ContainerStatus, String> {
+        self.rs()
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: false,
+            })
+            .await
+            .map_err(|s| format!("ContainerStatus: {}", status_text(&s)))?
+            .into_inner()
+            .status
+            .ok_or_else(|| "ContainerStatus answered without status".to_owned())
+    }
+
+    /// PodSandboxStatus.
+    pub async fn pod_status(&self, id: &str) -> Result<cri::PodSandboxStatus, String> {
+        self.rs()
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_owned(),
+                verbose: false,
+            })
+            .await
+            .map_err(|s| format!("PodSandboxStatus: {}", status_text(&s)))?
+            .into_inner()
+            .status
+            .ok_or_else(|| "PodSandboxStatus answered without status".to_owned())
+    }
+
+    /// Polls ContainerStatus until its state is `want` or `limit` passes.
+    pub async fn wait_state(
+        &self,
+        id: &str,
+        want: cri::ContainerState,
+        limit: Duration,
+    ) -> Result<cri::ContainerStatus, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let st = self.container_status(id).await?;
+            if st.state == want as i32 {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "container stayed {} for {limit:?}, expected {}",
+                    container_state_name(st.state),
+                    want.as_str_name()
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// StopContainer with a grace period in seconds.
+    pub async fn stop(&self, id: &str, timeout: i64) -> Result<(), String> {
+        self.rs()
+            .stop_container(cri::StopContainerRequest {
+                container_id: id.to_owned(),
+                timeout,
+            })
+            .await
+            .map(drop)
+            .map_err(|s| format!("StopContainer: {}", status_text(&s)))
+    }
+
+    /// ExecSync: (stdout, stderr, exit code); a gRPC error is a failure.
+    pub async fn exec(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        timeout: i64,
+    ) -> Result<(String, String, i32), String> {
+        let r = self
+            .rs()
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: id.to_owned(),
+                cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
+                timeout,
+            })
+            .await
+            .map_err(|s| format!("ExecSync {cmd:?}: {}", status_text(&s)))?
+            .into_inner();
+        Ok((
+            String::from_utf8_lossy(&r.stdout).into_owned(),
+            String::from_utf8_lossy(&r.stderr).into_owned(),
+            r.exit_code,
+        ))
+    }
+
+    /// ExecSync `sh -c script` that must exit 0; returns trimmed stdout.
+    pub async fn sh(&self, id: &str, script: &str) -> Result<String, String> {
+        let (out, err, code) = self.exec(id, &["sh", "-c", script], 20).await?;
+        ensure_ok(code == 0, || {
+            format!("`{script}` exited {code}: stdout {out:?} stderr {err:?}")
+        })?;
+        Ok(out.trim().to_owned())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Created> {
+        // A poisoned lock only means another holder panicked; the list is still valid.
+        self.created.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes everything created, in order; idempotent.
+    pub async fn cleanup(&self) -> Result<(), String> {
+        self.cleaned.store(true, Ordering::SeqCst);
+        let created = std::mem::take(&mut *self.lock());
+        remove_all(self.ctx.channel.clone(), created).await
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        if self.cleaned.load(Ordering::SeqCst) {
+            return;
+        }
+        // Cancelled body (time limit or panic): clean up in the background.
+        let created = std::mem::take(&mut *self.lock());
+        let channel = self.ctx.channel.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = remove_all(channel, created).await;
+            });
+        }
+    }
+}
+
+/// NotFound on removal means someone (the case itself) already removed it.
+fn gone(s: &tonic::Status) -> bool {
+    s.code() == Code::NotFound
+}
+
+async fn remove_all(channel: Channel, created: Created) -> Result<(), String> {
+    let mut rs = RuntimeServiceClient::new(channel.clone());
+    let mut is = ImageServiceClient::new(channel);
+    let mut errors = Vec::new();
+    for id in created.containers.iter().rev() {
+        let _ = rs
+            .stop_container(cri::StopContainerRequest {
+                container_id: id.clone(),
+                timeout: CLEANUP_STOP_TIMEOUT,
+            })
+            .await;
+        if let Err(s) = rs
+            .remove_container(cri::RemoveContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            && !gone(&s)
+        {
+            errors.push(format!("RemoveContainer {id}: {}", status_text(&s)));
+        }
+    }
+    for id in created.pods.iter().rev() {
+        if let Err(s) = rs
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            && !gone(&s)
+        {
+            errors.push(format!("StopPodSandbox {id}: {}", status_text(&s)));
+        }
+        if let Err(s) = rs
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            && !gone(&s)
+        {
+            errors.push(format!("RemovePodSandbox {id}: {}", status_text(&s)));
+        }
+    }
+    for image in created.images.iter().rev() {
+        if let Err(s) = is
+            .remove_image(cri::RemoveImageRequest {
+                image: Some(spec(image)),
+            })
+            .await
+            && !gone(&s)
+        {
+            errors.push(format!("RemoveImage {image}: {}", status_text(&s)));
+        }
+    }
+    for dir in &created.dirs {
+        // Only our own log directories (named by the run); the runtime made them for us.
+        if dir.starts_with(log_root()) {
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        }
+    }
+    // The shared root goes once empty (fails harmlessly while other pods' logs remain).
+    if !created.dirs.is_empty() {
+        let _ = tokio::fs::remove_dir(log_root()).await;
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Where pods' log directories go: under the temp dir, per pod name (unique per run).
+pub(crate) fn log_root() -> std::path::PathBuf {
+    std::env::temp_dir().join("crid-conformance-logs")
+}
+
+/// A script that runs until killed, reacting to SIGTERM within a fraction of a second.
+pub(crate) const SLEEP_SCRIPT: &str = "trap 'exit 0' TERM; while :; do sleep 0.2; done";
+
+/// An ImageSpec for `image`.
+pub(crate) fn spec(image: &str) -> cri::ImageSpec {
+    cri::ImageSpec {
+        image: image.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Namespace options as the kubelet sets them: pod network and IPC, `pid` as given.
+pub(crate) fn namespaces(pid: cri::NamespaceMode) -> cri::NamespaceOption {
+    cri::NamespaceOption {
+        network: cri::NamespaceMode::Pod as i32,
+        pid: pid as i32,
+        ipc: cri::NamespaceMode::Pod as i32,
+        target_id: String::new(),
+        userns_options: None,
+    }
+}
+
+/// The container's security context, created when missing.
+pub(crate) fn sc(config: &mut cri::ContainerConfig) -> &mut cri::LinuxContainerSecurityContext {
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
+/// The pod's security context, created when missing.
+pub(crate) fn pod_sc(config: &mut cri::PodSandboxConfig) -> &mut cri::LinuxSandboxSecurityContext {
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
+/// The name of a ContainerState value, for messages.
+pub(crate) fn container_state_name(v: i32) -> String {
+    cri::ContainerState::try_from(v)
+        .map(|s| s.as_str_name().to_owned())
+        .unwrap_or_else(|_| format!("state {v}"))
+}
+
+/// `ensure` for helpers.
+pub(crate) fn ensure_ok(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if cond { Ok(()) } else { Err(what()) }
+}
+
+/// Accepts OK or NotFound: how the kubelet treats repeated removals of unknown objects.
+pub(crate) fn ok_or_not_found<T>(
+    rpc: &str,
+    r: Result<tonic::Response<T>, tonic::Status>,
+) -> Result<(), String> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == Code::NotFound => Ok(()),
+        Err(s) => Err(format!("{rpc}: {}", status_text(&s))),
+    }
+}
+
+/// Requires an error status judging the input; returns its code. Unimplemented is not
+/// such a refusal: the endpoint never looked at the request.
+pub(crate) fn refused<T>(
+    rpc: &str,
+    r: Result<tonic::Response<T>, tonic::Status>,
+) -> Result<Code, String> {
+    match r {
+        Ok(_) => Err(format!("{rpc} succeeded, expected an error")),
+        Err(s) if s.code() == Code::Unimplemented => Err(format!(
+            "{rpc} is not served ({}), so the request was never judged",
+            status_text(&s)
+        )),
+        Err(s) => Ok(s.code()),
+    }
+}
+
+/// The effective capability set of `/proc/self/status` as a bit mask.
+pub(crate) fn cap_eff(status: &str) -> Result<u64, String> {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .ok_or_else(|| format!("no CapEff in {status:?}"))?;
+    u64::from_str_radix(hex.trim(), 16).map_err(|e| format!("CapEff {hex:?}: {e}"))
+}
+
+/// The value of a `Key:\tvalue` line of `/proc/self/status`.
+pub(crate) fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status.lines().find_map(|l| {
+        l.strip_prefix(key)
+            .and_then(|r| r.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::{Area, Case, ImageRefs, Needs, Requirement, Verdict};
+    use crate::fixtures::containerd::{Containerd, ContainerdOptions};
+    use crate::fixtures::registry::{Registry, RegistryOptions};
+    use crate::runner::{self, Environment};
+
+    async fn pods(ctx: &Ctx) -> Vec<String> {
+        RuntimeServiceClient::new(ctx.channel.clone())
+            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await
+            .expect("ListPodSandbox")
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
+    }
+
+    async fn containers(ctx: &Ctx) -> usize {
+        RuntimeServiceClient::new(ctx.channel.clone())
+            .list_containers(cri::ListContainersRequest { filter: None })
+            .await
+            .expect("ListContainers")
+            .into_inner()
+            .containers
+            .len()
+    }
+
+    /// A case that creates a pod with a running container, then fails.
+    async fn fails_after_creating(s: Arc<Scope>) -> CaseResult {
+        s.sleeper(|_| {}).await?;
+        Err("boom".into())
+    }
+
+    /// A case that creates a pod with a running container, then hangs past its limit.
+    async fn hangs_after_creating(s: Arc<Scope>) -> CaseResult {
+        s.sleeper(|_| {}).await?;
+        std::future::pending::<()>().await;
+        Ok(String::new())
+    }
+
+    /// Isolation against the real containerd: what a failing or timed-out case created is
+    /// removed (pods, containers, pulled images, log directories), so nothing cascades.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_and_cancelled_cases_clean_up_needs_root() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test runs containerd: run it as root (scripts/setup.sh installs it)"
+        );
+        let registry = Registry::start(RegistryOptions::plain())
+            .await
+            .expect("registry");
+        registry.push_all_fixtures().await.expect("push fixtures");
+        let ctd = Containerd::start(ContainerdOptions::new(registry.host()))
+            .await
+            .expect("containerd (run scripts/setup.sh)");
+        let ctx = Ctx {
+            channel: ctd.channel().await.expect("channel"),
+            run_id: runner::new_run_id(),
+            runtime_handler: String::new(),
+            images: Some(Arc::new(ImageRefs {
+                registry: registry.host(),
+                credentials: None,
+            })),
+        };
+        let busybox = ctx.images.as_ref().expect("images").image(
+            crate::fixtures::image::BUSYBOX,
+            crate::fixtures::image::LATEST,
+        );
+        let image_present = |ctx: Ctx, image: String| async move {
+            ImageServiceClient::new(ctx.channel)
+                .image_status(cri::ImageStatusRequest {
+                    image: Some(spec(&image)),
+                    verbose: false,
+                })
+                .await
+                .expect("ImageStatus")
+                .into_inner()
+                .image
+                .is_some()
+        };
+
+        let r = scoped(ctx.clone(), "fail", fails_after_creating).await;
+        assert_eq!(r, Err("boom".to_owned()));
+        assert_eq!(
+            pods(&ctx).await,
+            Vec::<String>::new(),
+            "pods left by a failed case"
+        );
+        assert_eq!(containers(&ctx).await, 0);
+        assert!(
+            !image_present(ctx.clone(), busybox.clone()).await,
+            "pulled image left"
+        );
+
+        let hanging = Case {
+            id: "container/test-hang",
+            clause: "cri:RuntimeService.RunPodSandbox#test",
+            area: Area::Container,
+            requirement: Requirement::Required,
+            needs: Needs::default(),
+            summary: "hangs",
+            timeout: Duration::from_secs(20),
+            run: |ctx| Box::pin(scoped(ctx, "hang", hangs_after_creating)),
+        };
+        let out = runner::run(&ctx, &[hanging], &Environment::detect(), |_| {}).await;
+        assert!(matches!(&out[0].verdict, Verdict::Fail(m) if m.contains("timed out")));
+        // The scope's Drop cleans up from a spawned task; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !pods(&ctx).await.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        assert_eq!(
+            pods(&ctx).await,
+            Vec::<String>::new(),
+            "pods left by a cancelled case"
+        );
+        assert_eq!(containers(&ctx).await, 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while image_present(ctx.clone(), busybox.clone()).await && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        assert!(
+            !image_present(ctx.clone(), busybox.clone()).await,
+            "image left by a cancelled case"
+        );
+        ctd.shutdown().await.expect("clean containerd teardown");
+    }
+
+    #[test]
+    fn capability_masks_parse() {
+        let s = "Name:\tsh\nCapEff:\t00000000a80425fb\nNoNewPrivs:\t1\n";
+        assert_eq!(cap_eff(s), Ok(0xa80425fb));
+        assert_eq!(status_field(s, "NoNewPrivs"), Some("1"));
+        assert_eq!(status_field(s, "Seccomp"), None);
+        assert!(cap_eff("Name: x").is_err());
+    }
+}
