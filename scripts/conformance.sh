@@ -39,11 +39,16 @@ cleanup() {
 trap cleanup EXIT
 
 "$bin/crid-conformance" fixtures up --state-dir "$work/fixtures" | head -1
+# The fixture registry speaks plain HTTP on loopback: crid must list it as insecure.
+registry=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["host"])' "$work/fixtures/state.json")
 
 mkdir -p "$work/net.d" "$work/crid.d"
 cat > "$work/crid.toml" <<TOML
 [server]
 listen = "$work/crid.sock"
+[image]
+insecure_registries = ["$registry"]
+pause_image = "$registry/pause:latest"
 [storage]
 root = "$work/root"
 runroot = "$work/run"

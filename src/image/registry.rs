@@ -148,13 +148,28 @@ impl Hosts {
         out
     }
 
+    /// Plain HTTP for listed registries and, as containerd does, for loopback ones: that
+    /// traffic never leaves the machine. Everything else is HTTPS.
     fn scheme(&self, host: &str) -> &'static str {
-        if self.insecure.iter().any(|h| h == host) {
+        if self.insecure.iter().any(|h| h == host) || is_loopback(host) {
             "http"
         } else {
             "https"
         }
     }
+}
+
+/// `localhost`, 127.0.0.0/8 or `::1`, with or without a port.
+fn is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Builds the shared HTTP client; `stall` bounds connecting and every read.
@@ -592,6 +607,33 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_use_plain_http_without_listing() {
+        let hosts = Hosts::default();
+        for h in [
+            "127.0.0.1:5000",
+            "127.8.9.10",
+            "localhost:5000",
+            "[::1]:5000",
+            "LOCALHOST",
+        ] {
+            assert_eq!(hosts.scheme(h), "http", "{h}");
+        }
+        for h in [
+            "10.0.0.1:5000",
+            "registry.k8s.io",
+            "[fd00::1]:5000",
+            "localhost.example.com",
+        ] {
+            assert_eq!(hosts.scheme(h), "https", "{h}");
+        }
+    }
 }
 
 #[cfg(test)]
