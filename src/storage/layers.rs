@@ -779,10 +779,12 @@ impl Meta {
     fn of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, LayerError> {
         let h = entry.header();
         let bad = |e: io::Error| LayerError::Archive(e);
-        let uid = u32::try_from(h.uid().map_err(bad)?).unwrap_or(u32::MAX);
-        let gid = u32::try_from(h.gid().map_err(bad)?).unwrap_or(u32::MAX);
+        // An all-NUL numeric field reads as 0, as Go's archive/tar (containerd's) reads it;
+        // some image builders leave uid, gid or mtime empty.
+        let uid = h.uid().map_or(0, |v| u32::try_from(v).unwrap_or(u32::MAX));
+        let gid = h.gid().map_or(0, |v| u32::try_from(v).unwrap_or(u32::MAX));
         let mode = h.mode().map_err(bad)? & 0o7777;
-        let mtime = i64::try_from(h.mtime().map_err(bad)?).unwrap_or(0);
+        let mtime = h.mtime().map_or(0, |v| i64::try_from(v).unwrap_or(0));
         let mut xattrs = Vec::new();
         if let Some(exts) = entry.pax_extensions().map_err(bad)? {
             for ext in exts {
