@@ -14,7 +14,19 @@ use support::{BRIDGE_CONFLIST, TestDaemon};
 use tonic::Code;
 
 /// RPCs that the foundation implements; every other one must answer Unimplemented.
-const IMPLEMENTED: &[&str] = &["Version", "Status", "RuntimeConfig", "UpdateRuntimeConfig"];
+const IMPLEMENTED: &[&str] = &[
+    "Version",
+    "Status",
+    "RuntimeConfig",
+    "UpdateRuntimeConfig",
+    // ImageService: every RPC (tests/images/ drives them against a real registry).
+    "ListImages",
+    "ImageStatus",
+    "PullImage",
+    "RemoveImage",
+    "ImageFsInfo",
+    "StreamImages",
+];
 
 fn condition<'a>(s: &'a cri::StatusResponse, kind: &str) -> &'a cri::RuntimeCondition {
     s.status
@@ -207,12 +219,15 @@ async fn every_other_rpc_answers_unimplemented_naming_itself() {
         checked += 1;
     }
     assert_eq!(checked, 41 - IMPLEMENTED.len());
-    // And through a typed client, so the generated image client is exercised too.
-    let err = ImageServiceClient::new(channel)
+    // And through a typed client, so the generated image client is exercised too: an
+    // empty store lists no images.
+    let images = ImageServiceClient::new(channel)
         .list_images(cri::ListImagesRequest::default())
         .await
-        .expect_err("ListImages");
-    assert_eq!(err.code(), Code::Unimplemented);
+        .expect("ListImages")
+        .into_inner()
+        .images;
+    assert!(images.is_empty());
 }
 
 #[tokio::test]
