@@ -823,6 +823,14 @@ async fn kill_mid_pull_leaves_no_half_image_needs_root() {
     );
     let mut c = client(&d).await;
     assert!(list(&mut c).await.is_empty(), "no half image is listed");
+    assert!(
+        names_in(&layers_dir(&d)).is_empty(),
+        "layers of the unfinished image are gone"
+    );
+    assert!(
+        names_in(&d.path().join("root/image/blobs/sha256")).is_empty(),
+        "and its blobs"
+    );
     assert!(d.log().contains("interrupted"), "the cleanup is logged");
 }
 
