@@ -12,7 +12,7 @@ packages=(
   docker-registry                # the real registry the fixtures push to
   apache2-utils                  # htpasswd, for the registry's basic-auth fixture
   skopeo                         # an independent image client the fixture tests check against
-  containerd                     # the reference runtime of the differential run (scripts/differential.sh)
+  containerd                     # the reference of the differential run and the pull benchmark
   iproute2 iptables              # network namespaces and CNI's rules
   python3-venv                   # for Debian's python3; pyenv interpreters have venv built in
   pkg-config gcc                 # build tools some crates expect

@@ -151,6 +151,30 @@ impl ImageService {
                 }
             }
         }
+        // Layers and blobs no record references: a pull killed after unpacking some layers
+        // but before its record was written. Nothing else can be using them yet.
+        let used_layers: std::collections::HashSet<&str> =
+            records.values().flat_map(|r| r.diff_ids()).collect();
+        for d in layers
+            .list()
+            .map_err(ImageError::store("listing", &layers_dir))?
+        {
+            if !used_layers.contains(d.as_str()) {
+                tracing::info!(layer = %d, "removing a layer no image references (interrupted pull)");
+                layers
+                    .remove(&d)
+                    .map_err(ImageError::store("removing layer", layers.diff_dir(&d)))?;
+            }
+        }
+        let used_blobs: std::collections::HashSet<&str> = records
+            .values()
+            .flat_map(|r| r.blobs.iter().map(String::as_str))
+            .collect();
+        for d in store.list_blobs()? {
+            if !used_blobs.contains(d.as_str()) {
+                store.remove_blob(&d)?;
+            }
+        }
         tracing::info!(images = records.len(), root = %root.display(), "image store opened");
         Ok(ImageService {
             settings,
@@ -522,6 +546,36 @@ mod tests {
             .expect("absent by ID is fine");
         let reopened = ImageService::open_at(dir.path(), settings()).expect("reopen");
         assert!(reopened.list().is_empty(), "the removal is durable");
+    }
+
+    // A pull killed after unpacking a layer but before writing its record leaves a
+    // complete, unreferenced layer and blobs: the next start removes them.
+    #[test]
+    fn unreferenced_layers_and_blobs_are_removed_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kept = Digest::of(b"kept layer");
+        let orphan = Digest::of(b"orphan layer");
+        let mut a = record(b"a", &["docker.io/library/busybox:latest"]);
+        a.layers.push(store::LayerRecord {
+            digest: Digest::of(b"blob").to_string(),
+            size: 1,
+            media_type: String::new(),
+            diff_id: kept.to_string(),
+        });
+        let svc = ImageService::open_at(dir.path(), settings()).expect("open");
+        for d in [&kept, &orphan] {
+            std::fs::create_dir_all(svc.layers.diff_dir(d)).expect("layer dir");
+        }
+        svc.store
+            .put_blob(&Digest::of(b"orphan blob"), b"orphan blob")
+            .expect("blob");
+        svc.store.write_record(&a).expect("record");
+        drop(svc);
+        let svc = ImageService::open_at(dir.path(), settings()).expect("reopen");
+        assert_eq!(svc.list().len(), 1);
+        assert!(svc.layers.exists(&kept));
+        assert!(!svc.layers.exists(&orphan));
+        assert!(svc.store.list_blobs().expect("blobs").is_empty());
     }
 
     #[test]

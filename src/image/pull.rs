@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
 
 use super::ImageService;
 use super::error::ImageError;
@@ -208,14 +208,21 @@ impl ImageService {
         let _lease = self.lease(&diff_ids);
         let total: u64 = layers.iter().map(|(d, _)| d.size).sum();
         tracing::info!(image = %reference, id = %id, layers = layers.len(), bytes = total, "pulling");
-        futures_util::stream::iter(layers.iter().cloned().map(|(desc, diff_id)| {
-            let svc = self.clone();
-            let session = session.clone();
-            async move { svc.ensure_layer(session, desc, diff_id).await }
-        }))
-        .buffer_unordered(self.settings.max_concurrent_downloads)
-        .try_collect::<Vec<()>>()
-        .await?;
+        // Every layer task runs to its end, even after one fails, so that what the others
+        // unpacked can be discarded below rather than left behind.
+        let results: Vec<Result<(), ImageError>> =
+            futures_util::stream::iter(layers.iter().cloned().map(|(desc, diff_id)| {
+                let svc = self.clone();
+                let session = session.clone();
+                async move { svc.ensure_layer(session, desc, diff_id).await }
+            }))
+            .buffer_unordered(self.settings.max_concurrent_downloads)
+            .collect()
+            .await;
+        if let Some(first) = results.into_iter().find_map(Result::err) {
+            self.discard_unreferenced(&diff_ids).await;
+            return Err(first);
+        }
 
         // Documents, then the record: the image is visible from the record's rename on.
         for (d, b) in &documents {
@@ -249,6 +256,28 @@ impl ImageService {
         };
         self.commit_record(record).await?;
         Ok(id.to_string())
+    }
+
+    /// After a failed pull: removes the layers it unpacked that no image and no other
+    /// running pull uses, so a failure leaves nothing behind.
+    async fn discard_unreferenced(&self, ids: &[Digest]) {
+        let _guard = self.commit.lock().await;
+        let used: std::collections::HashSet<String> = self
+            .list()
+            .iter()
+            .flat_map(|r| r.diff_ids().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        let leases = self.leases.lock().map(|l| l.clone()).unwrap_or_default();
+        for d in ids {
+            // Our own lease counts 1; more means another pull is using the layer.
+            if !used.contains(d.as_str()) && leases.get(d).copied().unwrap_or(0) <= 1 {
+                if let Err(e) = self.layers.remove(d) {
+                    tracing::error!(layer = %d, error = %e, "cannot discard the layer of a failed pull");
+                } else {
+                    tracing::debug!(layer = %d, "discarded a layer of a failed pull");
+                }
+            }
+        }
     }
 
     /// Merges `new` into the records: tags and digests join an existing record of the same

@@ -119,6 +119,18 @@ impl Store {
         std::fs::read(&p).map_err(ImageError::store("reading", p))
     }
 
+    /// Digests of every stored blob.
+    pub fn list_blobs(&self) -> Result<Vec<Digest>, ImageError> {
+        let read =
+            std::fs::read_dir(&self.blobs).map_err(ImageError::store("reading", &self.blobs))?;
+        Ok(read
+            .flatten()
+            .filter_map(|e| {
+                Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())).ok()
+            })
+            .collect())
+    }
+
     /// Removes a blob (absent is fine).
     pub fn remove_blob(&self, digest: &Digest) -> Result<(), ImageError> {
         remove_if_present(&self.blob_path(digest))

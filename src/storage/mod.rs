@@ -4,6 +4,7 @@
 //! fills it); `ImageFsInfo` already reports its usage.
 
 pub mod layers;
+mod sys;
 pub mod usage;
 
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@
 mod support;
 
 mod build;
+mod gateway;
 mod proxy;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -822,6 +823,14 @@ async fn kill_mid_pull_leaves_no_half_image_needs_root() {
     );
     let mut c = client(&d).await;
     assert!(list(&mut c).await.is_empty(), "no half image is listed");
+    assert!(
+        names_in(&layers_dir(&d)).is_empty(),
+        "layers of the unfinished image are gone"
+    );
+    assert!(
+        names_in(&d.path().join("root/image/blobs/sha256")).is_empty(),
+        "and its blobs"
+    );
     assert!(d.log().contains("interrupted"), "the cleanup is logged");
 }
 
@@ -923,4 +932,107 @@ async fn stalled_pull_is_cancelled_with_a_clear_error_needs_root() {
     assert!(list(&mut c).await.is_empty());
     assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
     assert!(names_in(&layers_dir(&d)).is_empty());
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("CRID_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
+}
+
+// An independent CRI client (upstream-generated Python stubs) pulls, lists, inspects and
+// removes an image through crid's socket: cri:ImageService over the upstream wire format.
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_client_pulls_lists_inspects_and_removes_needs_root() {
+    let (reg, set) = registry_with_fixtures().await;
+    let d = daemon(&[&reg.host()], "");
+    let image = reg.image_ref(BUSYBOX, LATEST);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/upstream/cri_images.py");
+    let (py, sock) = (python(), d.socket());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&py)
+            .arg(&script)
+            .arg(&sock)
+            .arg(&image)
+            .output()
+    })
+    .await
+    .expect("join")
+    .unwrap_or_else(|e| {
+        panic!("cannot run the upstream client ({e}); run scripts/setup.sh to create .venv")
+    });
+    assert!(
+        out.status.success(),
+        "upstream client failed (run scripts/setup.sh if the package is missing):\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("client prints JSON");
+    let want = expected_id(fixture(&set, BUSYBOX));
+    assert_eq!(v["image_ref"], want.as_str());
+    assert_eq!(v["list"][0]["id"], want.as_str());
+    assert_eq!(
+        v["list"][0]["repo_tags"][0],
+        reg.image_ref(BUSYBOX, LATEST).as_str()
+    );
+    assert_eq!(v["status"]["id"], want.as_str());
+    assert_eq!(v["status"]["info"]["imageSpec"]["rootfs"]["type"], "layers");
+    assert!(v["fs"]["used_bytes"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert_eq!(v["after_remove_has_image"], false);
+    assert_eq!(v["bad_pull"], "INVALID_ARGUMENT");
+}
+
+// The Bearer token flow: the challenge's realm issues a token for basic credentials (GET)
+// or an identity token (OAuth2 refresh grant, POST); a registry_token is sent as is.
+// cri:ImageService.PullImage#auth (username/password, identity_token, registry_token)
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_token_flows_needs_root() {
+    let (reg, set) = registry_with_fixtures().await;
+    let gw = gateway::Gateway::start(reg.addr());
+    let d = daemon(&[&gw.host()], "");
+    let mut c = client(&d).await;
+    let image = format!("{}/{BUSYBOX}:{LATEST}", gw.host());
+    let want = expected_id(fixture(&set, BUSYBOX));
+
+    let err = pull(&mut c, &image).await.expect_err("anonymous");
+    assert_eq!(err.code(), Code::Unauthenticated, "{err}");
+    let err = pull_auth(&mut c, &image, basic(gateway::USER, "wrong"))
+        .await
+        .expect_err("bad password");
+    assert_eq!(err.code(), Code::Unauthenticated, "{err}");
+    assert!(err.message().contains("token service"), "{err}");
+
+    let id = pull_auth(&mut c, &image, basic(gateway::USER, gateway::PASS))
+        .await
+        .expect("basic -> token");
+    assert_eq!(id, want);
+    remove(&mut c, &id).await.expect("remove");
+    let id = pull_auth(
+        &mut c,
+        &image,
+        Some(cri::AuthConfig {
+            identity_token: gateway::REFRESH.into(),
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("identity token -> token");
+    assert_eq!(id, want);
+    remove(&mut c, &id).await.expect("remove");
+    let id = pull_auth(
+        &mut c,
+        &image,
+        Some(cri::AuthConfig {
+            registry_token: gateway::TOKEN.into(),
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("registry token");
+    assert_eq!(id, want);
+    let seen = gw.token_requests.lock().expect("lock").clone();
+    assert!(
+        seen.contains(&"GET basic".to_owned()) && seen.contains(&"POST refresh".to_owned()),
+        "{seen:?}"
+    );
 }
