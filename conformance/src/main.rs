@@ -36,6 +36,9 @@ enum Command {
         /// Write a Markdown report here.
         #[arg(long, value_name = "FILE")]
         markdown: Option<PathBuf>,
+        /// Write the self-contained HTML report (the one-cell matrix) here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// Runtime handler for pods (empty: the endpoint's default).
         #[arg(long, default_value = "")]
         runtime_handler: String,
@@ -215,6 +218,7 @@ async fn main() -> ExitCode {
             filter,
             junit,
             markdown,
+            html,
             runtime_handler,
             registry_state,
         } => {
@@ -223,6 +227,7 @@ async fn main() -> ExitCode {
                 filter,
                 junit,
                 markdown,
+                html,
                 runtime_handler,
                 registry_state,
             })
@@ -352,6 +357,7 @@ struct RunArgs {
     filter: Option<String>,
     junit: Option<PathBuf>,
     markdown: Option<PathBuf>,
+    html: Option<PathBuf>,
     runtime_handler: String,
     registry_state: Option<PathBuf>,
 }
@@ -394,11 +400,13 @@ fn write_file(path: &Path, data: &str) -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<bool> {
+    let started = now();
     let RunArgs {
         endpoint,
         filter,
         junit,
         markdown,
+        html,
         runtime_handler,
         registry_state,
     } = args;
@@ -430,6 +438,13 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         write_file(&path, &report::cell_to_markdown(&cell))?;
     }
     print!("{}", report::cell_to_table(&cell));
+    if let Some(path) = html {
+        let m = MatrixReport {
+            generated: report::matrix::format_utc(started),
+            cells: vec![cell],
+        };
+        write_file(&path, &report::html::to_html(&m))?;
+    }
     Ok(report.passed())
 }
 

@@ -36,6 +36,8 @@ async fn run_and_matrix_write_their_reports_against_containerd_needs_root() {
         .arg(&junit)
         .arg("--markdown")
         .arg(&markdown)
+        .arg("--html")
+        .arg(out.path().join("run.html"))
         .arg("--registry-state")
         .arg(registry.state_dir())
         .output()
@@ -128,6 +130,29 @@ async fn run_and_matrix_write_their_reports_against_containerd_needs_root() {
         "{mstderr}"
     );
     drop(ctd);
+}
+
+#[test]
+fn matrix_with_a_missing_critest_refuses_before_running_anything() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("out");
+    let m = Command::new(harness())
+        .args([
+            "matrix",
+            "--endpoint",
+            "unix:///nonexistent.sock",
+            "--critest",
+        ])
+        .arg(tmp.path().join("critest"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run the harness");
+    let stderr = String::from_utf8_lossy(&m.stderr);
+    assert_eq!(m.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("critest not found at"), "{stderr}");
+    assert!(stderr.contains("(install cri-tools)"), "{stderr}");
+    assert!(!out.exists());
 }
 
 #[test]
