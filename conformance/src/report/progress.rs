@@ -76,7 +76,7 @@ impl<W: Write> Progress<W> {
             }
             self.draw(&what);
         } else {
-            let _ = writeln!(self.out, "[{}/{}] {tag} {cell} {id}", self.done, self.total);
+            let _ = writeln!(self.out, "[{}/{}] {tag} {what}", self.done, self.total);
         }
         let _ = self.out.flush();
     }
