@@ -49,8 +49,8 @@ status=0
 teardown
 leftovers=()
 for p in /proc/[0-9]*; do
-  if tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -qF "$work/"; then
-    leftovers+=("process ${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)")
+  if tr '\0' ' ' 2>/dev/null < "$p/cmdline" | grep -qF "$work/"; then
+    leftovers+=("process ${p#/proc/}: $(tr '\0' ' ' 2>/dev/null < "$p/cmdline")")
   fi
 done
 if grep -qF "$work/" /proc/self/mountinfo; then

@@ -88,6 +88,14 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "ir", remove_idempotent)),
         ),
         case(
+            "image/remove-tag-removes-all-tags",
+            "cri:ImageService.RemoveImage#all-tags",
+            Required,
+            PULL,
+            "RemoveImage by one tag removes the image with every tag naming it (cri-api 0.31 and later)",
+            |ctx| Box::pin(scoped(ctx, "ia2", remove_tag_all_tags)),
+        ),
+        case(
             "image/remove-by-id",
             "cri:ImageService.RemoveImage#image",
             Required,
@@ -292,6 +300,22 @@ async fn remove_by_id(s: Arc<Scope>) -> CaseResult {
         let left = s.image_status(t).await?;
         ensure(left.is_none(), || format!("{t} survives RemoveImage({id})"))?;
     }
+    Ok(String::new())
+}
+
+async fn remove_tag_all_tags(s: Arc<Scope>) -> CaseResult {
+    let a = s.image(BUSYBOX, "1.0")?;
+    let b = s.image(BUSYBOX, "1.1")?;
+    s.pull_ref(&a, None).await?;
+    s.pull_ref(&b, None).await?;
+    remove(&s, &a).await?;
+    let left = s.image_status(&b).await?;
+    ensure(left.is_none(), || {
+        format!(
+            "{b} survives RemoveImage({a}) though both tags name one image: {:?}",
+            left.map(|i| i.repo_tags)
+        )
+    })?;
     Ok(String::new())
 }
 

@@ -48,6 +48,13 @@ pub(super) fn cases() -> Vec<Case> {
             "after the log file is renamed, ReopenContainerLog makes the runtime write a new file at log_path (kubelet log rotation)",
             |ctx| Box::pin(scoped(ctx, "lr", reopen)),
         ),
+        case(
+            "logs/reopen-exited",
+            "cri:RuntimeService.ReopenContainerLog#not-running",
+            Required,
+            "ReopenContainerLog of an exited container either creates a new log file and succeeds, or fails and creates none",
+            |ctx| Box::pin(scoped(ctx, "lx", reopen_exited)),
+        ),
     ]
 }
 
@@ -227,6 +234,45 @@ async fn reopen(s: Arc<Scope>) -> CaseResult {
         format!("{path} has no new lines after reopen: {lines:?}")
     })?;
     Ok(String::new())
+}
+
+async fn reopen_exited(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = s.busybox("echo done", |_| {}, |_| {}).await?;
+    let st = s
+        .wait_state(
+            &id,
+            cri::ContainerState::ContainerExited,
+            Duration::from_secs(20),
+        )
+        .await?;
+    let rotated = format!("{}.1", st.log_path);
+    tokio::fs::rename(&st.log_path, &rotated)
+        .await
+        .map_err(|e| format!("renaming {}: {e}", st.log_path))?;
+    let r = s
+        .rs()
+        .reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await;
+    let exists = tokio::fs::try_exists(&st.log_path).await.unwrap_or(false);
+    match r {
+        Ok(_) => {
+            ensure(exists, || {
+                "ReopenContainerLog succeeded but created no log file".into()
+            })?;
+            Ok("reopened: new file".into())
+        }
+        Err(e) => {
+            ensure(!exists, || {
+                format!(
+                    "ReopenContainerLog failed ({}) yet created a log file",
+                    status_text(&e)
+                )
+            })?;
+            Ok(format!("refused: {:?}", e.code()))
+        }
+    }
 }
 
 #[cfg(test)]

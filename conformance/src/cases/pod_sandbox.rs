@@ -82,8 +82,8 @@ pub(super) fn cases() -> Vec<Case> {
         case(
             "pod-sandbox/remove-running-forces",
             "cri:RuntimeService.RemovePodSandbox#containers",
-            Optional,
-            "RemovePodSandbox of a ready pod with a running container removes both (the kubelet always stops first)",
+            Required,
+            "RemovePodSandbox of a ready pod forcibly terminates and removes its running container (a MUST, though the kubelet stops first)",
             |ctx| Box::pin(scoped(ctx, "prf", remove_running)),
         ),
         case(
