@@ -4,18 +4,22 @@
 # crid's baseline (conformance/baseline/crid.toml): the job fails on any unexplained
 # difference, i.e. a failure the baseline does not list or a listed case that now passes.
 # Reports land in target/conformance/ (or $CRID_REPORT_DIR).
-# Set CRID_PROFILE=debug to reuse a debug build (CI does, after the tests built it).
+# CRID_BIN_DIR=target/debug reuses binaries that the test run already built (CI does this:
+# building only the binaries would unify features differently and recompile shared crates).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
-profile=${CRID_PROFILE:-release}
-if [ "$profile" = release ]; then
-  cargo build --release --locked --bins
+if [ -n "${CRID_BIN_DIR:-}" ]; then
+  bin=$CRID_BIN_DIR
+  for b in crid crid-conformance; do
+    [ -x "$bin/$b" ] || { echo "conformance: $bin/$b is missing; build it or unset CRID_BIN_DIR" >&2; exit 1; }
+  done
 else
-  cargo build --locked --bins
+  cargo build --release --locked --bins
+  bin=target/release
 fi
-bin="$PWD/target/$profile"
+bin=$(cd "$bin" && pwd)
 out=${CRID_REPORT_DIR:-$PWD/target/conformance}
 mkdir -p "$out"
 

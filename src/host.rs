@@ -55,6 +55,25 @@ fn filesystems_list_overlay(proc_filesystems: &str) -> bool {
         .any(|l| l.split_whitespace().last() == Some("overlay"))
 }
 
+/// The capabilities this process may still grant (its bounding set), without `CAP_`: what a
+/// runtime can give a container. Some hosts lack a few (here, CAP_SYS_RESOURCE).
+pub fn bounding_capabilities() -> Vec<String> {
+    let mask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    crate::spec::security::ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .map(|(_, name)| (*name).to_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +86,12 @@ mod tests {
         assert!(!filesystems_list_overlay(
             "nodev\tsysfs\n\text4\nnodev\toverlayfoo\n"
         ));
+    }
+
+    #[test]
+    fn bounding_set_is_read() {
+        // Every process keeps at least CAP_KILL in its bounding set unless deliberately dropped.
+        assert!(bounding_capabilities().iter().any(|c| c == "KILL"));
     }
 
     #[test]

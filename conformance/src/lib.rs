@@ -8,6 +8,8 @@
 
 pub mod baseline;
 pub mod cases;
+pub mod drivers;
 pub mod fixtures;
+pub mod props;
 pub mod report;
 pub mod runner;

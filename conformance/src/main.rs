@@ -1,14 +1,16 @@
 //! `crid-conformance`: run the conformance suite against a CRI endpoint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use crid_api::{RuntimeServiceClient, cri};
 use crid_conformance::cases::{self, Requirement};
-use crid_conformance::report::{self, RunReport};
-use crid_conformance::runner::{self, Environment};
+use crid_conformance::drivers;
+use crid_conformance::report::progress::Progress;
+use crid_conformance::report::{self, CellReport, MatrixReport, RunReport};
+use crid_conformance::runner::{self, Environment, Target};
 
 /// Checks a CRI endpoint against the CRI and OCI specs; every case names its clause.
 #[derive(Debug, Parser)]
@@ -42,8 +44,131 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         registry_state: Option<PathBuf>,
     },
+    /// Run the suite across endpoints and runtime handlers; write JUnit XML per cell, a
+    /// Markdown summary and an HTML page with the areas × cells grid.
+    Matrix {
+        /// A CRI endpoint; repeat for several (unix:///path/to.sock or /path/to.sock).
+        #[arg(long = "endpoint", required = true, value_name = "ENDPOINT")]
+        endpoints: Vec<String>,
+        /// A runtime handler to run on every endpoint; repeat for several. Default: what
+        /// each endpoint's Status reports, or its default handler when it reports none.
+        #[arg(long = "runtime-handler", value_name = "HANDLER")]
+        handlers: Vec<String>,
+        /// Only cases whose id or clause contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Use the fixture registry started by `fixtures up --state-dir DIR`.
+        #[arg(long, value_name = "DIR")]
+        registry_state: Option<PathBuf>,
+        /// Directory for junit-*.xml, summary.md and report.html (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Also run cri-tools' critest (this binary) in every cell and fold its results in.
+        #[arg(long, value_name = "PATH")]
+        critest: Option<PathBuf>,
+    },
+    /// Run cri-tools' critest against an endpoint with the fixture registry wired in, and
+    /// fold its JUnit results into this harness's reports.
+    Critest {
+        /// The CRI endpoint.
+        #[arg(long)]
+        endpoint: String,
+        /// The critest binary (default: `critest` in $PATH).
+        #[arg(long, value_name = "PATH")]
+        critest: Option<PathBuf>,
+        /// Give critest the fixture registry started by `fixtures up --state-dir DIR` as its
+        /// images file and registry prefix.
+        #[arg(long, value_name = "DIR")]
+        registry_state: Option<PathBuf>,
+        /// Runtime handler for critest's pods (empty: the default).
+        #[arg(long, default_value = "")]
+        runtime_handler: String,
+        /// Only specs matching this regular expression (ginkgo focus).
+        #[arg(long)]
+        focus: Option<String>,
+        /// Leave out specs matching this regular expression (ginkgo skip).
+        #[arg(long)]
+        skip: Option<String>,
+        /// Kill critest after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+        /// Directory for critest's log, its JUnit report and ours (junit.xml, summary.md,
+        /// report.html).
+        #[arg(long, value_name = "DIR", default_value = "critest-report")]
+        out: PathBuf,
+        /// Further arguments for critest, after `--`.
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// Run the Kubernetes node e2e suite (e2e_node.test) with the given kubelet against an
+    /// endpoint, and fold its JUnit results into this harness's reports.
+    NodeE2e {
+        /// The CRI endpoint.
+        #[arg(long)]
+        endpoint: String,
+        /// The e2e_node.test binary.
+        #[arg(long, value_name = "PATH")]
+        e2e_binary: PathBuf,
+        /// The kubelet the suite starts.
+        #[arg(long, value_name = "PATH")]
+        kubelet: PathBuf,
+        /// The node name (default: the host name).
+        #[arg(long, default_value = "")]
+        node_name: String,
+        /// Specs to run (ginkgo focus).
+        #[arg(long, default_value = drivers::node_e2e::DEFAULT_FOCUS)]
+        focus: String,
+        /// Specs to leave out (ginkgo skip).
+        #[arg(long, default_value = drivers::node_e2e::DEFAULT_SKIP)]
+        skip: String,
+        /// Kill the suite after this many seconds.
+        #[arg(long, default_value_t = 3 * 3600)]
+        timeout: u64,
+        /// Directory for the suite's log and artifacts, its JUnit report and ours.
+        #[arg(long, value_name = "DIR", default_value = "node-e2e-report")]
+        out: PathBuf,
+        /// Further arguments for e2e_node.test (e.g. --kubelet-flags=...), after `--`.
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// Property-based lifecycle tests: random sequences of pod, container and image
+    /// operations checked against a model after every step; a failure is shrunk to a
+    /// minimal sequence and printed so `--replay` runs it again.
+    Props {
+        /// The CRI endpoint.
+        #[arg(long)]
+        endpoint: String,
+        /// The fixture registry started by `fixtures up --state-dir DIR` (containers run its
+        /// busybox image).
+        #[arg(long, value_name = "DIR")]
+        registry_state: PathBuf,
+        /// Runtime handler for pods (empty: the default).
+        #[arg(long, default_value = "")]
+        runtime_handler: String,
+        /// Sequences to generate.
+        #[arg(long, default_value_t = 16)]
+        cases: u32,
+        /// Longest sequence.
+        #[arg(long, default_value_t = 8)]
+        max_ops: usize,
+        /// Re-runs spent shrinking a failure.
+        #[arg(long, default_value_t = 64)]
+        max_shrink_iters: u32,
+        /// Seed of the generator (default: from the clock; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Time limit of one RPC, in seconds.
+        #[arg(long, default_value_t = 30)]
+        op_timeout: u64,
+        /// Run this one sequence instead, e.g. 'RunPod, CreateContainer(0), StopPod(0)'.
+        #[arg(long, value_name = "SEQUENCE")]
+        replay: Option<String>,
+    },
     /// List the catalogue: case, clause, area, requirement.
     List,
+    /// Print the traceability matrix (Markdown): every runtime.v1 RPC with the cases that
+    /// check it, gaps marked; docs/traceability.md is this output.
+    Traceability,
     /// Compare a JUnit report with a runtime's baseline; non-zero on any unexplained difference.
     Compare(crid_conformance::baseline::CompareArgs),
     /// Local test images in a real registry (Debian's docker-registry on loopback).
@@ -103,8 +228,108 @@ async fn main() -> ExitCode {
             })
             .await
         }
+        Command::Matrix {
+            endpoints,
+            handlers,
+            filter,
+            registry_state,
+            out,
+            critest,
+        } => {
+            matrix(MatrixArgs {
+                endpoints,
+                handlers,
+                filter,
+                registry_state,
+                out,
+                critest,
+            })
+            .await
+        }
+        Command::Critest {
+            endpoint,
+            critest,
+            registry_state,
+            runtime_handler,
+            focus,
+            skip,
+            timeout,
+            out,
+            extra,
+        } => {
+            run_critest(
+                drivers::critest::CritestOptions {
+                    binary: critest,
+                    endpoint,
+                    runtime_handler,
+                    registry: None,
+                    focus,
+                    skip,
+                    extra_args: extra,
+                    work_dir: out,
+                    timeout: std::time::Duration::from_secs(timeout),
+                },
+                registry_state,
+            )
+            .await
+        }
+        Command::NodeE2e {
+            endpoint,
+            e2e_binary,
+            kubelet,
+            node_name,
+            focus,
+            skip,
+            timeout,
+            out,
+            extra,
+        } => {
+            run_node_e2e(drivers::node_e2e::NodeE2eOptions {
+                binary: e2e_binary,
+                kubelet,
+                endpoint,
+                node_name,
+                focus,
+                skip,
+                extra_args: extra,
+                work_dir: out,
+                timeout: std::time::Duration::from_secs(timeout),
+            })
+            .await
+        }
+        Command::Props {
+            endpoint,
+            registry_state,
+            runtime_handler,
+            cases,
+            max_ops,
+            max_shrink_iters,
+            seed,
+            op_timeout,
+            replay,
+        } => {
+            let seed = seed.unwrap_or_else(|| now().as_nanos() as u64);
+            props(PropsArgs {
+                endpoint,
+                registry_state,
+                runtime_handler,
+                budget: crid_conformance::props::Budget {
+                    cases,
+                    max_ops,
+                    max_shrink_iters,
+                    seed,
+                },
+                op_timeout: std::time::Duration::from_secs(op_timeout),
+                replay,
+            })
+            .await
+        }
         Command::List => {
             list();
+            Ok(true)
+        }
+        Command::Traceability => {
+            print!("{}", report::to_traceability(&cases::catalogue()));
             Ok(true)
         }
         Command::Compare(args) => {
@@ -131,6 +356,43 @@ struct RunArgs {
     registry_state: Option<PathBuf>,
 }
 
+/// The fixture registry recorded by `fixtures up`, as cases see it.
+fn load_images(registry_state: Option<PathBuf>) -> anyhow::Result<Option<Arc<cases::ImageRefs>>> {
+    let Some(dir) = registry_state else {
+        return Ok(None);
+    };
+    let st = crid_conformance::fixtures::registry::state::read_state(&dir)?;
+    Ok(Some(Arc::new(cases::ImageRefs {
+        registry: st.host,
+        credentials: st.credentials.map(|c| (c.username, c.password)),
+    })))
+}
+
+/// Runs `cases` against one (endpoint, handler) cell, reporting each result to `progress`.
+async fn run_cell(
+    target: &Target,
+    handler: &str,
+    images: Option<Arc<cases::ImageRefs>>,
+    cases: &[cases::Case],
+    progress: &mut Progress<impl std::io::Write>,
+    label: &str,
+) -> Vec<runner::Outcome> {
+    let ctx = cases::Ctx {
+        channel: target.channel.clone(),
+        run_id: runner::new_run_id(),
+        runtime_handler: handler.to_owned(),
+        images,
+    };
+    runner::run(&ctx, cases, &Environment::detect(), |o| {
+        progress.result(label, o.case.id, &o.verdict, o.case.requirement)
+    })
+    .await
+}
+
+fn write_file(path: &Path, data: &str) -> anyhow::Result<()> {
+    std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let RunArgs {
         endpoint,
@@ -140,70 +402,260 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         runtime_handler,
         registry_state,
     } = args;
-    let endpoint = endpoint.as_str();
     let filter = filter.as_deref();
-    let images = match registry_state {
-        None => None,
-        Some(dir) => {
-            let st = crid_conformance::fixtures::registry::state::read_state(&dir)?;
-            Some(std::sync::Arc::new(cases::ImageRefs {
-                registry: st.host,
-                credentials: st.credentials.map(|c| (c.username, c.password)),
-            }))
-        }
-    };
-    let channel = crid_api::client::connect(endpoint).await?;
-    let version = RuntimeServiceClient::new(channel.clone())
-        .version(cri::VersionRequest {
-            version: "0.1.0".into(),
-        })
-        .await
-        .with_context(|| format!("{endpoint} does not answer Version"))?
-        .into_inner();
-    let runtime = format!("{} {}", version.runtime_name, version.runtime_version);
-
+    let images = load_images(registry_state)?;
+    let target = runner::probe(&endpoint).await?;
     let cases = runner::select(cases::catalogue(), filter);
     anyhow::ensure!(!cases.is_empty(), "no case matches filter {filter:?}");
-    let run_id = runner::new_run_id();
-    eprintln!(
-        "running {} cases against {runtime} at {endpoint} (run {run_id})",
-        cases.len()
-    );
-    let total = cases.len();
-    let mut done = 0;
-    let ctx = cases::Ctx {
-        channel,
-        run_id: run_id.clone(),
-        runtime_handler,
-        images,
-    };
-    let outcomes = runner::run(&ctx, &cases, &Environment::detect(), |o| {
-        done += 1;
-        let tag = match (&o.verdict, o.case.requirement) {
-            (cases::Verdict::Pass, _) => "pass",
-            (cases::Verdict::Fail(_), Requirement::Required) => "FAIL",
-            (cases::Verdict::Fail(_), Requirement::Optional) => "fail (optional)",
-            (cases::Verdict::Skip(_), _) => "skip",
-        };
-        eprintln!("[{done}/{total}] {tag} {}", o.case.id);
-    })
-    .await;
+    let mut progress = Progress::stderr(cases.len());
+    progress.note(&format!(
+        "running {} cases against {} at {endpoint}",
+        cases.len(),
+        target.runtime
+    ));
+    let outcomes = run_cell(&target, &runtime_handler, images, &cases, &mut progress, "").await;
+    progress.finish();
 
     let report = RunReport {
-        endpoint: endpoint.to_owned(),
-        runtime,
+        endpoint: endpoint.clone(),
+        runtime: target.runtime.clone(),
         outcomes,
     };
+    let mut cell = CellReport::from(&report);
+    cell.handler = runtime_handler;
     if let Some(path) = junit {
-        std::fs::write(&path, report::to_junit(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_file(&path, &report::cell_to_junit(&cell))?;
     }
     if let Some(path) = markdown {
-        std::fs::write(&path, report::to_markdown(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_file(&path, &report::cell_to_markdown(&cell))?;
     }
-    print!("{}", report::to_table(&report));
+    print!("{}", report::cell_to_table(&cell));
     Ok(report.passed())
+}
+
+struct MatrixArgs {
+    endpoints: Vec<String>,
+    handlers: Vec<String>,
+    filter: Option<String>,
+    registry_state: Option<PathBuf>,
+    out: PathBuf,
+    critest: Option<PathBuf>,
+}
+
+/// Writes one cell's reports (ours: junit.xml, summary.md, report.html) into `dir`.
+fn write_single_cell(
+    dir: &Path,
+    cell: CellReport,
+    started: std::time::Duration,
+) -> anyhow::Result<bool> {
+    write_file(&dir.join("junit.xml"), &report::cell_to_junit(&cell))?;
+    print!("{}", report::cell_to_table(&cell));
+    let m = MatrixReport {
+        generated: report::matrix::format_utc(started),
+        cells: vec![cell],
+    };
+    write_file(&dir.join("summary.md"), &m.to_markdown())?;
+    write_file(&dir.join("report.html"), &report::html::to_html(&m))?;
+    println!(
+        "reports: {} (junit.xml, summary.md, report.html)",
+        dir.display()
+    );
+    Ok(m.passed())
+}
+
+fn now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+async fn run_critest(
+    mut opts: drivers::critest::CritestOptions,
+    registry_state: Option<PathBuf>,
+) -> anyhow::Result<bool> {
+    let started = now();
+    // The binary first: without it nothing else matters, and the message says what to install.
+    opts.binary = Some(drivers::critest::locate(opts.binary.as_deref())?);
+    opts.registry = load_images(registry_state)?.map(|i| i.registry.clone());
+    let target = runner::probe(&opts.endpoint).await?;
+    eprintln!(
+        "running critest against {} at {} (log: {})",
+        target.runtime,
+        opts.endpoint,
+        opts.work_dir.join("critest.log").display()
+    );
+    let entries = drivers::critest::run(&opts).await?;
+    let cell = CellReport {
+        endpoint: opts.endpoint.clone(),
+        runtime: target.runtime,
+        handler: opts.runtime_handler.clone(),
+        entries,
+    };
+    write_single_cell(&opts.work_dir, cell, started)
+}
+
+async fn run_node_e2e(opts: drivers::node_e2e::NodeE2eOptions) -> anyhow::Result<bool> {
+    let started = now();
+    drivers::require_binary("e2e_node.test", &opts.binary, drivers::node_e2e::E2E_HINT)?;
+    drivers::require_binary("kubelet", &opts.kubelet, drivers::node_e2e::KUBELET_HINT)?;
+    let target = runner::probe(&opts.endpoint).await?;
+    eprintln!(
+        "running node e2e against {} at {} (log: {})",
+        target.runtime,
+        opts.endpoint,
+        opts.work_dir.join("node-e2e.log").display()
+    );
+    let entries = drivers::node_e2e::run(&opts).await?;
+    let cell = CellReport {
+        endpoint: opts.endpoint.clone(),
+        runtime: target.runtime,
+        handler: String::new(),
+        entries,
+    };
+    write_single_cell(&opts.work_dir, cell, started)
+}
+
+async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
+    let started = now();
+    let filter = args.filter.as_deref();
+    let images = load_images(args.registry_state)?;
+    let critest = match &args.critest {
+        Some(p) => Some(drivers::critest::locate(Some(p))?),
+        None => None,
+    };
+    let cases = runner::select(cases::catalogue(), filter);
+    anyhow::ensure!(!cases.is_empty(), "no case matches filter {filter:?}");
+    // Probe every endpoint first: a typo in the last one should not cost a whole run.
+    let mut targets = Vec::new();
+    for endpoint in &args.endpoints {
+        targets.push(runner::probe(endpoint).await?);
+    }
+    let cells: Vec<(usize, String)> = targets
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            let handlers = if args.handlers.is_empty() {
+                t.handlers.clone()
+            } else {
+                args.handlers.clone()
+            };
+            handlers.into_iter().map(move |h| (i, h))
+        })
+        .collect();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let mut progress = Progress::stderr(cells.len() * cases.len());
+    let mut reports = Vec::new();
+    for (n, (i, handler)) in cells.iter().enumerate() {
+        let target = &targets[*i];
+        let label = format!(
+            "#{} {}/{}",
+            n + 1,
+            target
+                .runtime
+                .split_whitespace()
+                .next()
+                .unwrap_or("runtime"),
+            if handler.is_empty() {
+                "default"
+            } else {
+                handler
+            }
+        );
+        progress.note(&format!(
+            "cell #{}: {} at {}, handler {}",
+            n + 1,
+            target.runtime,
+            target.endpoint,
+            if handler.is_empty() {
+                "(default)"
+            } else {
+                handler
+            }
+        ));
+        let outcomes = run_cell(
+            target,
+            handler,
+            images.clone(),
+            &cases,
+            &mut progress,
+            &label,
+        )
+        .await;
+        let mut entries: Vec<report::Entry> = outcomes.iter().map(report::Entry::from).collect();
+        if let Some(binary) = &critest {
+            let work_dir = args.out.join(format!("critest-{}", n + 1));
+            progress.note(&format!(
+                "cell #{}: critest (log: {})",
+                n + 1,
+                work_dir.join("critest.log").display()
+            ));
+            let opts = drivers::critest::CritestOptions {
+                binary: Some(binary.clone()),
+                endpoint: target.endpoint.clone(),
+                runtime_handler: handler.clone(),
+                registry: images.as_ref().map(|i| i.registry.clone()),
+                focus: None,
+                skip: None,
+                extra_args: Vec::new(),
+                work_dir,
+                timeout: drivers::critest::DEFAULT_TIMEOUT,
+            };
+            match drivers::critest::run(&opts).await {
+                Ok(found) => entries.extend(found),
+                // A suite that could not run is a failure of this cell, not of the matrix.
+                Err(e) => entries.push(report::Entry {
+                    id: "critest/run".into(),
+                    clause: "critest:run".into(),
+                    area: report::EXTERNAL_AREA.into(),
+                    requirement: Requirement::Required,
+                    summary: "critest runs and writes its JUnit report".into(),
+                    verdict: cases::Verdict::Fail(e.to_string()),
+                    note: String::new(),
+                    duration: std::time::Duration::ZERO,
+                }),
+            }
+        }
+        reports.push(CellReport {
+            endpoint: target.endpoint.clone(),
+            runtime: target.runtime.clone(),
+            handler: handler.clone(),
+            entries,
+        });
+    }
+    progress.finish();
+
+    let m = MatrixReport {
+        generated: report::matrix::format_utc(started),
+        cells: reports,
+    };
+    for (i, cell) in m.cells.iter().enumerate() {
+        write_file(
+            &args.out.join(MatrixReport::junit_file_name(i, cell)),
+            &report::cell_to_junit(cell),
+        )?;
+    }
+    write_file(&args.out.join("summary.md"), &m.to_markdown())?;
+    write_file(&args.out.join("report.html"), &report::html::to_html(&m))?;
+    for (i, cell) in m.cells.iter().enumerate() {
+        println!(
+            "#{} {}: {}",
+            i + 1,
+            MatrixReport::cell_label(cell),
+            report::closing_line(cell.totals())
+        );
+    }
+    println!(
+        "reports: {} ({}, summary.md, report.html)",
+        args.out.display(),
+        if m.cells.len() == 1 {
+            "junit-1-*.xml".to_owned()
+        } else {
+            format!("junit-{{1..{}}}-*.xml", m.cells.len())
+        }
+    );
+    Ok(m.passed())
 }
 
 async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
@@ -250,6 +702,81 @@ async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
         }
     }
     Ok(true)
+}
+
+struct PropsArgs {
+    endpoint: String,
+    registry_state: PathBuf,
+    runtime_handler: String,
+    budget: crid_conformance::props::Budget,
+    op_timeout: std::time::Duration,
+    replay: Option<String>,
+}
+
+async fn props(args: PropsArgs) -> anyhow::Result<bool> {
+    use crid_conformance::props::{self, exec};
+    let replay = match &args.replay {
+        Some(s) => Some(props::parse_sequence(s).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let images = load_images(Some(args.registry_state))?
+        .context("the fixture registry state could not be read")?;
+    let target = runner::probe(&args.endpoint).await?;
+    let opts = exec::PropsOptions {
+        channel: target.channel.clone(),
+        run_id: runner::new_run_id(),
+        runtime_handler: args.runtime_handler,
+        image: images.image(
+            crid_conformance::fixtures::image::BUSYBOX,
+            crid_conformance::fixtures::image::LATEST,
+        ),
+        credentials: images.credentials.clone(),
+        op_timeout: args.op_timeout,
+    };
+    if let Some(ops) = replay {
+        eprintln!(
+            "replaying {} against {} at {}",
+            props::format_sequence(&ops),
+            target.runtime,
+            args.endpoint
+        );
+        return match exec::replay(opts, &ops).await {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
+                }
+                println!("props: the sequence passed");
+                Ok(true)
+            }
+            Err(why) => {
+                println!("{why}");
+                Ok(false)
+            }
+        };
+    }
+    let b = args.budget;
+    eprintln!(
+        "props: {} sequences of up to {} ops against {} at {} (seed {})",
+        b.cases, b.max_ops, target.runtime, args.endpoint, b.seed
+    );
+    let report = exec::run_props(opts, b).await.map_err(anyhow::Error::msg)?;
+    let summary = format!(
+        "props: {} sequences run ({} ops, shrinking included) in {:.1}s, seed {}",
+        report.executed,
+        report.ops,
+        report.duration.as_secs_f64(),
+        report.seed
+    );
+    match report.failure {
+        None => {
+            println!("{summary}: passed");
+            Ok(true)
+        }
+        Some(f) => {
+            println!("{f}\n{summary}: FAILED");
+            Ok(false)
+        }
+    }
 }
 
 fn list() {

@@ -3,7 +3,105 @@
 
 use std::time::{Duration, Instant};
 
+use crid_api::{RuntimeServiceClient, cri};
+use tonic::transport::Channel;
+
 use crate::cases::{Case, Ctx, Verdict};
+
+/// How long the harness waits for an endpoint's Version and Status before giving up on it.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an endpoint cannot be judged at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No channel to the socket.
+    #[error("{endpoint}: {source}")]
+    Connect {
+        /// The endpoint given.
+        endpoint: String,
+        /// Why.
+        source: crid_api::client::ConnectError,
+    },
+    /// The endpoint did not answer an RPC every runtime serves.
+    #[error("{endpoint} does not answer {rpc}: {reason}")]
+    Rpc {
+        /// The endpoint given.
+        endpoint: String,
+        /// `Version` or `Status`.
+        rpc: &'static str,
+        /// The status, or the time limit.
+        reason: String,
+    },
+}
+
+/// An endpoint ready to be judged: its channel, who it says it is, its runtime handlers.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The endpoint as given.
+    pub endpoint: String,
+    /// A channel to it.
+    pub channel: Channel,
+    /// `runtime_name runtime_version` from Version.
+    pub runtime: String,
+    /// Handler names from Status.runtime_handlers (see [`handlers_from_status`]).
+    pub handlers: Vec<String>,
+}
+
+/// Connects to `endpoint` and asks for its Version and Status.
+pub async fn probe(endpoint: &str) -> Result<Target, ProbeError> {
+    let channel = crid_api::client::connect(endpoint)
+        .await
+        .map_err(|source| ProbeError::Connect {
+            endpoint: endpoint.to_owned(),
+            source,
+        })?;
+    let rpc_error = |rpc, reason: String| ProbeError::Rpc {
+        endpoint: endpoint.to_owned(),
+        rpc,
+        reason,
+    };
+    let mut client = RuntimeServiceClient::new(channel.clone());
+    let version = tokio::time::timeout(
+        PROBE_TIMEOUT,
+        client.version(cri::VersionRequest {
+            version: "0.1.0".into(),
+        }),
+    )
+    .await
+    .map_err(|_| rpc_error("Version", format!("no answer within {PROBE_TIMEOUT:?}")))?
+    .map_err(|s| rpc_error("Version", format!("{:?}: {}", s.code(), s.message())))?
+    .into_inner();
+    let status = tokio::time::timeout(
+        PROBE_TIMEOUT,
+        client.status(cri::StatusRequest { verbose: false }),
+    )
+    .await
+    .map_err(|_| rpc_error("Status", format!("no answer within {PROBE_TIMEOUT:?}")))?
+    .map_err(|s| rpc_error("Status", format!("{:?}: {}", s.code(), s.message())))?
+    .into_inner();
+    Ok(Target {
+        endpoint: endpoint.to_owned(),
+        channel,
+        runtime: format!("{} {}", version.runtime_name, version.runtime_version),
+        handlers: handlers_from_status(&status),
+    })
+}
+
+/// The handlers a matrix runs on an endpoint: the non-empty names Status reports, each
+/// once, in its order; the default handler (`""`) when it reports none (older runtimes,
+/// such as containerd 1.6, leave the field empty).
+pub fn handlers_from_status(status: &cri::StatusResponse) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for h in &status.runtime_handlers {
+        if !h.name.is_empty() && !names.contains(&h.name) {
+            names.push(h.name.clone());
+        }
+    }
+    if names.is_empty() {
+        names.push(String::new());
+    }
+    names
+}
 
 /// The result of one case.
 #[derive(Debug, Clone)]
@@ -201,6 +299,32 @@ mod tests {
                 .is_some_and(|w| w.contains("busybox"))
         );
         assert_eq!(Environment { root: true }.unmet(&c, &with_images), None);
+    }
+
+    #[test]
+    fn handlers_are_the_named_ones_or_the_default() {
+        let handler = |name: &str| cri::RuntimeHandler {
+            name: name.into(),
+            features: None,
+        };
+        let mut status = cri::StatusResponse::default();
+        assert_eq!(handlers_from_status(&status), vec![String::new()]);
+        status.runtime_handlers = vec![
+            handler(""),
+            handler("runc"),
+            handler("crun"),
+            handler("runc"),
+        ];
+        assert_eq!(handlers_from_status(&status), vec!["runc", "crun"]);
+    }
+
+    #[tokio::test]
+    async fn probing_a_missing_socket_names_the_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("unix://{}/none.sock", dir.path().display());
+        let err = probe(&endpoint).await.unwrap_err();
+        assert!(matches!(err, ProbeError::Connect { .. }), "{err:?}");
+        assert!(err.to_string().contains("none.sock"), "{err}");
     }
 
     #[test]

@@ -1,19 +1,47 @@
-//! `crid-monitor`: the per-container monitor (crid's conmon).
+//! `crid-monitor`: the per-container monitor (crid's conmon). See `crid::monitor`.
 //!
-//! Placeholder: the monitor holds container stdio, writes CRI logs and exit files once
-//! containers land. Until then it only identifies itself, so nothing mistakes it for working.
+//! Usage: crid-monitor --runtime BIN --runtime-root DIR --bundle DIR --id ID --log-path FILE
+//!        --exit-file FILE --pid-file FILE [--log-max-size BYTES] [--memory-cgroup DIR]
+//!        [--runtime-arg ARG]...
+//! Its stdout carries one JSON status line for the daemon; its stderr, its own errors.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("--version") => {
-            println!("crid-monitor {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    let mut argv = std::env::args().skip(1).peekable();
+    if argv.peek().map(String::as_str) == Some("--version") {
+        println!("crid-monitor {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let args = match crid::monitor::supervise::parse_args(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("crid-monitor: {e}");
+            return ExitCode::from(2);
         }
-        _ => {
-            eprintln!("crid-monitor: container monitoring is not implemented yet");
-            ExitCode::from(2)
+    };
+    // The status line goes to a close-on-exec duplicate of stdout, and fd 1 itself to
+    // /dev/null, so the daemon's pipe closes as soon as the status is written.
+    let status = match status_pipe() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("crid-monitor: cannot set up the status pipe: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crid::monitor::supervise::run(&args, status) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crid-monitor: container {}: {e}", args.id);
+            ExitCode::FAILURE
         }
     }
+}
+
+fn status_pipe() -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    let status = std::io::stdout().as_fd().try_clone_to_owned()?;
+    let devnull = std::fs::File::open("/dev/null")?;
+    nix::unistd::dup2_stdout(&devnull)?;
+    Ok(std::fs::File::from(status))
 }

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use load::{LoadOptions, Overrides, load};
+pub(crate) use validate::registry_host;
 
 /// Default path of the main configuration file.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/crid/crid.toml";
@@ -113,6 +114,10 @@ pub struct ImageConfig {
     pub short_name_search: Vec<String>,
     /// Mirrors per registry host, tried in order before the registry itself.
     pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Layers of one image downloaded at the same time (1 to 64).
+    pub max_concurrent_downloads: usize,
+    /// A pull that receives nothing for this many seconds is cancelled (at least 1).
+    pub pull_progress_timeout_secs: u64,
 }
 
 /// `[network]`: where CNI configuration and plugins are.
@@ -238,6 +243,8 @@ impl Default for ImageConfig {
             insecure_registries: Vec::new(),
             short_name_search: vec!["docker.io".to_owned()],
             mirrors: BTreeMap::new(),
+            max_concurrent_downloads: 3,
+            pull_progress_timeout_secs: 300,
         }
     }
 }

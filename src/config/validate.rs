@@ -81,6 +81,18 @@ pub(super) fn check(config: &Config, origins: &Origins) -> Vec<Problem> {
             bad(format!("image.short_name_search[{i}]"), why);
         }
     }
+    if !(1..=64).contains(&image.max_concurrent_downloads) {
+        bad(
+            "image.max_concurrent_downloads".into(),
+            format!("{} is not from 1 to 64", image.max_concurrent_downloads),
+        );
+    }
+    if image.pull_progress_timeout_secs == 0 {
+        bad(
+            "image.pull_progress_timeout_secs".into(),
+            "must be at least 1".into(),
+        );
+    }
     for (registry, mirrors) in &image.mirrors {
         let key = format!("image.mirrors.\"{registry}\"");
         if let Err(why) = registry_host(registry) {

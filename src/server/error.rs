@@ -3,6 +3,8 @@
 use tonic::Status;
 
 use crate::daemon::DaemonError;
+use crate::image::ImageError;
+use crate::storage::layers::LayerError;
 
 impl From<DaemonError> for Status {
     fn from(err: DaemonError) -> Self {
@@ -12,7 +14,40 @@ impl From<DaemonError> for Status {
     }
 }
 
+/// ImageService errors: the message always names the image and the cause.
+pub(super) fn image_status(err: &ImageError) -> Status {
+    let msg = err.to_string();
+    match err {
+        ImageError::InvalidReference { .. } | ImageError::InvalidArgument { .. } => {
+            Status::invalid_argument(msg)
+        }
+        ImageError::NotFound { .. } => Status::not_found(msg),
+        ImageError::Unauthenticated { .. } => Status::unauthenticated(msg),
+        ImageError::PermissionDenied { .. } => Status::permission_denied(msg),
+        ImageError::Unavailable { .. } | ImageError::Stalled { .. } => Status::unavailable(msg),
+        ImageError::InUse { .. } => Status::failed_precondition(msg),
+        ImageError::DigestMismatch { .. } => Status::data_loss(msg),
+        // A hostile or malformed layer is the image's fault, not the daemon's.
+        ImageError::Unpack {
+            source: LayerError::DiffIdMismatch { .. } | LayerError::BlobDigestMismatch { .. },
+            ..
+        } => Status::data_loss(msg),
+        // A hostile or malformed image is the image's fault, not the daemon's.
+        ImageError::BadContent { .. } | ImageError::Unpack { .. } | ImageError::Registry { .. } => {
+            Status::unknown(msg)
+        }
+        ImageError::Store { .. } | ImageError::Internal { .. } => Status::internal(msg),
+    }
+}
+
+impl From<ImageError> for Status {
+    fn from(err: ImageError) -> Self {
+        image_status(&err)
+    }
+}
+
 /// The answer of an RPC whose capability has not landed yet: never a stub that pretends.
+#[allow(dead_code)] // Every ImageService RPC is implemented; RuntimeService still uses it.
 pub(super) fn unimplemented(service: &str, rpc: &str) -> Status {
     Status::unimplemented(format!("{service}.{rpc} is not implemented by crid yet"))
 }

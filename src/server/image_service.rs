@@ -1,36 +1,173 @@
-//! ImageService: every RPC answers `Unimplemented` until the image store lands.
+//! ImageService: thin handlers over [`ImageService`](crate::image::ImageService).
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crid_api::runtime::v1 as cri;
+use tonic::{Request, Response, Status};
 
-use super::macros::cri_service;
+use super::error::image_status;
+use super::macros::{BoxStream, cri_service};
 use crate::daemon::Daemon;
+use crate::image::registry::Credentials;
+use crate::image::{ImageError, ImageRecord, ImageService, ImageUsers, NoUsers, user_of};
+
+/// Images per StreamImages message: well under the 16 MiB message limit.
+const STREAM_BATCH: usize = 100;
 
 /// The ImageService endpoint.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ImageApi {
-    #[allow(dead_code)] // The image store will hang off the daemon.
+    #[allow(dead_code)] // Shared state (the container module's image users) will hang off it.
     daemon: Arc<Daemon>,
+    images: Arc<ImageService>,
+    users: Arc<dyn ImageUsers>,
+}
+
+impl std::fmt::Debug for ImageApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageApi")
+            .field("images", &self.images)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ImageApi {
-    /// Serves ImageService from `daemon`.
-    pub fn new(daemon: Arc<Daemon>) -> Self {
-        Self { daemon }
+    /// Serves ImageService from `images`. No container uses an image until the container
+    /// module lands and passes its [`ImageUsers`].
+    pub fn new(daemon: Arc<Daemon>, images: Arc<ImageService>) -> Self {
+        Self {
+            daemon,
+            images,
+            users: Arc::new(NoUsers),
+        }
+    }
+
+    fn listed(&self, filter: Option<cri::ImageFilter>) -> Result<Vec<cri::Image>, Status> {
+        let wanted = filter
+            .and_then(|f| f.image)
+            .map(|s| s.image)
+            .filter(|s| !s.is_empty());
+        let records = match wanted {
+            // cri:ImageService.ListImages#filter — only the image the spec names.
+            Some(image) => self
+                .images
+                .find(&image, "filter.image.image")
+                .map_err(|e| image_status(&e))?
+                .into_iter()
+                .collect(),
+            None => self.images.list(),
+        };
+        Ok(records.iter().map(to_cri).collect())
+    }
+}
+
+/// A stored image as CRI's `Image`: `id` is the config digest, `spec.image` the same ID.
+fn to_cri(r: &ImageRecord) -> cri::Image {
+    let (uid, username) = user_of(&r.user);
+    cri::Image {
+        id: r.id.clone(),
+        repo_tags: r.repo_tags.clone(),
+        repo_digests: r.repo_digests.clone(),
+        size: r.size,
+        uid: uid.map(|value| cri::Int64Value { value }),
+        username,
+        spec: Some(cri::ImageSpec {
+            image: r.id.clone(),
+            ..Default::default()
+        }),
+        pinned: false,
+    }
+}
+
+fn image_field(spec: Option<cri::ImageSpec>) -> Result<String, Status> {
+    match spec.map(|s| s.image) {
+        Some(i) if !i.trim().is_empty() => Ok(i),
+        _ => Err(image_status(&ImageError::InvalidArgument {
+            field: "image.image",
+            reason: "must name an image".to_owned(),
+        })),
+    }
+}
+
+fn usage(ts: i64, mount: &str, u: crate::storage::usage::Usage) -> cri::FilesystemUsage {
+    cri::FilesystemUsage {
+        timestamp: ts,
+        fs_id: Some(cri::FilesystemIdentifier {
+            mountpoint: mount.to_owned(),
+        }),
+        used_bytes: Some(cri::UInt64Value { value: u.bytes }),
+        inodes_used: Some(cri::UInt64Value { value: u.inodes }),
     }
 }
 
 cri_service! {
-    impl cri::image_service_server::ImageService => ImageApi, service "ImageService" {}
-    unimplemented {
-        list_images(cri::ListImagesRequest) -> cri::ListImagesResponse = "ListImages";
-        image_status(cri::ImageStatusRequest) -> cri::ImageStatusResponse = "ImageStatus";
-        pull_image(cri::PullImageRequest) -> cri::PullImageResponse = "PullImage";
-        remove_image(cri::RemoveImageRequest) -> cri::RemoveImageResponse = "RemoveImage";
-        image_fs_info(cri::ImageFsInfoRequest) -> cri::ImageFsInfoResponse = "ImageFsInfo";
+    impl cri::image_service_server::ImageService => ImageApi, service "ImageService" {
+        // cri:ImageService.ListImages: every image, or the one filter.image names.
+        async fn list_images(&self, request: Request<cri::ListImagesRequest>) -> Result<Response<cri::ListImagesResponse>, Status> {
+            let images = self.listed(request.into_inner().filter)?;
+            Ok(Response::new(cri::ListImagesResponse { images }))
+        }
+
+        // cri:ImageService.ImageStatus: image nil (not an error) when absent; verbose adds
+        // info["info"], JSON with the image config and the manifest digest.
+        async fn image_status(&self, request: Request<cri::ImageStatusRequest>) -> Result<Response<cri::ImageStatusResponse>, Status> {
+            let req = request.into_inner();
+            let image = image_field(req.image)?;
+            let Some(record) = self.images.find(&image, "image.image").map_err(|e| image_status(&e))? else {
+                return Ok(Response::new(cri::ImageStatusResponse::default()));
+            };
+            let mut info = std::collections::HashMap::new();
+            if req.verbose {
+                info.insert("info".to_owned(), self.images.verbose_info(&record).map_err(|e| image_status(&e))?);
+            }
+            Ok(Response::new(cri::ImageStatusResponse { image: Some(to_cri(&record)), info }))
+        }
+
+        // cri:ImageService.PullImage: returns the image ID (config digest) as image_ref.
+        async fn pull_image(&self, request: Request<cri::PullImageRequest>) -> Result<Response<cri::PullImageResponse>, Status> {
+            let req = request.into_inner();
+            let image = image_field(req.image)?;
+            let creds = match req.auth {
+                Some(a) => Credentials::from_auth_config(&a.username, &a.password, &a.auth, &a.identity_token, &a.registry_token)
+                    .map_err(|e| image_status(&e))?,
+                None => Credentials::None,
+            };
+            let id = self.images.pull(&image, creds).await.map_err(|e| image_status(&e))?;
+            Ok(Response::new(cri::PullImageResponse { image_ref: id }))
+        }
+
+        // cri:ImageService.RemoveImage: by ID, tag or digest; all tags go; absent is OK.
+        async fn remove_image(&self, request: Request<cri::RemoveImageRequest>) -> Result<Response<cri::RemoveImageResponse>, Status> {
+            let image = image_field(request.into_inner().image)?;
+            self.images.remove(&image, self.users.as_ref()).await.map_err(|e| image_status(&e))?;
+            Ok(Response::new(cri::RemoveImageResponse {}))
+        }
+
+        // cri:ImageService.ImageFsInfo: bytes and inodes of the image store and of container
+        // writable layers, with the storage root's mount point.
+        async fn image_fs_info(&self, _request: Request<cri::ImageFsInfoRequest>) -> Result<Response<cri::ImageFsInfoResponse>, Status> {
+            let fs = self.images.fs_info().await.map_err(|e| image_status(&e))?;
+            let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or_default();
+            let mount = fs.mount_point.display().to_string();
+            Ok(Response::new(cri::ImageFsInfoResponse {
+                image_filesystems: vec![usage(ts, &mount, fs.images)],
+                container_filesystems: vec![usage(ts, &mount, fs.containers)],
+            }))
+        }
+
+        type StreamImagesStream = BoxStream<cri::StreamImagesResponse>;
+
+        // cri:ImageService.StreamImages: ListImages' answer in batches.
+        async fn stream_images(&self, request: Request<cri::StreamImagesRequest>) -> Result<Response<Self::StreamImagesStream>, Status> {
+            let images = self.listed(request.into_inner().filter)?;
+            let batches: Vec<Result<cri::StreamImagesResponse, Status>> = images
+                .chunks(STREAM_BATCH)
+                .map(|c| Ok(cri::StreamImagesResponse { images: c.to_vec() }))
+                .collect();
+            Ok(Response::new(Box::pin(tokio_stream::iter(batches))))
+        }
     }
-    unimplemented streams {
-        stream_images(cri::StreamImagesRequest) -> StreamImagesStream of cri::StreamImagesResponse = "StreamImages";
-    }
+    unimplemented {}
+    unimplemented streams {}
 }

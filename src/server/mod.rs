@@ -30,6 +30,9 @@ pub enum ServeError {
     /// The socket could not be taken.
     #[error(transparent)]
     Socket(#[from] socket::SocketError),
+    /// The image store could not be opened.
+    #[error("cannot open the image store: {0}")]
+    Images(#[from] crate::image::ImageError),
     /// The gRPC server failed.
     #[error("gRPC server on {socket} failed: {source}")]
     Transport {
@@ -46,6 +49,8 @@ pub async fn serve(
     daemon: Arc<Daemon>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    // Opening the store also removes what an interrupted pull left behind.
+    let images = Arc::new(crate::image::ImageService::open(daemon.config())?);
     let config = &daemon.config().server;
     let grace = Duration::from_secs(config.shutdown_timeout_secs);
     let mut owned = socket::bind(&config.listen)?;
@@ -57,7 +62,7 @@ pub async fn serve(
     let runtime = RuntimeServiceServer::new(RuntimeApi::new(daemon.clone()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
-    let image = ImageServiceServer::new(ImageApi::new(daemon.clone()))
+    let image = ImageServiceServer::new(ImageApi::new(daemon.clone(), images))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
 

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod bundle;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -3,74 +3,79 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::RunReport;
-use crate::cases::{Requirement, Verdict};
-use crate::runner::Outcome;
+use super::{CellReport, Entry, RunReport, Totals, requirement_name};
+use crate::cases::Verdict;
 
 /// Renders the run as JUnit XML, the format CI systems ingest.
 pub fn to_junit(report: &RunReport) -> String {
-    let mut by_area: BTreeMap<&str, Vec<&Outcome>> = BTreeMap::new();
-    for o in &report.outcomes {
-        by_area.entry(o.case.area.name()).or_default().push(o);
+    cell_to_junit(&CellReport::from(report))
+}
+
+/// Renders one cell (catalogue and external results) as JUnit XML: one `<testsuite>` per
+/// area, the endpoint, runtime and handler as suite properties.
+pub fn cell_to_junit(report: &CellReport) -> String {
+    let mut by_area: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+    for e in &report.entries {
+        by_area.entry(e.area.as_str()).or_default().push(e);
     }
     let t = report.totals();
     let total_time: f64 = report
-        .outcomes
+        .entries
         .iter()
-        .map(|o| o.duration.as_secs_f64())
+        .map(|e| e.duration.as_secs_f64())
         .sum();
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
         "<testsuites name=\"crid-conformance\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{total_time:.3}\">",
-        report.outcomes.len(),
-        t.failed_required + t.failed_optional,
+        report.entries.len(),
+        t.failed(),
         t.skipped
     );
-    for (area, outcomes) in by_area {
-        let failures = outcomes
-            .iter()
-            .filter(|o| matches!(o.verdict, Verdict::Fail(_)))
-            .count();
-        let skipped = outcomes
-            .iter()
-            .filter(|o| matches!(o.verdict, Verdict::Skip(_)))
-            .count();
-        let time: f64 = outcomes.iter().map(|o| o.duration.as_secs_f64()).sum();
+    for (area, entries) in by_area {
+        let at = Totals::of(entries.iter().map(|e| (&e.verdict, e.requirement)));
+        let time: f64 = entries.iter().map(|e| e.duration.as_secs_f64()).sum();
         let _ = writeln!(
             x,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{time:.3}\">",
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{time:.3}\">",
             esc(area),
-            outcomes.len()
+            entries.len(),
+            at.failed(),
+            at.skipped
         );
-        let _ = writeln!(
+        let _ = write!(
             x,
-            "    <properties><property name=\"endpoint\" value=\"{}\"/><property name=\"runtime\" value=\"{}\"/></properties>",
+            "    <properties><property name=\"endpoint\" value=\"{}\"/><property name=\"runtime\" value=\"{}\"/>",
             esc(&report.endpoint),
             esc(&report.runtime)
         );
-        for o in outcomes {
+        if !report.handler.is_empty() {
+            let _ = write!(
+                x,
+                "<property name=\"runtime_handler\" value=\"{}\"/>",
+                esc(&report.handler)
+            );
+        }
+        x.push_str("</properties>\n");
+        for e in entries {
             let _ = writeln!(
                 x,
                 "    <testcase classname=\"{}\" name=\"{} [{}]\" time=\"{:.3}\">",
                 esc(area),
-                esc(o.case.id),
-                esc(o.case.clause),
-                o.duration.as_secs_f64()
+                esc(&e.id),
+                esc(&e.clause),
+                e.duration.as_secs_f64()
             );
-            let requirement = match o.case.requirement {
-                Requirement::Required => "required",
-                Requirement::Optional => "optional",
-            };
+            let requirement = requirement_name(e.requirement);
             let _ = writeln!(
                 x,
                 "      <properties><property name=\"clause\" value=\"{}\"/><property name=\"requirement\" value=\"{requirement}\"/></properties>",
-                esc(o.case.clause)
+                esc(&e.clause)
             );
-            match &o.verdict {
+            match &e.verdict {
                 Verdict::Pass => {
-                    if !o.note.is_empty() {
-                        let _ = writeln!(x, "      <system-out>{}</system-out>", esc(&o.note));
+                    if !e.note.is_empty() {
+                        let _ = writeln!(x, "      <system-out>{}</system-out>", esc(&e.note));
                     }
                 }
                 Verdict::Fail(why) => {
@@ -78,7 +83,7 @@ pub fn to_junit(report: &RunReport) -> String {
                         x,
                         "      <failure message=\"{}\" type=\"{requirement}\">{}: {}</failure>",
                         esc(why),
-                        esc(o.case.summary),
+                        esc(&e.summary),
                         esc(why)
                     );
                 }
@@ -95,7 +100,7 @@ pub fn to_junit(report: &RunReport) -> String {
 }
 
 /// Escapes text for XML attributes and content; drops characters XML 1.0 cannot carry.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -1,10 +1,19 @@
-//! Reports of a run: JUnit XML for CI, a terminal table and Markdown for people.
+//! Reports of a run: JUnit XML for CI, a terminal table, Markdown and an HTML matrix for
+//! people, the traceability matrix for the docs, and progress lines while a run goes on.
 
+mod entry;
+pub mod html;
 mod junit;
+pub mod matrix;
+pub mod progress;
 mod text;
+pub mod traceability;
 
-pub use junit::to_junit;
-pub use text::{to_markdown, to_table};
+pub use entry::{EXTERNAL_AREA, Entry};
+pub use junit::{cell_to_junit, to_junit};
+pub use matrix::MatrixReport;
+pub use text::{cell_to_markdown, cell_to_table, to_markdown, to_table};
+pub use traceability::to_traceability;
 
 use crate::cases::{Requirement, Verdict};
 use crate::runner::Outcome;
@@ -33,12 +42,12 @@ pub struct Totals {
     pub skipped: usize,
 }
 
-impl RunReport {
-    /// Counts outcomes.
-    pub fn totals(&self) -> Totals {
+impl Totals {
+    /// Counts verdicts.
+    pub fn of<'a>(results: impl IntoIterator<Item = (&'a Verdict, Requirement)>) -> Totals {
         let mut t = Totals::default();
-        for o in &self.outcomes {
-            match (&o.verdict, o.case.requirement) {
+        for (verdict, requirement) in results {
+            match (verdict, requirement) {
                 (Verdict::Pass, _) => t.passed += 1,
                 (Verdict::Fail(_), Requirement::Required) => t.failed_required += 1,
                 (Verdict::Fail(_), Requirement::Optional) => t.failed_optional += 1,
@@ -48,9 +57,76 @@ impl RunReport {
         t
     }
 
+    /// Every counted result.
+    pub fn total(&self) -> usize {
+        self.passed + self.failed_required + self.failed_optional + self.skipped
+    }
+
+    /// Failures, required and optional.
+    pub fn failed(&self) -> usize {
+        self.failed_required + self.failed_optional
+    }
+}
+
+impl RunReport {
+    /// Counts outcomes.
+    pub fn totals(&self) -> Totals {
+        Totals::of(
+            self.outcomes
+                .iter()
+                .map(|o| (&o.verdict, o.case.requirement)),
+        )
+    }
+
     /// True when no required case failed: the run's exit status.
     pub fn passed(&self) -> bool {
         self.totals().failed_required == 0
+    }
+}
+
+/// One cell of a matrix: the results against one endpoint with one runtime handler, from
+/// the catalogue and from any external suite folded in.
+#[derive(Debug, Clone)]
+pub struct CellReport {
+    /// The endpoint judged.
+    pub endpoint: String,
+    /// `runtime_name runtime_version` as the endpoint reported it.
+    pub runtime: String,
+    /// The runtime handler pods ran with; empty for the endpoint's default.
+    pub handler: String,
+    /// The results, in run order.
+    pub entries: Vec<Entry>,
+}
+
+impl CellReport {
+    /// Counts entries.
+    pub fn totals(&self) -> Totals {
+        Totals::of(self.entries.iter().map(|e| (&e.verdict, e.requirement)))
+    }
+
+    /// True when no required check failed.
+    pub fn passed(&self) -> bool {
+        self.totals().failed_required == 0
+    }
+
+    /// The handler as people read it: `(default)` for the empty name.
+    pub fn handler_label(&self) -> &str {
+        if self.handler.is_empty() {
+            "(default)"
+        } else {
+            &self.handler
+        }
+    }
+}
+
+impl From<&RunReport> for CellReport {
+    fn from(r: &RunReport) -> Self {
+        CellReport {
+            endpoint: r.endpoint.clone(),
+            runtime: r.runtime.clone(),
+            handler: String::new(),
+            entries: r.outcomes.iter().map(Entry::from).collect(),
+        }
     }
 }
 
@@ -59,9 +135,17 @@ pub fn closing_line(t: Totals) -> String {
     format!(
         "conformance: {} passed, {} failed, {} skipped",
         t.passed,
-        t.failed_required + t.failed_optional,
+        t.failed(),
         t.skipped
     )
+}
+
+/// The name of a requirement in reports.
+pub fn requirement_name(r: Requirement) -> &'static str {
+    match r {
+        Requirement::Required => "required",
+        Requirement::Optional => "optional",
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{RunReport, closing_line};
+use super::{CellReport, RunReport, closing_line};
 use crate::cases::{Requirement, Verdict};
 
 fn verdict_tag(v: &Verdict, r: Requirement) -> &'static str {
@@ -23,26 +23,40 @@ fn detail(v: &Verdict, note: &str) -> String {
 
 /// A fixed-width table for the terminal, ending with the plain closing line.
 pub fn to_table(report: &RunReport) -> String {
+    cell_to_table(&CellReport::from(report))
+}
+
+/// [`to_table`] for one cell of a matrix or an external suite's results.
+pub fn cell_to_table(report: &CellReport) -> String {
     let id_w = report
-        .outcomes
+        .entries
         .iter()
-        .map(|o| o.case.id.len())
+        .map(|o| o.id.len())
         .max()
         .unwrap_or(4)
         .max(4);
     let mut s = String::new();
-    let _ = writeln!(s, "Conformance of {} ({})", report.runtime, report.endpoint);
+    let handler = if report.handler.is_empty() {
+        String::new()
+    } else {
+        format!(", handler {}", report.handler)
+    };
+    let _ = writeln!(
+        s,
+        "Conformance of {} ({}{handler})",
+        report.runtime, report.endpoint
+    );
     let _ = writeln!(
         s,
         "{:<15}  {:<id_w$}  {:>7}  DETAIL",
         "RESULT", "CASE", "TIME"
     );
-    for o in &report.outcomes {
+    for o in &report.entries {
         let _ = writeln!(
             s,
             "{:<15}  {:<id_w$}  {:>6.0}ms  {}",
-            verdict_tag(&o.verdict, o.case.requirement),
-            o.case.id,
+            verdict_tag(&o.verdict, o.requirement),
+            o.id,
             o.duration.as_secs_f64() * 1000.0,
             one_line(&detail(&o.verdict, &o.note), 100)
         );
@@ -55,30 +69,38 @@ pub fn to_table(report: &RunReport) -> String {
 
 /// A Markdown page: totals, then every case with its clause and what was seen.
 pub fn to_markdown(report: &RunReport) -> String {
+    cell_to_markdown(&CellReport::from(report))
+}
+
+/// [`to_markdown`] for one cell of a matrix or an external suite's results.
+pub fn cell_to_markdown(report: &CellReport) -> String {
     let t = report.totals();
     let mut s = String::new();
     let _ = writeln!(s, "# Conformance report: {}\n", report.runtime);
     let _ = writeln!(s, "Endpoint: `{}`\n", report.endpoint);
+    if !report.handler.is_empty() {
+        let _ = writeln!(s, "Runtime handler: `{}`\n", report.handler);
+    }
     let _ = writeln!(
         s,
         "| passed | failed (required) | failed (optional) | skipped |\n|---|---|---|---|\n| {} | {} | {} | {} |\n",
         t.passed, t.failed_required, t.failed_optional, t.skipped
     );
     let _ = writeln!(s, "| result | case | clause | detail |\n|---|---|---|---|");
-    for o in &report.outcomes {
+    for o in &report.entries {
         let _ = writeln!(
             s,
             "| {} | `{}` | `{}` | {} |",
-            verdict_tag(&o.verdict, o.case.requirement),
-            o.case.id,
-            o.case.clause,
+            verdict_tag(&o.verdict, o.requirement),
+            o.id,
+            o.clause.replace('|', "\\|"),
             one_line(&detail(&o.verdict, &o.note), 200).replace('|', "\\|")
         );
     }
     s
 }
 
-fn one_line(s: &str, max: usize) -> String {
+pub(crate) fn one_line(s: &str, max: usize) -> String {
     let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() <= max {
         flat

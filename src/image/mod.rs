@@ -1,0 +1,535 @@
+//! Images: references, the registry client, pulls with single flight, the content store,
+//! image records, lookup, removal with layer GC, and filesystem usage.
+//!
+//! The image ID is the config digest (`sha256:<hex>`): PullImage returns it, and it is
+//! `Image.id` in ListImages and ImageStatus. Lookups accept the ID, a unique ID prefix, a
+//! tag reference (normalized, short names completed) or a digest reference.
+//!
+//! Locking: every download runs without a lock, de-duplicated by single flight per image
+//! reference and per layer. One short mutex (`commit`) orders record changes (a tag moves
+//! between images, GC decides what is unreferenced); it is never held across network I/O.
+
+pub mod error;
+pub mod flight;
+pub mod manifest;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+pub use error::ImageError;
+use flight::Flights;
+use reference::Digest;
+use registry::Hosts;
+pub use store::ImageRecord;
+use store::Store;
+
+use crate::config::Config;
+use crate::storage::layers::LayerStore;
+use crate::storage::usage::{self, Usage};
+
+/// Who uses an image: the container module implements it. RemoveImage refuses an image
+/// that any container uses (cri:ImageService.RemoveImage#in-use).
+pub trait ImageUsers: Send + Sync {
+    /// IDs of containers created from `image_id`.
+    fn containers_using(&self, image_id: &str) -> Vec<String>;
+}
+
+/// No containers yet, so no image is in use.
+#[derive(Debug, Default)]
+pub struct NoUsers;
+
+impl ImageUsers for NoUsers {
+    fn containers_using(&self, _image_id: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The `[image]` settings the core uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Registries that complete short names.
+    pub short_name_search: Vec<String>,
+    /// Insecure registries and mirrors.
+    pub hosts: Hosts,
+    /// Layers of one image downloaded at once.
+    pub max_concurrent_downloads: usize,
+    /// A pull with no progress for this long is cancelled.
+    pub stall_timeout: Duration,
+}
+
+impl Settings {
+    /// From the daemon configuration.
+    pub fn from_config(config: &Config) -> Settings {
+        let i = &config.image;
+        Settings {
+            short_name_search: i.short_name_search.clone(),
+            hosts: Hosts {
+                insecure: i.insecure_registries.clone(),
+                mirrors: i.mirrors.clone(),
+            },
+            max_concurrent_downloads: i.max_concurrent_downloads.max(1),
+            stall_timeout: Duration::from_secs(i.pull_progress_timeout_secs.max(1)),
+        }
+    }
+}
+
+/// Bytes and inodes for ImageFsInfo, with the mount point.
+#[derive(Debug, Clone)]
+pub struct FsInfo {
+    /// Mount point of the storage root's filesystem.
+    pub mount_point: PathBuf,
+    /// Image store: documents, records and unpacked layers.
+    pub images: Usage,
+    /// Container writable layers.
+    pub containers: Usage,
+}
+
+/// The image core: one per daemon.
+pub struct ImageService {
+    settings: Settings,
+    http: reqwest::Client,
+    root: PathBuf,
+    store: Store,
+    layers: Arc<LayerStore>,
+    records: RwLock<BTreeMap<String, ImageRecord>>,
+    commit: tokio::sync::Mutex<()>,
+    image_flights: Flights<String, String>,
+    layer_flights: Arc<Flights<Digest, ()>>,
+    /// Diff IDs held by pulls that have not committed yet: GC keeps them.
+    leases: Mutex<HashMap<Digest, usize>>,
+}
+
+impl std::fmt::Debug for ImageService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageService")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ImageService {
+    /// Opens the store under `storage.root`, removing what interrupted pulls left, and
+    /// loads the image records.
+    pub fn open(config: &Config) -> Result<ImageService, ImageError> {
+        Self::open_at(&config.storage.root, Settings::from_config(config))
+    }
+
+    /// Opens the store under `root` with `settings`.
+    pub fn open_at(root: &Path, settings: Settings) -> Result<ImageService, ImageError> {
+        let store = Store::open(&root.join("image"))?;
+        let layers_dir = crate::storage::layers_dir(root);
+        let layers =
+            LayerStore::open(&layers_dir).map_err(ImageError::store("opening", &layers_dir))?;
+        let containers = crate::storage::containers_dir(root);
+        std::fs::create_dir_all(&containers).map_err(ImageError::store("creating", &containers))?;
+        let http = registry::http_client(settings.stall_timeout).map_err(|detail| {
+            ImageError::Internal {
+                reference: String::new(),
+                detail,
+            }
+        })?;
+        let mut records = BTreeMap::new();
+        for r in store.load_records()? {
+            // A record whose layers are gone (a crash between GC steps) is not an image.
+            let missing: Vec<_> = r
+                .diff_ids()
+                .filter(|d| Digest::parse(d).map_or(true, |d| !layers.exists(&d)))
+                .map(str::to_owned)
+                .collect();
+            if missing.is_empty() {
+                records.insert(r.id.clone(), r);
+            } else {
+                tracing::warn!(image = %r.id, ?missing, "dropping an image record whose layers are missing");
+                if let Ok(id) = Digest::parse(&r.id) {
+                    store.remove_record(&id)?;
+                }
+            }
+        }
+        tracing::info!(images = records.len(), root = %root.display(), "image store opened");
+        Ok(ImageService {
+            settings,
+            http,
+            root: root.to_path_buf(),
+            store,
+            layers: Arc::new(layers),
+            records: RwLock::new(records),
+            commit: tokio::sync::Mutex::new(()),
+            image_flights: Flights::default(),
+            layer_flights: Arc::default(),
+            leases: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The layer store (containers stack its `diff` directories).
+    pub fn layers(&self) -> &LayerStore {
+        &self.layers
+    }
+
+    /// Every image, sorted by ID.
+    pub fn list(&self) -> Vec<ImageRecord> {
+        self.records
+            .read()
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Resolves `image` (ID, unique ID prefix, tag or digest reference) to a stored image.
+    /// `Ok(None)` when no image matches; `Err` only for a malformed reference.
+    pub fn find(
+        &self,
+        image: &str,
+        field: &'static str,
+    ) -> Result<Option<ImageRecord>, ImageError> {
+        let records = match self.records.read() {
+            Ok(r) => r,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(r) = records.get(image) {
+            return Ok(Some(r.clone()));
+        }
+        let hexish =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let as_prefix = image.strip_prefix("sha256:").unwrap_or(image);
+        match reference::resolve(image, &self.settings.short_name_search) {
+            Ok(candidates) => {
+                for c in &candidates {
+                    let hit = records.values().find(|r| match (&c.digest, c.tagged()) {
+                        (Some(d), _) => r.repo_digests.iter().any(|x| *x == c.with_digest(d)),
+                        (None, Some(t)) => r.repo_tags.contains(&t),
+                        (None, None) => false,
+                    });
+                    if let Some(r) = hit {
+                        return Ok(Some(r.clone()));
+                    }
+                }
+            }
+            // `sha256:<prefix>` is no reference but can be an ID prefix.
+            Err(e) if !hexish(as_prefix) => {
+                return Err(ImageError::InvalidReference { field, source: e });
+            }
+            Err(_) => {}
+        }
+        if hexish(as_prefix) {
+            let mut hits = records
+                .values()
+                .filter(|r| r.id["sha256:".len()..].starts_with(as_prefix));
+            if let (Some(r), None) = (hits.next(), hits.next()) {
+                return Ok(Some(r.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes the image `image` names, with all its tags (CRI-O's semantics: removing by
+    /// one tag removes the image), then the layers and blobs no other image uses. Absent is
+    /// not an error (cri:ImageService.RemoveImage#idempotent). An image a container uses is
+    /// refused.
+    pub async fn remove(&self, image: &str, users: &dyn ImageUsers) -> Result<(), ImageError> {
+        let Some(record) = self.find(image, "image.image")? else {
+            return Ok(());
+        };
+        let containers = users.containers_using(&record.id);
+        if !containers.is_empty() {
+            return Err(ImageError::InUse {
+                image: record.id,
+                containers,
+            });
+        }
+        let _guard = self.commit.lock().await;
+        let id = Digest::parse(&record.id).map_err(|detail| ImageError::Internal {
+            reference: record.id.clone(),
+            detail,
+        })?;
+        // The record goes first: from then on the image is gone even if GC is interrupted,
+        // and the next start's consistency check drops nothing that is still referenced.
+        self.store.remove_record(&id)?;
+        let remaining: Vec<ImageRecord> = {
+            let mut records = match self.records.write() {
+                Ok(r) => r,
+                Err(p) => p.into_inner(),
+            };
+            records.remove(&record.id);
+            records.values().cloned().collect()
+        };
+        self.collect_garbage(&record, &remaining).await;
+        tracing::info!(image = %record.id, tags = ?record.repo_tags, "image removed");
+        Ok(())
+    }
+
+    /// Drops the layers and blobs of `gone` that no remaining image and no running pull uses.
+    async fn collect_garbage(&self, gone: &ImageRecord, remaining: &[ImageRecord]) {
+        let used_layers: std::collections::HashSet<&str> =
+            remaining.iter().flat_map(|r| r.diff_ids()).collect();
+        let used_blobs: std::collections::HashSet<&str> = remaining
+            .iter()
+            .flat_map(|r| r.blobs.iter().map(String::as_str))
+            .collect();
+        let leased: std::collections::HashSet<Digest> = self
+            .leases
+            .lock()
+            .map(|l| l.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut drop_layers = Vec::new();
+        for d in gone.diff_ids() {
+            if let Ok(d) = Digest::parse(d)
+                && !used_layers.contains(d.as_str())
+                && !leased.contains(&d)
+            {
+                drop_layers.push(d);
+            }
+        }
+        let layers = self.layers.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            for d in drop_layers {
+                if let Err(e) = layers.remove(&d) {
+                    tracing::error!(layer = %d, error = %e, "cannot remove an unused layer; it is retried at the next start");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "layer removal task failed");
+        }
+        for b in &gone.blobs {
+            if !used_blobs.contains(b.as_str())
+                && let Ok(d) = Digest::parse(b)
+                && let Err(e) = self.store.remove_blob(&d)
+            {
+                tracing::error!(blob = %d, error = %e, "cannot remove an unused blob");
+            }
+        }
+    }
+
+    /// Verbose ImageStatus info: the config and manifest digest, as JSON.
+    pub fn verbose_info(&self, record: &ImageRecord) -> Result<String, ImageError> {
+        let id = Digest::parse(&record.id).map_err(|detail| ImageError::Internal {
+            reference: record.id.clone(),
+            detail,
+        })?;
+        let config: serde_json::Value =
+            serde_json::from_slice(&self.store.read_blob(&id)?).unwrap_or_default();
+        Ok(serde_json::json!({
+            "id": record.id,
+            "manifestDigest": record.manifest_digest,
+            "imageSpec": config,
+            "layers": record.layers,
+            "diffDirs": record
+                .diff_ids()
+                .filter_map(|d| Digest::parse(d).ok())
+                .map(|d| self.layers.diff_dir(&d))
+                .collect::<Vec<_>>(),
+        })
+        .to_string())
+    }
+
+    /// Bytes and inodes used by images and by container writable layers.
+    pub async fn fs_info(&self) -> Result<FsInfo, ImageError> {
+        let root = self.root.clone();
+        let task = tokio::task::spawn_blocking(move || -> Result<FsInfo, ImageError> {
+            let image_dir = root.join("image");
+            let layers = crate::storage::layers_dir(&root);
+            let containers = crate::storage::containers_dir(&root);
+            let a = usage::usage(&image_dir).map_err(ImageError::store("measuring", &image_dir))?;
+            let b = usage::usage(&layers).map_err(ImageError::store("measuring", &layers))?;
+            let c =
+                usage::usage(&containers).map_err(ImageError::store("measuring", &containers))?;
+            let mount_point = usage::mount_point(&root)
+                .map_err(ImageError::store("finding the mount of", &root))?;
+            Ok(FsInfo {
+                mount_point,
+                images: Usage {
+                    bytes: a.bytes + b.bytes,
+                    inodes: a.inodes + b.inodes,
+                },
+                containers: c,
+            })
+        });
+        task.await.map_err(|e| ImageError::Internal {
+            reference: String::new(),
+            detail: e.to_string(),
+        })?
+    }
+
+    fn lease(&self, ids: &[Digest]) -> Lease<'_> {
+        if let Ok(mut l) = self.leases.lock() {
+            for d in ids {
+                *l.entry(d.clone()).or_default() += 1;
+            }
+        }
+        Lease {
+            svc: self,
+            ids: ids.to_vec(),
+        }
+    }
+}
+
+/// Keeps layers of an uncommitted pull out of GC until dropped.
+struct Lease<'a> {
+    svc: &'a ImageService,
+    ids: Vec<Digest>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.svc.leases.lock() {
+            for d in &self.ids {
+                if let Some(n) = l.get_mut(d) {
+                    *n -= 1;
+                    if *n == 0 {
+                        l.remove(d);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Image.uid` / `Image.username` from the config's `User` (cri:ImageService.ImageStatus#uid):
+/// a numeric user (alone or before `:group`) is a uid, anything else a name.
+pub fn user_of(user: &str) -> (Option<i64>, String) {
+    let u = user.split(':').next().unwrap_or_default();
+    if u.is_empty() {
+        return (None, String::new());
+    }
+    match u.parse::<i64>() {
+        Ok(uid) => (Some(uid), String::new()),
+        Err(_) => (None, u.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Using(Vec<String>);
+    impl ImageUsers for Using {
+        fn containers_using(&self, _image_id: &str) -> Vec<String> {
+            self.0.clone()
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            short_name_search: vec!["docker.io".into()],
+            hosts: Hosts::default(),
+            max_concurrent_downloads: 2,
+            stall_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn record(config: &[u8], tags: &[&str]) -> ImageRecord {
+        ImageRecord {
+            id: Digest::of(config).to_string(),
+            repo_tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            repo_digests: vec![format!(
+                "docker.io/library/busybox@{}",
+                Digest::of(b"manifest")
+            )],
+            manifest_digest: Digest::of(b"manifest").to_string(),
+            blobs: vec![],
+            layers: vec![],
+            size: 1,
+            user: String::new(),
+        }
+    }
+
+    fn service_with(dir: &Path, records: &[ImageRecord]) -> ImageService {
+        let svc = ImageService::open_at(dir, settings()).expect("open");
+        for r in records {
+            svc.store.write_record(r).expect("write");
+        }
+        drop(svc);
+        ImageService::open_at(dir, settings()).expect("reopen")
+    }
+
+    #[test]
+    fn lookups_by_id_prefix_tag_and_digest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = record(b"a", &["docker.io/library/busybox:latest"]);
+        let mut b = record(b"b", &["quay.io/x/y:1"]);
+        b.repo_digests = vec![format!("quay.io/x/y@{}", Digest::of(b"other"))];
+        let svc = service_with(dir.path(), &[a.clone(), b.clone()]);
+        let found = |s: &str| svc.find(s, "image.image").expect(s).map(|r| r.id);
+        assert_eq!(found(&a.id), Some(a.id.clone()));
+        assert_eq!(found(&a.id[..15]), Some(a.id.clone()), "sha256: + prefix");
+        assert_eq!(found(&a.id[7..20]), Some(a.id.clone()), "bare hex prefix");
+        assert_eq!(
+            found("busybox"),
+            Some(a.id.clone()),
+            "short name, :latest implied"
+        );
+        assert_eq!(
+            found("docker.io/library/busybox:latest"),
+            Some(a.id.clone())
+        );
+        assert_eq!(found("quay.io/x/y:1"), Some(b.id.clone()));
+        assert_eq!(
+            found(&format!("busybox@{}", Digest::of(b"manifest"))),
+            Some(a.id.clone())
+        );
+        assert_eq!(found("busybox:2"), None);
+        assert!(
+            svc.find("sha256:", "image.image").is_err(),
+            "an empty ID is malformed"
+        );
+        assert!(matches!(
+            svc.find("Bad Ref", "image.image"),
+            Err(ImageError::InvalidReference {
+                field: "image.image",
+                ..
+            })
+        ));
+    }
+
+    // cri:ImageService.RemoveImage#in-use — refused with the container named; idempotent.
+    #[tokio::test]
+    async fn remove_refuses_an_image_in_use_and_is_idempotent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = record(
+            b"a",
+            &[
+                "docker.io/library/busybox:latest",
+                "docker.io/library/busybox:1",
+            ],
+        );
+        let svc = service_with(dir.path(), std::slice::from_ref(&a));
+        let err = svc
+            .remove("busybox:1", &Using(vec!["c0ffee".into()]))
+            .await
+            .expect_err("in use");
+        assert!(matches!(err, ImageError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("c0ffee"), "{err}");
+        assert_eq!(svc.list().len(), 1);
+        svc.remove("busybox:1", &NoUsers)
+            .await
+            .expect("remove by one tag");
+        assert!(svc.list().is_empty(), "the image goes with all its tags");
+        assert_eq!(
+            svc.find("busybox:latest", "image.image").expect("find"),
+            None
+        );
+        svc.remove("busybox:1", &NoUsers)
+            .await
+            .expect("absent is fine");
+        svc.remove(&a.id, &NoUsers)
+            .await
+            .expect("absent by ID is fine");
+        let reopened = ImageService::open_at(dir.path(), settings()).expect("reopen");
+        assert!(reopened.list().is_empty(), "the removal is durable");
+    }
+
+    #[test]
+    fn users_from_config() {
+        assert_eq!(user_of(""), (None, String::new()));
+        assert_eq!(user_of("1000"), (Some(1000), String::new()));
+        assert_eq!(user_of("1000:1000"), (Some(1000), String::new()));
+        assert_eq!(user_of("crid"), (None, "crid".to_owned()));
+        assert_eq!(user_of("crid:grp"), (None, "crid".to_owned()));
+    }
+}

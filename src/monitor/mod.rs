@@ -1,0 +1,7 @@
+//! crid-monitor, our conmon: one small process per container that holds its output, writes
+//! the CRI log, and records how it exited. The binary is `src/bin/crid-monitor.rs`; this
+//! module holds its logic and the formats the daemon shares with it (exit file, log).
+
+pub mod exit;
+pub mod log;
+pub mod supervise;

@@ -1,0 +1,385 @@
+//! The monitor process itself: create the container, pump its output into the log, record
+//! its exit. Synchronous on purpose (no async runtime): one small process per container.
+//!
+//! Protocol with the daemon: the monitor's stdout is a status pipe. After the runtime's
+//! `create` returns, the monitor writes one JSON line, `{"pid":N}` or `{"error":"..."}`,
+//! and closes it. The container then exists in the created state; the daemon starts it
+//! with the runtime's `start`. When the container's init exits, the monitor writes the
+//! exit file and ends.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::exit::{self, ExitRecord};
+use super::log::{LogWriter, Stream};
+
+/// How long output is still collected after the container's init exits, for processes
+/// outside its PID namespace that may hold the pipes.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// The monitor's command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MonitorArgs {
+    /// OCI runtime binary.
+    pub runtime: PathBuf,
+    /// Its `--root`.
+    pub runtime_root: PathBuf,
+    /// Extra global arguments for the runtime, before the command.
+    pub runtime_args: Vec<String>,
+    /// The bundle directory (config.json).
+    pub bundle: PathBuf,
+    /// Container ID.
+    pub id: String,
+    /// CRI log path.
+    pub log_path: PathBuf,
+    /// Log size cap in bytes.
+    pub log_max_size: Option<u64>,
+    /// Where the exit record goes.
+    pub exit_file: PathBuf,
+    /// Where the runtime writes the container's PID.
+    pub pid_file: PathBuf,
+    /// The container's memory cgroup directory, for OOM detection.
+    pub memory_cgroup: Option<PathBuf>,
+}
+
+/// Parses `--key value` pairs (`--runtime-arg` may repeat).
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<MonitorArgs, String> {
+    let mut a = MonitorArgs::default();
+    let mut it = args.into_iter();
+    while let Some(key) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{key} needs a value"));
+        match key.as_str() {
+            "--runtime" => a.runtime = value()?.into(),
+            "--runtime-root" => a.runtime_root = value()?.into(),
+            "--runtime-arg" => a.runtime_args.push(value()?),
+            "--bundle" => a.bundle = value()?.into(),
+            "--id" => a.id = value()?,
+            "--log-path" => a.log_path = value()?.into(),
+            "--log-max-size" => {
+                let v = value()?;
+                a.log_max_size = Some(
+                    v.parse()
+                        .map_err(|_| format!("--log-max-size: `{v}` is not a byte count"))?,
+                );
+            }
+            "--exit-file" => a.exit_file = value()?.into(),
+            "--pid-file" => a.pid_file = value()?.into(),
+            "--memory-cgroup" => a.memory_cgroup = Some(value()?.into()),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    for (name, empty) in [
+        ("--runtime", a.runtime.as_os_str().is_empty()),
+        ("--bundle", a.bundle.as_os_str().is_empty()),
+        ("--id", a.id.is_empty()),
+        ("--log-path", a.log_path.as_os_str().is_empty()),
+        ("--exit-file", a.exit_file.as_os_str().is_empty()),
+        ("--pid-file", a.pid_file.as_os_str().is_empty()),
+    ] {
+        if empty {
+            return Err(format!("{name} is required"));
+        }
+    }
+    Ok(a)
+}
+
+/// Why the monitor could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Sys {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+    /// The runtime's create failed.
+    #[error("{runtime} create failed ({status}): {stderr}")]
+    Create {
+        /// Runtime binary.
+        runtime: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it printed.
+        stderr: String,
+    },
+}
+
+fn sys<E: Into<io::Error>>(what: &'static str) -> impl FnOnce(E) -> MonitorError {
+    move |e| MonitorError::Sys {
+        what,
+        source: e.into(),
+    }
+}
+
+/// Runs the monitor to completion; `status` is the pipe to the daemon.
+pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, MonitorError> {
+    // A session of our own, so signals to the daemon's process group do not reach us and we
+    // outlive a daemon restart; a subreaper, so the container's init becomes our child.
+    let _ = nix::unistd::setsid();
+    nix::sys::prctl::set_child_subreaper(true).map_err(sys("set child subreaper"))?;
+
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.add(Signal::SIGUSR1);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(sys("block signals"))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(sys("signalfd"))?;
+
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let mut log = LogWriter::open(&args.log_path, args.log_max_size).map_err(sys("open log"))?;
+
+    let mut cmd = Command::new(&args.runtime);
+    cmd.arg("--root")
+        .arg(&args.runtime_root)
+        .args(&args.runtime_args)
+        .arg("create")
+        .arg("--bundle")
+        .arg(&args.bundle)
+        .arg("--pid-file")
+        .arg(&args.pid_file)
+        .arg(&args.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w));
+    // The container must not inherit our blocked signals.
+    unsafe {
+        cmd.pre_exec(|| {
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(io::Error::from)
+        });
+    }
+    let created = cmd.status().map_err(sys("run the runtime's create"));
+    // Our copies of the write ends went with `cmd`; only the container holds them now.
+    drop(cmd);
+    let created = created?;
+    if !created.success() {
+        let mut stderr = String::new();
+        set_nonblocking(&err_r)?;
+        let _ = File::from(err_r.try_clone().map_err(sys("dup"))?).read_to_string(&mut stderr);
+        let err = MonitorError::Create {
+            runtime: args.runtime.display().to_string(),
+            status: created,
+            stderr: stderr.trim().to_owned(),
+        };
+        let _ = writeln!(
+            status,
+            "{}",
+            serde_json::json!({ "error": err.to_string() })
+        );
+        return Err(err);
+    }
+    let pid: i32 = std::fs::read_to_string(&args.pid_file)
+        .map_err(sys("read the pid file"))?
+        .trim()
+        .parse()
+        .map_err(|_| MonitorError::Sys {
+            what: "parse the pid file",
+            source: io::Error::other("not a number"),
+        })?;
+    let _ = writeln!(status, "{}", serde_json::json!({ "pid": pid }));
+    let _ = status.flush();
+    drop(status);
+
+    let exit_code = pump(&mut log, out_r, err_r, &signals, Pid::from_raw(pid))?;
+    let record = ExitRecord {
+        exit_code,
+        exited_at_ns: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or_default(),
+        oom_killed: args.memory_cgroup.as_deref().is_some_and(oom_killed),
+    };
+    exit::write(&args.exit_file, &record).map_err(sys("write the exit file"))?;
+    Ok(record)
+}
+
+/// Copies output into the log until the container has exited and its output is drained.
+fn pump(
+    log: &mut LogWriter,
+    out: OwnedFd,
+    err: OwnedFd,
+    signals: &SignalFd,
+    init: Pid,
+) -> Result<i32, MonitorError> {
+    set_nonblocking(&out)?;
+    set_nonblocking(&err)?;
+    let mut pipes: Vec<(Stream, Option<File>)> = vec![
+        (Stream::Stdout, Some(out.into())),
+        (Stream::Stderr, Some(err.into())),
+    ];
+    let mut exit_code: Option<i32> = None;
+    let mut exited_at: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+
+    loop {
+        let open = pipes.iter().any(|(_, f)| f.is_some());
+        if let Some(code) = exit_code
+            && (!open || exited_at.is_some_and(|t| t.elapsed() > DRAIN_AFTER_EXIT))
+        {
+            return Ok(code);
+        }
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        let mut which = Vec::new();
+        for (i, (_, f)) in pipes.iter().enumerate() {
+            if let Some(f) = f {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                which.push(i);
+            }
+        }
+        let timeout = if exit_code.is_some() {
+            PollTimeout::from(200u16)
+        } else {
+            PollTimeout::NONE
+        };
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(sys("poll")(e)),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        drop(fds);
+
+        for (slot, i) in which.iter().enumerate() {
+            if !ready[slot + 1] {
+                continue;
+            }
+            let (stream, file) = &mut pipes[*i];
+            let Some(f) = file.as_mut() else { continue };
+            match f.read(&mut buf) {
+                Ok(0) => *file = None,
+                Ok(n) => log
+                    .write_chunk(*stream, &buf[..n], SystemTime::now())
+                    .map_err(sys("write the log"))?,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(sys("read container output")(e)),
+            }
+        }
+
+        if ready[0] {
+            while let Ok(Some(info)) = signals.read_signal() {
+                if info.ssi_signo == Signal::SIGUSR1 as u32 {
+                    log.reopen().map_err(sys("reopen the log"))?;
+                }
+            }
+            // Reap every child; only the container's init decides the exit code.
+            loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == init => exit_code = Some(code),
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == init => {
+                        exit_code = Some(128 + sig as i32)
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            if exit_code.is_some() && exited_at.is_none() {
+                exited_at = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// Whether the memory cgroup counted an OOM kill: `oom_kill N` in cgroup v2's
+/// `memory.events` or cgroup v1's `memory.oom_control`.
+pub fn oom_killed(cgroup: &std::path::Path) -> bool {
+    ["memory.events", "memory.oom_control"].iter().any(|f| {
+        std::fs::read_to_string(cgroup.join(f)).is_ok_and(|s| {
+            s.lines()
+                .filter_map(|l| l.strip_prefix("oom_kill "))
+                .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
+        })
+    })
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), MonitorError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<(), MonitorError> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).map_err(sys("fcntl"))?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags)).map_err(sys("fcntl"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_parse_and_require_the_essentials() {
+        let args = |v: &[&str]| parse_args(v.iter().map(|s| (*s).to_owned()));
+        let ok = args(&[
+            "--runtime",
+            "/usr/sbin/runc",
+            "--runtime-root",
+            "/run/r",
+            "--bundle",
+            "/b",
+            "--id",
+            "c1",
+            "--log-path",
+            "/l",
+            "--exit-file",
+            "/e",
+            "--pid-file",
+            "/p",
+            "--log-max-size",
+            "1024",
+            "--runtime-arg",
+            "--systemd-cgroup",
+        ])
+        .expect("valid");
+        assert_eq!(ok.log_max_size, Some(1024));
+        assert_eq!(ok.runtime_args, ["--systemd-cgroup"]);
+        assert!(
+            args(&["--runtime", "/r"])
+                .expect_err("missing")
+                .contains("required")
+        );
+        assert!(
+            args(&["--bogus", "x"])
+                .expect_err("unknown")
+                .contains("--bogus")
+        );
+        assert!(
+            args(&["--id"])
+                .expect_err("no value")
+                .contains("needs a value")
+        );
+    }
+
+    #[test]
+    fn oom_kill_counters_are_read_for_both_cgroup_versions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(!oom_killed(dir.path()));
+        std::fs::write(
+            dir.path().join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+        )
+        .expect("w");
+        assert!(!oom_killed(dir.path()));
+        std::fs::write(
+            dir.path().join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .expect("w");
+        assert!(oom_killed(dir.path()));
+    }
+}
