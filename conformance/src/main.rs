@@ -673,6 +673,15 @@ async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
     Ok(m.passed())
 }
 
+/// `println!` that ignores a closed stdout: `fixtures up | head -1` must not panic when
+/// `head` exits before the rest is written (the registry is already up and recorded).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
     use crid_conformance::fixtures::registry::{RegistryOptions, state};
     match action {
@@ -684,19 +693,19 @@ async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
                 RegistryOptions::plain()
             };
             let st = state::up(&dir, opts).await?;
-            println!(
+            say!(
                 "registry {} (pid {}) serving from {}",
                 st.host,
                 st.pid,
                 dir.display()
             );
             if let Some(c) = &st.credentials {
-                println!("basic auth: user {} password {}", c.username, c.password);
+                say!("basic auth: user {} password {}", c.username, c.password);
             }
             for image in &st.images {
-                println!("  {image}");
+                say!("  {image}");
             }
-            println!(
+            say!(
                 "stop it with: crid-conformance fixtures down --state-dir {}",
                 dir.display()
             );
@@ -704,9 +713,9 @@ async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
         FixturesAction::Down { state_dir } => {
             let dir = state_dir.unwrap_or_else(state::default_state_dir);
             match state::down(&dir)? {
-                state::DownOutcome::Stopped { pid } => println!("stopped registry pid {pid}"),
+                state::DownOutcome::Stopped { pid } => say!("stopped registry pid {pid}"),
                 state::DownOutcome::NotRunning { pid } => {
-                    println!("registry pid {pid} was not running")
+                    say!("registry pid {pid} was not running")
                 }
             }
         }
