@@ -69,11 +69,11 @@ done
 # baseline is the judge, so it is reported but not fatal.
 "$bin/crid-conformance" run --endpoint "unix://$work/crid.sock" \
   --registry-state "$work/fixtures" \
-  --junit "$out/junit.xml" --markdown "$out/report.md" || echo "run: required cases failed (judged against the baseline below)"
+  --junit "$out/junit.xml" --markdown "$out/report.md" --html "$out/report.html" || echo "run: required cases failed (judged against the baseline below)"
 echo
 status=0
 "$bin/crid-conformance" compare --junit "$out/junit.xml" \
   --baseline conformance/baseline/crid.toml | tee "$out/baseline.txt" || status=$?
 echo
-echo "reports: $out/report.md, $out/junit.xml, $out/baseline.txt (daemon log: $out/crid.log)"
+echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt (daemon log: $out/crid.log)"
 exit "$status"

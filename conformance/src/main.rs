@@ -36,6 +36,9 @@ enum Command {
         /// Write a Markdown report here.
         #[arg(long, value_name = "FILE")]
         markdown: Option<PathBuf>,
+        /// Write the self-contained HTML report (the one-cell matrix) here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// Runtime handler for pods (empty: the endpoint's default).
         #[arg(long, default_value = "")]
         runtime_handler: String,
@@ -215,6 +218,7 @@ async fn main() -> ExitCode {
             filter,
             junit,
             markdown,
+            html,
             runtime_handler,
             registry_state,
         } => {
@@ -223,6 +227,7 @@ async fn main() -> ExitCode {
                 filter,
                 junit,
                 markdown,
+                html,
                 runtime_handler,
                 registry_state,
             })
@@ -352,6 +357,7 @@ struct RunArgs {
     filter: Option<String>,
     junit: Option<PathBuf>,
     markdown: Option<PathBuf>,
+    html: Option<PathBuf>,
     runtime_handler: String,
     registry_state: Option<PathBuf>,
 }
@@ -394,11 +400,13 @@ fn write_file(path: &Path, data: &str) -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<bool> {
+    let started = now();
     let RunArgs {
         endpoint,
         filter,
         junit,
         markdown,
+        html,
         runtime_handler,
         registry_state,
     } = args;
@@ -430,6 +438,13 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         write_file(&path, &report::cell_to_markdown(&cell))?;
     }
     print!("{}", report::cell_to_table(&cell));
+    if let Some(path) = html {
+        let m = MatrixReport {
+            generated: report::matrix::format_utc(started),
+            cells: vec![cell],
+        };
+        write_file(&path, &report::html::to_html(&m))?;
+    }
     Ok(report.passed())
 }
 
@@ -658,6 +673,15 @@ async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
     Ok(m.passed())
 }
 
+/// `println!` that ignores a closed stdout: `fixtures up | head -1` must not panic when
+/// `head` exits before the rest is written (the registry is already up and recorded).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
     use crid_conformance::fixtures::registry::{RegistryOptions, state};
     match action {
@@ -669,19 +693,19 @@ async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
                 RegistryOptions::plain()
             };
             let st = state::up(&dir, opts).await?;
-            println!(
+            say!(
                 "registry {} (pid {}) serving from {}",
                 st.host,
                 st.pid,
                 dir.display()
             );
             if let Some(c) = &st.credentials {
-                println!("basic auth: user {} password {}", c.username, c.password);
+                say!("basic auth: user {} password {}", c.username, c.password);
             }
             for image in &st.images {
-                println!("  {image}");
+                say!("  {image}");
             }
-            println!(
+            say!(
                 "stop it with: crid-conformance fixtures down --state-dir {}",
                 dir.display()
             );
@@ -689,9 +713,9 @@ async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
         FixturesAction::Down { state_dir } => {
             let dir = state_dir.unwrap_or_else(state::default_state_dir);
             match state::down(&dir)? {
-                state::DownOutcome::Stopped { pid } => println!("stopped registry pid {pid}"),
+                state::DownOutcome::Stopped { pid } => say!("stopped registry pid {pid}"),
                 state::DownOutcome::NotRunning { pid } => {
-                    println!("registry pid {pid} was not running")
+                    say!("registry pid {pid} was not running")
                 }
             }
         }

@@ -184,6 +184,20 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "cu", create_unknown_pod)),
         ),
         case(
+            "container/duplicate-name-refused",
+            "cri:RuntimeService.CreateContainer#config.metadata",
+            Optional,
+            "a second CreateContainer with the metadata of a container in the same pod is refused",
+            |ctx| Box::pin(scoped(ctx, "cdu", duplicate_name)),
+        ),
+        case(
+            "container/tty",
+            "cri:RuntimeService.CreateContainer#config.tty",
+            Required,
+            "with tty set the container's stdout is a terminal (kubectl run -t)",
+            |ctx| Box::pin(scoped(ctx, "ctt", tty)),
+        ),
+        case(
             "container/list-filter-id",
             "cri:RuntimeService.ListContainers#filter.id",
             Required,
@@ -657,6 +671,37 @@ async fn create_unknown_pod(s: Arc<Scope>) -> CaseResult {
         .await;
     let code = refused("CreateContainer", r)?;
     Ok(format!("{code:?}"))
+}
+
+async fn duplicate_name(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(BUSYBOX, LATEST)?;
+    s.pull_ref(&image, None).await?;
+    let (pod_id, pod) = s.pod().await?;
+    let config = s.container_config(&pod, &image, &["true"]);
+    s.create(&pod_id, &pod, &config).await?;
+    match s.create(&pod_id, &pod, &config).await {
+        Ok(id) => Err(format!(
+            "a second container {id} with the same metadata was created"
+        )),
+        Err(e) => Ok(e),
+    }
+}
+
+async fn tty(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = s
+        .busybox(
+            "if [ -t 1 ]; then echo is-a-tty; else echo not-a-tty; fi",
+            |_| {},
+            |c| c.tty = true,
+        )
+        .await?;
+    let st = s
+        .wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
+        .await?;
+    let log = std::fs::read_to_string(&st.log_path)
+        .map_err(|e| format!("reading {}: {e}", st.log_path))?;
+    ensure(log.contains("is-a-tty"), || format!("the log says {log:?}"))?;
+    Ok(String::new())
 }
 
 async fn list_filter_id(s: Arc<Scope>) -> CaseResult {

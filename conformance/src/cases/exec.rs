@@ -54,6 +54,13 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "eu", sync_unknown)),
         ),
         case(
+            "exec/sync-exited-container-refused",
+            "cri:RuntimeService.ExecSync#container_id",
+            Optional,
+            "ExecSync in an exited container is refused rather than run",
+            |ctx| Box::pin(scoped(ctx, "ez", sync_exited)),
+        ),
+        case(
             "exec/exec-url",
             "cri:RuntimeService.Exec#url",
             Required,
@@ -135,6 +142,34 @@ async fn sync_unknown(s: Arc<Scope>) -> CaseResult {
         Err(e) if e.code() == Code::NotFound => Ok(String::new()),
         Err(e) => Err(format!("expected NotFound, got {}", status_text(&e))),
         Ok(_) => Err("ExecSync in an unknown container succeeded".into()),
+    }
+}
+
+async fn sync_exited(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = s.busybox("exit 0", |_| {}, |_| {}).await?;
+    s.wait_state(
+        &id,
+        cri::ContainerState::ContainerExited,
+        Duration::from_secs(20),
+    )
+    .await?;
+    let r = s
+        .rs()
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id,
+            cmd: vec!["true".into()],
+            timeout: 5,
+        })
+        .await;
+    match r {
+        Err(e) if e.code() == Code::Unimplemented => {
+            Err(format!("ExecSync is not served: {}", status_text(&e)))
+        }
+        Err(e) => Ok(format!("{:?}", e.code())),
+        Ok(r) => Err(format!(
+            "ExecSync in an exited container ran (exit {})",
+            r.get_ref().exit_code
+        )),
     }
 }
 

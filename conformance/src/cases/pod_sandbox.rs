@@ -94,6 +94,13 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "pnf", status_unknown)),
         ),
         case(
+            "pod-sandbox/duplicate-metadata-refused",
+            "cri:RuntimeService.RunPodSandbox#config.metadata",
+            Optional,
+            "a second RunPodSandbox with the metadata of a pod that exists is refused (metadata should identify a pod uniquely)",
+            |ctx| Box::pin(scoped(ctx, "pdu", duplicate_metadata)),
+        ),
+        case(
             "pod-sandbox/list-filter-id",
             "cri:RuntimeService.ListPodSandbox#filter.id",
             Required,
@@ -291,6 +298,16 @@ async fn status_unknown(s: Arc<Scope>) -> CaseResult {
         Err(e) if e.code() == Code::NotFound => Ok(String::new()),
         Err(e) => Err(format!("expected NotFound, got {}", status_text(&e))),
         Ok(_) => Err("PodSandboxStatus of an unknown id succeeded".into()),
+    }
+}
+
+async fn duplicate_metadata(s: Arc<Scope>) -> CaseResult {
+    let (_, config) = s.pod().await?;
+    match s.run_pod(&config).await {
+        Ok(id) => Err(format!(
+            "a second pod {id} with the same metadata was created"
+        )),
+        Err(e) => Ok(e),
     }
 }
 

@@ -159,6 +159,13 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "snn", host_network)),
         ),
         case(
+            "security-context/namespace-host-ipc",
+            sc_clause!("namespace_options.ipc"),
+            Required,
+            "ipc NODE puts the container in the host's IPC namespace, ipc POD in one of its own",
+            |ctx| Box::pin(scoped(ctx, "sni", host_ipc)),
+        ),
+        case(
             "security-context/namespace-host-pid",
             sc_clause!("namespace_options.pid"),
             Required,
@@ -468,6 +475,38 @@ async fn host_network(s: Arc<Scope>) -> CaseResult {
         format!("container sees {inside:?}, the host has {host:?}")
     })?;
     Ok(format!("sees {shared:?}"))
+}
+
+async fn ipc_ns(s: &Scope, host: bool) -> Result<String, String> {
+    let mode = |n: &mut cri::NamespaceOption| {
+        n.ipc = if host {
+            cri::NamespaceMode::Node as i32
+        } else {
+            cri::NamespaceMode::Pod as i32
+        }
+    };
+    let (_, id, _) = s
+        .busybox(
+            SLEEP_SCRIPT,
+            |p| set_ns(Some(p), None, mode),
+            |c| set_ns(None, Some(c), mode),
+        )
+        .await?;
+    s.sh(&id, "readlink /proc/self/ns/ipc").await
+}
+
+async fn host_ipc(s: Arc<Scope>) -> CaseResult {
+    let host = std::fs::read_link("/proc/self/ns/ipc")
+        .map_err(|e| format!("reading the host's IPC namespace: {e}"))?
+        .display()
+        .to_string();
+    let shared = ipc_ns(&s, true).await?;
+    ensure(shared == host, || {
+        format!("ipc NODE: {shared}, the host is {host}")
+    })?;
+    let own = ipc_ns(&s, false).await?;
+    ensure(own != host, || format!("ipc POD: {own} is the host's"))?;
+    Ok(String::new())
 }
 
 async fn host_pid(s: Arc<Scope>) -> CaseResult {

@@ -10,6 +10,8 @@ use super::support::{Scope, scoped};
 use super::{Area, Case, CaseResult, Requirement, ensure, status_text};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Longer than containerd's default stats_collect_period (10 s).
+const USAGE_WAIT: Duration = Duration::from_secs(25);
 
 pub(super) fn cases() -> Vec<Case> {
     let case = |id, clause, requirement, summary, run| Case {
@@ -37,6 +39,13 @@ pub(super) fn cases() -> Vec<Case> {
             Required,
             "ListContainerStats filtered by id returns that container's stats only",
             |ctx| Box::pin(scoped(ctx, "tl", list_container_stats)),
+        ),
+        case(
+            "stats/container-writable-layer",
+            "cri:RuntimeService.ContainerStats#stats.writable_layer",
+            Optional,
+            "ContainerStats reports the writable layer's usage, which grows when the container writes (ephemeral-storage eviction with CRI stats)",
+            |ctx| Box::pin(scoped(ctx, "tw", writable_layer)),
         ),
         case(
             "stats/pod-sandbox-stats",
@@ -87,6 +96,44 @@ async fn container_stats(s: Arc<Scope>) -> CaseResult {
         .stats
         .ok_or("ContainerStats answered without stats")?;
     check_stats(&id, &st)
+}
+
+async fn writable_layer(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|_| {}).await?;
+    s.sh(
+        &id,
+        "dd if=/dev/zero of=/fill bs=1024 count=4096 2>/dev/null",
+    )
+    .await?;
+    // Runtimes may sample disk usage periodically (containerd every 10 s): poll a while.
+    let deadline = std::time::Instant::now() + USAGE_WAIT;
+    loop {
+        let st = s
+            .rs()
+            .container_stats(cri::ContainerStatsRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .map_err(|e| format!("ContainerStats: {}", status_text(&e)))?
+            .into_inner()
+            .stats
+            .ok_or("ContainerStats answered without stats")?;
+        let used = st
+            .writable_layer
+            .as_ref()
+            .and_then(|w| w.used_bytes)
+            .map(|u| u.value)
+            .ok_or_else(|| format!("no writable_layer.used_bytes: {:?}", st.writable_layer))?;
+        if used >= 4 * 1024 * 1024 {
+            return Ok(format!("{used} bytes"));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "writable layer uses {used} bytes {USAGE_WAIT:?} after writing 4 MiB"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn list_container_stats(s: Arc<Scope>) -> CaseResult {

@@ -180,3 +180,82 @@ pub async fn run(
     })?;
     Ok(junit::to_entries(inv.suite, &specs, rule))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::Requirement;
+
+    fn inv(dir: &Path, binary: &str, args: &[&str], timeout: Duration) -> Invocation {
+        Invocation {
+            suite: "critest",
+            binary: PathBuf::from(binary),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            junit: dir.join("junit.xml"),
+            log: dir.join("suite.log"),
+            timeout,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_suite_that_writes_no_report_is_an_error_with_its_output() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stale report from an earlier run must not be taken for this run's.
+        std::fs::write(dir.path().join("junit.xml"), "<testsuites/>").unwrap();
+        let i = inv(
+            dir.path(),
+            "/bin/sh",
+            &["-c", "echo flag provided but not defined >&2; exit 1"],
+            Duration::from_secs(10),
+        );
+        let e = run(&i, |_| Requirement::Required).await.unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, DriverError::NoReport { .. }), "{msg}");
+        assert!(msg.contains("exit status: 1"), "{msg}");
+        assert!(msg.contains("flag provided but not defined"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn a_suite_past_its_time_limit_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("echo $$ > {}; exec sleep 30", pid_file.display());
+        let i = inv(
+            dir.path(),
+            "/bin/sh",
+            &["-c", &script],
+            Duration::from_millis(500),
+        );
+        let started = std::time::Instant::now();
+        let e = run(&i, |_| Requirement::Required).await.unwrap_err();
+        assert!(matches!(e, DriverError::TimedOut { .. }), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // The process (sleep, exec'd in place of the shell) is gone, not orphaned.
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        assert!(!alive, "pid {pid} still runs");
+    }
+
+    #[tokio::test]
+    async fn a_report_written_by_a_failing_suite_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let junit = dir.path().join("junit.xml");
+        let script = format!(
+            "printf '%s' '<testsuites><testsuite name=\"S\"><testcase name=\"[It] a\" status=\"passed\" time=\"0.5\"/></testsuite></testsuites>' > {}; exit 1",
+            junit.display()
+        );
+        let i = inv(
+            dir.path(),
+            "/bin/sh",
+            &["-c", &script],
+            Duration::from_secs(10),
+        );
+        let entries = run(&i, |_| Requirement::Required).await.unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].clause, "critest:a");
+    }
+}

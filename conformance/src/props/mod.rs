@@ -4,13 +4,7 @@
 //! what each operation may answer. A failing sequence is shrunk to a minimal one and
 //! reported in a form `crid-conformance props --replay` runs again.
 //!
-//! Clauses checked: `cri:RuntimeService.StopPodSandbox#idempotent`,
-//! `cri:RuntimeService.RemovePodSandbox#idempotent` (and removes its containers),
-//! `cri:RuntimeService.PodSandboxStatus#NotFound`, `cri:RuntimeService.StopContainer#idempotent`,
-//! `cri:RuntimeService.RemoveContainer#idempotent` (and removes running containers),
-//! `cri:RuntimeService.ContainerStatus#state`, `cri:RuntimeService.ListPodSandbox#filter.label_selector`,
-//! `cri:RuntimeService.ListContainers#filter.label_selector`, `cri:ImageService.PullImage#image_ref`,
-//! `cri:ImageService.ListImages#images`.
+//! The clauses checked are [`CLAUSES`]; the traceability matrix lists them.
 
 pub mod exec;
 pub mod model;
@@ -22,6 +16,62 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+
+/// The clauses the model checks on every generated sequence.
+pub const CLAUSES: &[(&str, &str)] = &[
+    (
+        "cri:RuntimeService.RunPodSandbox#pod_sandbox_id",
+        "a new, unique id; the pod is listed READY",
+    ),
+    (
+        "cri:RuntimeService.StopPodSandbox#idempotent",
+        "OK again on a stopped pod; running containers exit",
+    ),
+    (
+        "cri:RuntimeService.RemovePodSandbox#idempotent",
+        "OK again on a removed pod; its containers are removed",
+    ),
+    (
+        "cri:RuntimeService.PodSandboxStatus#NotFound",
+        "state as modelled; NotFound once removed",
+    ),
+    (
+        "cri:RuntimeService.CreateContainer#container_id",
+        "a new, unique id in a ready pod; NotFound for a removed pod",
+    ),
+    (
+        "cri:RuntimeService.StartContainer#state",
+        "only a created container starts",
+    ),
+    (
+        "cri:RuntimeService.StopContainer#idempotent",
+        "OK again on a stopped container",
+    ),
+    (
+        "cri:RuntimeService.RemoveContainer#idempotent",
+        "removes running containers; OK again once removed",
+    ),
+    (
+        "cri:RuntimeService.ContainerStatus#state",
+        "state as modelled; NotFound once removed",
+    ),
+    (
+        "cri:RuntimeService.ListPodSandbox#filter.label_selector",
+        "exactly the live pods, with their states, after every step",
+    ),
+    (
+        "cri:RuntimeService.ListContainers#filter.label_selector",
+        "exactly the live containers, with their states, after every step",
+    ),
+    (
+        "cri:ImageService.PullImage#image_ref",
+        "non-empty and stable across pulls",
+    ),
+    (
+        "cri:ImageService.ListImages#images",
+        "the pulled image is listed",
+    ),
+];
 
 /// One CRI operation. Indices pick among the objects the sequence created so far
 /// (`idx % count`, so shrinking keeps them valid); with none created, the op targets an id
@@ -263,6 +313,22 @@ pub fn check_sequences(
 mod tests {
     use super::model::{Model, Reply};
     use super::*;
+
+    #[test]
+    fn clauses_name_real_rpcs() {
+        use crate::report::traceability::{ClauseTarget, parse_clause};
+        for (clause, _) in CLAUSES {
+            let ClauseTarget::Rpc { service, rpc, .. } = parse_clause(clause) else {
+                panic!("{clause} names no RPC");
+            };
+            let rpcs = match service {
+                "RuntimeService" => crid_api::RUNTIME_SERVICE_RPCS,
+                "ImageService" => crid_api::IMAGE_SERVICE_RPCS,
+                other => panic!("{clause}: unknown service {other}"),
+            };
+            assert!(rpcs.contains(&rpc), "{clause}");
+        }
+    }
 
     #[test]
     fn sequences_print_and_parse_back() {

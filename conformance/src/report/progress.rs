@@ -63,14 +63,20 @@ impl<W: Write> Progress<W> {
         if matches!(verdict, Verdict::Fail(_)) {
             self.failed += 1;
         }
+        // A run against one endpoint has no cell label.
+        let what = if cell.is_empty() {
+            id.to_owned()
+        } else {
+            format!("{cell} {id}")
+        };
         if self.tty {
             if let Verdict::Fail(why) = verdict {
                 let why = super::text::one_line(why, 120);
-                let _ = write!(self.out, "\r\x1b[2K{tag} {cell} {id}: {why}\n");
+                let _ = write!(self.out, "\r\x1b[2K{tag} {what}: {why}\n");
             }
-            self.draw(&format!("{cell} {id}"));
+            self.draw(&what);
         } else {
-            let _ = writeln!(self.out, "[{}/{}] {tag} {cell} {id}", self.done, self.total);
+            let _ = writeln!(self.out, "[{}/{}] {tag} {what}", self.done, self.total);
         }
         let _ = self.out.flush();
     }
@@ -118,12 +124,12 @@ mod tests {
         p.note("cell 1: containerd");
         p.result("c1", "a", &Verdict::Pass, Requirement::Required);
         p.result("c1", "b", &Verdict::Fail("x".into()), Requirement::Required);
-        p.result("c1", "c", &Verdict::Skip("y".into()), Requirement::Optional);
+        p.result("", "c", &Verdict::Skip("y".into()), Requirement::Optional);
         p.finish();
         let out = String::from_utf8(p.into_inner()).unwrap();
         assert_eq!(
             out,
-            "cell 1: containerd\n[1/3] pass c1 a\n[2/3] FAIL c1 b\n[3/3] skip c1 c\n"
+            "cell 1: containerd\n[1/3] pass c1 a\n[2/3] FAIL c1 b\n[3/3] skip c\n"
         );
     }
 

@@ -184,6 +184,16 @@ pub fn to_traceability(cases: &[Case]) -> String {
         s.push('\n');
     }
 
+    s.push_str("## Property-based lifecycle tests\n\n");
+    s.push_str(
+        "`crid-conformance props` generates sequences of these operations and checks each \
+         clause after every step (see conformance/src/props/).\n\n| clause | checked |\n|---|---|\n",
+    );
+    for (clause, what) in crate::props::CLAUSES {
+        let _ = writeln!(s, "| `{}` | {} |", cell(clause), cell(what));
+    }
+    s.push('\n');
+
     s.push_str("## Other clauses (OCI specs, gRPC, CRI behaviour without one RPC)\n\n");
     if others.is_empty() {
         s.push_str("None.\n");
