@@ -16,7 +16,8 @@ if [ -n "${CRID_BIN_DIR:-}" ]; then
     [ -x "$bin/$b" ] || { echo "conformance: $bin/$b is missing; build it or unset CRID_BIN_DIR" >&2; exit 1; }
   done
 else
-  cargo build --release --locked --bins
+  # Both packages: in this workspace a bare `--bins` builds only the root package (crid).
+  cargo build --release --locked -p crid -p crid-conformance --bins
   bin=target/release
 fi
 bin=$(cd "$bin" && pwd)
@@ -39,6 +40,8 @@ cleanup() {
 trap cleanup EXIT
 
 "$bin/crid-conformance" fixtures up --state-dir "$work/fixtures" | head -1
+# The fixture registry serves plain HTTP on loopback: crid must be told so.
+registry=$(sed -n 's/.*"host": "\([^"]*\)".*/\1/p' "$work/fixtures/state.json")
 
 mkdir -p "$work/net.d" "$work/crid.d"
 cat > "$work/crid.toml" <<TOML
@@ -49,6 +52,8 @@ root = "$work/root"
 runroot = "$work/run"
 [network]
 cni_config_dir = "$work/net.d"
+[image]
+insecure_registries = ["$registry"]
 TOML
 
 "$bin/crid" --config "$work/crid.toml" --config-dir "$work/crid.d" check || true

@@ -5,18 +5,19 @@
 # difference (a failure the baseline does not list, or a listed case that now passes), or
 # when the host is not left as it was found. This is how the suite proves its cases right
 # rather than fitted to crid. Reports land in target/conformance/containerd/.
-# Set CRID_PROFILE=release to use a release build (default: debug, as CI builds it).
+# CRID_BIN_DIR=target/debug reuses the crid-conformance the test run already built (CI does);
+# without it a debug build is made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
-profile=${CRID_PROFILE:-debug}
-if [ "$profile" = release ]; then
-  cargo build --release --locked -p crid-conformance --bin crid-conformance
+if [ -n "${CRID_BIN_DIR:-}" ]; then
+  bin=$(cd "$CRID_BIN_DIR" && pwd)/crid-conformance
+  [ -x "$bin" ] || { echo "differential: $bin is missing; build it or unset CRID_BIN_DIR" >&2; exit 1; }
 else
   cargo build --locked -p crid-conformance --bin crid-conformance
+  bin="$PWD/target/debug/crid-conformance"
 fi
-bin="$PWD/target/$profile/crid-conformance"
 out=${CRID_REPORT_DIR:-$PWD/target/conformance}/containerd
 mkdir -p "$out"
 
