@@ -16,7 +16,8 @@ if [ -n "${CRID_BIN_DIR:-}" ]; then
     [ -x "$bin/$b" ] || { echo "conformance: $bin/$b is missing; build it or unset CRID_BIN_DIR" >&2; exit 1; }
   done
 else
-  cargo build --release --locked --bins
+  # Both packages: in this workspace a bare `--bins` builds only the root package (crid).
+  cargo build --release --locked -p crid -p crid-conformance --bins
   bin=target/release
 fi
 bin=$(cd "$bin" && pwd)

@@ -24,7 +24,11 @@ async fn crid_matches_its_baseline_needs_root() {
         .await
         .expect("start docker-registry (run scripts/setup.sh)");
     registry.push_all_fixtures().await.expect("push fixtures");
-    let d = TestDaemon::start("");
+    // The fixture registry serves plain HTTP on loopback: crid must be told so.
+    let d = TestDaemon::start(&format!(
+        "[image]\ninsecure_registries = [\"{}\"]\n",
+        registry.host()
+    ));
     let catalogue = cases::catalogue();
     let ctx = cases::Ctx {
         channel: d.channel().await,
