@@ -15,7 +15,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -627,22 +627,19 @@ impl Meta {
             cvt(unsafe { libc::fsetxattr(fd, key.as_ptr(), v.as_ptr().cast(), v.len(), 0) })
                 .map_err(io_err("setting xattr", format!("{raw} ({k})")))?;
         }
-        let ts = [
-            libc::timespec {
-                tv_sec: self.mtime,
-                tv_nsec: 0,
-            },
-            libc::timespec {
-                tv_sec: self.mtime,
-                tv_nsec: 0,
-            },
-        ];
+        let ts = self.times();
         // SAFETY: valid descriptor and timespec array.
         cvt(unsafe { libc::futimens(fd, ts.as_ptr()) }).map_err(io_err("setting mtime", raw))?;
-        // The file is complete; let writeback start now rather than all at the final syncfs.
-        let mut f = file;
-        f.flush().map_err(io_err("writing", raw))?;
         Ok(())
+    }
+
+    /// Access and modification times for `futimens`/`utimensat`: both the entry's mtime.
+    fn times(&self) -> [libc::timespec; 2] {
+        let t = libc::timespec {
+            tv_sec: self.mtime,
+            tv_nsec: 0,
+        };
+        [t, t]
     }
 
     fn apply_dir(&self, dir: &OwnedFd, raw: &str) -> Result<(), LayerError> {
@@ -677,16 +674,7 @@ impl Meta {
             set_xattr_on_fd_path(dir, Some(name), k, v)
                 .map_err(io_err("setting xattr", format!("{raw} ({k})")))?;
         }
-        let ts = [
-            libc::timespec {
-                tv_sec: self.mtime,
-                tv_nsec: 0,
-            },
-            libc::timespec {
-                tv_sec: self.mtime,
-                tv_nsec: 0,
-            },
-        ];
+        let ts = self.times();
         // SAFETY: valid descriptor, C string and timespec array.
         cvt(unsafe {
             libc::utimensat(
@@ -704,6 +692,7 @@ impl Meta {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
     /// A ustar header with any name, including ones `tar::Builder` refuses (`..`, `/`).
