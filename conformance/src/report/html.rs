@@ -219,11 +219,7 @@ pub fn to_html(m: &MatrixReport) -> String {
     s.push_str("<h2>Failures</h2>\n");
     let mut any = false;
     for (i, c) in m.cells.iter().enumerate() {
-        let failed: Vec<&Entry> = c
-            .entries
-            .iter()
-            .filter(|e| matches!(e.verdict, Verdict::Fail(_)))
-            .collect();
+        let failed = c.failures();
         if failed.is_empty() {
             continue;
         }

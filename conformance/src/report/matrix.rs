@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::text::one_line;
-use super::{CellReport, Entry, Totals, requirement_name};
+use super::{CellReport, Totals, requirement_name};
 use crate::cases::{Area, Verdict};
 
 /// Every cell of a matrix run.
@@ -127,11 +127,7 @@ impl MatrixReport {
         s.push_str("\n## Failures\n\n");
         let mut any = false;
         for (i, c) in self.cells.iter().enumerate() {
-            let failed: Vec<&Entry> = c
-                .entries
-                .iter()
-                .filter(|e| matches!(e.verdict, Verdict::Fail(_)))
-                .collect();
+            let failed = c.failures();
             if failed.is_empty() {
                 continue;
             }
@@ -203,6 +199,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::cases::Requirement;
     use crate::report::EXTERNAL_AREA;
+    use crate::report::Entry;
 
     pub(crate) fn entry(id: &str, area: &str, requirement: Requirement, verdict: Verdict) -> Entry {
         Entry {

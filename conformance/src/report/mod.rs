@@ -109,6 +109,14 @@ impl CellReport {
         self.totals().failed_required == 0
     }
 
+    /// The entries that failed, in run order.
+    pub fn failures(&self) -> Vec<&Entry> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.verdict, crate::cases::Verdict::Fail(_)))
+            .collect()
+    }
+
     /// The handler as people read it: `(default)` for the empty name.
     pub fn handler_label(&self) -> &str {
         if self.handler.is_empty() {
