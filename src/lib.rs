@@ -5,13 +5,16 @@
 
 pub mod check;
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod host;
 pub mod image;
+pub mod lifecycle;
 pub mod monitor;
 pub mod network;
 pub mod pod;
 pub mod runtime;
 pub mod server;
 pub mod spec;
+pub mod state;
 pub mod storage;

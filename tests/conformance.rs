@@ -26,7 +26,7 @@ async fn crid_matches_its_baseline_needs_root() {
     registry.push_all_fixtures().await.expect("push fixtures");
     // The fixture registry serves plain HTTP on loopback: crid must be told so.
     let d = TestDaemon::start(&format!(
-        "[image]\ninsecure_registries = [\"{}\"]\n",
+        "[image]\ninsecure_registries = [\"{0}\"]\npause_image = \"{0}/pause:latest\"\n",
         registry.host()
     ));
     let catalogue = cases::catalogue();

@@ -134,6 +134,21 @@ pub struct ExecConfig {
     /// `User`: uid, name, uid:gid or name:group.
     #[serde(rename = "User", default)]
     pub user: Option<String>,
+    /// `Entrypoint`.
+    #[serde(rename = "Entrypoint", default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// `Cmd`.
+    #[serde(rename = "Cmd", default)]
+    pub cmd: Option<Vec<String>>,
+    /// `Env`, `KEY=value`.
+    #[serde(rename = "Env", default)]
+    pub env: Option<Vec<String>>,
+    /// `WorkingDir`.
+    #[serde(rename = "WorkingDir", default)]
+    pub working_dir: Option<String>,
+    /// `StopSignal`, e.g. `SIGQUIT` or `3`.
+    #[serde(rename = "StopSignal", default)]
+    pub stop_signal: Option<String>,
 }
 
 /// oci-image:config.md#properties — `rootfs`.

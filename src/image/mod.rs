@@ -190,6 +190,37 @@ impl ImageService {
         })
     }
 
+    /// What the image's config says about the process (oci-image:config.md#properties),
+    /// and its stop signal (SIGTERM when it names none).
+    pub fn process_config(
+        &self,
+        record: &ImageRecord,
+    ) -> Result<(crate::spec::ImageProcess, String), ImageError> {
+        let id = Digest::parse(&record.id).map_err(|e| ImageError::Internal {
+            reference: record.id.clone(),
+            detail: format!("image ID is not a digest: {e}"),
+        })?;
+        let bytes = self.store.read_blob(&id)?;
+        let config: manifest::ImageConfig =
+            serde_json::from_slice(&bytes).map_err(|e| ImageError::Internal {
+                reference: record.id.clone(),
+                detail: format!("stored image config does not parse: {e}"),
+            })?;
+        let c = config.config.unwrap_or_default();
+        let process = crate::spec::ImageProcess {
+            entrypoint: c.entrypoint.unwrap_or_default(),
+            cmd: c.cmd.unwrap_or_default(),
+            env: c.env.unwrap_or_default(),
+            working_dir: c.working_dir.unwrap_or_default(),
+            user: c.user.unwrap_or_default(),
+        };
+        let stop = c
+            .stop_signal
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "SIGTERM".to_owned());
+        Ok((process, stop))
+    }
+
     /// The layer store (containers stack its `diff` directories).
     pub fn layers(&self) -> &LayerStore {
         &self.layers

@@ -3,7 +3,7 @@
 //! Written once, atomically (temp file, fsync, rename, directory fsync), so the daemon
 //! never reads half a record, even after a crash or a restart of either process.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -21,13 +21,8 @@ pub struct ExitRecord {
 
 /// Writes `record` to `path` atomically and durably.
 pub fn write(path: &Path, record: &ExitRecord) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer(&mut tmp, record).map_err(io::Error::other)?;
-    tmp.flush()?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+    let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
+    crate::state::write_atomic(path, &bytes)
 }
 
 /// Reads an exit file; `Ok(None)` when the container has not exited (no file yet).

@@ -1,4 +1,6 @@
-//! Pod sandboxes. Today: the files a pod shares with its containers (resolv.conf, hosts,
-//! hostname). Namespace pinning and the sandbox lifecycle land with the pods work.
+//! Pod sandboxes: pinned namespaces and the pod's /dev/shm (`namespaces`), the files a pod
+//! shares with its containers (`files`), and the sandbox lifecycle (`sandbox`).
 
 pub mod files;
+pub mod namespaces;
+pub mod sandbox;

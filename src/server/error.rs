@@ -4,6 +4,7 @@ use tonic::Status;
 
 use crate::daemon::DaemonError;
 use crate::image::ImageError;
+use crate::lifecycle::LifecycleError;
 use crate::storage::layers::LayerError;
 
 impl From<DaemonError> for Status {
@@ -43,6 +44,22 @@ pub(super) fn image_status(err: &ImageError) -> Status {
 impl From<ImageError> for Status {
     fn from(err: ImageError) -> Self {
         image_status(&err)
+    }
+}
+
+/// Pod and container errors: the message names the object and the cause.
+impl From<LifecycleError> for Status {
+    fn from(err: LifecycleError) -> Self {
+        let msg = err.to_string();
+        match err {
+            LifecycleError::InvalidArgument { .. } => Status::invalid_argument(msg),
+            LifecycleError::NotFound { .. } => Status::not_found(msg),
+            LifecycleError::AlreadyExists(_) => Status::already_exists(msg),
+            LifecycleError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            LifecycleError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
+            LifecycleError::Image(e) => image_status(&e),
+            LifecycleError::Runtime { .. } | LifecycleError::Internal { .. } => Status::internal(msg),
+        }
     }
 }
 

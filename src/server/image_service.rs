@@ -10,7 +10,7 @@ use super::error::image_status;
 use super::macros::{BoxStream, cri_service};
 use crate::daemon::Daemon;
 use crate::image::registry::Credentials;
-use crate::image::{ImageError, ImageRecord, ImageService, ImageUsers, NoUsers, user_of};
+use crate::image::{ImageError, ImageRecord, ImageService, ImageUsers, user_of};
 
 /// Images per StreamImages message: well under the 16 MiB message limit.
 const STREAM_BATCH: usize = 100;
@@ -33,13 +33,12 @@ impl std::fmt::Debug for ImageApi {
 }
 
 impl ImageApi {
-    /// Serves ImageService from `images`. No container uses an image until the container
-    /// module lands and passes its [`ImageUsers`].
-    pub fn new(daemon: Arc<Daemon>, images: Arc<ImageService>) -> Self {
+    /// Serves ImageService from `images`; `users` says which images containers use.
+    pub fn new(daemon: Arc<Daemon>, images: Arc<ImageService>, users: Arc<dyn ImageUsers>) -> Self {
         Self {
             daemon,
             images,
-            users: Arc::new(NoUsers),
+            users,
         }
     }
 

@@ -3,6 +3,7 @@
 //! Handlers validate and translate, call the core, and map errors once (in `error`). The
 //! socket's ownership and cleanup live in `socket`.
 
+mod convert;
 mod error;
 mod image_service;
 mod macros;
@@ -33,6 +34,9 @@ pub enum ServeError {
     /// The image store could not be opened.
     #[error("cannot open the image store: {0}")]
     Images(#[from] crate::image::ImageError),
+    /// Pods and containers could not be recovered.
+    #[error("cannot recover pods and containers: {0}")]
+    Lifecycle(#[from] crate::lifecycle::LifecycleError),
     /// The gRPC server failed.
     #[error("gRPC server on {socket} failed: {source}")]
     Transport {
@@ -51,6 +55,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     // Opening the store also removes what an interrupted pull left behind.
     let images = Arc::new(crate::image::ImageService::open(daemon.config())?);
+    // Recovery runs before the socket exists: a client never sees half-recovered state.
+    let lifecycle = crate::lifecycle::Lifecycle::open(daemon.config(), images.clone()).await?;
     let config = &daemon.config().server;
     let grace = Duration::from_secs(config.shutdown_timeout_secs);
     let mut owned = socket::bind(&config.listen)?;
@@ -59,10 +65,10 @@ pub async fn serve(
         unreachable!("a freshly bound socket has its listener");
     };
 
-    let runtime = RuntimeServiceServer::new(RuntimeApi::new(daemon.clone()))
+    let runtime = RuntimeServiceServer::new(RuntimeApi::new(daemon.clone(), lifecycle.clone()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
-    let image = ImageServiceServer::new(ImageApi::new(daemon.clone(), images))
+    let image = ImageServiceServer::new(ImageApi::new(daemon.clone(), images, lifecycle))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
 

@@ -5,20 +5,33 @@ use std::sync::Arc;
 use crid_api::runtime::v1 as cri;
 use tonic::{Request, Response, Status};
 
-use super::macros::cri_service;
+use super::convert;
+use super::macros::{BoxStream, cri_service};
 use crate::config::CgroupDriver;
 use crate::daemon::{self, Daemon};
+use crate::lifecycle::Lifecycle;
 
 /// The RuntimeService endpoint.
 #[derive(Debug, Clone)]
 pub struct RuntimeApi {
     daemon: Arc<Daemon>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl RuntimeApi {
-    /// Serves RuntimeService from `daemon`.
-    pub fn new(daemon: Arc<Daemon>) -> Self {
-        Self { daemon }
+    /// Serves RuntimeService from `daemon` (runtime information) and `lifecycle` (pods and
+    /// containers).
+    pub fn new(daemon: Arc<Daemon>, lifecycle: Arc<Lifecycle>) -> Self {
+        Self { daemon, lifecycle }
+    }
+}
+
+/// Verbose info of a status: one JSON document under `info`, as containerd and CRI-O do.
+fn verbose_info(verbose: bool, value: impl FnOnce() -> serde_json::Value) -> std::collections::HashMap<String, String> {
+    if verbose {
+        std::collections::HashMap::from([("info".to_owned(), value().to_string())])
+    } else {
+        Default::default()
     }
 }
 
@@ -99,22 +112,166 @@ cri_service! {
             }
             Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
         }
+
+        // cri:RuntimeService.RunPodSandbox: namespaces, shared files, infra when needed.
+        async fn run_pod_sandbox(&self, request: Request<cri::RunPodSandboxRequest>) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
+            let r = request.into_inner();
+            let config = r.config.ok_or_else(|| Status::invalid_argument("config: is required"))?;
+            let pod_sandbox_id = self.lifecycle.run_pod(config, &r.runtime_handler).await?;
+            Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
+        }
+
+        // cri:RuntimeService.StopPodSandbox: idempotent.
+        async fn stop_pod_sandbox(&self, request: Request<cri::StopPodSandboxRequest>) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
+            let id = request.into_inner().pod_sandbox_id;
+            if id.is_empty() {
+                return Err(Status::invalid_argument("pod_sandbox_id: must not be empty"));
+            }
+            self.lifecycle.stop_pod(&id).await?;
+            Ok(Response::new(cri::StopPodSandboxResponse {}))
+        }
+
+        // cri:RuntimeService.RemovePodSandbox: idempotent.
+        async fn remove_pod_sandbox(&self, request: Request<cri::RemovePodSandboxRequest>) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
+            let id = request.into_inner().pod_sandbox_id;
+            if id.is_empty() {
+                return Err(Status::invalid_argument("pod_sandbox_id: must not be empty"));
+            }
+            self.lifecycle.remove_pod(&id).await?;
+            Ok(Response::new(cri::RemovePodSandboxResponse {}))
+        }
+
+        // cri:RuntimeService.PodSandboxStatus: NotFound when absent.
+        async fn pod_sandbox_status(&self, request: Request<cri::PodSandboxStatusRequest>) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
+            let r = request.into_inner();
+            if r.pod_sandbox_id.is_empty() {
+                return Err(Status::invalid_argument("pod_sandbox_id: must not be empty"));
+            }
+            let record = self.lifecycle.pod_status(&r.pod_sandbox_id)?;
+            let info = verbose_info(r.verbose, || serde_json::json!({
+                "runtimeHandler": record.runtime_handler,
+                "netns": record.netns,
+                "cgroupParent": record.cgroup_parent,
+                "infraPid": record.infra.as_ref().map(|i| i.pid),
+            }));
+            Ok(Response::new(cri::PodSandboxStatusResponse {
+                status: Some(convert::pod_status(&record)),
+                info,
+                containers_statuses: Vec::new(),
+                timestamp: crate::state::now_ns(),
+            }))
+        }
+
+        // cri:RuntimeService.ListPodSandbox: id, state and label filters.
+        async fn list_pod_sandbox(&self, request: Request<cri::ListPodSandboxRequest>) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
+            let filter = request.into_inner().filter;
+            let items = self
+                .lifecycle
+                .list_pods()
+                .iter()
+                .filter(|r| convert::pod_matches(filter.as_ref(), r))
+                .map(convert::pod)
+                .collect();
+            Ok(Response::new(cri::ListPodSandboxResponse { items }))
+        }
+
+        // cri:RuntimeService.CreateContainer: rootfs, spec, the runtime's create under crid-monitor.
+        async fn create_container(&self, request: Request<cri::CreateContainerRequest>) -> Result<Response<cri::CreateContainerResponse>, Status> {
+            let r = request.into_inner();
+            let config = r.config.ok_or_else(|| Status::invalid_argument("config: is required"))?;
+            let container_id = self.lifecycle.create_container(&r.pod_sandbox_id, config).await?;
+            Ok(Response::new(cri::CreateContainerResponse { container_id }))
+        }
+
+        // cri:RuntimeService.StartContainer: created -> running.
+        async fn start_container(&self, request: Request<cri::StartContainerRequest>) -> Result<Response<cri::StartContainerResponse>, Status> {
+            self.lifecycle.start_container(&request.into_inner().container_id).await?;
+            Ok(Response::new(cri::StartContainerResponse {}))
+        }
+
+        // cri:RuntimeService.StopContainer: stop signal, timeout, SIGKILL; idempotent.
+        async fn stop_container(&self, request: Request<cri::StopContainerRequest>) -> Result<Response<cri::StopContainerResponse>, Status> {
+            let r = request.into_inner();
+            self.lifecycle.stop_container(&r.container_id, r.timeout).await?;
+            Ok(Response::new(cri::StopContainerResponse {}))
+        }
+
+        // cri:RuntimeService.RemoveContainer: idempotent, forcible.
+        async fn remove_container(&self, request: Request<cri::RemoveContainerRequest>) -> Result<Response<cri::RemoveContainerResponse>, Status> {
+            self.lifecycle.remove_container(&request.into_inner().container_id).await?;
+            Ok(Response::new(cri::RemoveContainerResponse {}))
+        }
+
+        // cri:RuntimeService.ListContainers: id, state, pod and label filters.
+        async fn list_containers(&self, request: Request<cri::ListContainersRequest>) -> Result<Response<cri::ListContainersResponse>, Status> {
+            let filter = request.into_inner().filter;
+            let containers = self
+                .lifecycle
+                .list_containers()
+                .iter()
+                .filter(|r| convert::container_matches(filter.as_ref(), r))
+                .map(convert::container)
+                .collect();
+            Ok(Response::new(cri::ListContainersResponse { containers }))
+        }
+
+        // cri:RuntimeService.ContainerStatus: NotFound when absent.
+        async fn container_status(&self, request: Request<cri::ContainerStatusRequest>) -> Result<Response<cri::ContainerStatusResponse>, Status> {
+            let r = request.into_inner();
+            let record = self.lifecycle.container_status(&r.container_id)?;
+            let info = verbose_info(r.verbose, || serde_json::json!({
+                "sandboxID": record.pod_id,
+                "pid": record.pid,
+                "monitorPid": record.monitor_pid,
+            }));
+            Ok(Response::new(cri::ContainerStatusResponse {
+                status: Some(convert::container_status(&record)),
+                info,
+            }))
+        }
+
+        // cri:RuntimeService.UpdateContainerResources: the runtime's update.
+        async fn update_container_resources(&self, request: Request<cri::UpdateContainerResourcesRequest>) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
+            let r = request.into_inner();
+            self.lifecycle.update_container_resources(&r.container_id, r.linux).await?;
+            Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
+        }
+
+        // cri:RuntimeService.ReopenContainerLog: the monitor reopens the file.
+        async fn reopen_container_log(&self, request: Request<cri::ReopenContainerLogRequest>) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
+            self.lifecycle.reopen_container_log(&request.into_inner().container_id)?;
+            Ok(Response::new(cri::ReopenContainerLogResponse {}))
+        }
+
+        // cri:RuntimeService.ExecSync: output, exit code, timeout honoured.
+        async fn exec_sync(&self, request: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
+            let r = request.into_inner();
+            let out = self.lifecycle.exec_sync(&r.container_id, r.cmd, r.timeout).await?;
+            Ok(Response::new(cri::ExecSyncResponse {
+                stdout: out.stdout,
+                stderr: out.stderr,
+                exit_code: out.exit_code,
+            }))
+        }
+
+        type GetContainerEventsStream = BoxStream<cri::ContainerEventResponse>;
+
+        // cri:RuntimeService.GetContainerEvents: created, started, stopped, deleted, as they happen.
+        async fn get_container_events(&self, _request: Request<cri::GetEventsRequest>) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+            let lifecycle = self.lifecycle.clone();
+            let events = tokio_stream::wrappers::BroadcastStream::new(self.lifecycle.subscribe());
+            let stream = tokio_stream::StreamExt::filter_map(events, move |e| match e {
+                Ok(e) => Some(Ok(convert::event(&lifecycle, &e))),
+                // A subscriber that fell behind misses events; the kubelet relists.
+                Err(lagged) => {
+                    tracing::warn!("a GetContainerEvents subscriber fell behind: {lagged}");
+                    None
+                }
+            });
+            Ok(Response::new(Box::pin(stream)))
+        }
     }
     unimplemented {
-        run_pod_sandbox(cri::RunPodSandboxRequest) -> cri::RunPodSandboxResponse = "RunPodSandbox";
-        stop_pod_sandbox(cri::StopPodSandboxRequest) -> cri::StopPodSandboxResponse = "StopPodSandbox";
-        remove_pod_sandbox(cri::RemovePodSandboxRequest) -> cri::RemovePodSandboxResponse = "RemovePodSandbox";
-        pod_sandbox_status(cri::PodSandboxStatusRequest) -> cri::PodSandboxStatusResponse = "PodSandboxStatus";
-        list_pod_sandbox(cri::ListPodSandboxRequest) -> cri::ListPodSandboxResponse = "ListPodSandbox";
-        create_container(cri::CreateContainerRequest) -> cri::CreateContainerResponse = "CreateContainer";
-        start_container(cri::StartContainerRequest) -> cri::StartContainerResponse = "StartContainer";
-        stop_container(cri::StopContainerRequest) -> cri::StopContainerResponse = "StopContainer";
-        remove_container(cri::RemoveContainerRequest) -> cri::RemoveContainerResponse = "RemoveContainer";
-        list_containers(cri::ListContainersRequest) -> cri::ListContainersResponse = "ListContainers";
-        container_status(cri::ContainerStatusRequest) -> cri::ContainerStatusResponse = "ContainerStatus";
-        update_container_resources(cri::UpdateContainerResourcesRequest) -> cri::UpdateContainerResourcesResponse = "UpdateContainerResources";
-        reopen_container_log(cri::ReopenContainerLogRequest) -> cri::ReopenContainerLogResponse = "ReopenContainerLog";
-        exec_sync(cri::ExecSyncRequest) -> cri::ExecSyncResponse = "ExecSync";
         exec(cri::ExecRequest) -> cri::ExecResponse = "Exec";
         attach(cri::AttachRequest) -> cri::AttachResponse = "Attach";
         port_forward(cri::PortForwardRequest) -> cri::PortForwardResponse = "PortForward";
@@ -132,7 +289,6 @@ cri_service! {
         stream_containers(cri::StreamContainersRequest) -> StreamContainersStream of cri::StreamContainersResponse = "StreamContainers";
         stream_container_stats(cri::StreamContainerStatsRequest) -> StreamContainerStatsStream of cri::StreamContainerStatsResponse = "StreamContainerStats";
         stream_pod_sandbox_stats(cri::StreamPodSandboxStatsRequest) -> StreamPodSandboxStatsStream of cri::StreamPodSandboxStatsResponse = "StreamPodSandboxStats";
-        get_container_events(cri::GetEventsRequest) -> GetContainerEventsStream of cri::ContainerEventResponse = "GetContainerEvents";
         stream_pod_sandbox_metrics(cri::StreamPodSandboxMetricsRequest) -> StreamPodSandboxMetricsStream of cri::StreamPodSandboxMetricsResponse = "StreamPodSandboxMetrics";
     }
 }

@@ -340,6 +340,17 @@ fn devices(
     (requested.iter().map(node).collect(), rules)
 }
 
+/// The cgroup resources of a container config alone, without device rules: what
+/// UpdateContainerResources hands to the runtime's `update`.
+pub fn resources(container: &cri::ContainerConfig) -> oci::Resources {
+    let r = container
+        .linux
+        .as_ref()
+        .and_then(|l| l.resources.clone())
+        .unwrap_or_default();
+    cgroup_resources(&r, Vec::new())
+}
+
 /// CRI resources → OCI cgroup resources; CRI's zero values mean "not set".
 fn cgroup_resources(
     r: &cri::LinuxContainerResources,

@@ -1,9 +1,11 @@
-//! Storage: the layer store (unpacked, overlayfs-ready image layers) and disk usage.
+//! Storage: the layer store (unpacked, overlayfs-ready image layers), container root
+//! filesystems, and disk usage.
 //!
-//! Container writable layers will live in `<root>/storage/containers` (the container work
-//! fills it); `ImageFsInfo` already reports its usage.
+//! Container writable layers live in `<root>/storage/containers`, under overlay mounts of
+//! the image layers (`overlay`).
 
 pub mod layers;
+pub mod overlay;
 mod sys;
 pub mod usage;
 

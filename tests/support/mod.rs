@@ -7,6 +7,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 pub mod bundle;
+pub mod cri;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -168,6 +169,116 @@ impl Drop for TestDaemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+        sweep(self.dir.path());
+    }
+}
+
+/// Object IDs this test daemon created: record names and bundle directories.
+pub fn object_ids(dir: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for sub in ["root/state/pods", "root/state/containers", "run/containers", "run/pods"] {
+        if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let id = name.trim_end_matches(".json").to_owned();
+                if id.len() == 64 && !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// Mount points at or under `dir`, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut v: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    v
+}
+
+/// Live (not zombie) processes in the cgroup of one of `ids` (`crid-<id>`), or crid-monitors
+/// watching one.
+pub fn processes_of(ids: &[String]) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // A zombie holds nothing but its PID; this host's PID 1 reaps orphans lazily.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) {
+            continue;
+        }
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let hit = ids.iter().any(|id| {
+            cgroup.contains(&format!("crid-{id}"))
+                || (args.first().is_some_and(|a| a.ends_with(b"crid-monitor"))
+                    && args.windows(2).any(|w| w[0] == b"--id" && w[1] == id.as_bytes()))
+        });
+        if hit {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// cgroup directories named `crid-<id>` for one of `ids`, in any hierarchy.
+pub fn cgroups_of(ids: &[String]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if ids.iter().any(|id| name == format!("crid-{id}")) {
+                found.push(e.path());
+            } else if d.components().count() < 6 {
+                stack.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+/// Best-effort removal of everything a killed test daemon may have left: its containers'
+/// processes and monitors (by cgroup and command line, for this daemon's IDs only), their
+/// cgroups, and every mount under its directory.
+pub fn sweep(dir: &Path) {
+    let ids = object_ids(dir);
+    if !ids.is_empty() {
+        for _ in 0..50 {
+            let pids = processes_of(&ids);
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for cg in cgroups_of(&ids) {
+            let _ = std::fs::remove_dir(&cg);
+        }
+    }
+    for m in mounts_under(dir) {
+        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 

@@ -1,0 +1,236 @@
+//! What a container's OCI bundle is made of, read from the host and the image: the root
+//! filesystem mount, the image's user database, devices, a Localhost seccomp profile.
+//! `crate::spec::build` turns these into `config.json`, with no I/O of its own.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crid_api::cri;
+
+use crate::image::ImageRecord;
+use crate::image::reference::Digest;
+use crate::lifecycle::{Lifecycle, LifecycleError, Result, io};
+use crate::spec::{ResolvedDevice, UserDb, oci};
+use crate::storage::overlay::{self, RootfsLayout};
+
+/// Largest /etc/passwd or /etc/group crid reads from an image.
+const MAX_USER_DB: u64 = 4 * 1024 * 1024;
+
+impl Lifecycle {
+    /// The rootfs layout of container (or infra container) `id`.
+    pub(crate) fn rootfs_layout(&self, id: &str) -> RootfsLayout {
+        RootfsLayout {
+            storage: self.layout.container_storage(id),
+            target: self.layout.bundle(id).join("rootfs"),
+        }
+    }
+
+    /// Mounts the container's root filesystem over the image's layers.
+    pub(crate) fn mount_rootfs(&self, id: &str, image: &ImageRecord) -> Result<PathBuf> {
+        let lower = image
+            .diff_ids()
+            .map(|d| {
+                Digest::parse(d)
+                    .map(|d| self.images.layers().diff_dir(&d))
+                    .map_err(|e| LifecycleError::Internal {
+                        what: format!("image {}", image.id),
+                        detail: format!("bad diff ID {d}: {e}"),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let layout = self.rootfs_layout(id);
+        overlay::mount_rootfs(&layout, &lower)
+            .map_err(io(format!("container {id}: mounting the root filesystem")))?;
+        Ok(layout.target)
+    }
+
+    /// Removes everything a container (or infra container) may have on the host: the
+    /// runtime's container, the rootfs mount and writable layer, the bundle and exit file.
+    /// Idempotent; every step is tried even when one fails.
+    pub(crate) async fn remove_container_resources(
+        &self,
+        runtime: &crate::runtime::oci::OciRuntime,
+        id: &str,
+        pod: Option<&crate::state::PodRecord>,
+    ) -> Result<()> {
+        let deleted = runtime
+            .delete(id, true)
+            .await
+            .map_err(LifecycleError::runtime(format!("container {id}: deleting it")));
+        // What an interrupted `create` left in the cgroup, which `delete` does not know.
+        if let Some(pod) = pod
+            && self.cgroup_driver == crate::config::CgroupDriver::Cgroupfs
+        {
+            let path = self.cgroups_path(pod, id);
+            let killed = tokio::task::spawn_blocking(move || crate::runtime::cgroups::kill_and_remove(&path)).await;
+            if let Ok(Err(e)) = killed {
+                tracing::warn!(container = id, "cgroup cleanup: {e}");
+            }
+        }
+        let rootfs = overlay::remove_rootfs(&self.rootfs_layout(id))
+            .map_err(io(format!("container {id}: removing its root filesystem")));
+        let bundle = crate::state::remove_dir_all(&self.layout.bundle(id))
+            .map_err(io(format!("container {id}: removing its bundle")));
+        let _ = crate::state::remove_file(&self.layout.exit_file(id));
+        deleted?;
+        rootfs?;
+        bundle
+    }
+}
+
+/// Reads the image's /etc/passwd and /etc/group from the mounted rootfs. Paths resolve
+/// inside the rootfs (a symlink in the image cannot point at the host's files).
+pub(crate) fn user_db(rootfs: &Path) -> UserDb {
+    let read = |name: &str| read_in_root(rootfs, name).unwrap_or_default();
+    UserDb::parse(&read("etc/passwd"), &read("etc/group"))
+}
+
+fn read_in_root(root: &Path, rel: &str) -> std::io::Result<String> {
+    let root_c = CString::new(root.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("NUL in path"))?;
+    // SAFETY: a plain open of a directory; the descriptor is owned right away.
+    let dirfd = unsafe {
+        libc::open(
+            root_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dirfd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: new descriptor, owned by nobody else.
+    let dir = unsafe { OwnedFd::from_raw_fd(dirfd) };
+    let rel_c = CString::new(rel).map_err(|_| std::io::Error::other("NUL in path"))?;
+    // SAFETY: open_how is plain data; zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 with a valid open_how of the size passed.
+    let fd = unsafe {
+        use std::os::fd::AsRawFd;
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            rel_c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: new descriptor, owned by nobody else.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    let mut s = String::new();
+    file.take(MAX_USER_DB).read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// Resolves `config.devices` on the host (cri:ContainerConfig#devices).
+pub(crate) fn resolve_devices(devices: &[cri::Device]) -> Result<Vec<ResolvedDevice>> {
+    devices
+        .iter()
+        .map(|d| {
+            if !d.container_path.starts_with('/') {
+                return Err(LifecycleError::invalid(
+                    "config.devices.container_path",
+                    format!("`{}` is not an absolute path", d.container_path),
+                ));
+            }
+            let meta = std::fs::metadata(&d.host_path).map_err(|e| {
+                LifecycleError::invalid("config.devices.host_path", format!("{}: {e}", d.host_path))
+            })?;
+            let permissions = if d.permissions.is_empty() {
+                "rwm".to_owned()
+            } else if d.permissions.chars().all(|c| "rwm".contains(c)) {
+                d.permissions.clone()
+            } else {
+                return Err(LifecycleError::invalid(
+                    "config.devices.permissions",
+                    format!("`{}` is not a combination of r, w and m", d.permissions),
+                ));
+            };
+            device(&meta, &d.container_path, permissions).ok_or_else(|| {
+                LifecycleError::invalid(
+                    "config.devices.host_path",
+                    format!("{} is not a device node", d.host_path),
+                )
+            })
+        })
+        .collect()
+}
+
+fn device(meta: &std::fs::Metadata, container_path: &str, permissions: String) -> Option<ResolvedDevice> {
+    let ft = meta.file_type();
+    let kind = if ft.is_char_device() {
+        'c'
+    } else if ft.is_block_device() {
+        'b'
+    } else {
+        return None;
+    };
+    let rdev = meta.rdev();
+    Some(ResolvedDevice {
+        container_path: container_path.to_owned(),
+        kind,
+        major: libc::major(rdev) as i64,
+        minor: libc::minor(rdev) as i64,
+        file_mode: meta.permissions().mode() & 0o7777,
+        permissions,
+    })
+}
+
+/// Every device node under the host's /dev and its direct subdirectories, for privileged
+/// containers. The console, the pty multiplexer and /dev/tty are the runtime's business.
+pub(crate) fn host_devices() -> Vec<ResolvedDevice> {
+    let mut out = Vec::new();
+    let mut dirs = vec![PathBuf::from("/dev")];
+    let mut depth = 0;
+    while !dirs.is_empty() && depth < 2 {
+        let mut next = Vec::new();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let path = e.path();
+                let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+                let Some(p) = path.to_str() else { continue };
+                if meta.is_dir() {
+                    if !matches!(p, "/dev/pts" | "/dev/shm" | "/dev/mqueue") {
+                        next.push(path);
+                    }
+                } else if !matches!(p, "/dev/console" | "/dev/ptmx" | "/dev/tty")
+                    && let Some(d) = device(&meta, p, "rwm".into())
+                {
+                    out.push(d);
+                }
+            }
+        }
+        dirs = next;
+        depth += 1;
+    }
+    out.sort_by(|a, b| a.container_path.cmp(&b.container_path));
+    out
+}
+
+/// Loads a Localhost seccomp profile (cri:SecurityProfile#localhost_ref: an absolute path
+/// on the node to an OCI seccomp JSON document).
+pub(crate) fn localhost_seccomp(profile: Option<&cri::SecurityProfile>) -> Result<Option<oci::Seccomp>> {
+    let field = "config.linux.security_context.seccomp.localhost_ref";
+    let Some(p) = profile.filter(|p| {
+        p.profile_type == cri::security_profile::ProfileType::Localhost as i32
+    }) else {
+        return Ok(None);
+    };
+    let path = p.localhost_ref.strip_prefix("localhost/").unwrap_or(&p.localhost_ref);
+    if !path.starts_with('/') {
+        return Err(LifecycleError::invalid(field, format!("`{path}` is not an absolute path")));
+    }
+    let bytes = std::fs::read(path).map_err(|e| LifecycleError::invalid(field, format!("{path}: {e}")))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| LifecycleError::invalid(field, format!("{path} is not an OCI seccomp profile: {e}")))
+}

@@ -1,0 +1,79 @@
+//! Last-resort cleanup of a container's cgroup (cgroupfs driver): when the runtime never
+//! finished creating a container (the daemon was killed in the middle), its `delete` knows
+//! nothing, yet `runc init` may be waiting in the cgroup. Kill what is there and remove the
+//! directory in every hierarchy.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The directory of `cgroups_path` in every mounted hierarchy that has it.
+pub fn dirs(cgroups_path: &str) -> Vec<PathBuf> {
+    let rel = cgroups_path.trim_start_matches('/');
+    if rel.is_empty() || rel.contains(':') || rel.split('/').any(|c| c == "..") {
+        return Vec::new();
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    let mut out = Vec::new();
+    // cgroup v2 only: /sys/fs/cgroup is the hierarchy itself.
+    let direct = root.join(rel);
+    if direct.join("cgroup.procs").exists() {
+        out.push(direct);
+    }
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for e in entries.flatten() {
+            let d = e.path().join(rel);
+            if d.join("cgroup.procs").exists() {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// SIGKILLs every process in the cgroup, waits for them to go, removes the directories.
+pub fn kill_and_remove(cgroups_path: &str) -> io::Result<()> {
+    let dirs = dirs(cgroups_path);
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids: Vec<i32> = dirs
+            .iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+            .collect();
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::other(format!("processes in cgroup {cgroups_path} survive SIGKILL")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for d in dirs {
+        match std::fs::remove_dir(&d) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_cgroupfs_paths_are_considered() {
+        assert!(dirs("").is_empty());
+        assert!(dirs("/").is_empty());
+        assert!(dirs("system.slice:crid:abc").is_empty(), "systemd syntax is the runtime's");
+        assert!(dirs("/crid/../../etc").is_empty());
+        assert!(dirs("/crid/crid-definitely-not-there").is_empty());
+    }
+}
