@@ -187,6 +187,21 @@ async fn lifecycle(handler: &str) {
         rt.state(&b.id).await.expect("state"),
         state("created", created.pid)
     );
+    // A second create of the same ID is refused and leaves the first container alone.
+    let err = rt
+        .create(Path::new(MONITOR), &req)
+        .await
+        .expect_err("duplicate create");
+    assert!(matches!(err, RuntimeError::Exists { .. }), "{err}");
+    // The same --root serves commands run outside crun's private mount namespace.
+    assert_eq!(
+        rt.clone()
+            .with_private_mount_ns(false)
+            .state(&b.id)
+            .await
+            .expect("state"),
+        state("created", created.pid)
+    );
     rt.start(&b.id).await.expect("start");
     assert_eq!(
         rt.state(&b.id).await.expect("state"),
@@ -282,6 +297,20 @@ async fn exec(handler: &str) {
         rt.state(&b.id).await.expect("state"),
         state("running", created.pid)
     );
+
+    // A process left behind holding stdout does not hold up the exec, nor lose its output.
+    let started = Instant::now();
+    let out = rt
+        .exec(
+            &b.id,
+            &process(&["/bin/sh", "-c", "sleep 30 & echo hi"]),
+            Some(Duration::from_secs(20)),
+        )
+        .await
+        .expect("exec leaving a process behind");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!((out.exit_code, out.timed_out), (0, false));
+    assert!(started.elapsed() < Duration::from_secs(5));
 
     // An exec into an unknown container is an error, not an exit code.
     let err = rt
@@ -403,16 +432,15 @@ async fn kill_all_host_pid(handler: &str) {
 }
 for_each_handler!(kill_all_host_pid);
 
-// A runtime command that hangs is killed at the timeout, with everything it started.
-#[tokio::test]
-async fn start_timeout_kills_the_runtime_needs_root() {
+/// A runc wrapper that hangs (recording its PID and its child's) when asked to `command`, and
+/// otherwise runs runc.
+fn hanging_runc(b: &Bundle, command: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let b = Bundle::new(&["/bin/sleep", "3600"], 0);
-    let wrapper = b.path("slow-runc");
+    let wrapper = b.path("hanging-runc");
     let script = format!(
         "#!/bin/sh\n\
          for a in \"$@\"; do\n\
-           if [ \"$a\" = start ]; then\n\
+           if [ \"$a\" = {command} ]; then\n\
              echo $$ > {dir}/wrapper.pid\n\
              sleep 100 &\n\
              echo $! > {dir}/sleep.pid\n\
@@ -425,14 +453,35 @@ async fn start_timeout_kills_the_runtime_needs_root() {
     );
     std::fs::write(&wrapper, script).expect("write wrapper");
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    wrapper
+}
+
+fn hanging_runtime(b: &Bundle, wrapper: &Path) -> OciRuntime {
     let h = RuntimeHandler {
-        path: wrapper.clone(),
+        path: wrapper.to_path_buf(),
         root: Some(b.runc_root()),
         kind: RuntimeKind::Oci,
     };
-    let rt = OciRuntime::new("slow-runc", &h, b.dir.path(), CgroupDriver::Cgroupfs)
+    OciRuntime::new("hanging-runc", &h, b.dir.path(), CgroupDriver::Cgroupfs)
         .expect("runtime")
-        .with_timeout(Duration::from_secs(1));
+        .with_timeout(Duration::from_secs(1))
+}
+
+/// A PID the wrapper recorded.
+fn recorded_pid(b: &Bundle, file: &str) -> i32 {
+    std::fs::read_to_string(b.path(file))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid")
+}
+
+// A runtime command that hangs is killed at the timeout, with everything it started.
+#[tokio::test]
+async fn start_timeout_kills_the_runtime_needs_root() {
+    let b = Bundle::new(&["/bin/sleep", "3600"], 0);
+    let wrapper = hanging_runc(&b, "start");
+    let rt = hanging_runtime(&b, &wrapper);
     let _ = create(&rt, &b).await;
     let started = Instant::now();
     let err = rt.start(&b.id).await.expect_err("start must time out");
@@ -450,17 +499,10 @@ async fn start_timeout_kills_the_runtime_needs_root() {
         }
         other => panic!("want RuntimeError::Timeout, got {other:?}"),
     }
-    let pid = |f: &str| -> i32 {
-        std::fs::read_to_string(b.path(f))
-            .expect("pid file")
-            .trim()
-            .parse()
-            .expect("pid")
-    };
     // The wrapper was our child: killed and reaped, so gone entirely.
-    assert_eq!(stat(pid("wrapper.pid")), None);
+    assert_eq!(stat(recorded_pid(&b, "wrapper.pid")), None);
     // Its sleep was killed with its process group (init reaps it).
-    let sleep = pid("sleep.pid");
+    let sleep = recorded_pid(&b, "sleep.pid");
     eventually("the wrapper's sleep killed", Duration::from_secs(5), || {
         !alive(sleep)
     })
@@ -471,4 +513,41 @@ async fn start_timeout_kills_the_runtime_needs_root() {
         rt.state(&b.id).await.expect("state").map(|s| s.status),
         Some("created".into())
     );
+}
+
+// A `create` that hangs: the monitor and the runtime under it are killed, and nothing of the
+// container is left.
+#[tokio::test]
+async fn create_timeout_leaves_nothing_needs_root() {
+    let b = Bundle::new(&["/bin/sleep", "3600"], 0);
+    let wrapper = hanging_runc(&b, "create");
+    let rt = hanging_runtime(&b, &wrapper);
+    let started = Instant::now();
+    let err = rt
+        .create(Path::new(MONITOR), &request(&b))
+        .await
+        .expect_err("create must time out");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    match &err {
+        RuntimeError::Timeout {
+            command, binary, ..
+        } => {
+            assert_eq!(command, "create");
+            assert_eq!(binary, Path::new(MONITOR));
+        }
+        other => panic!("want RuntimeError::Timeout, got {other:?}"),
+    }
+    let sleep = recorded_pid(&b, "sleep.pid");
+    eventually("the wrapper's sleep killed", Duration::from_secs(5), || {
+        !alive(sleep)
+    })
+    .await;
+    eventually(
+        "no process of the container",
+        Duration::from_secs(5),
+        || processes_mentioning(&b.id).is_empty(),
+    )
+    .await;
+    assert_eq!(zombie_children(), [] as [i32; 0]);
+    assert_eq!(rt.state(&b.id).await.expect("state"), None);
 }

@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Seek};
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -15,7 +16,7 @@ use tokio::task::JoinHandle;
 
 /// How long output is still read after the child exited, for grandchildren (processes in the
 /// container) that may hold the pipes open.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// How long a killed child may take to be reaped before we give up waiting.
 const REAP_LIMIT: Duration = Duration::from_secs(10);
@@ -48,8 +49,8 @@ pub(crate) struct Finished {
 /// A spawned child with its output collectors.
 pub(crate) struct Running {
     child: Child,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
+    stdout: Option<Collector>,
+    stderr: Option<Collector>,
     stderr_file: Option<std::fs::File>,
     cap: usize,
 }
@@ -70,14 +71,8 @@ impl Running {
             }
         }
         let mut child = cmd.spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .map(|r| tokio::spawn(read_capped(r, cap)));
-        let stderr = child
-            .stderr
-            .take()
-            .map(|r| tokio::spawn(read_capped(r, cap)));
+        let stdout = child.stdout.take().map(|r| Collector::spawn(r, cap));
+        let stderr = child.stderr.take().map(|r| Collector::spawn(r, cap));
         Ok(Self {
             child,
             stdout,
@@ -85,6 +80,11 @@ impl Running {
             stderr_file,
             cap,
         })
+    }
+
+    /// Waits for the child to exit.
+    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.child.wait().await
     }
 
     /// Waits up to `limit` for the child; `Ok(None)` if it is still running then.
@@ -111,8 +111,8 @@ impl Running {
 
     /// Collects the output of a child that has exited (or was killed).
     pub(crate) async fn finish(mut self) -> Output {
-        let stdout = drain(self.stdout.take()).await;
-        let mut stderr = drain(self.stderr.take()).await;
+        let (stdout, mut stderr) =
+            tokio::join!(drain(self.stdout.take()), drain(self.stderr.take()));
         if let Some(mut f) = self.stderr_file.take() {
             let mut buf = Vec::new();
             let _ = f.rewind();
@@ -152,35 +152,52 @@ pub(crate) async fn run(
     }
 }
 
-/// Reads `r` to EOF, keeping the first `cap` bytes (the rest is read and dropped, so the
-/// writer never blocks).
-pub(crate) async fn read_capped(mut r: impl AsyncRead + Unpin, cap: usize) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return kept,
-            Ok(n) => {
-                let room = cap.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
+/// Reads a pipe in the background into a shared buffer, keeping the first `cap` bytes (the
+/// rest is read and dropped, so the writer never blocks). What was read stays available
+/// even when the pipe never reaches EOF.
+pub(crate) struct Collector {
+    kept: Arc<Mutex<Vec<u8>>>,
+    task: JoinHandle<()>,
+}
+
+impl Collector {
+    fn spawn(mut r: impl AsyncRead + Unpin + Send + 'static, cap: usize) -> Self {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let shared = Arc::clone(&kept);
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let mut kept = shared.lock().unwrap_or_else(|e| e.into_inner());
+                        let room = cap.saturating_sub(kept.len());
+                        kept.extend_from_slice(&buf[..n.min(room)]);
+                    }
+                }
             }
+        });
+        Self { kept, task }
+    }
+
+    /// Waits up to [`DRAIN_AFTER_EXIT`] for EOF, then returns what was read. Processes
+    /// that still hold the pipe (a daemon started in the container) keep it, but nothing
+    /// more is read from it.
+    async fn drain(mut self) -> Vec<u8> {
+        if tokio::time::timeout(DRAIN_AFTER_EXIT, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
         }
+        std::mem::take(&mut *self.kept.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
-async fn drain(reader: Option<JoinHandle<Vec<u8>>>) -> Vec<u8> {
-    let Some(mut reader) = reader else {
-        return Vec::new();
-    };
-    match tokio::time::timeout(DRAIN_AFTER_EXIT, &mut reader).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(_)) => Vec::new(),
-        Err(_) => {
-            // Someone else still holds the pipe; what was read so far is lost with the task,
-            // which is acceptable for output nobody closed.
-            reader.abort();
-            Vec::new()
-        }
+async fn drain(collector: Option<Collector>) -> Vec<u8> {
+    match collector {
+        Some(c) => c.drain().await,
+        None => Vec::new(),
     }
 }
 
@@ -284,6 +301,38 @@ mod tests {
             s.rsplit_once(')')
                 .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
         })
+    }
+
+    #[tokio::test]
+    async fn output_read_before_a_grandchild_kept_the_pipe_is_returned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("pid");
+        let started = std::time::Instant::now();
+        let out = run(
+            sh(&format!(
+                "sleep 30 & echo $! > {}; echo early",
+                pid_file.display()
+            )),
+            Capture::Pipes,
+            1024,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("run")
+        .expect("finished");
+        // The sleep we started holds the pipe: stop it, by its PID.
+        let sleep: i32 = std::fs::read_to_string(&pid_file)
+            .expect("pid")
+            .trim()
+            .parse()
+            .expect("pid");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(sleep),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        assert_eq!(out.stdout, b"early\n");
+        let took = started.elapsed();
+        assert!(took < DRAIN_AFTER_EXIT + Duration::from_secs(2), "{took:?}");
     }
 
     #[test]

@@ -101,6 +101,14 @@ pub enum RuntimeError {
         /// The monitor's report, with the runtime's stderr.
         stderr: String,
     },
+    /// `create` of an ID the runtime already knows; that container was left alone.
+    #[error("runtime handler {handler}: container {id} already exists")]
+    Exists {
+        /// Handler name.
+        handler: String,
+        /// Container ID.
+        id: String,
+    },
     /// crid-monitor could not be started or did not report a status.
     #[error("runtime handler {handler}: monitor of container {id}: {reason}")]
     Monitor {

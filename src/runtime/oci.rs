@@ -275,13 +275,24 @@ impl OciRuntime {
     /// Spawns crid-monitor (`monitor` is its binary), which runs the runtime's `create`, and
     /// returns once the monitor reported the container's PID (the container is `created`)
     /// or an error (with the runtime's stderr). On error or timeout nothing is left: the
-    /// monitor is killed and reaped and `delete --force` has run.
+    /// monitor is killed and reaped and `delete --force` has run. A container the runtime
+    /// already knows under this ID is refused untouched ([`RuntimeError::Exists`]). If this
+    /// future is dropped before the monitor reported, the monitor is killed but the
+    /// container may remain: `delete --force` it.
     pub async fn create(
         &self,
         monitor: &Path,
         req: &CreateRequest,
     ) -> Result<Created, RuntimeError> {
         self.check_id(&req.id)?;
+        // The cleanup below force-deletes by ID: never let it reach a container that was
+        // there before.
+        if self.state(&req.id).await?.is_some() {
+            return Err(RuntimeError::Exists {
+                handler: self.name.clone(),
+                id: req.id.clone(),
+            });
+        }
         let io_err = |source| RuntimeError::Io {
             handler: self.name.clone(),
             command: "create",
@@ -372,7 +383,7 @@ impl OciRuntime {
         let op = Op::State(id);
         let out = self.run(&op, Capture::Pipes).await?;
         if !out.status.success() {
-            if is_not_found(&String::from_utf8_lossy(&out.stderr)) {
+            if is_not_found(&String::from_utf8_lossy(&out.stderr), id) {
                 return Ok(None);
             }
             return Err(self.failed(&op, &out));
@@ -406,7 +417,7 @@ impl OciRuntime {
         let op = Op::Kill { id, signal, all };
         let out = self.run(&op, Capture::Pipes).await?;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || is_not_found(&stderr) || is_not_running(&stderr) {
+        if out.status.success() || is_not_found(&stderr, id) || is_not_running(&stderr) {
             Ok(())
         } else {
             Err(self.failed(&op, &out))
@@ -418,7 +429,7 @@ impl OciRuntime {
     pub async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
         let op = Op::Delete { id, force };
         let out = self.run(&op, Capture::Pipes).await?;
-        if out.status.success() || is_not_found(&String::from_utf8_lossy(&out.stderr)) {
+        if out.status.success() || is_not_found(&String::from_utf8_lossy(&out.stderr), id) {
             Ok(())
         } else {
             Err(self.failed(&op, &out))
@@ -430,6 +441,12 @@ impl OciRuntime {
     /// When `timeout` expires the process (and its process group) is killed by host PID and
     /// reaped, and `timed_out` is set. A runtime that fails before the process started is an
     /// error; afterwards, the exit code is the process's.
+    ///
+    /// Processes the exec'd process leaves behind holding stdout/stderr: runc copies output
+    /// until EOF, so they would hold up `runc exec` until the timeout (or forever). When the
+    /// process has exited and the runtime has not returned 2 s later, its process group is
+    /// killed. crun returns when the process exits; its leftovers keep running, and their
+    /// output is no longer read after those 2 s.
     pub async fn exec(
         &self,
         id: &str,
@@ -462,26 +479,46 @@ impl OciRuntime {
         };
         let cmd = self.command(&op);
         let mut running = Running::spawn(cmd, Capture::Pipes, EXEC_OUTPUT_CAP).map_err(io_err)?;
-        let waited = running
-            .wait_for(timeout.unwrap_or(Duration::MAX))
-            .await
-            .map_err(io_err)?;
-        let (status, timed_out) = match waited {
-            Some(status) => (Some(status), false),
-            None => {
-                tracing::debug!(handler = %self.name, id, "exec timed out, killing it");
-                if let Some(pid) = read_pid(&pid_file) {
-                    kill_exec_process(pid);
+        // The exec'd process's group, once known: what a timeout or leftovers kill.
+        let group = std::sync::OnceLock::new();
+        let leftovers = leftovers_after_exit(&pid_file, &group);
+        tokio::pin!(leftovers);
+        let deadline = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut leftovers_done = false;
+        let (status, timed_out) = loop {
+            tokio::select! {
+                r = running.wait() => break (Some(r.map_err(io_err)?), false),
+                () = &mut deadline => {
+                    tracing::debug!(handler = %self.name, id, "exec timed out, killing it");
+                    if let Some(pid) = read_pid(&pid_file) {
+                        kill_exec_process(pid, group.get().copied());
+                    }
+                    let status = match running.wait_for(EXEC_KILL_GRACE).await {
+                        Ok(Some(s)) => Some(s),
+                        _ => running.kill().await.ok().flatten(),
+                    };
+                    // The process may have started while we were looking.
+                    if let Some(pid) = read_pid(&pid_file) {
+                        kill_exec_process(pid, group.get().copied());
+                    }
+                    break (status, true);
                 }
-                let status = match running.wait_for(EXEC_KILL_GRACE).await {
-                    Ok(Some(s)) => Some(s),
-                    _ => running.kill().await.ok().flatten(),
-                };
-                // The process may have started while we were looking.
-                if let Some(pid) = read_pid(&pid_file) {
-                    kill_exec_process(pid);
+                () = &mut leftovers, if !leftovers_done => {
+                    // The process exited a while ago, but the runtime is still running: runc
+                    // copies output until EOF, and what the process left behind in its group
+                    // holds the pipes. Those leftovers go, so that the runtime can report.
+                    leftovers_done = true;
+                    if let Some(g) = group.get() {
+                        tracing::debug!(handler = %self.name, id, "killing what exec left behind");
+                        let _ = nix::sys::signal::killpg(*g, nix::sys::signal::Signal::SIGKILL);
+                    }
                 }
-                (status, true)
             }
         };
         let started = read_pid(&pid_file).is_some();
@@ -640,10 +677,11 @@ fn global_args(driver: CgroupDriver) -> Vec<String> {
     }
 }
 
-/// The runtime does not know the container (runc: "container does not exist"; crun: its
-/// state file is missing).
-fn is_not_found(stderr: &str) -> bool {
-    stderr.contains("does not exist") || stderr.contains("No such file or directory")
+/// The runtime does not know container `id` (runc: "container does not exist"; crun: ENOENT
+/// on its state directory `<root>/<id>`, so only an ENOENT naming the container counts).
+fn is_not_found(stderr: &str, id: &str) -> bool {
+    stderr.contains("does not exist")
+        || (stderr.contains("No such file or directory") && stderr.contains(&format!("/{id}")))
 }
 
 /// The container has no process left to signal (runc: "container not running" or, newer,
@@ -671,20 +709,57 @@ fn read_pid(path: &Path) -> Option<i32> {
         .filter(|p| *p > 0)
 }
 
-/// SIGKILLs an exec'd process and its process group. runc makes the process a session and
-/// group leader; crun leaves it in a session whose leader (its own helper) has exited. Never
-/// signal a group led by another live process (it could be the container's init) or ours.
-fn kill_exec_process(pid: i32) {
+/// The process group of an exec'd process, if it is safe to kill as a whole. runc makes the
+/// process a session and group leader; crun leaves it in a session whose leader (its own
+/// helper) has exited. Never a group led by another live process (it could be the
+/// container's init), nor ours.
+fn exec_group(pid: i32) -> Option<nix::unistd::Pid> {
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let pgid = nix::unistd::getpgid(Some(pid)).ok()?;
+    let leader_gone = !Path::new("/proc").join(pgid.to_string()).exists();
+    (pgid != nix::unistd::getpgrp() && (pgid == pid || leader_gone)).then_some(pgid)
+}
+
+/// SIGKILLs an exec'd process and its process group (`group` when recorded earlier, else
+/// looked up now).
+fn kill_exec_process(pid: i32, group: Option<nix::unistd::Pid>) {
     use nix::sys::signal::{Signal, kill, killpg};
-    use nix::unistd::{Pid, getpgid};
-    let pid = Pid::from_raw(pid);
-    if let Ok(pgid) = getpgid(Some(pid)) {
-        let leader_gone = !Path::new("/proc").join(pgid.to_string()).exists();
-        if pgid != nix::unistd::getpgrp() && (pgid == pid || leader_gone) {
-            let _ = killpg(pgid, Signal::SIGKILL);
+    if let Some(g) = group.or_else(|| exec_group(pid)) {
+        let _ = killpg(g, Signal::SIGKILL);
+    }
+    let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// Completes [`invoke::DRAIN_AFTER_EXIT`] after the exec'd process (PID from `pid_file`)
+/// exited, having recorded its process group in `group` while it was alive. Watches the
+/// exit with a pidfd; only the pid file's appearance is polled, for the first moments.
+async fn leftovers_after_exit(pid_file: &Path, group: &std::sync::OnceLock<nix::unistd::Pid>) {
+    let pid = loop {
+        if let Some(pid) = read_pid(pid_file) {
+            break pid;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    if let Some(g) = exec_group(pid) {
+        let _ = group.set(g);
+    }
+    // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw >= 0 {
+        // SAFETY: `raw` is a descriptor we just opened and own from here on.
+        let fd =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };
+        // SAFETY: the OwnedFd stays open, and is the same descriptor, while the AsyncFd
+        // that owns it lives.
+        match unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        } {
+            // A pidfd turns readable when the process exits.
+            Ok(afd) => drop(afd.readable().await),
+            Err(_) => return std::future::pending().await,
         }
     }
-    let _ = kill(pid, Signal::SIGKILL);
+    tokio::time::sleep(invoke::DRAIN_AFTER_EXIT).await;
 }
 
 /// The monitor's status line.
@@ -1003,17 +1078,28 @@ mod tests {
     fn runtime_messages_are_classified() {
         // runc 1.1
         assert!(is_not_found(
-            r#"time="2026-11-28T10:20:43Z" level=error msg="container does not exist""#
+            r#"time="2026-11-28T10:20:43Z" level=error msg="container does not exist""#,
+            "c1"
         ));
         assert!(is_not_running(
             r#"time="2026-11-28T10:20:42Z" level=error msg="container not running""#
         ));
         // crun 1.8
         assert!(is_not_found(
-            "error opening file `/run/crun/c1/status`: No such file or directory"
+            "error opening file `/run/crun/c1/status`: No such file or directory",
+            "c1"
+        ));
+        assert!(is_not_found(
+            "cannot open directory '/run/crun/c1': No such file or directory",
+            "c1"
         ));
         assert!(is_not_running("kill container: No such process"));
-        assert!(!is_not_found("permission denied"));
+        assert!(!is_not_found("permission denied", "c1"));
+        // An ENOENT about something else (a cgroup, a mount) is a real failure.
+        assert!(!is_not_found(
+            "open `/sys/fs/cgroup/memory/x/memory.limit_in_bytes`: No such file or directory",
+            "c1"
+        ));
         assert!(!is_not_running("permission denied"));
     }
 
