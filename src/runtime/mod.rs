@@ -1,8 +1,13 @@
 //! Runtime handlers: OCI runtime CLIs (runc, crun, runsc, youki) and VM shims (shim v2).
 //!
-//! Today this module finds a handler's binary and asks it for its version, which is what
-//! `Status` (RuntimeReady) and `crid check` need. Container lifecycle through the handler
-//! lands with the pods and containers work.
+//! This module finds a handler's binary and asks it for its version, which is what
+//! `Status` (RuntimeReady) and `crid check` need. [`oci`] drives the container lifecycle
+//! through an OCI runtime CLI; [`hybrid`] holds the crun workaround for hybrid cgroup hosts.
+
+pub mod cgroups;
+pub mod hybrid;
+mod invoke;
+pub mod oci;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,7 +18,7 @@ use crate::config::{RuntimeHandler, RuntimeKind};
 /// How long a runtime may take to print its version before it counts as broken.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why a runtime handler is not usable.
+/// Why a runtime handler is not usable, or why a command it ran failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The binary is not where the configuration says, or not in PATH.
@@ -50,17 +55,106 @@ pub enum RuntimeError {
         /// What it printed on stderr (trimmed).
         stderr: String,
     },
-    /// The binary did not answer in time.
-    #[error("runtime handler {handler}: `{binary} {arg}` did not finish within {timeout:?}")]
+    /// A command did not finish in time; it was killed (with its process group) and reaped.
+    #[error(
+        "runtime handler {handler}: `{binary} {command}`{} did not finish within {timeout:?}",
+        .id.as_ref().map(|id| format!(" for container {id}")).unwrap_or_default()
+    )]
     Timeout {
         /// Handler name.
         handler: String,
-        /// Resolved binary.
+        /// The binary that was killed (the runtime, or crid-monitor for `create`).
         binary: PathBuf,
-        /// The version flag that was passed.
-        arg: &'static str,
+        /// The command (`start`, `exec`, ...) or the version flag.
+        command: String,
+        /// The container, when the command was about one.
+        id: Option<String>,
         /// The limit.
         timeout: Duration,
+    },
+    /// The handler is not an OCI runtime (it is a VM shim).
+    #[error("runtime handler {handler}: not an OCI runtime")]
+    NotOci {
+        /// Handler name.
+        handler: String,
+    },
+    /// A runtime command ran and failed.
+    #[error("runtime handler {handler}: `{command}` of container {id} failed ({status}): {stderr}")]
+    Command {
+        /// Handler name.
+        handler: String,
+        /// The command (`start`, `kill`, ...).
+        command: &'static str,
+        /// Container ID.
+        id: String,
+        /// Exit status, as text.
+        status: String,
+        /// What the runtime printed on stderr (trimmed, bounded).
+        stderr: String,
+    },
+    /// The runtime's `create`, run by crid-monitor, failed.
+    #[error("runtime handler {handler}: create of container {id} failed: {stderr}")]
+    Create {
+        /// Handler name.
+        handler: String,
+        /// Container ID.
+        id: String,
+        /// The monitor's report, with the runtime's stderr.
+        stderr: String,
+    },
+    /// `create` of an ID the runtime already knows; that container was left alone.
+    #[error("runtime handler {handler}: container {id} already exists")]
+    Exists {
+        /// Handler name.
+        handler: String,
+        /// Container ID.
+        id: String,
+    },
+    /// crid-monitor could not be started or did not report a status.
+    #[error("runtime handler {handler}: monitor of container {id}: {reason}")]
+    Monitor {
+        /// Handler name.
+        handler: String,
+        /// Container ID.
+        id: String,
+        /// What went wrong, with the monitor's own log when there is one.
+        reason: String,
+    },
+    /// A command could not be spawned, or its input files not written.
+    #[error("runtime handler {handler}: `{command}` of container {id}: {source}")]
+    Io {
+        /// Handler name.
+        handler: String,
+        /// The command.
+        command: &'static str,
+        /// Container ID.
+        id: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The runtime's output could not be understood.
+    #[error(
+        "runtime handler {handler}: `{command}` of container {id}: unexpected output: {reason}"
+    )]
+    BadOutput {
+        /// Handler name.
+        handler: String,
+        /// The command.
+        command: &'static str,
+        /// Container ID.
+        id: String,
+        /// Why it did not parse.
+        reason: String,
+    },
+    /// An argument crid refuses to put on a runtime's command line.
+    #[error("runtime handler {handler}: invalid {what} `{value}`")]
+    InvalidArgument {
+        /// Handler name.
+        handler: String,
+        /// Which argument (`container id`, `signal`).
+        what: &'static str,
+        /// The value.
+        value: String,
     },
 }
 
@@ -135,7 +229,8 @@ pub async fn probe_within(
             return Err(RuntimeError::Timeout {
                 handler: name.to_owned(),
                 binary,
-                arg,
+                command: arg.to_owned(),
+                id: None,
                 timeout,
             });
         }

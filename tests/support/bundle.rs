@@ -1,7 +1,8 @@
 //! OCI bundles for tests: a rootfs with Debian's static busybox and a config.json built by
 //! crid's own `spec::build`. Dropping a bundle force-deletes any container left in its runc
-//! state directory, so a failing test leaks no container, process or cgroup.
+//! or crun state directory, so a failing test leaks no container, process or cgroup.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use crid::spec::{self, ImageProcess, PidNamespace, PodFiles, PodNamespaces, SpecInput, UserDb};
@@ -21,6 +22,11 @@ pub struct Bundle {
 impl Bundle {
     /// A bundle running `args` (e.g. `["/bin/sh", "-c", "echo hi"]`), with optional memory limit.
     pub fn new(args: &[&str], memory_limit: i64) -> Self {
+        Self::with_pid_namespace(args, memory_limit, PidNamespace::Private)
+    }
+
+    /// [`Bundle::new`] with a choice of PID namespace (`PidNamespace::Host` to share the host's).
+    pub fn with_pid_namespace(args: &[&str], memory_limit: i64, pid: PidNamespace) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("crid-bundle-")
             .tempdir()
@@ -77,7 +83,7 @@ impl Bundle {
                 network: None,
                 ipc: None,
                 uts: None,
-                pid: PidNamespace::Private,
+                pid,
                 cgroup: false,
             },
             files: &PodFiles::default(),
@@ -103,7 +109,13 @@ impl Bundle {
 
     /// runc's state directory for this bundle.
     pub fn runc_root(&self) -> PathBuf {
-        self.path("runc")
+        self.root_for("runc")
+    }
+
+    /// The state directory of runtime `name` (`runc` or `crun`) for this bundle; Drop
+    /// cleans both.
+    pub fn root_for(&self, name: &str) -> PathBuf {
+        self.path(name)
     }
 
     /// The container's memory cgroup (cgroup v1 layout of this host, v2 when unified).
@@ -142,6 +154,25 @@ impl Drop for Bundle {
             for e in entries.flatten() {
                 let id = e.file_name().to_string_lossy().into_owned();
                 let _ = self.runc(&["delete", "--force", &id]);
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.root_for("crun")) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let mut cmd = std::process::Command::new("crun");
+                cmd.arg("--root")
+                    .arg(self.root_for("crun"))
+                    .args(["delete", "--force", &id])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
+                if crid::runtime::hybrid::CgroupLayout::detect().is_hybrid() {
+                    // The same private mount namespace crid runs crun in.
+                    unsafe {
+                        cmd.pre_exec(crid::runtime::hybrid::enter_private_mount_ns);
+                    }
+                }
+                let _ = cmd.status();
             }
         }
     }
