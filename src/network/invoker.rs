@@ -1,0 +1,622 @@
+//! The CNI 1.x invoker: ADD, CHECK and DEL of a pod's attachment to the default network,
+//! and VERSION of a plugin. It runs plugin binaries itself (no libcni, no cnitool), keeps
+//! the result of every ADD in the [cache](super::cache), and tears down from that cache.
+
+use std::ffi::{OsStr, OsString};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tracing::{debug, warn};
+
+use super::cache::{Cache, Entry};
+use super::error::CniError;
+use super::exec::{self, Command, Invocation, RunError};
+use super::plugin_conf::{self, capability_args, cni_args, plugin_stdin, version_at_least};
+use super::result;
+
+/// The default per-plugin timeout.
+pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The interface name DEL uses when nothing is cached (CRI pods have one: `eth0`).
+const DEFAULT_IFNAME: &str = "eth0";
+
+/// Longest accepted container id (Kubernetes sandbox ids are 64 hex digits).
+const MAX_ID_LEN: usize = 128;
+
+/// Longest interface name Linux accepts (IFNAMSIZ - 1).
+const MAX_IFNAME_LEN: usize = 15;
+
+/// The CNI invoker: where configurations, plugins and cached results are, and how long a
+/// plugin may run. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Cni {
+    config_dir: PathBuf,
+    plugin_dirs: Vec<PathBuf>,
+    cache: Cache,
+    timeout: Duration,
+}
+
+/// One pod's attachment to the default network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The pod sandbox id (`CNI_CONTAINERID`).
+    pub container_id: String,
+    /// The pinned network namespace (a bind-mounted nsfs file).
+    pub netns: PathBuf,
+    /// The interface to create in it, `eth0` for CRI pods.
+    pub ifname: String,
+    /// The pod's namespace (`K8S_POD_NAMESPACE`).
+    pub pod_namespace: String,
+    /// The pod's name (`K8S_POD_NAME`).
+    pub pod_name: String,
+    /// The pod's UID (`K8S_POD_UID`).
+    pub pod_uid: String,
+    /// Host ports, passed to plugins declaring the `portMappings` capability.
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// One host port mapping, in the portmap plugin's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    /// The port on the host.
+    pub host_port: u16,
+    /// The port in the pod.
+    pub container_port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    /// The host address to bind; empty for all.
+    pub host_ip: String,
+}
+
+/// What ADD gave the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNetwork {
+    /// The network name.
+    pub network: String,
+    /// The interface in the pod.
+    pub interface: String,
+    /// The pod's addresses, IPv4 first.
+    pub ips: Vec<IpAddr>,
+}
+
+/// A network configuration list, as the chain runs it.
+#[derive(Debug, Clone)]
+struct NetworkList {
+    name: String,
+    cni_version: String,
+    disable_check: bool,
+    plugins: Vec<(String, Value)>,
+    raw: Value,
+}
+
+impl NetworkList {
+    fn from_value(raw: Value) -> Result<Self, CniError> {
+        let name = raw
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let invalid = |reason: &str| CniError::InvalidConfig {
+            network: name.clone(),
+            reason: reason.to_owned(),
+        };
+        plugin_conf::check_id("network name", &name, 255).map_err(|r| invalid(&r))?;
+        let cni_version = raw
+            .get("cniVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let disable_check = raw
+            .get("disableCheck")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let plugins = raw
+            .get("plugins")
+            .and_then(Value::as_array)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| invalid("no `plugins`"))?
+            .iter()
+            .map(|p| {
+                p.get("type")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty() && !t.contains('/'))
+                    .map(|t| (t.to_owned(), p.clone()))
+                    .ok_or_else(|| invalid("a plugin has no valid `type`"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NetworkList {
+            name,
+            cni_version,
+            disable_check,
+            plugins,
+            raw,
+        })
+    }
+}
+
+/// What every plugin of one operation is run with.
+struct Call<'a> {
+    network: &'a NetworkList,
+    container_id: &'a str,
+    netns: &'a OsStr,
+    ifname: &'a str,
+    args: &'a str,
+    capability_args: &'a Map<String, Value>,
+}
+
+impl Cni {
+    /// An invoker for `config`'s directories, caching results under `cache_dir` (the daemon
+    /// uses `<storage.runroot>/cni-cache`).
+    pub fn new(config: &crate::config::NetworkConfig, cache_dir: PathBuf) -> Cni {
+        Cni {
+            config_dir: config.cni_config_dir.clone(),
+            plugin_dirs: config.cni_plugin_dirs.clone(),
+            cache: Cache::new(cache_dir),
+            timeout: DEFAULT_PLUGIN_TIMEOUT,
+        }
+    }
+
+    /// The same invoker with another per-plugin timeout.
+    pub fn with_timeout(mut self, per_plugin: Duration) -> Cni {
+        self.timeout = per_plugin;
+        self
+    }
+
+    /// The directory of cached results.
+    pub fn cache_dir(&self) -> &Path {
+        self.cache.dir()
+    }
+
+    /// ADD: attaches the pod to the default network, running the chain in order. On failure
+    /// the whole chain is deleted again (rollback) and the ADD error is returned.
+    pub async fn setup(&self, a: &Attachment) -> Result<PodNetwork, CniError> {
+        check_attachment(a)?;
+        let network = self.default_network()?;
+        let args = cni_args(a);
+        let caps = capability_args(&a.port_mappings);
+        let call = Call {
+            network: &network,
+            container_id: &a.container_id,
+            netns: a.netns.as_os_str(),
+            ifname: &a.ifname,
+            args: &args,
+            capability_args: &caps,
+        };
+        debug!(container_id = %a.container_id, network = %network.name, "CNI ADD");
+
+        let mut prev: Option<Value> = None;
+        for (plugin, conf) in &network.plugins {
+            match self.add_one(&call, plugin, conf, prev.as_ref()).await {
+                Ok(result) => prev = Some(result),
+                Err(e) => {
+                    self.rollback(&call, prev.as_ref()).await;
+                    return Err(e);
+                }
+            }
+        }
+        // The chain is never empty (NetworkList checks), so there is a final result.
+        let final_result = prev.unwrap_or(Value::Null);
+        let ips = match result::pod_ips(&final_result, &a.ifname) {
+            Ok(ips) => ips,
+            Err(reason) => {
+                self.rollback(&call, Some(&final_result)).await;
+                return Err(CniError::InvalidResult {
+                    network: network.name.clone(),
+                    plugin: network
+                        .plugins
+                        .last()
+                        .map(|(t, _)| t.clone())
+                        .unwrap_or_default(),
+                    command: Command::Add.as_str(),
+                    reason,
+                });
+            }
+        };
+        let entry = Entry::new(
+            &a.container_id,
+            &network.name,
+            &a.ifname,
+            args.clone(),
+            caps.clone(),
+            network.raw.clone(),
+            final_result,
+        );
+        if let Err(e) = self.store(entry).await {
+            self.rollback(&call, None).await;
+            return Err(e);
+        }
+        Ok(PodNetwork {
+            network: network.name.clone(),
+            interface: a.ifname.clone(),
+            ips,
+        })
+    }
+
+    /// CHECK: asks every plugin whether the attachment is still as ADD made it, using the
+    /// cached configuration and result. `disableCheck` networks pass without running plugins.
+    pub async fn check(&self, a: &Attachment) -> Result<(), CniError> {
+        check_attachment(a)?;
+        let entry = self
+            .cached(&a.container_id)?
+            .into_iter()
+            .find(|(_, e)| e.if_name == a.ifname)
+            .map(|(_, e)| e)
+            .ok_or_else(|| CniError::NoCachedResult {
+                container_id: a.container_id.clone(),
+                ifname: a.ifname.clone(),
+            })?;
+        let network = NetworkList::from_value(entry.config)?;
+        if network.disable_check {
+            return Ok(());
+        }
+        if !version_at_least(&network.cni_version, 0, 4) {
+            return Err(CniError::CheckUnsupported {
+                network: network.name,
+                version: network.cni_version,
+            });
+        }
+        let args = cni_args(a);
+        let caps = capability_args(&a.port_mappings);
+        let call = Call {
+            network: &network,
+            container_id: &a.container_id,
+            netns: a.netns.as_os_str(),
+            ifname: &a.ifname,
+            args: &args,
+            capability_args: &caps,
+        };
+        for (plugin, conf) in &network.plugins {
+            self.invoke(&call, Command::Check, plugin, conf, Some(&entry.result))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// DEL: detaches the container from every network its cache entries name, running each
+    /// chain in reverse with the cached configuration, arguments and result; without a cache
+    /// entry, with the current default network (nothing to do when there is none).
+    ///
+    /// Idempotent. A missing or no longer pinned `netns` is passed to plugins as empty, which
+    /// they take as "only release what is held outside the namespace".
+    pub async fn teardown(&self, container_id: &str, netns: Option<&Path>) -> Result<(), CniError> {
+        plugin_conf::check_id("container id", container_id, MAX_ID_LEN)
+            .map_err(CniError::InvalidArgument)?;
+        let netns_arg: OsString = netns
+            .filter(|p| is_pinned_netns(p))
+            .map(|p| p.as_os_str().to_owned())
+            .unwrap_or_default();
+        let cached = self.cached(container_id)?;
+        if cached.is_empty() {
+            let Some(network) = self.current_network()? else {
+                debug!(
+                    container_id,
+                    "CNI DEL: no cache entry and no network, nothing to do"
+                );
+                return Ok(());
+            };
+            let args = plugin_conf::cni_args_for_id(container_id);
+            let caps = Map::new();
+            let call = Call {
+                network: &network,
+                container_id,
+                netns: &netns_arg,
+                ifname: DEFAULT_IFNAME,
+                args: &args,
+                capability_args: &caps,
+            };
+            return self.del_chain(&call, None).await;
+        }
+
+        let mut first_error = None;
+        for (path, entry) in cached {
+            let outcome = match NetworkList::from_value(entry.config) {
+                Ok(network) => {
+                    let call = Call {
+                        network: &network,
+                        container_id,
+                        netns: &netns_arg,
+                        ifname: &entry.if_name,
+                        args: &entry.cni_args,
+                        capability_args: &entry.capability_args,
+                    };
+                    self.del_chain(&call, Some(&entry.result)).await
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => self.remove(&path).await?,
+                Err(e) => {
+                    warn!(container_id, error = %e, "CNI DEL failed; cache entry kept for a retry");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// VERSION: the CNI versions a plugin supports.
+    pub async fn version(&self, plugin_type: &str) -> Result<Vec<String>, CniError> {
+        let command = Command::Version;
+        let network = String::from("-");
+        let binary = self.find_plugin(&network, plugin_type, command)?;
+        let cni_path = self.cni_path();
+        let inv = Invocation {
+            binary: &binary,
+            command,
+            container_id: "",
+            netns: OsStr::new(""),
+            ifname: "",
+            args: "",
+            cni_path: &cni_path,
+            stdin: br#"{"cniVersion":"1.0.0"}"#,
+            timeout: self.timeout,
+        };
+        let out = self.run(&network, plugin_type, &inv).await?;
+        result::supported_versions(&out).map_err(|reason| CniError::InvalidResult {
+            network,
+            plugin: plugin_type.to_owned(),
+            command: command.as_str(),
+            reason,
+        })
+    }
+
+    /// The current default network, or `NoNetwork`.
+    fn default_network(&self) -> Result<NetworkList, CniError> {
+        self.current_network()?.ok_or_else(|| CniError::NoNetwork {
+            dir: self.config_dir.clone(),
+        })
+    }
+
+    fn current_network(&self) -> Result<Option<NetworkList>, CniError> {
+        let discovery =
+            super::discover(&self.config_dir).map_err(|source| CniError::ConfigDir {
+                dir: self.config_dir.clone(),
+                source,
+            })?;
+        discovery
+            .default
+            .map(|n| NetworkList::from_value(n.list))
+            .transpose()
+    }
+
+    /// Readable cache entries of a container; unreadable ones are logged and removed, since
+    /// nothing can use them.
+    fn cached(&self, container_id: &str) -> Result<Vec<(PathBuf, Entry)>, CniError> {
+        let all = self
+            .cache
+            .load_all(container_id)
+            .map_err(|source| CniError::Cache {
+                path: self.cache.dir().join(container_id),
+                source,
+            })?;
+        let mut entries = Vec::new();
+        for (path, entry) in all {
+            match entry {
+                Ok(e) => entries.push((path, e)),
+                Err(why) => {
+                    warn!(container_id, path = %path.display(), why, "dropping unusable CNI cache entry");
+                    let _ = self.cache.remove(&path);
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn store(&self, entry: Entry) -> Result<(), CniError> {
+        let cache = self.cache.clone();
+        let path = cache.path(&entry.container_id, &entry.network_name, &entry.if_name);
+        let joined = tokio::task::spawn_blocking(move || cache.store(&entry)).await;
+        match joined {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(source)) => Err(CniError::Cache { path, source }),
+            Err(join) => Err(CniError::Cache {
+                path,
+                source: std::io::Error::other(join.to_string()),
+            }),
+        }
+    }
+
+    async fn remove(&self, path: &Path) -> Result<(), CniError> {
+        let cache = self.cache.clone();
+        let owned = path.to_path_buf();
+        let joined = tokio::task::spawn_blocking(move || cache.remove(&owned)).await;
+        match joined {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(CniError::Cache {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Err(join) => Err(CniError::Cache {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(join.to_string()),
+            }),
+        }
+    }
+
+    /// Undoes a failed ADD: DEL of the whole chain (errors logged, not returned) and removal
+    /// of any cache entry.
+    async fn rollback(&self, call: &Call<'_>, prev: Option<&Value>) {
+        if let Err(e) = self.del_chain(call, prev).await {
+            warn!(container_id = call.container_id, error = %e, "CNI DEL during ADD rollback failed");
+        }
+        let path = self
+            .cache
+            .path(call.container_id, &call.network.name, call.ifname);
+        if let Err(e) = self.remove(&path).await {
+            warn!(container_id = call.container_id, error = %e, "cannot remove CNI cache entry");
+        }
+    }
+
+    /// DEL of every plugin in reverse order; all run even when one fails, the first error
+    /// is returned. `prevResult` is passed from CNI 0.4.0 on, as the spec defines it.
+    async fn del_chain(&self, call: &Call<'_>, prev: Option<&Value>) -> Result<(), CniError> {
+        let prev = prev.filter(|_| version_at_least(&call.network.cni_version, 0, 4));
+        let mut first_error = None;
+        for (plugin, conf) in call.network.plugins.iter().rev() {
+            if let Err(e) = self.invoke(call, Command::Del, plugin, conf, prev).await {
+                warn!(container_id = call.container_id, error = %e, "CNI DEL");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn add_one(
+        &self,
+        call: &Call<'_>,
+        plugin: &str,
+        conf: &Value,
+        prev: Option<&Value>,
+    ) -> Result<Value, CniError> {
+        let out = self.invoke(call, Command::Add, plugin, conf, prev).await?;
+        serde_json::from_slice(&out).map_err(|e| CniError::InvalidResult {
+            network: call.network.name.clone(),
+            plugin: plugin.to_owned(),
+            command: Command::Add.as_str(),
+            reason: format!("not JSON: {e}"),
+        })
+    }
+
+    /// Runs one plugin of the chain and returns its stdout.
+    async fn invoke(
+        &self,
+        call: &Call<'_>,
+        command: Command,
+        plugin: &str,
+        conf: &Value,
+        prev: Option<&Value>,
+    ) -> Result<Vec<u8>, CniError> {
+        let network = &call.network.name;
+        let stdin = plugin_stdin(
+            conf,
+            network,
+            &call.network.cni_version,
+            prev,
+            call.capability_args,
+        )
+        .map_err(|reason| CniError::InvalidConfig {
+            network: network.clone(),
+            reason,
+        })?;
+        let binary = self.find_plugin(network, plugin, command)?;
+        let cni_path = self.cni_path();
+        let inv = Invocation {
+            binary: &binary,
+            command,
+            container_id: call.container_id,
+            netns: call.netns,
+            ifname: call.ifname,
+            args: call.args,
+            cni_path: &cni_path,
+            stdin: &stdin,
+            timeout: self.timeout,
+        };
+        debug!(container_id = call.container_id, network, plugin, %command, "running CNI plugin");
+        self.run(network, plugin, &inv).await
+    }
+
+    async fn run(
+        &self,
+        network: &str,
+        plugin: &str,
+        inv: &Invocation<'_>,
+    ) -> Result<Vec<u8>, CniError> {
+        let command = inv.command.as_str();
+        match exec::run(inv).await {
+            Ok(out) if out.status.success() => {
+                if !out.stderr.is_empty() {
+                    debug!(network, plugin, %command, stderr = %String::from_utf8_lossy(&out.stderr), "CNI plugin stderr");
+                }
+                Ok(out.stdout)
+            }
+            Ok(out) => {
+                let f = result::plugin_failure(&out.stdout, &out.stderr, &out.status.to_string());
+                Err(CniError::Plugin {
+                    network: network.to_owned(),
+                    plugin: plugin.to_owned(),
+                    command,
+                    code: f.code,
+                    msg: f.msg,
+                    details: f.details,
+                })
+            }
+            Err(RunError::TimedOut) => Err(CniError::Timeout {
+                network: network.to_owned(),
+                plugin: plugin.to_owned(),
+                command,
+                timeout: inv.timeout,
+            }),
+            Err(RunError::Spawn(source) | RunError::Io(source)) => Err(CniError::Exec {
+                network: network.to_owned(),
+                plugin: plugin.to_owned(),
+                command,
+                source,
+            }),
+        }
+    }
+
+    /// The first plugin directory holding an executable `plugin`.
+    fn find_plugin(
+        &self,
+        network: &str,
+        plugin: &str,
+        command: Command,
+    ) -> Result<PathBuf, CniError> {
+        let found = (!plugin.is_empty() && !plugin.contains('/'))
+            .then(|| {
+                self.plugin_dirs
+                    .iter()
+                    .map(|d| d.join(plugin))
+                    .find(|p| is_executable(p))
+            })
+            .flatten();
+        found.ok_or_else(|| CniError::PluginNotFound {
+            network: network.to_owned(),
+            plugin: plugin.to_owned(),
+            command: command.as_str(),
+            dirs: self.cni_path().to_string_lossy().into_owned(),
+        })
+    }
+
+    /// `CNI_PATH`: the plugin directories joined by `:`.
+    fn cni_path(&self) -> OsString {
+        let mut path = OsString::new();
+        for (i, d) in self.plugin_dirs.iter().enumerate() {
+            if i > 0 {
+                path.push(":");
+            }
+            path.push(d);
+        }
+        path
+    }
+}
+
+fn check_attachment(a: &Attachment) -> Result<(), CniError> {
+    plugin_conf::check_id("container id", &a.container_id, MAX_ID_LEN)
+        .and_then(|()| plugin_conf::check_id("interface name", &a.ifname, MAX_IFNAME_LEN))
+        .and_then(|()| plugin_conf::check_arg("pod namespace", &a.pod_namespace))
+        .and_then(|()| plugin_conf::check_arg("pod name", &a.pod_name))
+        .and_then(|()| plugin_conf::check_arg("pod uid", &a.pod_uid))
+        .map_err(CniError::InvalidArgument)?;
+    if !a.netns.is_absolute() {
+        return Err(CniError::InvalidArgument(format!(
+            "network namespace path {} is not absolute",
+            a.netns.display()
+        )));
+    }
+    Ok(())
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// True when `path` is a network namespace (an nsfs file, i.e. still bind-mounted), so a
+/// plugin can enter it; an unmounted placeholder file or a missing path is not.
+fn is_pinned_netns(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+}
