@@ -642,3 +642,72 @@ async fn version_lists_what_the_plugins_support() {
         .expect_err("missing");
     assert!(matches!(err, CniError::PluginNotFound { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn check_passes_after_add_and_names_the_plugin_when_eth0_is_gone_needs_root() {
+    let net = TestNet::new("check", 9, vec![portmap()]);
+    let id = unique_id("check");
+    let early = net.netns("early");
+    let err = net
+        .cni
+        .check(&net.attachment(&id, &early, vec![]))
+        .await
+        .expect_err("nothing cached before ADD");
+    assert!(
+        matches!(&err, CniError::NoCachedResult { container_id, .. } if *container_id == id),
+        "{err:?}"
+    );
+
+    let (pod, _) = Pod::setup(&net, &id, vec![]).await;
+    let a = net.attachment(&id, &pod.ns, vec![]);
+    net.cni.check(&a).await.expect("CHECK after ADD");
+
+    // eth0 disappears behind the plugins' back (a child forked on a thread in the netns).
+    let status = in_netns(&pod.ns.path, || {
+        std::process::Command::new("ip")
+            .args(["link", "del", "eth0"])
+            .status()
+    })
+    .join()
+    .expect("netns thread")
+    .expect("run ip");
+    assert!(status.success());
+    let err = net.cni.check(&a).await.expect_err("CHECK must fail");
+    assert!(
+        matches!(&err, CniError::Plugin { plugin, command, .. } if plugin == "bridge" && *command == "CHECK"),
+        "{err:?}"
+    );
+    drop(pod);
+    net.assert_clean();
+}
+
+#[tokio::test]
+async fn the_default_conflist_of_setup_works_with_the_installed_plugins_needs_root() {
+    let mut net = TestNet::new("fixture", 10, vec![]);
+    let mut conflist: Value =
+        serde_json::from_str(include_str!("../fixtures/cni/10-crid-bridge.conflist"))
+            .expect("fixture conflist");
+    // Only what must be unique per test changes: name, bridge, subnet, lease directory.
+    conflist["name"] = json!(net.name);
+    conflist["plugins"][0]["bridge"] = json!(net.bridge);
+    conflist["plugins"][0]["ipam"]["ranges"] =
+        json!([[{"subnet": format!("{}.0/24", net.prefix)}]]);
+    conflist["plugins"][0]["ipam"]["dataDir"] = json!(net.dir.path().join("ipam"));
+    net.conflist = conflist;
+    net.write_config();
+
+    let host_port = 39_500 + u16::try_from(std::process::id() % 400).expect("small");
+    let ports = vec![PortMapping {
+        host_port,
+        container_port: 80,
+        protocol: "tcp".into(),
+        host_ip: String::new(),
+    }];
+    let (pod, ips) = Pod::setup(&net, &unique_id("fixture"), ports).await;
+    assert_eq!(ips.len(), 1);
+    assert!(net.in_subnet(ips[0]), "{ips:?}");
+    assert_eq!(addresses_in(&pod.ns.path, "eth0"), ips);
+    drop(pod);
+    net.assert_clean();
+    assert!(!iptables_save().contains(&unique_id("fixture")));
+}

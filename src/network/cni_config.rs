@@ -196,6 +196,23 @@ mod tests {
     }
 
     #[test]
+    fn the_default_conflist_setup_installs_is_valid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "10-crid-bridge.conflist",
+            include_str!("../../fixtures/cni/10-crid-bridge.conflist"),
+        );
+        let net = discover(dir.path())
+            .expect("discover")
+            .default
+            .expect("network");
+        assert_eq!(net.name, "crid");
+        assert_eq!(net.cni_version, "1.0.0");
+        assert_eq!(net.plugin_types, ["bridge", "portmap"]);
+    }
+
+    #[test]
     fn invalid_shapes_are_rejected_with_reasons() {
         let cases = [
             (r#"[]"#, true, "not a JSON object"),

@@ -147,8 +147,20 @@ struct Call<'a> {
 }
 
 impl Cni {
-    /// An invoker for `config`'s directories, caching results under `cache_dir` (the daemon
-    /// uses `<storage.runroot>/cni-cache`).
+    /// The daemon's invoker: `[network]` directories, results cached in
+    /// [`cache_dir_for`](Cni::cache_dir_for) `config`.
+    pub fn from_config(config: &crate::config::Config) -> Cni {
+        Cni::new(&config.network, Cni::cache_dir_for(config))
+    }
+
+    /// Where the daemon caches results: `<storage.root>/cni-cache`. Persistent on purpose,
+    /// like host-local's leases: after a reboot, DEL of a pod made before it still finds the
+    /// configuration and result it was made with.
+    pub fn cache_dir_for(config: &crate::config::Config) -> PathBuf {
+        config.storage.root.join("cni-cache")
+    }
+
+    /// An invoker for `config`'s directories, caching results under `cache_dir`.
     pub fn new(config: &crate::config::NetworkConfig, cache_dir: PathBuf) -> Cni {
         Cni {
             config_dir: config.cni_config_dir.clone(),
