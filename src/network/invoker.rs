@@ -612,9 +612,9 @@ fn check_attachment(a: &Attachment) -> Result<(), CniError> {
         .and_then(|()| plugin_conf::check_arg("pod name", &a.pod_name))
         .and_then(|()| plugin_conf::check_arg("pod uid", &a.pod_uid))
         .map_err(CniError::InvalidArgument)?;
-    if !a.netns.is_absolute() {
+    if !is_pinned_netns(&a.netns) {
         return Err(CniError::InvalidArgument(format!(
-            "network namespace path {} is not absolute",
+            "{} is not a pinned network namespace",
             a.netns.display()
         )));
     }
