@@ -711,3 +711,117 @@ async fn the_default_conflist_of_setup_works_with_the_installed_plugins_needs_ro
     net.assert_clean();
     assert!(!iptables_save().contains(&unique_id("fixture")));
 }
+
+/// Writes a plugin `name` into the test's bin dir that records its environment and stdin as
+/// `<rec>/<n>.env` and `<rec>/<n>.stdin` (n counts invocations) and, on ADD, answers with
+/// the address 10.9.9.`octet` on the pod's interface.
+fn recording_plugin(net: &TestNet, name: &str, octet: u8) -> PathBuf {
+    let rec = net.dir.path().join("rec");
+    std::fs::create_dir_all(&rec).expect("mkdir rec");
+    let script = format!(
+        r#"#!/bin/sh
+d={rec}
+n=$(cat "$d/count" 2>/dev/null || echo 0)
+echo $((n + 1)) > "$d/count"
+{{ echo "PLUGIN={name}"; env | grep '^CNI_' | sort; }} > "$d/$n.env"
+cat > "$d/$n.stdin"
+if [ "$CNI_COMMAND" = ADD ]; then
+  printf '{{"cniVersion":"1.0.0","interfaces":[{{"name":"%s","sandbox":"%s"}}],"ips":[{{"address":"10.9.9.{octet}/24","interface":0}}]}}' "$CNI_IFNAME" "$CNI_NETNS"
+fi
+"#,
+        rec = rec.display()
+    );
+    let path = net.dir.path().join("bin").join(name);
+    std::fs::write(&path, script).expect("write plugin");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    rec
+}
+
+fn recorded(rec: &Path, n: usize) -> (Vec<String>, Value) {
+    let env = std::fs::read_to_string(rec.join(format!("{n}.env"))).expect("env record");
+    let stdin = std::fs::read(rec.join(format!("{n}.stdin"))).expect("stdin record");
+    (
+        env.lines().map(str::to_owned).collect(),
+        serde_json::from_slice(&stdin).expect("stdin is JSON"),
+    )
+}
+
+#[tokio::test]
+async fn plugins_get_the_cni_environment_and_chained_configuration_needs_root() {
+    let mut net = TestNet::new("env", 11, vec![]);
+    let rec = recording_plugin(&net, "rec-one", 1);
+    recording_plugin(&net, "rec-two", 2);
+    net.conflist = json!({"cniVersion": "1.0.0", "name": net.name, "plugins": [
+        {"type": "rec-one", "name": "overridden", "custom": 1},
+        {"type": "rec-two", "capabilities": {"portMappings": true}}
+    ]});
+    net.write_config();
+    let ns = net.netns("env");
+    let id = unique_id("env");
+    let port = PortMapping {
+        host_port: 8080,
+        container_port: 80,
+        protocol: "TCP".into(),
+        host_ip: String::new(),
+    };
+    let a = net.attachment(&id, &ns, vec![port]);
+    let pod = net.cni.setup(&a).await.expect("ADD");
+    assert_eq!(pod.ips, ["10.9.9.2".parse::<IpAddr>().expect("ip")]);
+    net.cni.teardown(&id, Some(&ns.path)).await.expect("DEL");
+
+    let cni_path = format!(
+        "CNI_PATH={}:{PLUGIN_DIR}",
+        net.dir.path().join("bin").display()
+    );
+    let args = format!(
+        "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-{id};\
+         K8S_POD_INFRA_CONTAINER_ID={id};K8S_POD_UID=uid-{id}"
+    );
+    let mappings = json!({"portMappings": [
+        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]});
+    let (_, first_result) = recorded(&rec, 1);
+    let first_result = first_result["prevResult"].clone();
+
+    // ADD in chain order, DEL in reverse.
+    let expected = [
+        ("rec-one", "ADD", ns.path.display().to_string()),
+        ("rec-two", "ADD", ns.path.display().to_string()),
+        ("rec-two", "DEL", ns.path.display().to_string()),
+        ("rec-one", "DEL", ns.path.display().to_string()),
+    ];
+    for (n, (plugin, command, netns)) in expected.iter().enumerate() {
+        let (env, stdin) = recorded(&rec, n);
+        let want_env = vec![
+            format!("PLUGIN={plugin}"),
+            args.clone(),
+            format!("CNI_COMMAND={command}"),
+            format!("CNI_CONTAINERID={id}"),
+            "CNI_IFNAME=eth0".to_owned(),
+            format!("CNI_NETNS={netns}"),
+            cni_path.clone(),
+        ];
+        assert_eq!(env, want_env, "invocation {n}");
+        assert_eq!(stdin["name"], json!(net.name), "invocation {n}: {stdin}");
+        assert_eq!(stdin["cniVersion"], "1.0.0", "invocation {n}");
+        assert_eq!(stdin["type"], json!(plugin), "invocation {n}");
+        let runtime_config = (*plugin == "rec-two").then(|| mappings.clone());
+        assert_eq!(
+            stdin.get("runtimeConfig"),
+            runtime_config.as_ref(),
+            "invocation {n}: only a declared capability is passed"
+        );
+    }
+    let stdin = |n| recorded(&rec, n).1;
+    assert_eq!(stdin(0)["custom"], 1);
+    assert!(
+        stdin(0).get("prevResult").is_none(),
+        "the first ADD has none"
+    );
+    // The second ADD gets the first's result; both DELs get the final (cached) result.
+    assert_eq!(first_result["ips"][0]["address"], "10.9.9.1/24");
+    let final_result = stdin(2)["prevResult"].clone();
+    assert_eq!(final_result["ips"][0]["address"], "10.9.9.2/24");
+    assert_eq!(stdin(3)["prevResult"], final_result);
+    assert!(!rec.join("4.env").exists(), "four invocations, no more");
+    assert!(net.cache_files().is_empty());
+}
