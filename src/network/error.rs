@@ -114,6 +114,9 @@ pub enum CniError {
         /// Its `cniVersion`.
         version: String,
     },
+    /// The operation's task was cancelled because the runtime is shutting down.
+    #[error("CNI operation aborted: the daemon is shutting down")]
+    Aborted,
     /// The result cache could not be written or cleaned.
     #[error("CNI result cache {}: {source}", path.display())]
     Cache {

@@ -3,6 +3,7 @@
 //! the result of every ADD in the [cache](super::cache), and tears down from that cache.
 
 use std::ffi::{OsStr, OsString};
+use std::future::Future;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -183,7 +184,15 @@ impl Cni {
 
     /// ADD: attaches the pod to the default network, running the chain in order. On failure
     /// the whole chain is deleted again (rollback) and the ADD error is returned.
+    ///
+    /// Runs in a task of its own: dropping the returned future (a cancelled RPC) does not
+    /// stop the chain half-way; it completes, or rolls back, and caches as usual.
     pub async fn setup(&self, a: &Attachment) -> Result<PodNetwork, CniError> {
+        let (this, a) = (self.clone(), a.clone());
+        to_completion(async move { this.add(&a).await }).await
+    }
+
+    async fn add(&self, a: &Attachment) -> Result<PodNetwork, CniError> {
         check_attachment(a)?;
         let network = self.default_network()?;
         let args = cni_args(a);
@@ -249,6 +258,11 @@ impl Cni {
     /// CHECK: asks every plugin whether the attachment is still as ADD made it, using the
     /// cached configuration and result. `disableCheck` networks pass without running plugins.
     pub async fn check(&self, a: &Attachment) -> Result<(), CniError> {
+        let (this, a) = (self.clone(), a.clone());
+        to_completion(async move { this.check_cached(&a).await }).await
+    }
+
+    async fn check_cached(&self, a: &Attachment) -> Result<(), CniError> {
         check_attachment(a)?;
         let entry = self
             .cached(&a.container_id)?
@@ -291,8 +305,15 @@ impl Cni {
     /// entry, with the current default network (nothing to do when there is none).
     ///
     /// Idempotent. A missing or no longer pinned `netns` is passed to plugins as empty, which
-    /// they take as "only release what is held outside the namespace".
+    /// they take as "only release what is held outside the namespace". Like `setup`, runs to
+    /// completion even when the returned future is dropped.
     pub async fn teardown(&self, container_id: &str, netns: Option<&Path>) -> Result<(), CniError> {
+        let (this, id) = (self.clone(), container_id.to_owned());
+        let netns = netns.map(Path::to_path_buf);
+        to_completion(async move { this.del(&id, netns.as_deref()).await }).await
+    }
+
+    async fn del(&self, container_id: &str, netns: Option<&Path>) -> Result<(), CniError> {
         plugin_conf::check_id("container id", container_id, MAX_ID_LEN)
             .map_err(CniError::InvalidArgument)?;
         let netns_arg: OsString = netns
@@ -605,6 +626,18 @@ impl Cni {
     }
 }
 
+/// Runs `f` in a task of its own and waits for it: a CNI operation is never left half-done
+/// because its caller went away. A panic in it is propagated.
+async fn to_completion<T: Send + 'static>(
+    f: impl Future<Output = Result<T, CniError>> + Send + 'static,
+) -> Result<T, CniError> {
+    match tokio::spawn(f).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(CniError::Aborted),
+    }
+}
+
 fn check_attachment(a: &Attachment) -> Result<(), CniError> {
     plugin_conf::check_id("container id", &a.container_id, MAX_ID_LEN)
         .and_then(|()| plugin_conf::check_id("interface name", &a.ifname, MAX_IFNAME_LEN))
@@ -631,4 +664,78 @@ fn is_executable(path: &Path) -> bool {
 fn is_pinned_netns(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn network_lists_are_checked_before_anything_runs() {
+        let list = NetworkList::from_value(json!({"cniVersion": "0.4.0", "name": "n",
+            "disableCheck": true, "plugins": [{"type": "bridge"}, {"type": "portmap"}]}))
+        .expect("valid");
+        assert_eq!(list.cni_version, "0.4.0");
+        assert!(list.disable_check);
+        let types: Vec<_> = list.plugins.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(types, ["bridge", "portmap"]);
+
+        for bad in [
+            json!({"name": "n", "plugins": []}),
+            json!({"name": "n", "plugins": [{"type": "../../bin/sh"}]}),
+            json!({"name": "a/b", "plugins": [{"type": "bridge"}]}),
+            json!({"plugins": [{"type": "bridge"}]}),
+        ] {
+            assert!(
+                matches!(
+                    NetworkList::from_value(bad.clone()),
+                    Err(CniError::InvalidConfig { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn plugins_are_found_in_the_first_directory_that_has_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, second) = (dir.path().join("a"), dir.path().join("b"));
+        for d in [&first, &second] {
+            std::fs::create_dir_all(d).expect("mkdir");
+            let p = d.join("bridge");
+            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        std::fs::write(first.join("plain"), "not executable").expect("write");
+        let cni = Cni::new(
+            &crate::config::NetworkConfig {
+                cni_config_dir: dir.path().join("net.d"),
+                cni_plugin_dirs: vec![first.clone(), second.clone()],
+            },
+            dir.path().join("cache"),
+        );
+        assert_eq!(
+            cni.find_plugin("n", "bridge", Command::Add).expect("found"),
+            first.join("bridge")
+        );
+        assert_eq!(
+            cni.cni_path(),
+            OsString::from(format!("{}:{}", first.display(), second.display()))
+        );
+        for missing in ["plain", "nope", "../a/bridge", ""] {
+            assert!(
+                matches!(
+                    cni.find_plugin("n", missing, Command::Add),
+                    Err(CniError::PluginNotFound { .. })
+                ),
+                "{missing}"
+            );
+        }
+        // A plain file is not a pinned namespace.
+        assert!(!is_pinned_netns(&first.join("plain")));
+        assert!(!is_pinned_netns(&dir.path().join("missing")));
+    }
 }
