@@ -825,3 +825,37 @@ async fn plugins_get_the_cni_environment_and_chained_configuration_needs_root() 
     assert!(!rec.join("4.env").exists(), "four invocations, no more");
     assert!(net.cache_files().is_empty());
 }
+
+#[tokio::test]
+async fn a_dropped_setup_completes_and_a_del_behind_it_waits_needs_root() {
+    let mut net = TestNet::new("dropped", 12, vec![]);
+    let log = net.dir.path().join("slow.log");
+    let slow = net.dir.path().join("bin/slow");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\necho $CNI_COMMAND >> {}\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\n\
+             sleep 1\necho '{{\"cniVersion\":\"1.0.0\",\"ips\":[{{\"address\":\"10.9.8.7/24\"}}]}}'\n",
+            log.display()
+        ),
+    )
+    .expect("write plugin");
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    net.conflist = json!({"cniVersion": "1.0.0", "name": net.name, "plugins": [{"type": "slow"}]});
+    net.write_config();
+    let ns = net.netns("dropped");
+    let id = unique_id("dropped");
+    let a = net.attachment(&id, &ns, vec![]);
+
+    // The caller gives up after 100 ms; the ADD goes on. A DEL right behind it waits for the
+    // ADD, then removes what it made (from the cache).
+    let cancelled = tokio::time::timeout(Duration::from_millis(100), net.cni.setup(&a)).await;
+    assert!(cancelled.is_err(), "setup should still be running");
+    net.cni.teardown(&id, Some(&ns.path)).await.expect("DEL");
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        "ADD\nDEL\n",
+        "the ADD finished before the DEL ran"
+    );
+    assert!(net.cache_files().is_empty(), "{:?}", net.cache_files());
+}

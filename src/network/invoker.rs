@@ -2,10 +2,12 @@
 //! and VERSION of a plugin. It runs plugin binaries itself (no libcni, no cnitool), keeps
 //! the result of every ADD in the [cache](super::cache), and tears down from that cache.
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -31,12 +33,34 @@ const MAX_IFNAME_LEN: usize = 15;
 
 /// The CNI invoker: where configurations, plugins and cached results are, and how long a
 /// plugin may run. Cheap to clone.
+///
+/// Operations on one container id are serialized (clones share the locks): a DEL that
+/// arrives while an ADD is still running (say, the caller of a cancelled `setup`) waits for
+/// it, then removes what it made. The daemon should use one `Cni` (or clones of it).
 #[derive(Debug, Clone)]
 pub struct Cni {
     config_dir: PathBuf,
     plugin_dirs: Vec<PathBuf>,
     cache: Cache,
     timeout: Duration,
+    locks: Locks,
+}
+
+/// One async lock per container id, dropped when nobody holds or waits for it.
+#[derive(Debug, Clone, Default)]
+struct Locks(Arc<std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>>);
+
+impl Locks {
+    fn get(&self, container_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, lock| lock.strong_count() > 0);
+        if let Some(lock) = map.get(container_id).and_then(Weak::upgrade) {
+            return lock;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(container_id.to_owned(), Arc::downgrade(&lock));
+        lock
+    }
 }
 
 /// One pod's attachment to the default network.
@@ -168,6 +192,7 @@ impl Cni {
             plugin_dirs: config.cni_plugin_dirs.clone(),
             cache: Cache::new(cache_dir),
             timeout: DEFAULT_PLUGIN_TIMEOUT,
+            locks: Locks::default(),
         }
     }
 
@@ -189,7 +214,8 @@ impl Cni {
     /// stop the chain half-way; it completes, or rolls back, and caches as usual.
     pub async fn setup(&self, a: &Attachment) -> Result<PodNetwork, CniError> {
         let (this, a) = (self.clone(), a.clone());
-        to_completion(async move { this.add(&a).await }).await
+        self.serialized(&a.container_id.clone(), async move { this.add(&a).await })
+            .await
     }
 
     async fn add(&self, a: &Attachment) -> Result<PodNetwork, CniError> {
@@ -259,7 +285,10 @@ impl Cni {
     /// cached configuration and result. `disableCheck` networks pass without running plugins.
     pub async fn check(&self, a: &Attachment) -> Result<(), CniError> {
         let (this, a) = (self.clone(), a.clone());
-        to_completion(async move { this.check_cached(&a).await }).await
+        self.serialized(&a.container_id.clone(), async move {
+            this.check_cached(&a).await
+        })
+        .await
     }
 
     async fn check_cached(&self, a: &Attachment) -> Result<(), CniError> {
@@ -310,7 +339,10 @@ impl Cni {
     pub async fn teardown(&self, container_id: &str, netns: Option<&Path>) -> Result<(), CniError> {
         let (this, id) = (self.clone(), container_id.to_owned());
         let netns = netns.map(Path::to_path_buf);
-        to_completion(async move { this.del(&id, netns.as_deref()).await }).await
+        self.serialized(container_id, async move {
+            this.del(&id, netns.as_deref()).await
+        })
+        .await
     }
 
     async fn del(&self, container_id: &str, netns: Option<&Path>) -> Result<(), CniError> {
@@ -393,6 +425,22 @@ impl Cni {
             command: command.as_str(),
             reason,
         })
+    }
+
+    /// Runs `f` under the container's lock, in a task of its own so that it completes even
+    /// when the caller goes away. The lock is taken before the task starts: operations on one
+    /// container run in the order they were called.
+    async fn serialized<T: Send + 'static>(
+        &self,
+        container_id: &str,
+        f: impl Future<Output = Result<T, CniError>> + Send + 'static,
+    ) -> Result<T, CniError> {
+        let guard = self.locks.get(container_id).lock_owned().await;
+        to_completion(async move {
+            let _guard = guard;
+            f.await
+        })
+        .await
     }
 
     /// The current default network, or `NoNetwork`.
