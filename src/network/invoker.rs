@@ -2,12 +2,9 @@
 //! and VERSION of a plugin. It runs plugin binaries itself (no libcni, no cnitool), keeps
 //! the result of every ADD in the [cache](super::cache), and tears down from that cache.
 
-use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -16,8 +13,11 @@ use tracing::{debug, warn};
 use super::cache::{Cache, Entry};
 use super::error::CniError;
 use super::exec::{self, Command, Invocation, RunError};
+use super::network_list::NetworkList;
 use super::plugin_conf::{self, capability_args, cni_args, plugin_stdin, version_at_least};
 use super::result;
+use super::serial::{Locks, to_completion};
+use super::types::{Attachment, PodNetwork};
 
 /// The default per-plugin timeout.
 pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -44,121 +44,6 @@ pub struct Cni {
     cache: Cache,
     timeout: Duration,
     locks: Locks,
-}
-
-/// One async lock per container id, dropped when nobody holds or waits for it.
-#[derive(Debug, Clone, Default)]
-struct Locks(Arc<std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>>);
-
-impl Locks {
-    fn get(&self, container_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, lock| lock.strong_count() > 0);
-        if let Some(lock) = map.get(container_id).and_then(Weak::upgrade) {
-            return lock;
-        }
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
-        map.insert(container_id.to_owned(), Arc::downgrade(&lock));
-        lock
-    }
-}
-
-/// One pod's attachment to the default network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment {
-    /// The pod sandbox id (`CNI_CONTAINERID`).
-    pub container_id: String,
-    /// The pinned network namespace (a bind-mounted nsfs file).
-    pub netns: PathBuf,
-    /// The interface to create in it, `eth0` for CRI pods.
-    pub ifname: String,
-    /// The pod's namespace (`K8S_POD_NAMESPACE`).
-    pub pod_namespace: String,
-    /// The pod's name (`K8S_POD_NAME`).
-    pub pod_name: String,
-    /// The pod's UID (`K8S_POD_UID`).
-    pub pod_uid: String,
-    /// Host ports, passed to plugins declaring the `portMappings` capability.
-    pub port_mappings: Vec<PortMapping>,
-}
-
-/// One host port mapping, in the portmap plugin's terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortMapping {
-    /// The port on the host.
-    pub host_port: u16,
-    /// The port in the pod.
-    pub container_port: u16,
-    /// `tcp`, `udp` or `sctp`.
-    pub protocol: String,
-    /// The host address to bind; empty for all.
-    pub host_ip: String,
-}
-
-/// What ADD gave the pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodNetwork {
-    /// The network name.
-    pub network: String,
-    /// The interface in the pod.
-    pub interface: String,
-    /// The pod's addresses, IPv4 first.
-    pub ips: Vec<IpAddr>,
-}
-
-/// A network configuration list, as the chain runs it.
-#[derive(Debug, Clone)]
-struct NetworkList {
-    name: String,
-    cni_version: String,
-    disable_check: bool,
-    plugins: Vec<(String, Value)>,
-    raw: Value,
-}
-
-impl NetworkList {
-    fn from_value(raw: Value) -> Result<Self, CniError> {
-        let name = raw
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let invalid = |reason: &str| CniError::InvalidConfig {
-            network: name.clone(),
-            reason: reason.to_owned(),
-        };
-        plugin_conf::check_id("network name", &name, 255).map_err(|r| invalid(&r))?;
-        let cni_version = raw
-            .get("cniVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let disable_check = raw
-            .get("disableCheck")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let plugins = raw
-            .get("plugins")
-            .and_then(Value::as_array)
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| invalid("no `plugins`"))?
-            .iter()
-            .map(|p| {
-                p.get("type")
-                    .and_then(Value::as_str)
-                    .filter(|t| !t.is_empty() && !t.contains('/'))
-                    .map(|t| (t.to_owned(), p.clone()))
-                    .ok_or_else(|| invalid("a plugin has no valid `type`"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(NetworkList {
-            name,
-            cni_version,
-            disable_check,
-            plugins,
-            raw,
-        })
-    }
 }
 
 /// What every plugin of one operation is run with.
@@ -674,18 +559,6 @@ impl Cni {
     }
 }
 
-/// Runs `f` in a task of its own and waits for it: a CNI operation is never left half-done
-/// because its caller went away. A panic in it is propagated.
-async fn to_completion<T: Send + 'static>(
-    f: impl Future<Output = Result<T, CniError>> + Send + 'static,
-) -> Result<T, CniError> {
-    match tokio::spawn(f).await {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => Err(CniError::Aborted),
-    }
-}
-
 fn check_attachment(a: &Attachment) -> Result<(), CniError> {
     plugin_conf::check_id("container id", &a.container_id, MAX_ID_LEN)
         .and_then(|()| plugin_conf::check_id("interface name", &a.ifname, MAX_IFNAME_LEN))
@@ -716,35 +589,7 @@ fn is_pinned_netns(path: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    #[test]
-    fn network_lists_are_checked_before_anything_runs() {
-        let list = NetworkList::from_value(json!({"cniVersion": "0.4.0", "name": "n",
-            "disableCheck": true, "plugins": [{"type": "bridge"}, {"type": "portmap"}]}))
-        .expect("valid");
-        assert_eq!(list.cni_version, "0.4.0");
-        assert!(list.disable_check);
-        let types: Vec<_> = list.plugins.iter().map(|(t, _)| t.as_str()).collect();
-        assert_eq!(types, ["bridge", "portmap"]);
-
-        for bad in [
-            json!({"name": "n", "plugins": []}),
-            json!({"name": "n", "plugins": [{"type": "../../bin/sh"}]}),
-            json!({"name": "a/b", "plugins": [{"type": "bridge"}]}),
-            json!({"plugins": [{"type": "bridge"}]}),
-        ] {
-            assert!(
-                matches!(
-                    NetworkList::from_value(bad.clone()),
-                    Err(CniError::InvalidConfig { .. })
-                ),
-                "{bad}"
-            );
-        }
-    }
 
     #[test]
     fn plugins_are_found_in_the_first_directory_that_has_them() {

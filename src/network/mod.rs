@@ -10,9 +10,13 @@ mod cni_config;
 mod error;
 mod exec;
 mod invoker;
+mod network_list;
 mod plugin_conf;
 mod result;
+mod serial;
+mod types;
 
 pub use cni_config::{CniNetwork, Discovery, discover};
 pub use error::CniError;
-pub use invoker::{Attachment, Cni, DEFAULT_PLUGIN_TIMEOUT, PodNetwork, PortMapping};
+pub use invoker::{Cni, DEFAULT_PLUGIN_TIMEOUT};
+pub use types::{Attachment, PodNetwork, PortMapping};

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::invoker::{Attachment, PortMapping};
+use super::types::{Attachment, PortMapping};
 
 /// The capability key of port mappings (CNI CONVENTIONS.md), the portmap plugin's input.
 pub(crate) const PORT_MAPPINGS: &str = "portMappings";
