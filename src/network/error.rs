@@ -137,3 +137,35 @@ fn details_suffix(code: &Option<u32>, details: &str) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_errors_read_as_one_sentence_with_the_plugins_words() {
+        let e = CniError::Plugin {
+            network: "crid".into(),
+            plugin: "bridge".into(),
+            command: "ADD",
+            code: Some(11),
+            msg: "failed to allocate for range 0".into(),
+            details: "no IP addresses available".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "CNI network crid: plugin bridge failed on ADD: failed to allocate for range 0 \
+             (no IP addresses available) [code 11]"
+        );
+        let e = CniError::Timeout {
+            network: "crid".into(),
+            plugin: "slow".into(),
+            command: "DEL",
+            timeout: Duration::from_secs(2),
+        };
+        assert_eq!(
+            e.to_string(),
+            "CNI network crid: plugin slow timed out on DEL after 2s"
+        );
+    }
+}
