@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything crid's build, tests and conformance run need on Debian 12, idempotently:
-# Debian packages (runtimes, CNI plugins, registry, busybox for fixture images), the Python
-# environment of the upstream-client tests (.venv), and cargo-nextest.
+# Debian packages (runtimes, CNI plugins, registry, busybox for fixture images), a default CNI
+# network configuration when the host has none, the Python environment of the upstream-client
+# tests (.venv), and cargo-nextest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,21 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# A default pod network when the host has none: bridge crid0 on 10.88.0.0/16 with host-local
+# IPAM and portmap (fixtures/cni/10-crid-bridge.conflist). Loopback is not in the chain: crid
+# brings `lo` up in each pod's namespace itself. An existing .conf/.conflist/.json is kept.
+cni_dir=/etc/cni/net.d
+if ! compgen -G "$cni_dir/*.conf" >/dev/null && ! compgen -G "$cni_dir/*.conflist" >/dev/null \
+    && ! compgen -G "$cni_dir/*.json" >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: $cni_dir has no CNI configuration; run as root to install the default one" >&2
+    exit 1
+  fi
+  echo "setup: installing $cni_dir/10-crid-bridge.conflist"
+  install -d -m 0755 "$cni_dir"
+  install -m 0644 fixtures/cni/10-crid-bridge.conflist "$cni_dir/10-crid-bridge.conflist"
 fi
 
 # The upstream-generated CRI client (PyPI container-runtime-interface-api) that checks crid's

@@ -136,15 +136,33 @@ pub async fn run(config: &Config) -> Report {
                         "cni config",
                         format!("network {} from {}", net.name, net.file.display()),
                     );
-                    let mut types = net.plugin_types.clone();
+                    // The chain, the IPAM plugins it delegates to, and loopback.
+                    let mut versioned = net.plugin_types.clone();
+                    for ipam in ipam_types(&net.list) {
+                        if !versioned.contains(&ipam) {
+                            versioned.push(ipam);
+                        }
+                    }
+                    let mut types = versioned.clone();
                     types.push("loopback".into());
                     for plugin in types {
                         match find_plugin(&config.network.cni_plugin_dirs, &plugin) {
-                            Some(p) => report.push(
-                                Level::Ok,
-                                format!("cni plugin {plugin}"),
-                                p.display().to_string(),
-                            ),
+                            Some(p) => {
+                                report.push(
+                                    Level::Ok,
+                                    format!("cni plugin {plugin}"),
+                                    p.display().to_string(),
+                                );
+                                if versioned.contains(&plugin) {
+                                    check_plugin_version(
+                                        &mut report,
+                                        config,
+                                        &plugin,
+                                        &net.cni_version,
+                                    )
+                                    .await;
+                                }
+                            }
                             None => report.push(
                                 Level::Fail,
                                 format!("cni plugin {plugin}"),
@@ -200,6 +218,44 @@ pub async fn run(config: &Config) -> Report {
     report
 }
 
+/// Asks a plugin of the default network (CNI VERSION) whether it speaks the network's
+/// `cniVersion`; a plugin that does not fails every ADD.
+async fn check_plugin_version(report: &mut Report, config: &Config, plugin: &str, wanted: &str) {
+    let subject = format!("cni plugin {plugin} version");
+    let cni = network::Cni::from_config(config).with_timeout(VERSION_TIMEOUT);
+    match cni.version(plugin).await {
+        Err(e) => report.push(Level::Warn, subject, e.to_string()),
+        Ok(versions) if wanted.is_empty() || versions.iter().any(|v| v == wanted) => report.push(
+            Level::Ok,
+            subject,
+            format!("supports {}", versions.join(", ")),
+        ),
+        Ok(versions) => report.push(
+            Level::Fail,
+            subject,
+            format!(
+                "does not support cniVersion {wanted} of the network (supports {})",
+                versions.join(", ")
+            ),
+        ),
+    }
+}
+
+/// How long `crid check` waits for a plugin's VERSION answer.
+const VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The `ipam.type` of each plugin of a network list that has one.
+fn ipam_types(list: &serde_json::Value) -> Vec<String> {
+    list.get("plugins")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.pointer("/ipam/type").and_then(serde_json::Value::as_str))
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn find_plugin(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
     dirs.iter()
         .map(|d| d.join(name))
@@ -235,16 +291,20 @@ mod tests {
         std::fs::create_dir_all(&bin).expect("mkdir");
         std::fs::write(
             net.join("10.conflist"),
-            r#"{"cniVersion":"1.0.0","name":"t","plugins":[{"type":"bridge"}]}"#,
+            r#"{"cniVersion":"1.0.0","name":"t","plugins":[{"type":"bridge","ipam":{"type":"host-local"}}]}"#,
         )
         .expect("write");
-        for plugin in ["bridge", "loopback"] {
+        for plugin in ["bridge", "host-local", "loopback"] {
             let p = bin.join(plugin);
-            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::write(
+                &p,
+                "#!/bin/sh\necho '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}'\n",
+            )
+            .expect("write");
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         let mut config = Config::default();
-        config.network.cni_config_dir = net;
+        config.network.cni_config_dir = net.clone();
         config.network.cni_plugin_dirs = vec![bin.clone()];
         config.runtime.runtimes.insert(
             "runc".into(),
@@ -269,7 +329,34 @@ mod tests {
         );
         assert_eq!(level_of("cni plugin bridge"), Some(Level::Ok), "{report}");
         assert_eq!(level_of("cni plugin loopback"), Some(Level::Ok), "{report}");
+        assert_eq!(
+            level_of("cni plugin host-local version"),
+            Some(Level::Ok),
+            "{report}"
+        );
+        assert_eq!(
+            level_of("cni plugin bridge version"),
+            Some(Level::Ok),
+            "{report}"
+        );
         assert!(!report.passed());
+
+        // A network in a cniVersion the plugin does not speak fails.
+        std::fs::write(
+            net.join("10.conflist"),
+            r#"{"cniVersion":"1.1.0","name":"t","plugins":[{"type":"bridge"}]}"#,
+        )
+        .expect("write");
+        let report = run(&config).await;
+        assert_eq!(
+            report
+                .findings
+                .iter()
+                .find(|f| f.subject == "cni plugin bridge version")
+                .map(|f| f.level),
+            Some(Level::Fail),
+            "{report}"
+        );
 
         std::fs::remove_file(bin.join("bridge")).expect("rm");
         let report = run(&config).await;

@@ -15,6 +15,9 @@ pub struct CniNetwork {
     pub cni_version: String,
     /// Plugin `type`s in chain order.
     pub plugin_types: Vec<String>,
+    /// The configuration as a network list: a `.conflist` as written, a single-plugin
+    /// `.conf`/`.json` wrapped as a list of one (`name` and `cniVersion` lifted from it).
+    pub list: Value,
 }
 
 /// The result of scanning a configuration directory.
@@ -65,11 +68,18 @@ fn load(file: &Path) -> Result<CniNetwork, String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| format!("invalid JSON: {e}"))?;
     let is_list = file.extension().is_some_and(|e| e == "conflist");
-    parse(&value, is_list).map(|(name, cni_version, plugin_types)| CniNetwork {
+    let (name, cni_version, plugin_types) = parse(&value, is_list)?;
+    let list = if is_list {
+        value
+    } else {
+        serde_json::json!({ "cniVersion": cni_version, "name": name, "plugins": [value] })
+    };
+    Ok(CniNetwork {
         file: file.to_path_buf(),
         name,
         cni_version,
         plugin_types,
+        list,
     })
 }
 
@@ -178,6 +188,28 @@ mod tests {
             .default
             .expect("network");
         assert_eq!(net.plugin_types, ["bridge"]);
+        assert_eq!(
+            net.list,
+            serde_json::json!({"cniVersion": "", "name": "single",
+                "plugins": [{"name": "single", "type": "bridge"}]})
+        );
+    }
+
+    #[test]
+    fn the_default_conflist_setup_installs_is_valid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "10-crid-bridge.conflist",
+            include_str!("../../fixtures/cni/10-crid-bridge.conflist"),
+        );
+        let net = discover(dir.path())
+            .expect("discover")
+            .default
+            .expect("network");
+        assert_eq!(net.name, "crid");
+        assert_eq!(net.cni_version, "1.0.0");
+        assert_eq!(net.plugin_types, ["bridge", "portmap"]);
     }
 
     #[test]
