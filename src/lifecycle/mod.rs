@@ -59,6 +59,9 @@ pub enum LifecycleError {
         /// The runtime's error.
         source: RuntimeError,
     },
+    /// A CNI plugin failed; the message carries the plugin's own.
+    #[error("pod network: {0}")]
+    Network(crate::network::CniError),
     /// The image is missing or broken.
     #[error(transparent)]
     Image(#[from] ImageError),
@@ -97,6 +100,12 @@ impl LifecycleError {
     }
 }
 
+impl From<crate::network::CniError> for LifecycleError {
+    fn from(e: crate::network::CniError) -> Self {
+        LifecycleError::Network(e)
+    }
+}
+
 /// Shorthand.
 pub type Result<T> = std::result::Result<T, LifecycleError>;
 
@@ -121,6 +130,8 @@ pub struct Lifecycle {
     pub(crate) pause_image: String,
     pub(crate) monitor: PathBuf,
     pub(crate) host_capabilities: Vec<String>,
+    pub(crate) cni: crate::network::Cni,
+    pub(crate) cni_config_dir: PathBuf,
     pub(crate) pods: RwLock<HashMap<String, Arc<Object<PodRecord>>>>,
     pub(crate) containers: RwLock<HashMap<String, Arc<Object<ContainerRecord>>>>,
     events: tokio::sync::broadcast::Sender<Event>,
@@ -207,6 +218,8 @@ impl Lifecycle {
             pause_image: config.image.pause_image.clone(),
             monitor: monitor_binary(),
             host_capabilities: crate::host::bounding_capabilities(),
+            cni: crate::network::Cni::from_config(config),
+            cni_config_dir: config.network.cni_config_dir.clone(),
             pods: RwLock::default(),
             containers: RwLock::default(),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,

@@ -136,6 +136,7 @@ impl Lifecycle {
             utsns: None,
             infra: None,
             ips: Vec::new(),
+            network_attached: false,
             cgroup_parent,
         };
         let pod = Object::new(&id, self.layout.pod_record(&id), record.clone());
@@ -236,9 +237,68 @@ impl Lifecycle {
         })
         .map_err(io(format!("pod {id}: writing its record")))?;
 
+        if let Some(netns) = &pinned.net {
+            self.attach_network(pod, netns, &hostname).await?;
+        }
         if mode(ns.pid) == NamespaceMode::Pod {
             self.start_infra(pod).await?;
         }
+        Ok(())
+    }
+
+    /// ADD on the default CNI network; the pod's IPs go into its record and /etc/hosts.
+    /// Without any network configuration the pod keeps a namespace with only `lo` (the
+    /// kubelet runs no such pod while Status says NetworkReady is false).
+    async fn attach_network(&self, pod: &Arc<Object<PodRecord>>, netns: &std::path::Path, hostname: &str) -> Result<()> {
+        let record = pod.get();
+        let id = &record.id;
+        let configured = crate::network::discover(&self.cni_config_dir).is_ok_and(|d| d.default.is_some());
+        if !configured {
+            tracing::warn!(pod = %id, dir = %self.cni_config_dir.display(), "no CNI network configured: the pod has loopback only");
+            return Ok(());
+        }
+        let md = record.metadata();
+        let port_mappings = record
+            .config
+            .port_mappings
+            .iter()
+            .filter(|p| p.host_port > 0)
+            .map(|p| {
+                let port = |v: i32, field: &str| {
+                    u16::try_from(v).map_err(|_| LifecycleError::invalid(format!("config.port_mappings.{field}"), format!("{v} is not a port")))
+                };
+                Ok(crate::network::PortMapping {
+                    host_port: port(p.host_port, "host_port")?,
+                    container_port: port(p.container_port, "container_port")?,
+                    protocol: match cri::Protocol::try_from(p.protocol) {
+                        Ok(cri::Protocol::Udp) => "udp",
+                        Ok(cri::Protocol::Sctp) => "sctp",
+                        _ => "tcp",
+                    }
+                    .to_owned(),
+                    host_ip: p.host_ip.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        pod.update(|r| r.network_attached = true)
+            .map_err(io(format!("pod {id}: writing its record")))?;
+        let network = self
+            .cni
+            .setup(&crate::network::Attachment {
+                container_id: id.clone(),
+                netns: netns.to_path_buf(),
+                ifname: "eth0".into(),
+                pod_namespace: md.namespace,
+                pod_name: md.name,
+                pod_uid: md.uid,
+                port_mappings,
+            })
+            .await?;
+        let ips: Vec<String> = network.ips.iter().map(ToString::to_string).collect();
+        tracing::info!(pod = %id, network = %network.network, ?ips, "pod network attached");
+        state::write_atomic(&self.pod_paths(id).hosts(), files::hosts(hostname, &network.ips).as_bytes())
+            .map_err(io(format!("pod {id}: writing its hosts file")))?;
+        pod.update(|r| r.ips = ips).map_err(io(format!("pod {id}: writing its record")))?;
         Ok(())
     }
 
@@ -373,6 +433,20 @@ impl Lifecycle {
             }
         }
         let paths = self.pod_paths(id);
+        if record.network_attached {
+            let netns = paths.ns().join("net");
+            match self.cni.teardown(id, Some(&netns)).await {
+                Ok(()) => {
+                    pod.update(|r| {
+                        r.network_attached = false;
+                        r.ips.clear();
+                    })
+                    .map_err(io(format!("pod {id}: writing its record")))?;
+                }
+                // The namespace stays pinned, so a retried StopPodSandbox can try again.
+                Err(e) => return Err(e.into()),
+            }
+        }
         for p in ["net", "ipc", "uts"].map(|k| paths.ns().join(k)) {
             if let Err(e) = namespaces::unpin(&p) {
                 first_err.get_or_insert(io(format!("pod {id}: unpinning {}", p.display()))(e));

@@ -188,6 +188,7 @@ mod tests {
             utsns: None,
             infra: None,
             ips: vec!["10.0.0.2".into(), "fd00::2".into()],
+            network_attached: true,
             cgroup_parent: "/crid".into(),
         }
     }

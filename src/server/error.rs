@@ -58,7 +58,12 @@ impl From<LifecycleError> for Status {
             LifecycleError::FailedPrecondition(_) => Status::failed_precondition(msg),
             LifecycleError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             LifecycleError::Image(e) => image_status(&e),
-            LifecycleError::Runtime { .. } | LifecycleError::Internal { .. } => Status::internal(msg),
+            LifecycleError::Network(crate::network::CniError::Timeout { .. }) => {
+                Status::deadline_exceeded(msg)
+            }
+            LifecycleError::Runtime { .. }
+            | LifecycleError::Network(_)
+            | LifecycleError::Internal { .. } => Status::internal(msg),
         }
     }
 }

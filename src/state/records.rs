@@ -58,6 +58,10 @@ pub struct PodRecord {
     /// Pod IPs, primary first.
     #[serde(default)]
     pub ips: Vec<String>,
+    /// The pod may be attached to the CNI network: set before ADD, cleared after DEL, so
+    /// teardown runs exactly once, also after a crash in the middle of ADD.
+    #[serde(default)]
+    pub network_attached: bool,
     /// The pod's cgroup parent (from `linux.cgroup_parent`, or crid's default).
     pub cgroup_parent: String,
 }
@@ -222,6 +226,7 @@ mod tests {
             utsns: None,
             infra: None,
             ips: vec!["10.88.0.2".into()],
+            network_attached: true,
             cgroup_parent: "/crid".into(),
         };
         let json = serde_json::to_string(&r).expect("ser");
