@@ -29,6 +29,8 @@ async fn crid_matches_its_baseline_needs_root() {
         "[image]\ninsecure_registries = [\"{0}\"]\npause_image = \"{0}/pause:latest\"\n",
         registry.host()
     ));
+    // Networking cases need a CNI network: a bridge and subnet of this test's own.
+    let _net = support::cri::TestNetwork::install(&d, "cf", 6);
     let catalogue = cases::catalogue();
     let ctx = cases::Ctx {
         channel: d.channel().await,

@@ -282,7 +282,7 @@ impl Lifecycle {
             .collect::<Result<Vec<_>>>()?;
         pod.update(|r| r.network_attached = true)
             .map_err(io(format!("pod {id}: writing its record")))?;
-        let network = self
+        let attached = self
             .cni
             .setup(&crate::network::Attachment {
                 container_id: id.clone(),
@@ -293,7 +293,16 @@ impl Lifecycle {
                 pod_uid: md.uid,
                 port_mappings,
             })
-            .await?;
+            .await;
+        let network = match attached {
+            Ok(n) => n,
+            Err(e) => {
+                // A failed ADD has already been rolled back by the invoker (DEL of the chain).
+                pod.update(|r| r.network_attached = false)
+                    .map_err(io(format!("pod {id}: writing its record")))?;
+                return Err(e.into());
+            }
+        };
         let ips: Vec<String> = network.ips.iter().map(ToString::to_string).collect();
         tracing::info!(pod = %id, network = %network.network, ?ips, "pod network attached");
         state::write_atomic(&self.pod_paths(id).hosts(), files::hosts(hostname, &network.ips).as_bytes())

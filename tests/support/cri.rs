@@ -252,3 +252,66 @@ pub async fn wait_for_file(path: &Path, limit: Duration) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A CNI network private to one test: its own bridge, /24 subnet and IPAM data directory,
+/// written into the daemon's CNI config directory. Dropping it deletes the bridge.
+pub struct TestNetwork {
+    /// The bridge device.
+    pub bridge: String,
+    /// The subnet, `10.<a>.<b>.0/24`.
+    pub subnet: String,
+    /// host-local's lease directory.
+    pub data_dir: PathBuf,
+}
+
+impl TestNetwork {
+    /// Writes a bridge + host-local + portmap conflist named `<tag>` into `d`'s net.d;
+    /// `third_octet` picks the subnet `10.215.<third_octet>.0/24` (unique per test).
+    pub fn install(d: &TestDaemon, tag: &str, third_octet: u8) -> TestNetwork {
+        let bridge = format!("cr{tag}{}", std::process::id() % 10000);
+        assert!(bridge.len() <= 15, "bridge name {bridge} too long");
+        let subnet = format!("10.215.{third_octet}.0/24");
+        let data_dir = d.path().join("ipam");
+        let conflist = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": format!("crid-test-{tag}"),
+            "plugins": [
+                {
+                    "type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false, "hairpinMode": true,
+                    "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": data_dir, "routes": [{"dst": "0.0.0.0/0"}]}
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}}
+            ]
+        });
+        std::fs::write(d.path().join("net.d/10-test.conflist"), conflist.to_string()).expect("write conflist");
+        TestNetwork { bridge, subnet, data_dir }
+    }
+
+    /// IP leases host-local holds now (its files named by address).
+    pub fn leases(&self) -> Vec<String> {
+        std::fs::read_dir(&self.data_dir)
+            .map(|e| {
+                e.flatten()
+                    .flat_map(|n| std::fs::read_dir(n.path()).into_iter().flatten().flatten())
+                    .map(|f| f.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Interfaces enslaved to the bridge (one veth per attached pod).
+    pub fn ports(&self) -> Vec<String> {
+        std::fs::read_dir(format!("/sys/class/net/{}/brif", self.bridge))
+            .map(|e| e.flatten().map(|f| f.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        if Path::new("/sys/class/net").join(&self.bridge).exists() {
+            let _ = std::process::Command::new("ip").args(["link", "del", &self.bridge]).status();
+        }
+    }
+}
