@@ -298,6 +298,20 @@ async fn exec(handler: &str) {
         state("running", created.pid)
     );
 
+    // An exec whose caller gives up (the future is dropped) leaves nothing either.
+    let dropped = tokio::time::timeout(
+        Duration::from_secs(1),
+        rt.exec(&b.id, &process(&["/bin/sleep", "60"]), None),
+    )
+    .await;
+    assert!(dropped.is_err(), "the exec must still be running");
+    eventually(
+        "cancelled exec's process gone",
+        Duration::from_secs(5),
+        || cgroup_procs(&b) == [created.pid],
+    )
+    .await;
+
     // A process left behind holding stdout does not hold up the exec, nor lose its output.
     let started = Instant::now();
     let out = rt

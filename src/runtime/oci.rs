@@ -478,6 +478,11 @@ impl OciRuntime {
             pid_file: &pid_file,
         };
         let cmd = self.command(&op);
+        // Declared after `dir`, so dropped (and run) before the pid file goes with it.
+        let mut cancel = ExecCancelGuard {
+            pid_file: &pid_file,
+            armed: true,
+        };
         let mut running = Running::spawn(cmd, Capture::Pipes, EXEC_OUTPUT_CAP).map_err(io_err)?;
         // The exec'd process's group, once known: what a timeout or leftovers kill.
         let group = std::sync::OnceLock::new();
@@ -523,6 +528,7 @@ impl OciRuntime {
         };
         let started = read_pid(&pid_file).is_some();
         let out = running.finish().await;
+        cancel.armed = false;
         let exit_code = status.map(exit_code).unwrap_or(128 + libc::SIGKILL);
         if !timed_out && !started && exit_code != 0 {
             return Err(RuntimeError::Command {
@@ -760,6 +766,23 @@ async fn leftovers_after_exit(pid_file: &Path, group: &std::sync::OnceLock<nix::
         }
     }
     tokio::time::sleep(invoke::DRAIN_AFTER_EXIT).await;
+}
+
+/// Kills the exec'd process if [`OciRuntime::exec`] is dropped before it finished (the
+/// runtime itself goes with `kill_on_drop`, but the process it started would stay).
+struct ExecCancelGuard<'a> {
+    pid_file: &'a Path,
+    armed: bool,
+}
+
+impl Drop for ExecCancelGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed
+            && let Some(pid) = read_pid(self.pid_file)
+        {
+            kill_exec_process(pid, None);
+        }
+    }
 }
 
 /// The monitor's status line.
