@@ -668,6 +668,29 @@ pub(crate) mod tests {
         assert!(!is_not_running("permission denied"));
     }
 
+    /// The daemon spawns these futures onto its multi-threaded runtime.
+    #[test]
+    fn futures_are_send() {
+        fn send<T: Send>(_: T) {}
+        let r = runtime(CgroupDriver::Cgroupfs, None);
+        let req = CreateRequest {
+            id: "c".into(),
+            bundle: "/b".into(),
+            log_path: "/l".into(),
+            log_max_size: None,
+            exit_file: "/e".into(),
+            pid_file: "/p".into(),
+            memory_cgroup: None,
+        };
+        send(r.create(Path::new("/m"), &req));
+        send(r.start("c"));
+        send(r.state("c"));
+        send(r.kill("c", "KILL", true));
+        send(r.delete("c", true));
+        send(r.exec("c", &crate::spec::oci::Process::default(), None));
+        send(r.update("c", &Resources::default()));
+    }
+
     #[test]
     fn vm_handlers_are_not_oci_runtimes() {
         let handler = RuntimeHandler {
