@@ -187,6 +187,18 @@ async fn lifecycle(handler: &str) {
         rt.state(&b.id).await.expect("state"),
         state("created", created.pid)
     );
+    // crun's monitor (and the create it ran) lives in the private mount namespace without
+    // the cgroup2 mount; runc's shares ours.
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).expect("ns");
+    let monitor = created.monitor_pid.to_string();
+    let mountinfo = std::fs::read_to_string(format!("/proc/{monitor}/mountinfo")).expect("mi");
+    let sees_unified = mountinfo.contains(" /sys/fs/cgroup/unified ");
+    if rt.private_mount_ns() {
+        assert_ne!(ns(&monitor), ns("self"));
+        assert!(!sees_unified, "{mountinfo}");
+    } else {
+        assert_eq!(ns(&monitor), ns("self"));
+    }
     // A second create of the same ID is refused and leaves the first container alone.
     let err = rt
         .create(Path::new(MONITOR), &req)
@@ -297,6 +309,20 @@ async fn exec(handler: &str) {
         rt.state(&b.id).await.expect("state"),
         state("running", created.pid)
     );
+
+    // An exec whose caller gives up (the future is dropped) leaves nothing either.
+    let dropped = tokio::time::timeout(
+        Duration::from_secs(1),
+        rt.exec(&b.id, &process(&["/bin/sleep", "60"]), None),
+    )
+    .await;
+    assert!(dropped.is_err(), "the exec must still be running");
+    eventually(
+        "cancelled exec's process gone",
+        Duration::from_secs(5),
+        || cgroup_procs(&b) == [created.pid],
+    )
+    .await;
 
     // A process left behind holding stdout does not hold up the exec, nor lose its output.
     let started = Instant::now();

@@ -5,9 +5,13 @@
 //! from cgroupv2"). It runs, and places the container in the v1 controllers, when it does not
 //! see the cgroup2 mount. So every crun command (and the crid-monitor that runs `crun create`)
 //! starts in a private mount namespace of its own where `/sys/fs/cgroup/unified` is unmounted:
-//! `unshare(CLONE_NEWNS)`, `/` made rslave (nothing propagates back to the host, while the
-//! host's unmounts still reach this copy, so it never pins another pod's namespaces or
-//! rootfs), then a lazy unmount. Only that process tree sees the difference; the host's mounts are untouched.
+//! `unshare(CLONE_NEWNS)`, `/` made a recursive slave, then a lazy unmount. Only that process
+//! tree sees the difference; the host's mounts are untouched.
+//!
+//! Slave rather than private: with either, nothing done in the namespace propagates back to
+//! the host. With slave, unmounts on the host (a removed pod's rootfs, its volumes) still
+//! reach the namespace, so a monitor living as long as its container does not keep copies
+//! of other pods' mounts alive. On hosts where `/` is not a shared mount the two are the same.
 //! The container's state directory (`--root`) is a plain directory, so `state`, `kill` and
 //! `delete` find the container whichever namespace they run in.
 

@@ -13,21 +13,23 @@
 //! - A container sharing the host PID namespace needs `kill --all`: its init is not a PID 1
 //!   whose death takes the other processes with it.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+mod create;
+mod exec;
 
 use super::hybrid::{self, CgroupLayout};
-use super::invoke::{self, Capture, Running};
+use super::invoke::{self, Capture};
 use super::{PROBE_TIMEOUT, RuntimeError, resolve_binary};
 use crate::config::{CgroupDriver, RuntimeHandler, RuntimeKind};
-use crate::spec::oci::{Process, Resources};
+use crate::spec::oci::Resources;
 
 /// Default bound on each runtime command.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -272,104 +274,6 @@ impl OciRuntime {
         self.timeout
     }
 
-    /// Spawns crid-monitor (`monitor` is its binary), which runs the runtime's `create`, and
-    /// returns once the monitor reported the container's PID (the container is `created`)
-    /// or an error (with the runtime's stderr). On error or timeout nothing is left: the
-    /// monitor is killed and reaped and `delete --force` has run. A container the runtime
-    /// already knows under this ID is refused untouched ([`RuntimeError::Exists`]). If this
-    /// future is dropped before the monitor reported, the monitor is killed but the
-    /// container may remain: `delete --force` it.
-    pub async fn create(
-        &self,
-        monitor: &Path,
-        req: &CreateRequest,
-    ) -> Result<Created, RuntimeError> {
-        self.check_id(&req.id)?;
-        // The cleanup below force-deletes by ID: never let it reach a container that was
-        // there before.
-        if self.state(&req.id).await?.is_some() {
-            return Err(RuntimeError::Exists {
-                handler: self.name.clone(),
-                id: req.id.clone(),
-            });
-        }
-        let io_err = |source| RuntimeError::Io {
-            handler: self.name.clone(),
-            command: "create",
-            id: req.id.clone(),
-            source,
-        };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(req.monitor_log())
-            .map_err(io_err)?;
-        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut cmd = Command::new(monitor);
-        cmd.args(self.monitor_args(req))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        // No kill_on_drop: the monitor must outlive this call (and the daemon). Until it has
-        // reported, the guard kills it if this future is dropped.
-        self.isolate(&mut cmd);
-        let child = cmd.spawn().map_err(|e| RuntimeError::Monitor {
-            handler: self.name.clone(),
-            id: req.id.clone(),
-            reason: format!("cannot run {}: {e}", monitor.display()),
-        })?;
-        let mut guard = MonitorGuard(Some(child));
-        let monitor_pid = guard.pid();
-        // Recorded before anything can go wrong, so a daemon killed during this create can
-        // find and end the monitor (and the runtime's `create` under it) when it restarts.
-        let _ = std::fs::write(req.bundle.join("monitor.pid"), monitor_pid.to_string());
-        let stdout = guard.0.as_mut().and_then(|c| c.stdout.take());
-        tracing::debug!(handler = %self.name, id = %req.id, monitor_pid, "monitor spawned");
-
-        let outcome = match tokio::time::timeout(self.timeout, read_status(stdout)).await {
-            Ok(Ok(MonitorStatus::Pid(pid))) => {
-                if let Some(mut child) = guard.0.take() {
-                    // The monitor is our child: reap it whenever it ends.
-                    tokio::spawn(async move {
-                        let _ = child.wait().await;
-                    });
-                }
-                return Ok(Created { pid, monitor_pid });
-            }
-            Ok(Ok(MonitorStatus::Error(stderr))) => RuntimeError::Create {
-                handler: self.name.clone(),
-                id: req.id.clone(),
-                stderr,
-            },
-            Ok(Err(reason)) => {
-                // Let it finish writing why, then quote it.
-                if let Some(child) = guard.0.as_mut() {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
-                }
-                RuntimeError::Monitor {
-                    handler: self.name.clone(),
-                    id: req.id.clone(),
-                    reason: format!(
-                        "{reason}; monitor log: {}",
-                        read_from(&req.monitor_log(), log_start)
-                    ),
-                }
-            }
-            Err(_) => RuntimeError::Timeout {
-                handler: self.name.clone(),
-                binary: monitor.to_path_buf(),
-                command: "create".into(),
-                id: Some(req.id.clone()),
-                timeout: self.timeout,
-            },
-        };
-        guard.kill_and_reap().await;
-        if let Err(e) = self.delete(&req.id, true).await {
-            tracing::warn!(handler = %self.name, id = %req.id, "cleanup after a failed create: {e}");
-        }
-        Err(outcome)
-    }
-
     /// `start`: runs the created container's process.
     pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
         let op = Op::Start(id);
@@ -439,111 +343,6 @@ impl OciRuntime {
         }
     }
 
-    /// Runs `process` in the container with `exec` and collects its output (each stream
-    /// capped at [`EXEC_OUTPUT_CAP`]) and exit code. `process.terminal` is ignored (no TTY).
-    /// When `timeout` expires the process (and its process group) is killed by host PID and
-    /// reaped, and `timed_out` is set. A runtime that fails before the process started is an
-    /// error; afterwards, the exit code is the process's.
-    ///
-    /// Processes the exec'd process leaves behind holding stdout/stderr: runc copies output
-    /// until EOF, so they would hold up `runc exec` until the timeout (or forever). When the
-    /// process has exited and the runtime has not returned 2 s later, its process group is
-    /// killed. crun returns when the process exits; its leftovers keep running, and their
-    /// output is no longer read after those 2 s.
-    pub async fn exec(
-        &self,
-        id: &str,
-        process: &Process,
-        timeout: Option<Duration>,
-    ) -> Result<ExecOutput, RuntimeError> {
-        self.check_id(id)?;
-        let io_err = |source| RuntimeError::Io {
-            handler: self.name.clone(),
-            command: "exec",
-            id: id.to_owned(),
-            source,
-        };
-        let dir = tempfile::Builder::new()
-            .prefix("crid-exec-")
-            .tempdir()
-            .map_err(io_err)?;
-        let process_file = dir.path().join("process.json");
-        let pid_file = dir.path().join("pid");
-        let process = Process {
-            terminal: false,
-            ..process.clone()
-        };
-        let json = serde_json::to_vec(&process).map_err(|e| io_err(io::Error::other(e)))?;
-        std::fs::write(&process_file, json).map_err(io_err)?;
-        let op = Op::Exec {
-            id,
-            process: &process_file,
-            pid_file: &pid_file,
-        };
-        let cmd = self.command(&op);
-        let mut running = Running::spawn(cmd, Capture::Pipes, EXEC_OUTPUT_CAP).map_err(io_err)?;
-        // The exec'd process's group, once known: what a timeout or leftovers kill.
-        let group = std::sync::OnceLock::new();
-        let leftovers = leftovers_after_exit(&pid_file, &group);
-        tokio::pin!(leftovers);
-        let deadline = async {
-            match timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(deadline);
-        let mut leftovers_done = false;
-        let (status, timed_out) = loop {
-            tokio::select! {
-                r = running.wait() => break (Some(r.map_err(io_err)?), false),
-                () = &mut deadline => {
-                    tracing::debug!(handler = %self.name, id, "exec timed out, killing it");
-                    if let Some(pid) = read_pid(&pid_file) {
-                        kill_exec_process(pid, group.get().copied());
-                    }
-                    let status = match running.wait_for(EXEC_KILL_GRACE).await {
-                        Ok(Some(s)) => Some(s),
-                        _ => running.kill().await.ok().flatten(),
-                    };
-                    // The process may have started while we were looking.
-                    if let Some(pid) = read_pid(&pid_file) {
-                        kill_exec_process(pid, group.get().copied());
-                    }
-                    break (status, true);
-                }
-                () = &mut leftovers, if !leftovers_done => {
-                    // The process exited a while ago, but the runtime is still running: runc
-                    // copies output until EOF, and what the process left behind in its group
-                    // holds the pipes. Those leftovers go, so that the runtime can report.
-                    leftovers_done = true;
-                    if let Some(g) = group.get() {
-                        tracing::debug!(handler = %self.name, id, "killing what exec left behind");
-                        let _ = nix::sys::signal::killpg(*g, nix::sys::signal::Signal::SIGKILL);
-                    }
-                }
-            }
-        };
-        let started = read_pid(&pid_file).is_some();
-        let out = running.finish().await;
-        let exit_code = status.map(exit_code).unwrap_or(128 + libc::SIGKILL);
-        if !timed_out && !started && exit_code != 0 {
-            return Err(RuntimeError::Command {
-                handler: self.name.clone(),
-                command: "exec",
-                id: id.to_owned(),
-                status: status.map(|s| s.to_string()).unwrap_or_default(),
-                stderr: invoke::stderr_text(&out.stderr),
-            });
-        }
-        Ok(ExecOutput {
-            stdout: out.stdout,
-            stderr: out.stderr,
-            exit_code,
-            timed_out,
-        })
-    }
-
     /// `update --resources FILE ID` with the OCI `LinuxResources` JSON.
     pub async fn update(&self, id: &str, resources: &Resources) -> Result<(), RuntimeError> {
         self.check_id(id)?;
@@ -576,32 +375,6 @@ impl OciRuntime {
         let mut a: Vec<OsString> = vec!["--root".into(), self.root.clone().into()];
         a.extend(self.global_args.iter().map(OsString::from));
         a.extend(op.args());
-        a
-    }
-
-    /// crid-monitor's arguments for `req`.
-    fn monitor_args(&self, req: &CreateRequest) -> Vec<OsString> {
-        let mut a: Vec<OsString> = Vec::new();
-        let mut pair = |k: &str, v: &OsStr| {
-            a.push(k.into());
-            a.push(v.to_owned());
-        };
-        pair("--runtime", self.binary.as_os_str());
-        pair("--runtime-root", self.root.as_os_str());
-        for g in &self.global_args {
-            pair("--runtime-arg", OsStr::new(g));
-        }
-        pair("--bundle", req.bundle.as_os_str());
-        pair("--id", OsStr::new(&req.id));
-        pair("--log-path", req.log_path.as_os_str());
-        if let Some(max) = req.log_max_size {
-            pair("--log-max-size", OsStr::new(&max.to_string()));
-        }
-        pair("--exit-file", req.exit_file.as_os_str());
-        pair("--pid-file", req.pid_file.as_os_str());
-        if let Some(cg) = &req.memory_cgroup {
-            pair("--memory-cgroup", cg.as_os_str());
-        }
         a
     }
 
@@ -695,162 +468,6 @@ fn is_not_running(stderr: &str) -> bool {
         .any(|m| stderr.contains(m))
 }
 
-fn exit_code(status: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
-}
-
-fn read_pid(path: &Path) -> Option<i32> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
-}
-
-/// The process group of an exec'd process, if it is safe to kill as a whole. runc makes the
-/// process a session and group leader; crun leaves it in a session whose leader (its own
-/// helper) has exited. Never a group led by another live process (it could be the
-/// container's init), nor ours.
-fn exec_group(pid: i32) -> Option<nix::unistd::Pid> {
-    let pid = nix::unistd::Pid::from_raw(pid);
-    let pgid = nix::unistd::getpgid(Some(pid)).ok()?;
-    let leader_gone = !Path::new("/proc").join(pgid.to_string()).exists();
-    (pgid != nix::unistd::getpgrp() && (pgid == pid || leader_gone)).then_some(pgid)
-}
-
-/// SIGKILLs an exec'd process and its process group (`group` when recorded earlier, else
-/// looked up now).
-fn kill_exec_process(pid: i32, group: Option<nix::unistd::Pid>) {
-    use nix::sys::signal::{Signal, kill, killpg};
-    if let Some(g) = group.or_else(|| exec_group(pid)) {
-        let _ = killpg(g, Signal::SIGKILL);
-    }
-    let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-}
-
-/// Completes [`invoke::DRAIN_AFTER_EXIT`] after the exec'd process (PID from `pid_file`)
-/// exited, having recorded its process group in `group` while it was alive. Watches the
-/// exit with a pidfd; only the pid file's appearance is polled, for the first moments.
-async fn leftovers_after_exit(pid_file: &Path, group: &std::sync::OnceLock<nix::unistd::Pid>) {
-    let pid = loop {
-        if let Some(pid) = read_pid(pid_file) {
-            break pid;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    if let Some(g) = exec_group(pid) {
-        let _ = group.set(g);
-    }
-    // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if raw >= 0 {
-        // SAFETY: `raw` is a descriptor we just opened and own from here on.
-        let fd =
-            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };
-        // SAFETY: the OwnedFd stays open, and is the same descriptor, while the AsyncFd
-        // that owns it lives.
-        match unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-        } {
-            // A pidfd turns readable when the process exits.
-            Ok(afd) => drop(afd.readable().await),
-            Err(_) => return std::future::pending().await,
-        }
-    }
-    tokio::time::sleep(invoke::DRAIN_AFTER_EXIT).await;
-}
-
-/// The monitor's status line.
-#[derive(Debug, PartialEq, Eq)]
-enum MonitorStatus {
-    Pid(i32),
-    Error(String),
-}
-
-/// Reads and parses the one status line crid-monitor writes on its stdout.
-async fn read_status(stdout: Option<tokio::process::ChildStdout>) -> Result<MonitorStatus, String> {
-    let stdout = stdout.ok_or("no status pipe")?;
-    let mut line = String::new();
-    tokio::io::BufReader::new(stdout.take(64 * 1024))
-        .read_line(&mut line)
-        .await
-        .map_err(|e| format!("reading the status line: {e}"))?;
-    parse_status(&line)
-}
-
-fn parse_status(line: &str) -> Result<MonitorStatus, String> {
-    if line.trim().is_empty() {
-        return Err("exited without a status line".into());
-    }
-    let v: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("bad status line {line:?}: {e}"))?;
-    if let Some(pid) = v["pid"].as_i64().and_then(|p| i32::try_from(p).ok())
-        && pid > 0
-    {
-        return Ok(MonitorStatus::Pid(pid));
-    }
-    match v["error"].as_str() {
-        Some(e) => Ok(MonitorStatus::Error(e.to_owned())),
-        None => Err(format!("bad status line {line:?}")),
-    }
-}
-
-/// The text of `path` from byte `start`, bounded, for error messages.
-fn read_from(path: &Path, start: u64) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut buf = Vec::new();
-    if let Ok(mut f) = std::fs::File::open(path)
-        && f.seek(SeekFrom::Start(start)).is_ok()
-    {
-        let _ = f.take(4096).read_to_end(&mut buf);
-    }
-    invoke::stderr_text(&buf)
-}
-
-/// Kills the monitor if the create did not complete (error, timeout, or cancellation).
-struct MonitorGuard(Option<Child>);
-
-impl MonitorGuard {
-    fn pid(&self) -> i32 {
-        self.0.as_ref().and_then(Child::id).map_or(0, |p| p as i32)
-    }
-
-    fn signal(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            if let Some(pid) = child.id() {
-                // After its setsid the monitor leads its group, with the runtime's `create`
-                // in it (the container's init has a session of its own). Before, the group
-                // does not exist and this fails harmlessly.
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            let _ = child.start_kill();
-        }
-    }
-
-    async fn kill_and_reap(&mut self) {
-        self.signal();
-        if let Some(mut child) = self.0.take() {
-            let _ = tokio::time::timeout(MONITOR_REAP_LIMIT, child.wait()).await;
-        }
-    }
-}
-
-impl Drop for MonitorGuard {
-    fn drop(&mut self) {
-        // Dropped before the monitor reported (the create future was cancelled): kill it;
-        // tokio reaps dropped children in the background.
-        self.signal();
-    }
-}
-
 /// Runs `binary --version` synchronously (for [`OciRuntime::new`]), bounded by `limit`.
 fn version_blocking(name: &str, binary: &Path, limit: Duration) -> Result<String, RuntimeError> {
     use std::io::Read;
@@ -901,10 +518,10 @@ fn version_blocking(name: &str, binary: &Path, limit: Duration) -> Result<String
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn runtime(driver: CgroupDriver, root: Option<&str>) -> OciRuntime {
+    pub(crate) fn runtime(driver: CgroupDriver, root: Option<&str>) -> OciRuntime {
         let handler = RuntimeHandler {
             path: "/bin/true".into(),
             root: root.map(PathBuf::from),
@@ -915,7 +532,7 @@ mod tests {
             .with_private_mount_ns(false)
     }
 
-    fn strings(v: Vec<OsString>) -> Vec<String> {
+    pub(crate) fn strings(v: Vec<OsString>) -> Vec<String> {
         v.into_iter()
             .map(|s| s.to_string_lossy().into_owned())
             .collect()
@@ -1004,61 +621,6 @@ mod tests {
     }
 
     #[test]
-    fn monitor_arguments() {
-        let r = runtime(CgroupDriver::Systemd, Some("/r"));
-        let req = CreateRequest {
-            id: "c1".into(),
-            bundle: "/b".into(),
-            log_path: "/l".into(),
-            log_max_size: Some(4096),
-            exit_file: "/exits/c1".into(),
-            pid_file: "/c/pid".into(),
-            memory_cgroup: Some("/sys/fs/cgroup/memory/c1".into()),
-        };
-        assert_eq!(
-            strings(r.monitor_args(&req)),
-            [
-                "--runtime",
-                "/bin/true",
-                "--runtime-root",
-                "/r",
-                "--runtime-arg",
-                "--systemd-cgroup",
-                "--bundle",
-                "/b",
-                "--id",
-                "c1",
-                "--log-path",
-                "/l",
-                "--log-max-size",
-                "4096",
-                "--exit-file",
-                "/exits/c1",
-                "--pid-file",
-                "/c/pid",
-                "--memory-cgroup",
-                "/sys/fs/cgroup/memory/c1",
-            ]
-        );
-        assert_eq!(req.monitor_log(), Path::new("/c/pid.monitor.log"));
-        // The monitor parses what we build.
-        let parsed = crate::monitor::supervise::parse_args(strings(r.monitor_args(&req)))
-            .expect("monitor accepts its arguments");
-        assert_eq!(parsed.runtime_args, ["--systemd-cgroup"]);
-        assert_eq!(parsed.log_max_size, Some(4096));
-        let minimal = CreateRequest {
-            log_max_size: None,
-            memory_cgroup: None,
-            ..req
-        };
-        let a = strings(r.monitor_args(&minimal));
-        assert!(
-            !a.iter()
-                .any(|s| s == "--memory-cgroup" || s == "--log-max-size")
-        );
-    }
-
-    #[test]
     fn ids_and_signals_that_could_be_options_are_refused() {
         let r = runtime(CgroupDriver::Cgroupfs, None);
         for bad in ["", "-x", "--force", "a/b", "a b", "../x"] {
@@ -1106,16 +668,27 @@ mod tests {
         assert!(!is_not_running("permission denied"));
     }
 
+    /// The daemon spawns these futures onto its multi-threaded runtime.
     #[test]
-    fn monitor_status_lines() {
-        assert_eq!(parse_status("{\"pid\":42}\n"), Ok(MonitorStatus::Pid(42)));
-        assert_eq!(
-            parse_status("{\"error\":\"runc create failed: boom\"}\n"),
-            Ok(MonitorStatus::Error("runc create failed: boom".into()))
-        );
-        assert!(parse_status("").is_err());
-        assert!(parse_status("{\"pid\":0}").is_err());
-        assert!(parse_status("garbage").is_err());
+    fn futures_are_send() {
+        fn send<T: Send>(_: T) {}
+        let r = runtime(CgroupDriver::Cgroupfs, None);
+        let req = CreateRequest {
+            id: "c".into(),
+            bundle: "/b".into(),
+            log_path: "/l".into(),
+            log_max_size: None,
+            exit_file: "/e".into(),
+            pid_file: "/p".into(),
+            memory_cgroup: None,
+        };
+        send(r.create(Path::new("/m"), &req));
+        send(r.start("c"));
+        send(r.state("c"));
+        send(r.kill("c", "KILL", true));
+        send(r.delete("c", true));
+        send(r.exec("c", &crate::spec::oci::Process::default(), None));
+        send(r.update("c", &Resources::default()));
     }
 
     #[test]
@@ -1128,12 +701,5 @@ mod tests {
         let err = OciRuntime::new("kata", &handler, Path::new("/run"), CgroupDriver::Cgroupfs)
             .expect_err("vm");
         assert!(matches!(err, RuntimeError::NotOci { .. }), "{err}");
-    }
-
-    #[test]
-    fn exit_codes_follow_the_cri_convention() {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
-        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGKILL)), 137);
     }
 }
