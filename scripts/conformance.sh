@@ -35,6 +35,9 @@ cleanup() {
   if [ -f "$work/fixtures/state.json" ]; then
     "$bin/crid-conformance" fixtures down --state-dir "$work/fixtures" >/dev/null || true
   fi
+  if [ -n "${bridge:-}" ] && [ -e "/sys/class/net/$bridge" ]; then
+    ip link del "$bridge" || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -44,6 +47,18 @@ trap cleanup EXIT
 registry=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["host"])' "$work/fixtures/state.json")
 
 mkdir -p "$work/net.d" "$work/crid.d"
+# A CNI network of this run's own (bridge, private subnet, lease directory), so the
+# networking cases run and nothing touches the host's default network.
+bridge="crcf$$"
+bridge=${bridge:0:15}
+cat > "$work/net.d/10-conformance.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "crid-conformance", "plugins": [
+  {"type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.216.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": "$work/ipam"}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}
+]}
+JSON
 cat > "$work/crid.toml" <<TOML
 [server]
 listen = "$work/crid.sock"

@@ -60,13 +60,18 @@ impl Lifecycle {
         let deleted = runtime
             .delete(id, true)
             .await
-            .map_err(LifecycleError::runtime(format!("container {id}: deleting it")));
+            .map_err(LifecycleError::runtime(format!(
+                "container {id}: deleting it"
+            )));
         // What an interrupted `create` left in the cgroup, which `delete` does not know.
         if let Some(pod) = pod
             && self.cgroup_driver == crate::config::CgroupDriver::Cgroupfs
         {
             let path = self.cgroups_path(pod, id);
-            let killed = tokio::task::spawn_blocking(move || crate::runtime::cgroups::kill_and_remove(&path)).await;
+            let killed = tokio::task::spawn_blocking(move || {
+                crate::runtime::cgroups::kill_and_remove(&path)
+            })
+            .await;
             if let Ok(Err(e)) = killed {
                 tracing::warn!(container = id, "cgroup cleanup: {e}");
             }
@@ -164,7 +169,11 @@ pub(crate) fn resolve_devices(devices: &[cri::Device]) -> Result<Vec<ResolvedDev
         .collect()
 }
 
-fn device(meta: &std::fs::Metadata, container_path: &str, permissions: String) -> Option<ResolvedDevice> {
+fn device(
+    meta: &std::fs::Metadata,
+    container_path: &str,
+    permissions: String,
+) -> Option<ResolvedDevice> {
     let ft = meta.file_type();
     let kind = if ft.is_char_device() {
         'c'
@@ -193,10 +202,14 @@ pub(crate) fn host_devices() -> Vec<ResolvedDevice> {
     while !dirs.is_empty() && depth < 2 {
         let mut next = Vec::new();
         for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let path = e.path();
-                let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
                 let Some(p) = path.to_str() else { continue };
                 if meta.is_dir() {
                     if !matches!(p, "/dev/pts" | "/dev/shm" | "/dev/mqueue") {
@@ -218,19 +231,28 @@ pub(crate) fn host_devices() -> Vec<ResolvedDevice> {
 
 /// Loads a Localhost seccomp profile (cri:SecurityProfile#localhost_ref: an absolute path
 /// on the node to an OCI seccomp JSON document).
-pub(crate) fn localhost_seccomp(profile: Option<&cri::SecurityProfile>) -> Result<Option<oci::Seccomp>> {
+pub(crate) fn localhost_seccomp(
+    profile: Option<&cri::SecurityProfile>,
+) -> Result<Option<oci::Seccomp>> {
     let field = "config.linux.security_context.seccomp.localhost_ref";
-    let Some(p) = profile.filter(|p| {
-        p.profile_type == cri::security_profile::ProfileType::Localhost as i32
-    }) else {
+    let Some(p) =
+        profile.filter(|p| p.profile_type == cri::security_profile::ProfileType::Localhost as i32)
+    else {
         return Ok(None);
     };
-    let path = p.localhost_ref.strip_prefix("localhost/").unwrap_or(&p.localhost_ref);
+    let path = p
+        .localhost_ref
+        .strip_prefix("localhost/")
+        .unwrap_or(&p.localhost_ref);
     if !path.starts_with('/') {
-        return Err(LifecycleError::invalid(field, format!("`{path}` is not an absolute path")));
+        return Err(LifecycleError::invalid(
+            field,
+            format!("`{path}` is not an absolute path"),
+        ));
     }
-    let bytes = std::fs::read(path).map_err(|e| LifecycleError::invalid(field, format!("{path}: {e}")))?;
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| LifecycleError::invalid(field, format!("{path} is not an OCI seccomp profile: {e}")))
+    let bytes =
+        std::fs::read(path).map_err(|e| LifecycleError::invalid(field, format!("{path}: {e}")))?;
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        LifecycleError::invalid(field, format!("{path} is not an OCI seccomp profile: {e}"))
+    })
 }

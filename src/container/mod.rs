@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crid_api::cri;
 use cri::NamespaceMode;
+use crid_api::cri;
 
-use crate::lifecycle::{EventKind, KILL_GRACE, Lifecycle, LifecycleError, Object, Result, io, mark_exited};
+use crate::lifecycle::{
+    EventKind, KILL_GRACE, Lifecycle, LifecycleError, Object, Result, io, mark_exited,
+};
 use crate::runtime::oci::{CreateRequest, Created, OciRuntime};
 use crate::spec::{self, PidNamespace, PodFiles, SpecInput, oci};
 use crate::state::{self, ContainerRecord, ContainerState, PodRecord, PodState};
@@ -39,15 +41,19 @@ impl Lifecycle {
         pod: &PodRecord,
     ) -> Result<Created> {
         let bundle = self.layout.bundle(id);
-        let json = serde_json::to_vec_pretty(spec).map_err(LifecycleError::internal(format!("container {id}: encoding its spec")))?;
+        let json = serde_json::to_vec_pretty(spec).map_err(LifecycleError::internal(format!(
+            "container {id}: encoding its spec"
+        )))?;
         state::write_atomic(&bundle.join("config.json"), &json)
             .map_err(io(format!("container {id}: writing config.json")))?;
         let memory_cgroup = match (self.cgroup_driver, crate::host::cgroup_mode()) {
-            (crate::config::CgroupDriver::Cgroupfs, crate::host::CgroupMode::Unified) => {
-                Some(Path::new("/sys/fs/cgroup").join(self.cgroups_path(pod, id).trim_start_matches('/')))
-            }
+            (crate::config::CgroupDriver::Cgroupfs, crate::host::CgroupMode::Unified) => Some(
+                Path::new("/sys/fs/cgroup")
+                    .join(self.cgroups_path(pod, id).trim_start_matches('/')),
+            ),
             (crate::config::CgroupDriver::Cgroupfs, _) => Some(
-                Path::new("/sys/fs/cgroup/memory").join(self.cgroups_path(pod, id).trim_start_matches('/')),
+                Path::new("/sys/fs/cgroup/memory")
+                    .join(self.cgroups_path(pod, id).trim_start_matches('/')),
             ),
             // The systemd driver names a scope; OOM is then read from the exit status only.
             _ => None,
@@ -64,7 +70,9 @@ impl Lifecycle {
         runtime
             .create(&self.monitor, &req)
             .await
-            .map_err(LifecycleError::runtime(format!("container {id}: creating it")))
+            .map_err(LifecycleError::runtime(format!(
+                "container {id}: creating it"
+            )))
     }
 
     /// cri:RuntimeService.CreateContainer. Returns the new container's ID.
@@ -74,18 +82,31 @@ impl Lifecycle {
         config: cri::ContainerConfig,
     ) -> Result<String> {
         if pod_id.is_empty() {
-            return Err(LifecycleError::invalid("pod_sandbox_id", "must not be empty"));
+            return Err(LifecycleError::invalid(
+                "pod_sandbox_id",
+                "must not be empty",
+            ));
         }
         let md = config
             .metadata
             .as_ref()
             .ok_or_else(|| LifecycleError::invalid("config.metadata", "is required"))?;
         if md.name.is_empty() {
-            return Err(LifecycleError::invalid("config.metadata.name", "must not be empty"));
+            return Err(LifecycleError::invalid(
+                "config.metadata.name",
+                "must not be empty",
+            ));
         }
-        let image_name = config.image.as_ref().map(|i| i.image.as_str()).unwrap_or_default();
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.as_str())
+            .unwrap_or_default();
         if image_name.is_empty() {
-            return Err(LifecycleError::invalid("config.image.image", "must not be empty"));
+            return Err(LifecycleError::invalid(
+                "config.image.image",
+                "must not be empty",
+            ));
         }
         let pod = self.pod(pod_id).ok_or_else(|| LifecycleError::NotFound {
             kind: "pod sandbox",
@@ -109,7 +130,11 @@ impl Lifecycle {
             id: id.clone(),
             pod_id: pod_id.to_owned(),
             image_id: image.id.clone(),
-            image_ref: image.repo_digests.first().cloned().unwrap_or_else(|| image.id.clone()),
+            image_ref: image
+                .repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.clone()),
             state: ContainerState::Creating,
             created_at_ns: state::now_ns(),
             started_at_ns: 0,
@@ -145,18 +170,27 @@ impl Lifecycle {
         }
         let (_, runtime) = self.runtime(&pod_record.runtime_handler)?;
         let setup = async {
-            container.persist().map_err(io(format!("container {id}: writing its record")))?;
-            self.setup_container(&container, &pod_record, &image, &runtime).await
+            container
+                .persist()
+                .map_err(io(format!("container {id}: writing its record")))?;
+            self.setup_container(&container, &pod_record, &image, &runtime)
+                .await
         };
         match setup.await {
             Ok(()) => Ok(id),
             Err(e) => {
                 tracing::warn!(container = %id, "CreateContainer failed, rolling back: {e}");
-                if let Err(c) = self.remove_container_resources(&runtime, &id, Some(&pod_record)).await {
+                if let Err(c) = self
+                    .remove_container_resources(&runtime, &id, Some(&pod_record))
+                    .await
+                {
                     tracing::error!(container = %id, "rollback incomplete: {c}");
                 }
                 let _ = container.forget();
-                self.containers.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                self.containers
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
                 Err(e)
             }
         }
@@ -172,22 +206,37 @@ impl Lifecycle {
         let record = container.get();
         let id = record.id.clone();
         let c = &record.config;
-        let sc = c.linux.as_ref().and_then(|l| l.security_context.clone()).unwrap_or_default();
+        let sc = c
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.clone())
+            .unwrap_or_default();
         let (process, stop_signal) = self.images.process_config(image)?;
         let devices = bundle::resolve_devices(&c.devices)?;
-        let host_devices = if sc.privileged { bundle::host_devices() } else { Vec::new() };
+        let host_devices = if sc.privileged {
+            bundle::host_devices()
+        } else {
+            Vec::new()
+        };
         let seccomp = bundle::localhost_seccomp(sc.seccomp.as_ref())?;
-        let pid = match NamespaceMode::try_from(sc.namespace_options.as_ref().map_or(0, |n| n.pid)) {
+        let pid = match NamespaceMode::try_from(sc.namespace_options.as_ref().map_or(0, |n| n.pid))
+        {
             Ok(NamespaceMode::Node) => PidNamespace::Host,
             Ok(NamespaceMode::Pod) => match &pod.infra {
                 Some(infra) => PidNamespace::Join(format!("/proc/{}/ns/pid", infra.pid)),
                 None => PidNamespace::Private,
             },
             Ok(NamespaceMode::Target) => {
-                let target = sc.namespace_options.as_ref().map(|n| n.target_id.clone()).unwrap_or_default();
+                let target = sc
+                    .namespace_options
+                    .as_ref()
+                    .map(|n| n.target_id.clone())
+                    .unwrap_or_default();
                 let t = self
                     .container(&target)
-                    .filter(|t| t.read(|r| r.pod_id == pod.id && r.state == ContainerState::Running))
+                    .filter(|t| {
+                        t.read(|r| r.pod_id == pod.id && r.state == ContainerState::Running)
+                    })
                     .ok_or_else(|| {
                         LifecycleError::invalid(
                             "config.linux.security_context.namespace_options.target_id",
@@ -206,7 +255,11 @@ impl Lifecycle {
             hostname: Some(paths.hostname().display().to_string()),
             hosts: Some(paths.hosts().display().to_string()),
             resolv_conf: Some(paths.resolv_conf().display().to_string()),
-            shm: Some(if own_ipc { paths.shm().display().to_string() } else { "/dev/shm".into() }),
+            shm: Some(if own_ipc {
+                paths.shm().display().to_string()
+            } else {
+                "/dev/shm".into()
+            }),
         };
         let spec = spec::build(&SpecInput {
             container: c,
@@ -224,19 +277,28 @@ impl Lifecycle {
             host_devices: &host_devices,
             localhost_seccomp: seccomp.as_ref(),
         })
-        .map_err(|spec::SpecError::Invalid { field, reason }| LifecycleError::invalid(field, reason))?;
+        .map_err(|spec::SpecError::Invalid { field, reason }| {
+            LifecycleError::invalid(field, reason)
+        })?;
 
         let log_path = if pod.config.log_directory.is_empty() || c.log_path.is_empty() {
             PathBuf::new()
         } else {
             let p = Path::new(&pod.config.log_directory).join(&c.log_path);
             if let Some(dir) = p.parent() {
-                std::fs::create_dir_all(dir).map_err(io(format!("container {id}: creating {}", dir.display())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(io(format!("container {id}: creating {}", dir.display())))?;
             }
             p
         };
-        let monitor_log = if log_path.as_os_str().is_empty() { PathBuf::from("/dev/null") } else { log_path.clone() };
-        let created = self.create_in_runtime(runtime, &id, &spec, &monitor_log, pod).await?;
+        let monitor_log = if log_path.as_os_str().is_empty() {
+            PathBuf::from("/dev/null")
+        } else {
+            log_path.clone()
+        };
+        let created = self
+            .create_in_runtime(runtime, &id, &spec, &monitor_log, pod)
+            .await?;
         container
             .update(|r| {
                 r.state = ContainerState::Created;
@@ -286,7 +348,9 @@ impl Lifecycle {
         runtime
             .start(id)
             .await
-            .map_err(LifecycleError::runtime(format!("container {id}: starting it")))?;
+            .map_err(LifecycleError::runtime(format!(
+                "container {id}: starting it"
+            )))?;
         c.update(|r| {
             r.started_at_ns = state::now_ns();
             if r.state == ContainerState::Created {
@@ -308,10 +372,16 @@ impl Lifecycle {
         self.stop_container_obj(&c, timeout).await
     }
 
-    pub(crate) async fn stop_container_obj(&self, c: &Arc<Object<ContainerRecord>>, timeout: i64) -> Result<()> {
+    pub(crate) async fn stop_container_obj(
+        &self,
+        c: &Arc<Object<ContainerRecord>>,
+        timeout: i64,
+    ) -> Result<()> {
         let _op = c.lock().await;
         let id = c.id().to_owned();
-        if self.record_exit(&id) || !c.read(|r| matches!(r.state, ContainerState::Created | ContainerState::Running)) {
+        if self.record_exit(&id)
+            || !c.read(|r| matches!(r.state, ContainerState::Created | ContainerState::Running))
+        {
             return Ok(());
         }
         let record = c.get();
@@ -321,7 +391,10 @@ impl Lifecycle {
             runtime
                 .kill(&id, &record.stop_signal, all)
                 .await
-                .map_err(LifecycleError::runtime(format!("container {id}: sending {}", record.stop_signal)))?;
+                .map_err(LifecycleError::runtime(format!(
+                    "container {id}: sending {}",
+                    record.stop_signal
+                )))?;
             if self.wait_exit(c, Duration::from_secs(timeout as u64)).await {
                 return Ok(());
             }
@@ -329,7 +402,9 @@ impl Lifecycle {
         runtime
             .kill(&id, "KILL", all)
             .await
-            .map_err(LifecycleError::runtime(format!("container {id}: sending SIGKILL")))?;
+            .map_err(LifecycleError::runtime(format!(
+                "container {id}: sending SIGKILL"
+            )))?;
         if self.wait_exit(c, KILL_GRACE).await {
             return Ok(());
         }
@@ -343,8 +418,16 @@ impl Lifecycle {
                 )));
             }
         }
-        c.update(|r| mark_exited(r, 137, state::now_ns(), false, "the monitor recorded no exit; the runtime reports the container stopped"))
-            .map_err(io(format!("container {id}: writing its record")))?;
+        c.update(|r| {
+            mark_exited(
+                r,
+                137,
+                state::now_ns(),
+                false,
+                "the monitor recorded no exit; the runtime reports the container stopped",
+            )
+        })
+        .map_err(io(format!("container {id}: writing its record")))?;
         Ok(())
     }
 
@@ -356,7 +439,10 @@ impl Lifecycle {
             if self.record_exit(c.id()) {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
                 return self.record_exit(c.id());
             }
         }
@@ -374,16 +460,24 @@ impl Lifecycle {
         }
     }
 
-    pub(crate) async fn remove_container_obj(&self, c: &Arc<Object<ContainerRecord>>) -> Result<()> {
+    pub(crate) async fn remove_container_obj(
+        &self,
+        c: &Arc<Object<ContainerRecord>>,
+    ) -> Result<()> {
         self.stop_container_obj(c, 0).await?;
         let _op = c.lock().await;
         let id = c.id().to_owned();
         let record = c.get();
         let runtime = self.runtime_of(&record)?;
         let pod = self.pod(&record.pod_id).map(|p| p.get());
-        self.remove_container_resources(&runtime, &id, pod.as_ref()).await?;
-        c.forget().map_err(io(format!("container {id}: removing its record")))?;
-        self.containers.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.remove_container_resources(&runtime, &id, pod.as_ref())
+            .await?;
+        c.forget()
+            .map_err(io(format!("container {id}: removing its record")))?;
+        self.containers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         tracing::info!(container = %id, "container removed");
         self.emit(&id, &record.pod_id, EventKind::Deleted);
         Ok(())
@@ -404,25 +498,34 @@ impl Lifecycle {
             .map(|c| c.get())
             .filter(|r| r.state != ContainerState::Creating)
             .collect();
-        v.sort_by(|a, b| a.created_at_ns.cmp(&b.created_at_ns));
+        v.sort_by_key(|a| a.created_at_ns);
         v
     }
 
     /// cri:RuntimeService.ExecSync: runs `cmd` in the running container; a timeout of 0
     /// means none. Past the timeout the process is killed and DeadlineExceeded returned.
-    pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: i64) -> Result<crate::runtime::oci::ExecOutput> {
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: i64,
+    ) -> Result<crate::runtime::oci::ExecOutput> {
         let c = self.live_container(id)?;
         if cmd.is_empty() {
             return Err(LifecycleError::invalid("cmd", "must not be empty"));
         }
         if !c.read(|r| r.state == ContainerState::Running) || self.record_exit(id) {
-            return Err(LifecycleError::FailedPrecondition(format!("container {id} is not running")));
+            return Err(LifecycleError::FailedPrecondition(format!(
+                "container {id} is not running"
+            )));
         }
         let record = c.get();
         let runtime = self.runtime_of(&record)?;
         let spec: oci::Spec = state::read_json(&self.layout.bundle(id).join("config.json"))
             .map_err(io(format!("container {id}: reading config.json")))?
-            .ok_or_else(|| LifecycleError::FailedPrecondition(format!("container {id} has no bundle")))?;
+            .ok_or_else(|| {
+                LifecycleError::FailedPrecondition(format!("container {id} has no bundle"))
+            })?;
         let mut process = spec.process;
         process.args = cmd;
         process.terminal = false;
@@ -440,7 +543,11 @@ impl Lifecycle {
     }
 
     /// cri:RuntimeService.UpdateContainerResources.
-    pub async fn update_container_resources(&self, id: &str, resources: Option<cri::LinuxContainerResources>) -> Result<()> {
+    pub async fn update_container_resources(
+        &self,
+        id: &str,
+        resources: Option<cri::LinuxContainerResources>,
+    ) -> Result<()> {
         let c = self.live_container(id)?;
         let _op = c.lock().await;
         let Some(resources) = resources else {
@@ -459,7 +566,9 @@ impl Lifecycle {
         runtime
             .update(id, &oci_resources)
             .await
-            .map_err(LifecycleError::runtime(format!("container {id}: updating resources")))?;
+            .map_err(LifecycleError::runtime(format!(
+                "container {id}: updating resources"
+            )))?;
         c.update(|r| r.resources = Some(resources))
             .map_err(io(format!("container {id}: writing its record")))?;
         Ok(())
@@ -470,7 +579,9 @@ impl Lifecycle {
         let c = self.live_container(id)?;
         let record = c.get();
         if record.state != ContainerState::Running || self.record_exit(id) {
-            return Err(LifecycleError::FailedPrecondition(format!("container {id} is not running")));
+            return Err(LifecycleError::FailedPrecondition(format!(
+                "container {id} is not running"
+            )));
         }
         if !is_monitor_of(record.monitor_pid, id) {
             return Err(LifecycleError::FailedPrecondition(format!(
@@ -495,7 +606,9 @@ pub(crate) fn is_monitor_of(pid: i32, id: &str) -> bool {
         && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
             let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
             args.first().is_some_and(|a| a.ends_with(b"crid-monitor"))
-                && args.windows(2).any(|w| w[0] == b"--id" && w[1] == id.as_bytes())
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"--id" && w[1] == id.as_bytes())
         })
 }
 

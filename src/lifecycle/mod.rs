@@ -57,14 +57,14 @@ pub enum LifecycleError {
         /// What was being done, naming the object.
         what: String,
         /// The runtime's error.
-        source: RuntimeError,
+        source: Box<RuntimeError>,
     },
     /// A CNI plugin failed; the message carries the plugin's own.
     #[error("pod network: {0}")]
-    Network(crate::network::CniError),
+    Network(Box<crate::network::CniError>),
     /// The image is missing or broken.
     #[error(transparent)]
-    Image(#[from] ImageError),
+    Image(Box<ImageError>),
     /// The host failed us (a mount, a file, a namespace).
     #[error("{what}: {detail}")]
     Internal {
@@ -96,13 +96,22 @@ impl LifecycleError {
     /// Wraps a runtime error with what was being done.
     pub fn runtime(what: impl Into<String>) -> impl FnOnce(RuntimeError) -> Self {
         let what = what.into();
-        move |source| LifecycleError::Runtime { what, source }
+        move |source| LifecycleError::Runtime {
+            what,
+            source: Box::new(source),
+        }
+    }
+}
+
+impl From<ImageError> for LifecycleError {
+    fn from(e: ImageError) -> Self {
+        LifecycleError::Image(Box::new(e))
     }
 }
 
 impl From<crate::network::CniError> for LifecycleError {
     fn from(e: crate::network::CniError) -> Self {
-        LifecycleError::Network(e)
+        LifecycleError::Network(Box::new(e))
     }
 }
 
@@ -183,7 +192,9 @@ impl Lifecycle {
     /// files and the mount table, and starts watching for exits.
     pub async fn open(config: &Config, images: Arc<ImageService>) -> Result<Arc<Lifecycle>> {
         let layout = Layout::new(&config.storage.root, &config.storage.runroot);
-        layout.create().map_err(io("creating the state directories"))?;
+        layout
+            .create()
+            .map_err(io("creating the state directories"))?;
         let mut runtimes = BTreeMap::new();
         let mut unsupported = BTreeMap::new();
         for (name, handler) in &config.runtime.runtimes {
@@ -259,13 +270,23 @@ impl Lifecycle {
         let result = c.update(|r| {
             let live = matches!(r.state, ContainerState::Created | ContainerState::Running);
             if live {
-                mark_exited(r, record.exit_code, record.exited_at_ns, record.oom_killed, "");
+                mark_exited(
+                    r,
+                    record.exit_code,
+                    record.exited_at_ns,
+                    record.oom_killed,
+                    "",
+                );
             }
             live.then(|| r.pod_id.clone())
         });
         match result {
             Ok(Some(pod_id)) => {
-                tracing::info!(container = id, exit_code = record.exit_code, "container exited");
+                tracing::info!(
+                    container = id,
+                    exit_code = record.exit_code,
+                    "container exited"
+                );
                 self.emit(id, &pod_id, EventKind::Stopped);
             }
             Ok(None) => {}
@@ -346,7 +367,10 @@ impl Lifecycle {
         let known: Vec<&str> = self.runtimes.keys().map(String::as_str).collect();
         Err(LifecycleError::invalid(
             "runtime_handler",
-            format!("unknown runtime handler `{name}` (configured: {})", known.join(", ")),
+            format!(
+                "unknown runtime handler `{name}` (configured: {})",
+                known.join(", ")
+            ),
         ))
     }
 }

@@ -21,7 +21,11 @@ impl Lifecycle {
                     continue;
                 }
             };
-            let pod = Object::new(&record.id, self.layout.pod_record(&record.id), record.clone());
+            let pod = Object::new(
+                &record.id,
+                self.layout.pod_record(&record.id),
+                record.clone(),
+            );
             self.pods
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
@@ -33,7 +37,10 @@ impl Lifecycle {
                     self.release_pod_for_recovery(&pod).await;
                 }
                 PodState::Ready => {
-                    let lost = record.netns.as_deref().is_some_and(|p| !namespaces::is_pinned(p));
+                    let lost = record
+                        .netns
+                        .as_deref()
+                        .is_some_and(|p| !namespaces::is_pinned(p));
                     if lost {
                         tracing::warn!(pod = %record.id, "pod namespaces are gone (host rebooted?); marking it not ready");
                         let _ = pod.update(|r| r.state = PodState::NotReady);
@@ -66,16 +73,25 @@ impl Lifecycle {
                 self.kill_orphan_monitor(&id);
                 if let Ok(runtime) = self.runtime_of(&record) {
                     let pod = self.pod(&record.pod_id).map(|p| p.get());
-                    let _ = self.remove_container_resources(&runtime, &id, pod.as_ref()).await;
+                    let _ = self
+                        .remove_container_resources(&runtime, &id, pod.as_ref())
+                        .await;
                 } else {
                     let _ = crate::storage::overlay::remove_rootfs(&self.rootfs_layout(&id));
                     let _ = crate::state::remove_dir_all(&self.layout.bundle(&id));
                 }
                 let _ = c.forget();
-                self.containers.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                self.containers
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
                 continue;
             }
-            if matches!(record.state, ContainerState::Created | ContainerState::Running) && !self.record_exit(&id) {
+            if matches!(
+                record.state,
+                ContainerState::Created | ContainerState::Running
+            ) && !self.record_exit(&id)
+            {
                 self.reconcile_live(&c, &record).await;
             }
         }
@@ -102,7 +118,13 @@ impl Lifecycle {
         if state.as_ref().is_none_or(|s| s.status == "stopped") {
             tracing::warn!(container = %id, "container's monitor vanished without an exit record");
             let _ = c.update(|r| {
-                mark_exited(r, 255, crate::state::now_ns(), false, "crid-monitor ended without recording the exit")
+                mark_exited(
+                    r,
+                    255,
+                    crate::state::now_ns(),
+                    false,
+                    "crid-monitor ended without recording the exit",
+                )
             });
         }
     }
@@ -111,11 +133,18 @@ impl Lifecycle {
     /// runtime's `create`: end its session (monitors are session leaders).
     fn kill_orphan_monitor(&self, id: &str) {
         let pid_file = self.layout.bundle(id).join("monitor.pid");
-        let Ok(text) = std::fs::read_to_string(&pid_file) else { return };
-        let Ok(pid) = text.trim().parse::<i32>() else { return };
+        let Ok(text) = std::fs::read_to_string(&pid_file) else {
+            return;
+        };
+        let Ok(pid) = text.trim().parse::<i32>() else {
+            return;
+        };
         if crate::container::is_monitor_of(pid, id) {
             tracing::info!(container = %id, monitor = pid, "killing the monitor of an interrupted create");
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             // It is not our child (the daemon that spawned it is gone): wait for it to vanish.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             while crate::container::is_monitor_of(pid, id) && std::time::Instant::now() < deadline {
@@ -132,7 +161,10 @@ impl Lifecycle {
         }
         let _ = crate::state::remove_dir_all(&self.layout.pod_dir(&id));
         let _ = pod.forget();
-        self.pods.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.pods
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     /// Bundles, pod directories and exit files that no record owns: left by a crash
@@ -146,7 +178,9 @@ impl Lifecycle {
             self.layout.container_storage(""),
         ];
         for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if name.starts_with('.') || known(&name) {
@@ -154,10 +188,12 @@ impl Lifecycle {
                 }
                 let path = e.path();
                 tracing::info!(path = %path.display(), "removing state no record owns");
-                let _ = crate::storage::overlay::remove_rootfs(&crate::storage::overlay::RootfsLayout {
-                    storage: self.layout.container_storage(&name),
-                    target: self.layout.bundle(&name).join("rootfs"),
-                });
+                let _ = crate::storage::overlay::remove_rootfs(
+                    &crate::storage::overlay::RootfsLayout {
+                        storage: self.layout.container_storage(&name),
+                        target: self.layout.bundle(&name).join("rootfs"),
+                    },
+                );
                 for ns in ["net", "ipc", "uts"] {
                     let _ = namespaces::unpin(&path.join("ns").join(ns));
                 }

@@ -28,6 +28,9 @@ use super::log::{LogWriter, Stream};
 /// outside its PID namespace that may hold the pipes.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
+/// How long the runtime may take to send the terminal of a container that has one.
+const CONSOLE_WAIT: Duration = Duration::from_secs(60);
+
 /// The monitor's command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MonitorArgs {
@@ -142,6 +145,17 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
     let (err_r, err_w) = pipe()?;
     let mut log = LogWriter::open(&args.log_path, args.log_max_size).map_err(sys("open log"))?;
 
+    // The socket is named relative to the bundle (the monitor's and the runtime's working
+    // directory): `<bundle>/console.sock` would overflow sun_path's 108 bytes.
+    let console = if super::console::wants_terminal(&args.bundle) {
+        std::env::set_current_dir(&args.bundle).map_err(sys("enter the bundle"))?;
+        Some(
+            super::console::ConsoleSocket::bind(std::path::Path::new("console.sock"))
+                .map_err(sys("listen on the console socket"))?,
+        )
+    } else {
+        None
+    };
     let mut cmd = Command::new(&args.runtime);
     cmd.arg("--root")
         .arg(&args.runtime_root)
@@ -150,8 +164,13 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
         .arg("--bundle")
         .arg(&args.bundle)
         .arg("--pid-file")
-        .arg(&args.pid_file)
-        .arg(&args.id)
+        .arg(&args.pid_file);
+    if let Some(c) = &console {
+        cmd.arg("--console-socket")
+            .arg(c.path())
+            .current_dir(&args.bundle);
+    }
+    cmd.arg(&args.id)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w));
@@ -162,9 +181,22 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
                 .map_err(io::Error::from)
         });
     }
-    let created = cmd.status().map_err(sys("run the runtime's create"));
+    let mut master = None;
+    let created = match &console {
+        None => cmd.status().map_err(sys("run the runtime's create")),
+        Some(c) => cmd
+            .spawn()
+            .map_err(sys("run the runtime's create"))
+            .and_then(|mut child| {
+                master = c
+                    .receive(&mut child, CONSOLE_WAIT)
+                    .map_err(sys("receive the container's terminal"))?;
+                child.wait().map_err(sys("wait for the runtime's create"))
+            }),
+    };
     // Our copies of the write ends went with `cmd`; only the container holds them now.
     drop(cmd);
+    drop(console);
     let created = created?;
     if !created.success() {
         let mut stderr = String::new();
@@ -194,7 +226,7 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
     let _ = status.flush();
     drop(status);
 
-    let exit_code = pump(&mut log, out_r, err_r, &signals, Pid::from_raw(pid))?;
+    let exit_code = pump(&mut log, out_r, err_r, master, &signals, Pid::from_raw(pid))?;
     let record = ExitRecord {
         exit_code,
         exited_at_ns: SystemTime::now()
@@ -212,6 +244,7 @@ fn pump(
     log: &mut LogWriter,
     out: OwnedFd,
     err: OwnedFd,
+    terminal: Option<OwnedFd>,
     signals: &SignalFd,
     init: Pid,
 ) -> Result<i32, MonitorError> {
@@ -221,6 +254,11 @@ fn pump(
         (Stream::Stdout, Some(out.into())),
         (Stream::Stderr, Some(err.into())),
     ];
+    // A terminal merges both streams; the CRI logs it as stdout.
+    if let Some(t) = terminal {
+        set_nonblocking(&t)?;
+        pipes.push((Stream::Stdout, Some(t.into())));
+    }
     let mut exit_code: Option<i32> = None;
     let mut exited_at: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
@@ -259,7 +297,9 @@ fn pump(
             let (stream, file) = &mut pipes[*i];
             let Some(f) = file.as_mut() else { continue };
             match f.read(&mut buf) {
+                // EIO: a pty master whose every slave is closed.
                 Ok(0) => *file = None,
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => *file = None,
                 Ok(n) => log
                     .write_chunk(*stream, &buf[..n], SystemTime::now())
                     .map_err(sys("write the log"))?,

@@ -135,7 +135,11 @@ fn pin_in_thread(req: &PinRequest, pinned: &Pinned) -> Result<(), NamespaceError
             source,
         })?;
     }
-    for (kind, path) in [("net", &pinned.net), ("ipc", &pinned.ipc), ("uts", &pinned.uts)] {
+    for (kind, path) in [
+        ("net", &pinned.net),
+        ("ipc", &pinned.ipc),
+        ("uts", &pinned.uts),
+    ] {
         let Some(path) = path else { continue };
         std::fs::File::create(path).map_err(|source| NamespaceError {
             what: format!("creating {}", path.display()),
@@ -149,7 +153,10 @@ fn pin_in_thread(req: &PinRequest, pinned: &Pinned) -> Result<(), NamespaceError
             MsFlags::MS_BIND,
             None::<&str>,
         )
-        .map_err(err(format!("pinning the {kind} namespace at {}", path.display())))?;
+        .map_err(err(format!(
+            "pinning the {kind} namespace at {}",
+            path.display()
+        )))?;
     }
     Ok(())
 }
@@ -184,7 +191,7 @@ fn loopback_up() -> io::Result<()> {
 
 /// Whether `path` is a live namespace pin.
 pub fn is_pinned(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == NSFS_MAGIC)
 }
 
 /// Unmounts a pin and removes its file; absent or already unmounted is fine.
@@ -272,7 +279,10 @@ mod tests {
         let host_net = std::fs::read_link("/proc/self/ns/net").expect("readlink");
         let pinned_net = nix::sys::stat::stat(pinned.net.as_deref().expect("net")).expect("stat");
         let host_stat = nix::sys::stat::stat("/proc/self/ns/net").expect("stat");
-        assert_ne!(pinned_net.st_ino, host_stat.st_ino, "{host_net:?} differs from the pin");
+        assert_ne!(
+            pinned_net.st_ino, host_stat.st_ino,
+            "{host_net:?} differs from the pin"
+        );
         // The hostname and sysctl landed in the pinned namespaces, not the host's.
         let seen = std::thread::spawn({
             let uts = pinned.uts.clone().expect("uts");

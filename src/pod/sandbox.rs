@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crid_api::cri;
 use cri::NamespaceMode;
+use crid_api::cri;
 
 use super::files;
 use super::namespaces::{self, PinRequest};
@@ -102,7 +102,9 @@ impl Lifecycle {
                     Some("net") if host_net => {
                         return Err(LifecycleError::invalid(
                             "config.linux.sysctls",
-                            format!("{k} needs the pod's own network namespace (the pod uses the host's)"),
+                            format!(
+                                "{k} needs the pod's own network namespace (the pod uses the host's)"
+                            ),
                         ));
                     }
                     Some(_) => sysctls.push((k.clone(), v.clone())),
@@ -114,7 +116,11 @@ impl Lifecycle {
 
     /// cri:RuntimeService.RunPodSandbox. Returns the new sandbox ID. On any failure
     /// everything done so far is undone.
-    pub async fn run_pod(self: &Arc<Self>, config: cri::PodSandboxConfig, handler: &str) -> Result<String> {
+    pub async fn run_pod(
+        self: &Arc<Self>,
+        config: cri::PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String> {
         let sysctls = Self::validate_pod(&config)?;
         let (handler, _) = self.runtime(handler)?;
         let id = state::new_id().map_err(io("generating a sandbox ID"))?;
@@ -144,7 +150,10 @@ impl Lifecycle {
         {
             let mut pods = self.pods.write().unwrap_or_else(|p| p.into_inner());
             let name = record.reserved_name();
-            if let Some(other) = pods.values().find(|p| p.read(|r| r.reserved_name() == name)) {
+            if let Some(other) = pods
+                .values()
+                .find(|p| p.read(|r| r.reserved_name() == name))
+            {
                 return Err(LifecycleError::AlreadyExists(format!(
                     "pod name {name} is reserved by sandbox {}",
                     other.id()
@@ -153,7 +162,8 @@ impl Lifecycle {
             pods.insert(id.clone(), pod.clone());
         }
         let setup = async {
-            pod.persist().map_err(io(format!("pod {id}: writing its record")))?;
+            pod.persist()
+                .map_err(io(format!("pod {id}: writing its record")))?;
             self.setup_pod(&pod, &sysctls).await
         };
         match setup.await {
@@ -170,17 +180,25 @@ impl Lifecycle {
                 }
                 let _ = crate::state::remove_dir_all(&self.layout.pod_dir(&id));
                 let _ = pod.forget();
-                self.pods.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                self.pods
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
                 Err(e)
             }
         }
     }
 
-    async fn setup_pod(self: &Arc<Self>, pod: &Arc<Object<PodRecord>>, sysctls: &[(String, String)]) -> Result<()> {
+    async fn setup_pod(
+        self: &Arc<Self>,
+        pod: &Arc<Object<PodRecord>>,
+        sysctls: &[(String, String)],
+    ) -> Result<()> {
         let record = pod.get();
         let id = record.id.clone();
         let paths = self.pod_paths(&id);
-        std::fs::create_dir_all(&paths.dir).map_err(io(format!("pod {id}: creating its directory")))?;
+        std::fs::create_dir_all(&paths.dir)
+            .map_err(io(format!("pod {id}: creating its directory")))?;
         let ns = namespace_options(&record.config);
         let host_net = mode(ns.network) == NamespaceMode::Node;
         let host_ipc = mode(ns.ipc) == NamespaceMode::Node;
@@ -225,7 +243,9 @@ impl Lifecycle {
         };
         let pinned = tokio::task::spawn_blocking(move || namespaces::pin(&req))
             .await
-            .map_err(LifecycleError::internal(format!("pod {id}: namespace task")))?
+            .map_err(LifecycleError::internal(format!(
+                "pod {id}: namespace task"
+            )))?
             .map_err(|e| LifecycleError::Internal {
                 what: format!("pod {id}: creating its namespaces"),
                 detail: e.to_string(),
@@ -249,10 +269,16 @@ impl Lifecycle {
     /// ADD on the default CNI network; the pod's IPs go into its record and /etc/hosts.
     /// Without any network configuration the pod keeps a namespace with only `lo` (the
     /// kubelet runs no such pod while Status says NetworkReady is false).
-    async fn attach_network(&self, pod: &Arc<Object<PodRecord>>, netns: &std::path::Path, hostname: &str) -> Result<()> {
+    async fn attach_network(
+        &self,
+        pod: &Arc<Object<PodRecord>>,
+        netns: &std::path::Path,
+        hostname: &str,
+    ) -> Result<()> {
         let record = pod.get();
         let id = &record.id;
-        let configured = crate::network::discover(&self.cni_config_dir).is_ok_and(|d| d.default.is_some());
+        let configured =
+            crate::network::discover(&self.cni_config_dir).is_ok_and(|d| d.default.is_some());
         if !configured {
             tracing::warn!(pod = %id, dir = %self.cni_config_dir.display(), "no CNI network configured: the pod has loopback only");
             return Ok(());
@@ -265,7 +291,12 @@ impl Lifecycle {
             .filter(|p| p.host_port > 0)
             .map(|p| {
                 let port = |v: i32, field: &str| {
-                    u16::try_from(v).map_err(|_| LifecycleError::invalid(format!("config.port_mappings.{field}"), format!("{v} is not a port")))
+                    u16::try_from(v).map_err(|_| {
+                        LifecycleError::invalid(
+                            format!("config.port_mappings.{field}"),
+                            format!("{v} is not a port"),
+                        )
+                    })
                 };
                 Ok(crate::network::PortMapping {
                     host_port: port(p.host_port, "host_port")?,
@@ -305,9 +336,13 @@ impl Lifecycle {
         };
         let ips: Vec<String> = network.ips.iter().map(ToString::to_string).collect();
         tracing::info!(pod = %id, network = %network.network, ?ips, "pod network attached");
-        state::write_atomic(&self.pod_paths(id).hosts(), files::hosts(hostname, &network.ips).as_bytes())
-            .map_err(io(format!("pod {id}: writing its hosts file")))?;
-        pod.update(|r| r.ips = ips).map_err(io(format!("pod {id}: writing its record")))?;
+        state::write_atomic(
+            &self.pod_paths(id).hosts(),
+            files::hosts(hostname, &network.ips).as_bytes(),
+        )
+        .map_err(io(format!("pod {id}: writing its hosts file")))?;
+        pod.update(|r| r.ips = ips)
+            .map_err(io(format!("pod {id}: writing its record")))?;
         Ok(())
     }
 
@@ -403,7 +438,9 @@ impl Lifecycle {
         runtime
             .start(&id)
             .await
-            .map_err(LifecycleError::runtime(format!("pod {id}: starting the infra container")))?;
+            .map_err(LifecycleError::runtime(format!(
+                "pod {id}: starting the infra container"
+            )))?;
         Ok(())
     }
 
@@ -437,7 +474,10 @@ impl Lifecycle {
         let mut first_err = None;
         if let Ok((_, runtime)) = self.runtime(&record.runtime_handler) {
             // The infra container shares the pod's ID; delete --force kills it.
-            if let Err(e) = self.remove_container_resources(&runtime, id, Some(&record)).await {
+            if let Err(e) = self
+                .remove_container_resources(&runtime, id, Some(&record))
+                .await
+            {
                 first_err.get_or_insert(e);
             }
         }
@@ -504,8 +544,12 @@ impl Lifecycle {
         self.release_pod(&pod).await?;
         crate::state::remove_dir_all(&self.layout.pod_dir(id))
             .map_err(io(format!("pod {id}: removing its directory")))?;
-        pod.forget().map_err(io(format!("pod {id}: removing its record")))?;
-        self.pods.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+        pod.forget()
+            .map_err(io(format!("pod {id}: removing its record")))?;
+        self.pods
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         tracing::info!(pod = %id, "pod sandbox removed");
         Ok(())
     }
@@ -529,7 +573,7 @@ impl Lifecycle {
             .map(|p| p.get())
             .filter(|r| r.state != PodState::Creating)
             .collect();
-        v.sort_by(|a, b| a.created_at_ns.cmp(&b.created_at_ns));
+        v.sort_by_key(|a| a.created_at_ns);
         v
     }
 }

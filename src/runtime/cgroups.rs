@@ -42,16 +42,25 @@ pub fn kill_and_remove(cgroups_path: &str) -> io::Result<()> {
         let pids: Vec<i32> = dirs
             .iter()
             .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-            .flat_map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+            .flat_map(|s| {
+                s.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
             .collect();
         if pids.is_empty() {
             break;
         }
         for pid in pids {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         if Instant::now() > deadline {
-            return Err(io::Error::other(format!("processes in cgroup {cgroups_path} survive SIGKILL")));
+            return Err(io::Error::other(format!(
+                "processes in cgroup {cgroups_path} survive SIGKILL"
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -72,7 +81,10 @@ mod tests {
     fn only_plain_relative_cgroupfs_paths_are_considered() {
         assert!(dirs("").is_empty());
         assert!(dirs("/").is_empty());
-        assert!(dirs("system.slice:crid:abc").is_empty(), "systemd syntax is the runtime's");
+        assert!(
+            dirs("system.slice:crid:abc").is_empty(),
+            "systemd syntax is the runtime's"
+        );
         assert!(dirs("/crid/../../etc").is_empty());
         assert!(dirs("/crid/crid-definitely-not-there").is_empty());
     }

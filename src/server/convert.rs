@@ -15,7 +15,9 @@ fn pod_state(s: PodState) -> i32 {
 
 fn container_state(s: ContainerState) -> i32 {
     match s {
-        ContainerState::Creating | ContainerState::Created => cri::ContainerState::ContainerCreated as i32,
+        ContainerState::Creating | ContainerState::Created => {
+            cri::ContainerState::ContainerCreated as i32
+        }
         ContainerState::Running => cri::ContainerState::ContainerRunning as i32,
         ContainerState::Exited => cri::ContainerState::ContainerExited as i32,
     }
@@ -70,7 +72,9 @@ fn selected(selector: &HashMap<String, String>, labels: &HashMap<String, String>
 pub fn pod_matches(f: Option<&cri::PodSandboxFilter>, r: &PodRecord) -> bool {
     let Some(f) = f else { return true };
     (f.id.is_empty() || r.id.starts_with(&f.id))
-        && f.state.as_ref().is_none_or(|s| s.state == pod_state(r.state))
+        && f.state
+            .as_ref()
+            .is_none_or(|s| s.state == pod_state(r.state))
         && selected(&f.label_selector, &r.config.labels)
 }
 
@@ -79,7 +83,9 @@ pub fn container_matches(f: Option<&cri::ContainerFilter>, r: &ContainerRecord) 
     let Some(f) = f else { return true };
     (f.id.is_empty() || r.id.starts_with(&f.id))
         && (f.pod_sandbox_id.is_empty() || r.pod_id.starts_with(&f.pod_sandbox_id))
-        && f.state.as_ref().is_none_or(|s| s.state == container_state(r.state))
+        && f.state
+            .as_ref()
+            .is_none_or(|s| s.state == container_state(r.state))
         && selected(&f.label_selector, &r.config.labels)
 }
 
@@ -143,7 +149,10 @@ pub fn container_status(r: &ContainerRecord) -> cri::ContainerStatus {
 }
 
 /// cri:ContainerEventResponse, with the pod's and the container's status as they are now.
-pub fn event(lifecycle: &crate::lifecycle::Lifecycle, e: &crate::lifecycle::Event) -> cri::ContainerEventResponse {
+pub fn event(
+    lifecycle: &crate::lifecycle::Lifecycle,
+    e: &crate::lifecycle::Event,
+) -> cri::ContainerEventResponse {
     use crate::lifecycle::EventKind;
     let kind = match e.kind {
         EventKind::Created => cri::ContainerEventType::ContainerCreatedEvent,
@@ -198,18 +207,26 @@ mod tests {
     fn pod_filters_combine_id_prefix_state_and_labels() {
         let ready = pod_record("abc123", PodState::Ready, "web");
         let stopped = pod_record("abd456", PodState::NotReady, "db");
-        let f = |id: &str, state: Option<cri::PodSandboxState>, app: Option<&str>| cri::PodSandboxFilter {
-            id: id.into(),
-            state: state.map(|s| cri::PodSandboxStateValue { state: s as i32 }),
-            label_selector: app
-                .map(|a| HashMap::from([("app".to_owned(), a.to_owned())]))
-                .unwrap_or_default(),
+        let f = |id: &str, state: Option<cri::PodSandboxState>, app: Option<&str>| {
+            cri::PodSandboxFilter {
+                id: id.into(),
+                state: state.map(|s| cri::PodSandboxStateValue { state: s as i32 }),
+                label_selector: app
+                    .map(|a| HashMap::from([("app".to_owned(), a.to_owned())]))
+                    .unwrap_or_default(),
+            }
         };
         assert!(pod_matches(None, &ready));
         assert!(pod_matches(Some(&f("ab", None, None)), &stopped));
         assert!(!pod_matches(Some(&f("abc", None, None)), &stopped));
-        assert!(pod_matches(Some(&f("", Some(cri::PodSandboxState::SandboxNotready), None)), &stopped));
-        assert!(!pod_matches(Some(&f("", Some(cri::PodSandboxState::SandboxReady), None)), &stopped));
+        assert!(pod_matches(
+            Some(&f("", Some(cri::PodSandboxState::SandboxNotready), None)),
+            &stopped
+        ));
+        assert!(!pod_matches(
+            Some(&f("", Some(cri::PodSandboxState::SandboxReady), None)),
+            &stopped
+        ));
         assert!(pod_matches(Some(&f("", None, Some("web"))), &ready));
         assert!(!pod_matches(Some(&f("", None, Some("web"))), &stopped));
     }
@@ -220,7 +237,12 @@ mod tests {
         let s = pod_status(&pod_record("p", PodState::Ready, "x"));
         let net = s.network.expect("network");
         assert_eq!(net.ip, "10.0.0.2");
-        assert_eq!(net.additional_ips, vec![cri::PodIp { ip: "fd00::2".into() }]);
+        assert_eq!(
+            net.additional_ips,
+            vec![cri::PodIp {
+                ip: "fd00::2".into()
+            }]
+        );
         assert_eq!(s.state, cri::PodSandboxState::SandboxReady as i32);
     }
 }

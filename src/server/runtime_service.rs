@@ -27,7 +27,10 @@ impl RuntimeApi {
 }
 
 /// Verbose info of a status: one JSON document under `info`, as containerd and CRI-O do.
-fn verbose_info(verbose: bool, value: impl FnOnce() -> serde_json::Value) -> std::collections::HashMap<String, String> {
+fn verbose_info(
+    verbose: bool,
+    value: impl FnOnce() -> serde_json::Value,
+) -> std::collections::HashMap<String, String> {
     if verbose {
         std::collections::HashMap::from([("info".to_owned(), value().to_string())])
     } else {

@@ -142,7 +142,9 @@ impl Layout {
 
     /// Loads every record of a directory, skipping temp files; unreadable records are
     /// reported with their path.
-    pub fn load<T: DeserializeOwned>(dir: &Path) -> io::Result<Vec<Result<T, (PathBuf, io::Error)>>> {
+    pub fn load<T: DeserializeOwned>(
+        dir: &Path,
+    ) -> io::Result<Vec<Result<T, (PathBuf, io::Error)>>> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();

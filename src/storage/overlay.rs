@@ -18,7 +18,11 @@ pub struct RootfsLayout {
 /// The mount options (`lowerdir=...,upperdir=...,workdir=...`). `lower` is bottom first, as
 /// the image lists its layers; overlayfs wants the topmost first.
 pub fn options(lower: &[PathBuf], upper: &Path, work: &Path) -> String {
-    let lowers: Vec<String> = lower.iter().rev().map(|p| p.display().to_string()).collect();
+    let lowers: Vec<String> = lower
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
     format!(
         "lowerdir={},upperdir={},workdir={}",
         lowers.join(":"),
@@ -60,7 +64,12 @@ pub fn mount_rootfs(layout: &RootfsLayout, lower: &[PathBuf]) -> io::Result<()> 
         MsFlags::empty(),
         Some(data.as_str()),
     )
-    .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("mounting overlay at {}: {e}", layout.target.display())))
+    .map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("mounting overlay at {}: {e}", layout.target.display()),
+        )
+    })
 }
 
 /// Whether something is mounted at `path` (its device differs from its parent's).
@@ -90,7 +99,10 @@ mod tests {
             Path::new("/c/upper"),
             Path::new("/c/work"),
         );
-        assert_eq!(o, "lowerdir=/l/top:/l/bottom,upperdir=/c/upper,workdir=/c/work");
+        assert_eq!(
+            o,
+            "lowerdir=/l/top:/l/bottom,upperdir=/c/upper,workdir=/c/work"
+        );
     }
 
     // oci-image:layer.md#whiteouts (the unpacked 0:0 devices hide lower files in overlayfs)
@@ -110,10 +122,19 @@ mod tests {
         };
         mount_rootfs(&layout, &[bottom.clone(), top]).expect("mount");
         assert!(is_mounted(&layout.target));
-        assert_eq!(std::fs::read_to_string(layout.target.join("a")).expect("a"), "top");
-        assert_eq!(std::fs::read_to_string(layout.target.join("b")).expect("b"), "bottom");
+        assert_eq!(
+            std::fs::read_to_string(layout.target.join("a")).expect("a"),
+            "top"
+        );
+        assert_eq!(
+            std::fs::read_to_string(layout.target.join("b")).expect("b"),
+            "bottom"
+        );
         std::fs::write(layout.target.join("b"), "written").expect("write");
-        assert_eq!(std::fs::read_to_string(bottom.join("b")).expect("b"), "bottom");
+        assert_eq!(
+            std::fs::read_to_string(bottom.join("b")).expect("b"),
+            "bottom"
+        );
         assert_eq!(
             std::fs::read_to_string(layout.storage.join("upper/b")).expect("upper"),
             "written"

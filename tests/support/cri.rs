@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crid_api::runtime::v1 as cri;
 use cri::image_service_client::ImageServiceClient;
 use cri::runtime_service_client::RuntimeServiceClient;
+use crid_api::runtime::v1 as cri;
 use crid_conformance::fixtures::registry::{Registry, RegistryOptions};
 use tonic::transport::Channel;
 
@@ -111,7 +111,11 @@ pub fn container_config(name: &str, image: &str, cmd: &[&str]) -> cri::Container
 }
 
 /// Runs a pod on `handler`, returning its ID.
-pub async fn run_pod(rs: &mut RuntimeServiceClient<Channel>, config: &cri::PodSandboxConfig, handler: &str) -> String {
+pub async fn run_pod(
+    rs: &mut RuntimeServiceClient<Channel>,
+    config: &cri::PodSandboxConfig,
+    handler: &str,
+) -> String {
     rs.run_pod_sandbox(cri::RunPodSandboxRequest {
         config: Some(config.clone()),
         runtime_handler: handler.into(),
@@ -182,7 +186,12 @@ pub async fn wait_state(
 }
 
 /// ExecSync.
-pub async fn exec(rs: &mut RuntimeServiceClient<Channel>, id: &str, cmd: &[&str], timeout: i64) -> Result<cri::ExecSyncResponse, tonic::Status> {
+pub async fn exec(
+    rs: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<cri::ExecSyncResponse, tonic::Status> {
     rs.exec_sync(cri::ExecSyncRequest {
         container_id: id.into(),
         cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
@@ -201,12 +210,16 @@ pub async fn remove_all(rs: &mut RuntimeServiceClient<Channel>) {
         .into_inner()
         .items;
     for p in pods {
-        rs.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: p.id.clone() })
-            .await
-            .expect("StopPodSandbox");
-        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: p.id })
-            .await
-            .expect("RemovePodSandbox");
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: p.id.clone(),
+        })
+        .await
+        .expect("StopPodSandbox");
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: p.id,
+        })
+        .await
+        .expect("RemovePodSandbox");
     }
 }
 
@@ -219,7 +232,13 @@ pub fn assert_nothing_left(d: &TestDaemon, ids: &[String]) {
     assert!(procs.is_empty(), "processes left: {procs:?}");
     let cgroups = super::cgroups_of(ids);
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
-    for sub in ["run/containers", "run/pods", "root/state/pods", "root/state/containers", "root/storage/containers"] {
+    for sub in [
+        "run/containers",
+        "run/pods",
+        "root/state/pods",
+        "root/state/containers",
+        "root/storage/containers",
+    ] {
         let left: Vec<_> = std::fs::read_dir(d.path().join(sub))
             .map(|e| e.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
@@ -248,7 +267,11 @@ pub fn stall_wrapper(dir: &Path, runtime: &str) -> PathBuf {
 pub async fn wait_for_file(path: &Path, limit: Duration) {
     let deadline = Instant::now() + limit;
     while !path.exists() {
-        assert!(Instant::now() < deadline, "{} did not appear within {limit:?}", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear within {limit:?}",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -283,8 +306,16 @@ impl TestNetwork {
                 {"type": "portmap", "capabilities": {"portMappings": true}}
             ]
         });
-        std::fs::write(d.path().join("net.d/10-test.conflist"), conflist.to_string()).expect("write conflist");
-        TestNetwork { bridge, subnet, data_dir }
+        std::fs::write(
+            d.path().join("net.d/10-test.conflist"),
+            conflist.to_string(),
+        )
+        .expect("write conflist");
+        TestNetwork {
+            bridge,
+            subnet,
+            data_dir,
+        }
     }
 
     /// IP leases host-local holds now (its files named by address).
@@ -303,7 +334,11 @@ impl TestNetwork {
     /// Interfaces enslaved to the bridge (one veth per attached pod).
     pub fn ports(&self) -> Vec<String> {
         std::fs::read_dir(format!("/sys/class/net/{}/brif", self.bridge))
-            .map(|e| e.flatten().map(|f| f.file_name().to_string_lossy().into_owned()).collect())
+            .map(|e| {
+                e.flatten()
+                    .map(|f| f.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -311,7 +346,9 @@ impl TestNetwork {
 impl Drop for TestNetwork {
     fn drop(&mut self) {
         if Path::new("/sys/class/net").join(&self.bridge).exists() {
-            let _ = std::process::Command::new("ip").args(["link", "del", &self.bridge]).status();
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.bridge])
+                .status();
         }
     }
 }

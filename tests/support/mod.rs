@@ -176,7 +176,12 @@ impl Drop for TestDaemon {
 /// Object IDs this test daemon created: record names and bundle directories.
 pub fn object_ids(dir: &Path) -> Vec<String> {
     let mut ids = Vec::new();
-    for sub in ["root/state/pods", "root/state/containers", "run/containers", "run/pods"] {
+    for sub in [
+        "root/state/pods",
+        "root/state/containers",
+        "run/containers",
+        "run/pods",
+    ] {
         if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -216,7 +221,10 @@ pub fn processes_of(ids: &[String]) -> Vec<i32> {
         };
         // A zombie holds nothing but its PID; this host's PID 1 reaps orphans lazily.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) {
+        if stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        {
             continue;
         }
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
@@ -225,7 +233,9 @@ pub fn processes_of(ids: &[String]) -> Vec<i32> {
         let hit = ids.iter().any(|id| {
             cgroup.contains(&format!("crid-{id}"))
                 || (args.first().is_some_and(|a| a.ends_with(b"crid-monitor"))
-                    && args.windows(2).any(|w| w[0] == b"--id" && w[1] == id.as_bytes()))
+                    && args
+                        .windows(2)
+                        .any(|w| w[0] == b"--id" && w[1] == id.as_bytes()))
         });
         if hit {
             pids.push(pid);
