@@ -136,16 +136,15 @@ pub async fn run(config: &Config) -> Report {
                         "cni config",
                         format!("network {} from {}", net.name, net.file.display()),
                     );
-                    // The chain, the IPAM plugins it delegates to, and loopback.
+                    // The chain and the IPAM plugins it delegates to. No loopback plugin:
+                    // crid brings `lo` up itself when it pins a pod's network namespace.
                     let mut versioned = net.plugin_types.clone();
                     for ipam in ipam_types(&net.list) {
                         if !versioned.contains(&ipam) {
                             versioned.push(ipam);
                         }
                     }
-                    let mut types = versioned.clone();
-                    types.push("loopback".into());
-                    for plugin in types {
+                    for plugin in versioned.clone() {
                         match find_plugin(&config.network.cni_plugin_dirs, &plugin) {
                             Some(p) => {
                                 report.push(
@@ -328,7 +327,7 @@ mod tests {
             "{report}"
         );
         assert_eq!(level_of("cni plugin bridge"), Some(Level::Ok), "{report}");
-        assert_eq!(level_of("cni plugin loopback"), Some(Level::Ok), "{report}");
+        assert_eq!(level_of("cni plugin loopback"), None, "crid needs no loopback plugin: {report}");
         assert_eq!(
             level_of("cni plugin host-local version"),
             Some(Level::Ok),
