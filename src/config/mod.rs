@@ -64,6 +64,9 @@ pub struct RuntimeConfig {
     pub cgroup_driver: CgroupDriver,
     /// Handlers by name; the defaults define `runc` and `crun`.
     pub runtimes: BTreeMap<String, RuntimeHandler>,
+    /// Largest CRI log file crid-monitor writes per container, in bytes; 0 for no limit
+    /// (the kubelet rotates logs itself through ReopenContainerLog).
+    pub log_size_max: u64,
 }
 
 /// `[runtime.runtimes.NAME]`: one runtime handler.
@@ -228,6 +231,7 @@ impl Default for RuntimeConfig {
         Self {
             default_runtime: "runc".to_owned(),
             cgroup_driver: CgroupDriver::Cgroupfs,
+            log_size_max: 0,
             runtimes: BTreeMap::from([
                 ("runc".to_owned(), oci("runc")),
                 ("crun".to_owned(), oci("crun")),

@@ -62,7 +62,7 @@ impl Lifecycle {
             id: id.to_owned(),
             bundle: bundle.clone(),
             log_path: log_path.to_path_buf(),
-            log_max_size: None,
+            log_max_size: self.log_size_max,
             exit_file: self.layout.exit_file(id),
             pid_file: bundle.join("pid"),
             memory_cgroup,
