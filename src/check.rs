@@ -327,7 +327,11 @@ mod tests {
             "{report}"
         );
         assert_eq!(level_of("cni plugin bridge"), Some(Level::Ok), "{report}");
-        assert_eq!(level_of("cni plugin loopback"), None, "crid needs no loopback plugin: {report}");
+        assert_eq!(
+            level_of("cni plugin loopback"),
+            None,
+            "crid needs no loopback plugin: {report}"
+        );
         assert_eq!(
             level_of("cni plugin host-local version"),
             Some(Level::Ok),

@@ -17,4 +17,5 @@ pub mod runtime;
 pub mod server;
 pub mod spec;
 pub mod state;
+pub mod stats;
 pub mod storage;

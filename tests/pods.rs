@@ -809,17 +809,39 @@ async fn a_tty_container_sees_a_terminal_and_is_logged_needs_root() {
     let mut rs = c.rs().await;
     let pc = pod_config("tty", &c.log_dir());
     let pod = run_pod(&mut rs, &pc, "").await;
-    let mut config = container_config("t", &image, &["sh", "-c", "if [ -t 1 ]; then echo is-a-tty; else echo not-a-tty; fi"]);
+    let mut config = container_config(
+        "t",
+        &image,
+        &[
+            "sh",
+            "-c",
+            "if [ -t 1 ]; then echo is-a-tty; else echo not-a-tty; fi",
+        ],
+    );
     config.tty = true;
     let created = rs
-        .create_container(cri::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(config), sandbox_config: Some(pc.clone()) })
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(config),
+            sandbox_config: Some(pc.clone()),
+        })
         .await;
     let ctr = match created {
         Ok(r) => r.into_inner().container_id,
         Err(e) => panic!("{e:?}\n{}", c.daemon.log()),
     };
-    rs.start_container(cri::StartContainerRequest { container_id: ctr.clone() }).await.expect("start");
-    let s = wait_state(&mut rs, &ctr, cri::ContainerState::ContainerExited, Duration::from_secs(10)).await;
+    rs.start_container(cri::StartContainerRequest {
+        container_id: ctr.clone(),
+    })
+    .await
+    .expect("start");
+    let s = wait_state(
+        &mut rs,
+        &ctr,
+        cri::ContainerState::ContainerExited,
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(s.exit_code, 0);
     let log = std::fs::read_to_string(&s.log_path).expect("log");
     assert!(log.contains(" stdout F is-a-tty"), "{log:?}");

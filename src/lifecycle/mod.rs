@@ -8,6 +8,7 @@
 
 pub mod object;
 mod recover;
+pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -141,6 +142,7 @@ pub struct Lifecycle {
     pub(crate) monitor: PathBuf,
     pub(crate) host_capabilities: Vec<String>,
     pub(crate) cni: crate::network::Cni,
+    pub(crate) cpu_rates: crate::stats::CpuRates,
     pub(crate) cni_config_dir: PathBuf,
     pub(crate) pods: RwLock<HashMap<String, Arc<Object<PodRecord>>>>,
     pub(crate) containers: RwLock<HashMap<String, Arc<Object<ContainerRecord>>>>,
@@ -232,6 +234,7 @@ impl Lifecycle {
             monitor: monitor_binary(),
             host_capabilities: crate::host::bounding_capabilities(),
             cni: crate::network::Cni::from_config(config),
+            cpu_rates: crate::stats::CpuRates::default(),
             cni_config_dir: config.network.cni_config_dir.clone(),
             pods: RwLock::default(),
             containers: RwLock::default(),

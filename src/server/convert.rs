@@ -174,6 +174,96 @@ pub fn event(
     }
 }
 
+fn u64v(v: Option<u64>) -> Option<cri::UInt64Value> {
+    v.map(|value| cri::UInt64Value { value })
+}
+
+fn cpu(at: i64, u: &crate::stats::Usage, nano_cores: Option<u64>) -> cri::CpuUsage {
+    cri::CpuUsage {
+        timestamp: at,
+        usage_core_nano_seconds: u64v(u.cpu_ns),
+        usage_nano_cores: u64v(nano_cores),
+        psi: None,
+    }
+}
+
+fn memory(at: i64, u: &crate::stats::Usage) -> cri::MemoryUsage {
+    cri::MemoryUsage {
+        timestamp: at,
+        working_set_bytes: u64v(u.working_set),
+        available_bytes: None,
+        usage_bytes: u64v(u.memory),
+        rss_bytes: u64v(u.rss),
+        page_faults: u64v(u.page_faults),
+        major_page_faults: u64v(u.major_page_faults),
+        psi: None,
+    }
+}
+
+/// cri:ContainerStats.
+pub fn container_stats(c: &crate::lifecycle::stats::ContainerUsage) -> cri::ContainerStats {
+    let r = &c.record;
+    cri::ContainerStats {
+        attributes: Some(cri::ContainerAttributes {
+            id: r.id.clone(),
+            metadata: Some(r.metadata()),
+            labels: labels(&r.config.labels),
+            annotations: labels(&r.config.annotations),
+        }),
+        cpu: c.usage.as_ref().map(|u| cpu(c.at_ns, u, c.nano_cores)),
+        memory: c.usage.as_ref().map(|u| memory(c.at_ns, u)),
+        writable_layer: c.writable.map(|w| cri::FilesystemUsage {
+            timestamp: c.at_ns,
+            fs_id: Some(cri::FilesystemIdentifier {
+                mountpoint: c.mountpoint.clone(),
+            }),
+            used_bytes: Some(cri::UInt64Value { value: w.bytes }),
+            inodes_used: Some(cri::UInt64Value { value: w.inodes }),
+        }),
+        swap: None,
+        io: None,
+    }
+}
+
+/// cri:ContainerStatsFilter: ID prefix, pod ID prefix, labels.
+pub fn container_stats_match(f: Option<&cri::ContainerStatsFilter>, r: &ContainerRecord) -> bool {
+    let Some(f) = f else { return true };
+    (f.id.is_empty() || r.id.starts_with(&f.id))
+        && (f.pod_sandbox_id.is_empty() || r.pod_id.starts_with(&f.pod_sandbox_id))
+        && selected(&f.label_selector, &r.config.labels)
+}
+
+/// cri:PodSandboxStats.
+pub fn pod_stats(p: &crate::lifecycle::stats::PodUsage) -> cri::PodSandboxStats {
+    let r = &p.record;
+    cri::PodSandboxStats {
+        attributes: Some(cri::PodSandboxAttributes {
+            id: r.id.clone(),
+            metadata: Some(r.metadata()),
+            labels: labels(&r.config.labels),
+            annotations: labels(&r.config.annotations),
+        }),
+        linux: Some(cri::LinuxPodSandboxStats {
+            cpu: Some(cpu(p.at_ns, &p.usage, p.nano_cores)),
+            memory: Some(memory(p.at_ns, &p.usage)),
+            network: None,
+            process: Some(cri::ProcessUsage {
+                timestamp: p.at_ns,
+                process_count: u64v(p.usage.pids),
+            }),
+            containers: p.containers.iter().map(container_stats).collect(),
+            io: None,
+        }),
+        windows: None,
+    }
+}
+
+/// cri:PodSandboxStatsFilter: ID prefix, labels.
+pub fn pod_stats_match(f: Option<&cri::PodSandboxStatsFilter>, r: &PodRecord) -> bool {
+    let Some(f) = f else { return true };
+    (f.id.is_empty() || r.id.starts_with(&f.id)) && selected(&f.label_selector, &r.config.labels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

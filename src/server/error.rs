@@ -58,7 +58,9 @@ impl From<LifecycleError> for Status {
             LifecycleError::FailedPrecondition(_) => Status::failed_precondition(msg),
             LifecycleError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             LifecycleError::Image(e) => image_status(&e),
-            LifecycleError::Network(e) if matches!(*e, crate::network::CniError::Timeout { .. }) => {
+            LifecycleError::Network(e)
+                if matches!(*e, crate::network::CniError::Timeout { .. }) =>
+            {
                 Status::deadline_exceeded(msg)
             }
             LifecycleError::Runtime { .. }

@@ -257,6 +257,48 @@ cri_service! {
             }))
         }
 
+        // cri:RuntimeService.ContainerStats: cgroup usage and the writable layer.
+        async fn container_stats(&self, request: Request<cri::ContainerStatsRequest>) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+            let usage = self.lifecycle.container_stats(&request.into_inner().container_id)?;
+            Ok(Response::new(cri::ContainerStatsResponse { stats: Some(convert::container_stats(&usage)) }))
+        }
+
+        // cri:RuntimeService.ListContainerStats: live containers, id, pod and label filters.
+        async fn list_container_stats(&self, request: Request<cri::ListContainerStatsRequest>) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+            let filter = request.into_inner().filter;
+            let stats = self
+                .lifecycle
+                .list_container_stats()
+                .iter()
+                .filter(|c| convert::container_stats_match(filter.as_ref(), &c.record))
+                .map(convert::container_stats)
+                .collect();
+            Ok(Response::new(cri::ListContainerStatsResponse { stats }))
+        }
+
+        // cri:RuntimeService.PodSandboxStats: the sum of the pod's containers, and each.
+        async fn pod_sandbox_stats(&self, request: Request<cri::PodSandboxStatsRequest>) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
+            let id = request.into_inner().pod_sandbox_id;
+            if id.is_empty() {
+                return Err(Status::invalid_argument("pod_sandbox_id: must not be empty"));
+            }
+            let usage = self.lifecycle.pod_stats(&id)?;
+            Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(convert::pod_stats(&usage)) }))
+        }
+
+        // cri:RuntimeService.ListPodSandboxStats: ready pods, id and label filters.
+        async fn list_pod_sandbox_stats(&self, request: Request<cri::ListPodSandboxStatsRequest>) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
+            let filter = request.into_inner().filter;
+            let stats = self
+                .lifecycle
+                .list_pod_stats()
+                .iter()
+                .filter(|p| convert::pod_stats_match(filter.as_ref(), &p.record))
+                .map(convert::pod_stats)
+                .collect();
+            Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
+        }
+
         type GetContainerEventsStream = BoxStream<cri::ContainerEventResponse>;
 
         // cri:RuntimeService.GetContainerEvents: created, started, stopped, deleted, as they happen.
@@ -278,10 +320,6 @@ cri_service! {
         exec(cri::ExecRequest) -> cri::ExecResponse = "Exec";
         attach(cri::AttachRequest) -> cri::AttachResponse = "Attach";
         port_forward(cri::PortForwardRequest) -> cri::PortForwardResponse = "PortForward";
-        container_stats(cri::ContainerStatsRequest) -> cri::ContainerStatsResponse = "ContainerStats";
-        list_container_stats(cri::ListContainerStatsRequest) -> cri::ListContainerStatsResponse = "ListContainerStats";
-        pod_sandbox_stats(cri::PodSandboxStatsRequest) -> cri::PodSandboxStatsResponse = "PodSandboxStats";
-        list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest) -> cri::ListPodSandboxStatsResponse = "ListPodSandboxStats";
         checkpoint_container(cri::CheckpointContainerRequest) -> cri::CheckpointContainerResponse = "CheckpointContainer";
         list_metric_descriptors(cri::ListMetricDescriptorsRequest) -> cri::ListMetricDescriptorsResponse = "ListMetricDescriptors";
         list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest) -> cri::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
