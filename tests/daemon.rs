@@ -293,6 +293,35 @@ fn second_daemon_on_the_same_socket_is_refused() {
     assert!(std::os::unix::net::UnixStream::connect(first.socket()).is_ok());
 }
 
+// Two daemons must never share a storage root: the second would "recover" (remove) the
+// first one's half-made pods and pulls. Refused before it touches anything.
+#[test]
+fn second_daemon_on_the_same_storage_root_is_refused() {
+    let first = TestDaemon::start("");
+    let other_socket = first.path().join("sock/other.sock");
+    let d = first.path();
+    let out = std::process::Command::new(support::CRID)
+        .arg("--config")
+        .arg(d.join("crid.toml"))
+        .arg("--config-dir")
+        .arg(d.join("crid.d"))
+        .arg("--listen")
+        .arg(&other_socket)
+        .output()
+        .expect("run second crid");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("storage root") && stderr.contains("in use by another crid"),
+        "{stderr}"
+    );
+    assert!(
+        !other_socket.exists(),
+        "the refused daemon removed its socket"
+    );
+    assert!(std::os::unix::net::UnixStream::connect(first.socket()).is_ok());
+}
+
 #[test]
 fn stale_socket_after_kill_9_is_replaced() {
     let mut d = TestDaemon::start("");

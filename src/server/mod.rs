@@ -34,6 +34,9 @@ pub enum ServeError {
     /// The image store could not be opened.
     #[error("cannot open the image store: {0}")]
     Images(#[from] crate::image::ImageError),
+    /// The storage root could not be locked (another crid uses it).
+    #[error("{0}")]
+    Root(std::io::Error),
     /// Pods and containers could not be recovered.
     #[error("cannot recover pods and containers: {0}")]
     Lifecycle(#[from] crate::lifecycle::LifecycleError),
@@ -53,13 +56,21 @@ pub async fn serve(
     daemon: Arc<Daemon>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    // Opening the store also removes what an interrupted pull left behind.
-    let images = Arc::new(crate::image::ImageService::open(daemon.config())?);
-    // Recovery runs before the socket exists: a client never sees half-recovered state.
-    let lifecycle = crate::lifecycle::Lifecycle::open(daemon.config(), images.clone()).await?;
     let config = &daemon.config().server;
     let grace = Duration::from_secs(config.shutdown_timeout_secs);
+    // The socket first: its lock refuses a second crid before it can touch any state.
     let mut owned = socket::bind(&config.listen)?;
+    // Then the storage root, for the daemon's lifetime: a second crid on another socket but
+    // the same root would otherwise "recover" this one's pods and pulls.
+    let storage = &daemon.config().storage;
+    let _root_lock = crate::state::Layout::new(&storage.root, &storage.runroot)
+        .lock()
+        .map_err(ServeError::Root)?;
+    // Opening the store also removes what an interrupted pull left behind.
+    let images = Arc::new(crate::image::ImageService::open(daemon.config())?);
+    // Recovery runs before anything is served (clients wait in the listen backlog), so a
+    // client never sees half-recovered state.
+    let lifecycle = crate::lifecycle::Lifecycle::open(daemon.config(), images.clone()).await?;
     let socket_path = owned.path().to_path_buf();
     let Some(listener) = owned.take_listener() else {
         unreachable!("a freshly bound socket has its listener");

@@ -5,12 +5,11 @@
 //! that no live crid owns is stale and replaced, unless something else still accepts
 //! connections on it (another runtime), which is refused rather than stolen.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 /// Mode of the socket: root and the socket's group may connect.
 pub const SOCKET_MODE: u32 = 0o660;
@@ -173,32 +172,14 @@ fn acquire_lock(socket: &Path, lock_path: &Path) -> Result<Flock<File>, SocketEr
         path: lock_path.to_path_buf(),
         source,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(lock_path)
-        .map_err(lock_err)?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(mut lock) => {
-            // Record our pid so a refused second daemon can name us.
-            lock.set_len(0).map_err(lock_err)?;
-            lock.rewind().map_err(lock_err)?;
-            write!(lock, "{}", std::process::id()).map_err(lock_err)?;
-            Ok(lock)
-        }
-        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            Err(SocketError::Locked {
-                socket: socket.to_path_buf(),
-                lock: lock_path.to_path_buf(),
-                pid: text.trim().parse().ok(),
-            })
-        }
-        Err((_, errno)) => Err(lock_err(errno.into())),
-    }
+    // The lock records our pid so a refused second daemon can name us.
+    crate::state::lock_exclusive(lock_path)
+        .map_err(lock_err)?
+        .map_err(|pid| SocketError::Locked {
+            socket: socket.to_path_buf(),
+            lock: lock_path.to_path_buf(),
+            pid,
+        })
 }
 
 #[cfg(test)]

@@ -75,6 +75,24 @@ impl Layout {
         }
     }
 
+    /// Takes the storage root for this daemon: two daemons sharing one root would each
+    /// "recover" the other's pods. The lock is held as long as the returned guard lives.
+    pub fn lock(&self) -> io::Result<nix::fcntl::Flock<std::fs::File>> {
+        std::fs::create_dir_all(&self.root)?;
+        let path = self.root.join("crid.lock");
+        lock_exclusive(&path)?.map_err(|pid| {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "storage root {} is in use by another crid (it holds {}{})",
+                    self.root.display(),
+                    path.display(),
+                    pid.map(|p| format!(", pid {p}")).unwrap_or_default()
+                ),
+            )
+        })
+    }
+
     /// Creates the directories every operation assumes.
     pub fn create(&self) -> io::Result<()> {
         for d in [
@@ -162,6 +180,35 @@ impl Layout {
             });
         }
         Ok(out)
+    }
+}
+
+/// Takes an exclusive `flock` on `path` (created if missing) and records our pid in it.
+/// `Ok(Err(pid))` when another process holds it: the pid it recorded, if readable.
+pub fn lock_exclusive(
+    path: &Path,
+) -> io::Result<Result<nix::fcntl::Flock<std::fs::File>, Option<u32>>> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::io::{Read, Seek};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            lock.set_len(0)?;
+            lock.rewind()?;
+            write!(lock, "{}", std::process::id())?;
+            Ok(Ok(lock))
+        }
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            Ok(Err(text.trim().parse().ok()))
+        }
+        Err((_, errno)) => Err(errno.into()),
     }
 }
 
