@@ -354,3 +354,41 @@ async fn dns_config_and_host_network_pods_needs_root() {
     remove_all(&mut rs).await;
     assert_nothing_left(&c.daemon, &ids);
 }
+
+// The networking issue's definition of done: an independent CRI client (upstream-generated
+// stubs over grpcio) runs two pods that talk to each other over the pod network, and reaches
+// a hostPort from the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_client_runs_two_pods_that_talk_and_reaches_a_host_port_needs_root() {
+    let c = Cluster::start("").await;
+    let net = TestNetwork::install(&c.daemon, "up", 7);
+    let sock = c.daemon.socket().display().to_string();
+    let (httpd, busybox) = (c.image("httpd"), c.image("busybox"));
+    let port = (21_000 + std::process::id() % 20_000).to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        support::upstream_client("cri_pods.py", &[&sock, "network", &httpd, &busybox, &port])
+    })
+    .await
+    .expect("join");
+    let ip = out["server_ip"].as_str().expect("ip");
+    assert!(ip.starts_with("10.215.7."), "{out}");
+    assert_eq!(out["pod_to_pod_exit"], 0, "{out}");
+    let page = out["pod_to_pod"].as_str().expect("page");
+    assert!(
+        page.starts_with("HTTP/1.") && page.contains(" 200 "),
+        "{out}"
+    );
+    let from_host = out["from_host"].as_str().expect("from host");
+    assert!(
+        from_host.starts_with("HTTP/1.") && from_host.contains(" 200 "),
+        "{out}"
+    );
+    let body = |r: &str| r.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    assert_eq!(body(page), body(from_host), "the same page both ways");
+    assert!(
+        net.leases().is_empty(),
+        "both pods removed, leases released: {:?}",
+        net.leases()
+    );
+    assert_nothing_left(&c.daemon, &[]);
+}

@@ -729,32 +729,6 @@ async fn bad_input_gets_the_right_status_and_leaks_nothing_needs_root() {
     assert_nothing_left(&c.daemon, &ids);
 }
 
-fn upstream_client(args: &[&str]) -> serde_json::Value {
-    let py = std::env::var_os("CRID_TEST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
-        });
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/upstream/cri_pods.py");
-    let out = std::process::Command::new(&py)
-        .arg(&script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {} ({e}); run scripts/setup.sh to create .venv",
-                py.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "upstream client failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("client prints JSON")
-}
-
 // The definition of done: an independent CRI client (upstream-generated stubs over
 // grpcio) runs a pod with a busybox container, reads its CRI log, execs into it; the daemon is
 // killed and restarted; the client finds everything as it was, then stops and removes it.
@@ -765,9 +739,11 @@ async fn upstream_client_runs_a_pod_across_a_daemon_restart_needs_root() {
     let logdir = c.log_dir().join("upstream").display().to_string();
     let image = c.image("busybox");
     let (s2, i2, l2) = (sock.clone(), image.clone(), logdir.clone());
-    let ran = tokio::task::spawn_blocking(move || upstream_client(&[&s2, "run", &i2, &l2]))
-        .await
-        .expect("join");
+    let ran = tokio::task::spawn_blocking(move || {
+        support::upstream_client("cri_pods.py", &[&s2, "run", &i2, &l2])
+    })
+    .await
+    .expect("join");
     assert_eq!(ran["state"], "CONTAINER_RUNNING", "{ran}");
     let log = ran["log"].as_str().expect("log");
     let line = log.lines().next().expect("a log line");
@@ -787,10 +763,11 @@ async fn upstream_client_runs_a_pod_across_a_daemon_restart_needs_root() {
         ran["pod"].as_str().expect("pod").to_owned(),
         ran["ctr"].as_str().expect("ctr").to_owned(),
     );
-    let checked =
-        tokio::task::spawn_blocking(move || upstream_client(&[&sock, "check", &pod, &ctr]))
-            .await
-            .expect("join");
+    let checked = tokio::task::spawn_blocking(move || {
+        support::upstream_client("cri_pods.py", &[&sock, "check", &pod, &ctr])
+    })
+    .await
+    .expect("join");
     assert_eq!(checked["state"], "CONTAINER_RUNNING", "{checked}");
     assert_eq!(checked["pod_state"], "SANDBOX_READY");
     assert_eq!(checked["exec"], "after restart\n");

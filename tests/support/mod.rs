@@ -294,3 +294,30 @@ pub fn sweep(dir: &Path) {
 
 /// A minimal valid CNI network list, enough for NetworkReady.
 pub const BRIDGE_CONFLIST: &str = r#"{"cniVersion":"1.0.0","name":"crid-test","plugins":[{"type":"bridge","bridge":"crid-test0","ipam":{"type":"host-local","subnet":"10.250.0.0/24"}}]}"#;
+
+/// Runs `tests/upstream/<script>` (an independent CRI client: upstream-generated stubs over
+/// grpcio, from the `.venv` that scripts/setup.sh creates) and parses the JSON it prints.
+pub fn upstream_client(script: &str, args: &[&str]) -> serde_json::Value {
+    let py = std::env::var_os("CRID_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/upstream")
+        .join(script);
+    let out = Command::new(&py)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); run scripts/setup.sh to create .venv",
+                py.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "upstream client failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("client prints JSON")
+}

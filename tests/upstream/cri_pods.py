@@ -6,7 +6,11 @@ Usage:
       that logs, reads its CRI log, execs into it; prints JSON with the IDs and what it saw.
   cri_pods.py SOCKET check POD CTR     -> after a daemon restart: status of both, an exec,
       then stops and removes the pod; prints JSON.
+  cri_pods.py SOCKET network HTTPD BUSYBOX HOSTPORT -> runs an httpd pod with a hostPort and
+      a busybox pod, fetches the httpd page from the busybox pod over the pod network and
+      from the host at 127.0.0.1:HOSTPORT, removes both pods; prints JSON.
 """
+import socket
 import json
 import sys
 import time
@@ -75,12 +79,70 @@ def check(rt, pod, ctr):
     }
 
 
+def pod(rt, name, port_mappings=()):
+    config = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(name=name, uid=name + "-uid", namespace="default"),
+        hostname=name,
+        port_mappings=list(port_mappings),
+    )
+    return rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=config), timeout=60).pod_sandbox_id, config
+
+
+def container(rt, pod_id, pod_config, image, command):
+    config = api_pb2.ContainerConfig(
+        metadata=api_pb2.ContainerMetadata(name="c"), image=api_pb2.ImageSpec(image=image), command=command
+    )
+    ctr = rt.CreateContainer(
+        api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod_config), timeout=60
+    ).container_id
+    rt.StartContainer(api_pb2.StartContainerRequest(container_id=ctr), timeout=60)
+    return ctr
+
+
+def network(rt, img, httpd, busybox, host_port):
+    for image in (httpd, busybox):
+        img.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=image)), timeout=120)
+    mapping = api_pb2.PortMapping(protocol=api_pb2.TCP, container_port=80, host_port=host_port)
+    server, server_config = pod(rt, "web", [mapping])
+    container(rt, server, server_config, httpd, [])
+    client, client_config = pod(rt, "client")
+    sh = container(rt, client, client_config, busybox, ["sleep", "1000"])
+    ip = rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=server), timeout=10).status.network.ip
+    # nc, not wget: Debian's static busybox wget crashes in glibc's name resolution.
+    script = (
+        "for i in $(seq 20); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 %s 80 && exit 0; sleep 0.25; done; exit 1" % ip
+    )
+    pod_to_pod = rt.ExecSync(api_pb2.ExecSyncRequest(container_id=sh, cmd=["sh", "-c", script], timeout=30), timeout=60)
+    from_host = b""
+    for _ in range(40):
+        try:
+            with socket.create_connection(("127.0.0.1", host_port), timeout=5) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                while chunk := s.recv(65536):
+                    from_host += chunk
+            if from_host:
+                break
+        except OSError:
+            time.sleep(0.25)
+    for p in (server, client):
+        rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=p), timeout=60)
+        rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=p), timeout=60)
+    return {
+        "server_ip": ip,
+        "pod_to_pod": pod_to_pod.stdout.decode(errors="replace"),
+        "pod_to_pod_exit": pod_to_pod.exit_code,
+        "from_host": from_host.decode(errors="replace"),
+    }
+
+
 def main() -> None:
     ch = channel(sys.argv[1])
     rt = api_pb2_grpc.RuntimeServiceStub(ch)
     img = api_pb2_grpc.ImageServiceStub(ch)
     if sys.argv[2] == "run":
         out = run(rt, img, sys.argv[3], sys.argv[4])
+    elif sys.argv[2] == "network":
+        out = network(rt, img, sys.argv[3], sys.argv[4], int(sys.argv[5]))
     else:
         out = check(rt, sys.argv[3], sys.argv[4])
     print(json.dumps(out))
