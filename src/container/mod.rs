@@ -125,6 +125,7 @@ impl Lifecycle {
                 kind: "image",
                 id: image_name.to_owned(),
             })?;
+        let (_, runtime) = self.runtime(&pod_record.runtime_handler)?;
         let id = state::new_id().map_err(io("generating a container ID"))?;
         let record = ContainerRecord {
             id: id.clone(),
@@ -168,7 +169,6 @@ impl Lifecycle {
             }
             all.insert(id.clone(), container.clone());
         }
-        let (_, runtime) = self.runtime(&pod_record.runtime_handler)?;
         let setup = async {
             container
                 .persist()
