@@ -556,9 +556,21 @@ async fn memory_phase(
             first_monitor.get_or_insert(pid);
         }
     }
-    if monitors.len() != pods.len() {
+    // One monitor per container and none more: an infra container would mean the pods
+    // share a PID namespace, which this benchmark does not measure.
+    let all_monitors = common::pids_whose_cmdline_contains(&crid.path().to_string_lossy())
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                c.split(|b| *b == 0)
+                    .next()
+                    .is_some_and(|a| a.ends_with(b"crid-monitor"))
+            })
+        })
+        .count();
+    if monitors.len() != pods.len() || all_monitors != pods.len() {
         bail!(
-            "found {} crid-monitors for {} containers",
+            "found {} crid-monitors of {} containers ({all_monitors} in all)",
             monitors.len(),
             pods.len()
         );
@@ -648,7 +660,7 @@ async fn main() -> Result<()> {
                     t.samples[s].push(*d);
                 }
             }
-            if (i + 1) % 10 == 0 {
+            if (i + 1).is_multiple_of(10) {
                 eprintln!("{} pods each done", i + 1);
             }
         }

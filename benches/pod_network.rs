@@ -344,7 +344,7 @@ async fn main() -> Result<()> {
                     }
                 }
             }
-            if i >= WARMUP && (i + 1 - WARMUP) % 10 == 0 {
+            if i >= WARMUP && (i + 1 - WARMUP).is_multiple_of(10) {
                 eprintln!("{} rounds done", i + 1 - WARMUP);
             }
         }

@@ -119,6 +119,9 @@ impl Network {
 
 /// A release `crid` on a private directory (config, state, socket, CNI network), stopped by
 /// PID and cleaned up on drop after its pods were removed through CRI.
+///
+/// `BENCH_CRID_LOG_LEVEL` (e.g. `debug`) sets its `--log-level`; `BENCH_CRID_LOG=FILE`
+/// keeps a copy of its log, to see where the time went.
 pub struct Crid {
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -152,13 +155,17 @@ impl Crid {
             ),
         )?;
         let log = std::fs::File::create(d.join("crid.log"))?;
-        let child = Command::new(CRID_BIN)
-            .arg("--config")
+        let mut cmd = Command::new(CRID_BIN);
+        cmd.arg("--config")
             .arg(d.join("crid.toml"))
             .arg("--config-dir")
             .arg(d.join("crid.d"))
             .arg("--listen")
-            .arg(d.join("crid.sock"))
+            .arg(d.join("crid.sock"));
+        if let Ok(level) = std::env::var("BENCH_CRID_LOG_LEVEL") {
+            cmd.arg("--log-level").arg(level);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -245,6 +252,9 @@ impl Drop for Crid {
         .join();
         if let Some(child) = self.child.take() {
             stop_child(child);
+        }
+        if let Some(keep) = std::env::var_os("BENCH_CRID_LOG") {
+            let _ = std::fs::copy(self.dir.path().join("crid.log"), keep);
         }
         // Anything a failed run left: monitors of our containers (their command line names
         // our directory), runc containers in our runc root, mounts under our directory.
@@ -383,8 +393,19 @@ pub async fn pull(channel: Channel, image: &str) -> Result<()> {
     Ok(())
 }
 
-/// A pod config with unique metadata, logging under `logs/<name>` (made here: the kubelet
-/// makes it, and containerd expects it).
+/// The kubelet's namespaces for a pod that does not share its process namespace: the pod's
+/// network and IPC, a PID namespace per container (so neither runtime needs a pod PID 1).
+pub fn namespaces() -> cri::NamespaceOption {
+    cri::NamespaceOption {
+        network: cri::NamespaceMode::Pod as i32,
+        pid: cri::NamespaceMode::Container as i32,
+        ipc: cri::NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+/// A pod config with unique metadata and [`namespaces`], logging under `logs/<name>` (made
+/// here: the kubelet makes it, and containerd expects it).
 pub fn pod_config(name: &str, logs: &Path) -> Result<cri::PodSandboxConfig> {
     let log_dir = logs.join(name);
     std::fs::create_dir_all(&log_dir)?;
@@ -398,11 +419,18 @@ pub fn pod_config(name: &str, logs: &Path) -> Result<cri::PodSandboxConfig> {
         hostname: name.into(),
         log_directory: log_dir.display().to_string(),
         labels: HashMap::from([("app".to_owned(), "bench".to_owned())]),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespaces()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     })
 }
 
-/// A container running `cmd` from `image`, logging to `<name>.log`.
+/// A container running `cmd` from `image` with [`namespaces`], logging to `<name>.log`.
 pub fn container_config(name: &str, image: &str, cmd: &[&str]) -> cri::ContainerConfig {
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
@@ -415,6 +443,13 @@ pub fn container_config(name: &str, image: &str, cmd: &[&str]) -> cri::Container
         }),
         command: cmd.iter().map(|s| (*s).to_owned()).collect(),
         log_path: format!("{name}.log"),
+        linux: Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -523,7 +558,7 @@ pub fn top_mappings(pid: i32, n: usize) -> Vec<(u64, u64, String)> {
             None => by_name.push((rss, pss, name)),
         }
     }
-    by_name.sort_by(|a, b| b.0.cmp(&a.0));
+    by_name.sort_by_key(|e| std::cmp::Reverse(e.0));
     by_name.truncate(n);
     by_name
 }
