@@ -1,7 +1,8 @@
 //! Pod lifecycle benchmark (issue 4; not a test): each step of a pod's life timed on its own,
 //! with the image already pulled, for
 //!
-//! - crid (the release `crid` and `crid-monitor` Cargo built for this bench), and
+//! - crid (the release `crid` and `crid-monitor` of `cargo build --release --bins`, which
+//!   the bench runs first: see `common::Binaries`), and
 //! - Debian's containerd 1.6 with its CRI plugin (the conformance fixture: its own socket,
 //!   root, runc root),
 //!
@@ -359,6 +360,7 @@ fn conmon_memory(crid: &Crid, container: &str) -> Result<(Memory, String)> {
 /// Memory of crid, its monitors, conmon, containerd and its shims with running pods.
 struct MemoryReport {
     crid_idle: Memory,
+    crid_idle_top: Vec<(u64, u64, String)>,
     crid_busy: Memory,
     monitor: Memory,
     monitor_top: Vec<(u64, u64, String)>,
@@ -368,18 +370,21 @@ struct MemoryReport {
 }
 
 fn median_memory(v: &[Memory]) -> Memory {
-    let mut rss: Vec<u64> = v.iter().map(|m| m.rss_kib).collect();
-    let mut pss: Vec<u64> = v.iter().map(|m| m.pss_kib).collect();
-    rss.sort_unstable();
-    pss.sort_unstable();
+    let median = |f: fn(&Memory) -> u64| {
+        let mut x: Vec<u64> = v.iter().map(f).collect();
+        x.sort_unstable();
+        x.get(x.len() / 2).copied().unwrap_or(0)
+    };
     Memory {
-        rss_kib: rss.get(rss.len() / 2).copied().unwrap_or(0),
-        pss_kib: pss.get(pss.len() / 2).copied().unwrap_or(0),
+        rss_kib: median(|m| m.rss_kib),
+        pss_kib: median(|m| m.pss_kib),
+        anon_kib: median(|m| m.anon_kib),
     }
 }
 
 fn print_report(
     pods: usize,
+    bins: &str,
     crid: &Target,
     ctrd: &Target,
     floor: &Result<Floor>,
@@ -389,6 +394,7 @@ fn print_report(
         "pod lifecycle benchmark: {pods} pods per runtime (after {WARMUP} warm-up pods), alternating per pod, image cached, runc {RUNC}, same CNI chain (bridge+host-local+portmap+loopback) on separate bridges"
     );
     println!("machine: {}", common::machine_facts());
+    println!("crid: {bins}");
     println!();
     println!(
         "| step | crid median ms | crid p90 ms | containerd median ms | containerd p90 ms | crid/containerd (median) | runc floor median ms | crid - floor ms |"
@@ -496,9 +502,9 @@ fn print_report(
         Err(e) => println!("\nfloor: not measured: {e:#}"),
     }
     println!();
-    println!("memory (MiB, RSS / PSS):");
-    println!("| process | RSS / PSS MiB |");
-    println!("|---|---|");
+    println!("memory (MiB):");
+    println!("| process | RSS | PSS | anonymous |");
+    println!("|---|---|---|---|");
     println!(
         "| crid idle (started, no pod yet) | {} |",
         mem.crid_idle.show()
@@ -516,7 +522,7 @@ fn print_report(
             "| one conmon ({version}), same container spec | {} |",
             m.show()
         ),
-        Err(e) => println!("| conmon | not measured: {e:#} |"),
+        Err(e) => println!("| conmon | not measured: {e:#} | | |"),
     }
     println!(
         "| containerd with {MEMORY_PODS} running pods (context) | {} |",
@@ -526,12 +532,17 @@ fn print_report(
         "| one containerd-shim-runc-v2, per pod (median of {MEMORY_PODS}, context) | {} |",
         mem.shim.show()
     );
-    println!();
-    println!("one crid-monitor's largest mappings (smaps, KiB):");
-    println!("| mapping | RSS KiB | PSS KiB |");
-    println!("|---|---|---|");
-    for (rss, pss, name) in &mem.monitor_top {
-        println!("| {name} | {rss} | {pss} |");
+    for (what, top) in [
+        ("crid idle", &mem.crid_idle_top),
+        ("one crid-monitor", &mem.monitor_top),
+    ] {
+        println!();
+        println!("{what}: largest mappings (smaps, KiB)");
+        println!("| mapping | RSS KiB | PSS KiB |");
+        println!("|---|---|---|");
+        for (rss, pss, name) in top {
+            println!("| {name} | {rss} | {pss} |");
+        }
     }
 }
 
@@ -540,7 +551,7 @@ async fn memory_phase(
     crid_t: &mut Target,
     ctrd: &Containerd,
     ctrd_t: &mut Target,
-    crid_idle: Memory,
+    (crid_idle, crid_idle_top): (Memory, Vec<(u64, u64, String)>),
     rounds: usize,
 ) -> Result<(MemoryReport, Result<Floor>)> {
     let crid_pid = crid.pid().context("crid is not running")? as i32;
@@ -591,6 +602,7 @@ async fn memory_phase(
     Ok((
         MemoryReport {
             crid_idle,
+            crid_idle_top,
             crid_busy,
             monitor: median_memory(&monitors),
             monitor_top,
@@ -611,6 +623,7 @@ async fn main() -> Result<()> {
         bail!("the lifecycle benchmark runs pods: run it as root");
     }
     let pods = common::env_count("LIFECYCLE_BENCH_PODS", 30)?;
+    let bin = common::Binaries::release()?;
     let reg = Registry::start(RegistryOptions::plain())
         .await
         .context("start docker-registry (run scripts/setup.sh)")?;
@@ -622,9 +635,10 @@ async fn main() -> Result<()> {
         .await
         .context("start containerd (run scripts/setup.sh)")?;
     let ctrd_subnet = ctrd.instance().subnet.clone();
-    let crid = Crid::start(&host, &[&ctrd_subnet])?;
+    let crid = Crid::start(&bin, &host, &[&ctrd_subnet])?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let crid_idle = Memory::of(crid.pid().context("crid is not running")? as i32)?;
+    let crid_pid = crid.pid().context("crid is not running")? as i32;
+    let crid_idle = (Memory::of(crid_pid)?, common::top_mappings(crid_pid, 6));
 
     let result = async {
         let ctrd_logs = tempfile::Builder::new()
@@ -667,7 +681,7 @@ async fn main() -> Result<()> {
         eprintln!("memory: {MEMORY_PODS} running pods each ...");
         let (mem, floor) =
             memory_phase(&crid, &mut crid_t, &ctrd, &mut ctrd_t, crid_idle, pods).await?;
-        print_report(pods, &crid_t, &ctrd_t, &floor, &mem);
+        print_report(pods, &bin.describe(), &crid_t, &ctrd_t, &floor, &mem);
         anyhow::Ok(())
     }
     .await;

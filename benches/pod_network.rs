@@ -1,6 +1,7 @@
 //! Pod network benchmark (issue 5; not a test): RunPodSandbox on a CNI bridge network, for
 //!
-//! - crid (the release binaries Cargo built for this bench), and
+//! - crid (the release binaries of `cargo build --release --bins`, which the bench runs
+//!   first: see `common::Binaries`), and
 //! - Debian's containerd 1.6 with its CRI plugin (the conformance fixture),
 //!
 //! each with the conflist of the fixture's shape (bridge with host-local IPAM, portmap,
@@ -234,7 +235,7 @@ impl Drop for Floor {
     }
 }
 
-fn print_report(pods: usize, crid: &Target, ctrd: &Target, floor: &Floor) {
+fn print_report(pods: usize, bins: &str, crid: &Target, ctrd: &Target, floor: &Floor) {
     println!(
         "pod network benchmark: RunPodSandbox on a CNI bridge network, {pods} pods per runtime (after {WARMUP} warm-up rounds), alternating, each pod stopped and removed before the next"
     );
@@ -243,6 +244,7 @@ fn print_report(pods: usize, crid: &Target, ctrd: &Target, floor: &Floor) {
         floor.plugin_names().join(" + ")
     );
     println!("machine: {}", common::machine_facts());
+    println!("crid: {bins}");
     println!();
     println!("| measure | median ms | p90 ms |");
     println!("|---|---|---|");
@@ -287,6 +289,7 @@ async fn main() -> Result<()> {
         bail!("the pod network benchmark makes bridges and namespaces: run it as root");
     }
     let pods = common::env_count("POD_NETWORK_BENCH_PODS", 30)?;
+    let bin = common::Binaries::release()?;
     let reg = Registry::start(RegistryOptions::plain())
         .await
         .context("start docker-registry (run scripts/setup.sh)")?;
@@ -296,7 +299,7 @@ async fn main() -> Result<()> {
         .await
         .context("start containerd (run scripts/setup.sh)")?;
     let ctrd_subnet = ctrd.instance().subnet.clone();
-    let crid = Crid::start(&host, &[&ctrd_subnet])?;
+    let crid = Crid::start(&bin, &host, &[&ctrd_subnet])?;
     let crid_subnet = crid.network().subnet.clone();
     let mut floor = Floor::new(&[&ctrd_subnet, &crid_subnet])?;
 
@@ -348,7 +351,7 @@ async fn main() -> Result<()> {
                 eprintln!("{} rounds done", i + 1 - WARMUP);
             }
         }
-        print_report(pods, &crid_t, &ctrd_t, &floor);
+        print_report(pods, &bin.describe(), &crid_t, &ctrd_t, &floor);
         anyhow::Ok(())
     }
     .await;

@@ -24,9 +24,91 @@ pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
 /// The runc both runtimes use.
 pub const RUNC: &str = "/usr/sbin/runc";
 
-/// `crid` as Cargo built it for this benchmark (release profile); `crid-monitor` is found
-/// beside it, as the daemon looks for it.
-pub const CRID_BIN: &str = env!("CARGO_BIN_EXE_crid");
+/// The release `crid` and `crid-monitor` as users build them (`cargo build --release
+/// --bins`), copied into a private directory; the daemon finds the monitor beside itself.
+///
+/// Not `CARGO_BIN_EXE_crid`: for a bench, Cargo builds the binaries with the features of the
+/// dev-dependencies unified in (a different, larger binary), and `cargo bench` puts that
+/// build at `target/release/crid`. So the bench builds the real ones itself (a no-op when
+/// fresh) in the target directory it runs from, unless `BENCH_CRID_BIN_DIR` names a directory
+/// holding both.
+pub struct Binaries {
+    dir: tempfile::TempDir,
+}
+
+impl Binaries {
+    /// Builds (or finds) and copies the two binaries.
+    pub fn release() -> Result<Binaries> {
+        let from = match std::env::var_os("BENCH_CRID_BIN_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => {
+                // <target>/release/deps/<bench>-<hash>
+                let exe = std::env::current_exe().context("the bench's own path")?;
+                let target = exe
+                    .parent()
+                    .and_then(Path::parent)
+                    .and_then(Path::parent)
+                    .context("the bench does not run from <target>/release/deps")?
+                    .to_owned();
+                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+                eprintln!("building the release binaries (cargo build --release --bins) ...");
+                let status = Command::new(cargo)
+                    .args([
+                        "build",
+                        "--release",
+                        "--bins",
+                        "-p",
+                        "crid",
+                        "--manifest-path",
+                    ])
+                    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+                    .arg("--target-dir")
+                    .arg(&target)
+                    .stdout(Stdio::null())
+                    .status()
+                    .context("run cargo build --release --bins")?;
+                if !status.success() {
+                    bail!("cargo build --release --bins failed: {status}");
+                }
+                target.join("release")
+            }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("crid-bench-bin-")
+            .tempdir()?;
+        for bin in ["crid", "crid-monitor"] {
+            let to = dir.path().join(bin);
+            std::fs::copy(from.join(bin), &to)
+                .with_context(|| format!("copy {}", from.join(bin).display()))?;
+            // Out of the page cache, as an installed binary on a fresh node: a just-written
+            // file is cached whole, and mapped pages of it would all count in RSS.
+            let f = std::fs::File::open(&to)?;
+            f.sync_all()?;
+            nix::fcntl::posix_fadvise(
+                &f,
+                0,
+                0,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            )?;
+        }
+        Ok(Binaries { dir })
+    }
+
+    /// The daemon.
+    pub fn crid(&self) -> PathBuf {
+        self.dir.path().join("crid")
+    }
+
+    /// `crid: N MiB, crid-monitor: N KiB` for the report.
+    pub fn describe(&self) -> String {
+        let size = |b: &str| std::fs::metadata(self.dir.path().join(b)).map_or(0, |m| m.len());
+        format!(
+            "release build: crid {:.1} MiB, crid-monitor {} KiB",
+            size("crid") as f64 / 1024.0 / 1024.0,
+            size("crid-monitor") / 1024
+        )
+    }
+}
 
 /// Eight hex digits, unique enough to keep bridges and networks of parallel runs apart.
 pub fn unique_tag() -> String {
@@ -129,9 +211,9 @@ pub struct Crid {
 }
 
 impl Crid {
-    /// Starts crid trusting `registry` (`127.0.0.1:PORT`) on its own bridge network, and
-    /// waits until its socket answers. `avoid` lists subnets already taken.
-    pub fn start(registry: &str, avoid: &[&str]) -> Result<Crid> {
+    /// Starts `bin`'s crid trusting `registry` (`127.0.0.1:PORT`) on its own bridge network,
+    /// and waits until its socket answers. `avoid` lists subnets already taken.
+    pub fn start(bin: &Binaries, registry: &str, avoid: &[&str]) -> Result<Crid> {
         let dir = tempfile::Builder::new()
             .prefix("crid-bench-")
             .tempdir()
@@ -155,7 +237,7 @@ impl Crid {
             ),
         )?;
         let log = std::fs::File::create(d.join("crid.log"))?;
-        let mut cmd = Command::new(CRID_BIN);
+        let mut cmd = Command::new(bin.crid());
         cmd.arg("--config")
             .arg(d.join("crid.toml"))
             .arg("--config-dir")
@@ -170,7 +252,7 @@ impl Crid {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .with_context(|| format!("start {CRID_BIN} (cargo build --release --bins)"))?;
+            .with_context(|| format!("start {}", bin.crid().display()))?;
         let mut me = Crid {
             dir,
             child: Some(child),
@@ -482,13 +564,19 @@ pub fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
-/// Resident and proportional set size of a process, in KiB.
+/// Resident, proportional and anonymous set size of a process, in KiB.
+///
+/// File-backed pages (the binary, libc) count in RSS as far as they are mapped, and this
+/// kernel maps whole large page-cache folios at a fault, so RSS moves with the page cache;
+/// PSS shares them out, and the anonymous pages (heap, stacks) are the process's own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Memory {
     /// VmRSS from /proc/PID/status.
     pub rss_kib: u64,
     /// Pss from /proc/PID/smaps_rollup.
     pub pss_kib: u64,
+    /// Anonymous from /proc/PID/smaps_rollup.
+    pub anon_kib: u64,
 }
 
 impl Memory {
@@ -507,15 +595,18 @@ impl Memory {
         Ok(Memory {
             rss_kib: field(&status, "VmRSS:").context("no VmRSS")?,
             pss_kib: field(&rollup, "Pss:").context("no Pss")?,
+            anon_kib: field(&rollup, "Anonymous:").context("no Anonymous")?,
         })
     }
 
-    /// `RSS / PSS` in MiB.
+    /// `RSS | PSS | anonymous` in MiB, as table cells.
     pub fn show(&self) -> String {
+        let mib = |k: u64| k as f64 / 1024.0;
         format!(
-            "{:.2} / {:.2}",
-            self.rss_kib as f64 / 1024.0,
-            self.pss_kib as f64 / 1024.0
+            "{:.2} | {:.2} | {:.2}",
+            mib(self.rss_kib),
+            mib(self.pss_kib),
+            mib(self.anon_kib)
         )
     }
 }
