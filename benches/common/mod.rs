@@ -24,6 +24,42 @@ pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
 /// The runc both runtimes use.
 pub const RUNC: &str = "/usr/sbin/runc";
 
+/// Removes what `cargo bench` adds to the environment of the bench it runs (package and
+/// binary variables, its library path entries), so that the nested build sees the
+/// environment of a plain `cargo build` and finds it fresh instead of rebuilding.
+fn without_cargo_run_env(cmd: &mut Command, target: &Path) {
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        let added_by_cargo = ["CARGO_PKG_", "CARGO_BIN_EXE_", "CARGO_MANIFEST_"]
+            .iter()
+            .any(|p| k.starts_with(p))
+            || [
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+                "RUST_RECURSION_COUNT",
+            ]
+            .contains(&k.as_ref());
+        if added_by_cargo {
+            cmd.env_remove(&key);
+        }
+    }
+    if let Some(paths) = std::env::var_os("LD_LIBRARY_PATH") {
+        let toolchains =
+            Path::new(&std::env::var_os("RUSTUP_HOME").unwrap_or_default()).join("toolchains");
+        let kept: Vec<PathBuf> = std::env::split_paths(&paths)
+            .filter(|p| !p.starts_with(target) && !p.starts_with(&toolchains))
+            .collect();
+        if kept.is_empty() {
+            cmd.env_remove("LD_LIBRARY_PATH");
+        } else if let Ok(joined) = std::env::join_paths(kept) {
+            cmd.env("LD_LIBRARY_PATH", joined);
+        }
+    }
+}
+
 /// The release `crid` and `crid-monitor` as users build them (`cargo build --release
 /// --bins`), copied into a private directory; the daemon finds the monitor beside itself.
 ///
@@ -52,7 +88,9 @@ impl Binaries {
                     .to_owned();
                 let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
                 eprintln!("building the release binaries (cargo build --release --bins) ...");
-                let status = Command::new(cargo)
+                let mut cmd = Command::new(cargo);
+                without_cargo_run_env(&mut cmd, &target);
+                let status = cmd
                     .args([
                         "build",
                         "--release",
