@@ -14,6 +14,7 @@ packages=(
   apache2-utils                  # htpasswd, for the registry's basic-auth fixture
   skopeo                         # an independent image client the fixture tests check against
   containerd                     # the reference of the differential run and the pull benchmark
+  conmon                         # CRI-O's monitor: the memory comparison of the lifecycle benchmark
   iproute2 iptables              # network namespaces and CNI's rules
   python3-venv                   # for Debian's python3; pyenv interpreters have venv built in
   pkg-config gcc                 # build tools some crates expect

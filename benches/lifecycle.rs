@@ -1,0 +1,698 @@
+//! Pod lifecycle benchmark (issue 4; not a test): each step of a pod's life timed on its own,
+//! with the image already pulled, for
+//!
+//! - crid (the release `crid` and `crid-monitor` of `cargo build --release --bins`, which
+//!   the bench runs first: see `common::Binaries`), and
+//! - Debian's containerd 1.6 with its CRI plugin (the conformance fixture: its own socket,
+//!   root, runc root),
+//!
+//! in the same run, alternating per pod, on the same runc, the same fixture registry images
+//! and the same CNI situation: each has a bridge + host-local + portmap + loopback conflist
+//! of the fixture's shape on a bridge and /24 of its own. Pods share no PID namespace.
+//!
+//! Steps: RunPodSandbox, CreateContainer (busybox `sleep 3600`), StartContainer, ExecSync
+//! (`true`), StopContainer (timeout 0: SIGKILL for both), StopPodSandbox, RemovePodSandbox.
+//!
+//! Then the floor: `runc create`, `runc start`, `runc exec true` timed on the command line
+//! with crid's own bundle (its config.json, a fresh cgroup), and memory: crid's RSS and PSS
+//! idle and with 10 running pods, one crid-monitor's, and one conmon's monitoring the same
+//! container spec (plus containerd and one shim for context).
+//!
+//! Run as root: `cargo bench -p crid --bench lifecycle` (env `LIFECYCLE_BENCH_PODS`, default
+//! 30; needs runc, containerd, docker-registry, CNI plugins, and conmon for its column).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use common::{Crid, Memory, RUNC, median_p90, ms, timed};
+use crid_api::{RuntimeServiceClient, cri};
+use crid_conformance::fixtures::containerd::{Containerd, ContainerdOptions};
+use crid_conformance::fixtures::registry::{Registry, RegistryOptions};
+use tonic::transport::Channel;
+
+/// The timed steps, in order.
+const STEPS: [&str; 7] = [
+    "RunPodSandbox",
+    "CreateContainer",
+    "StartContainer",
+    "ExecSync `true`",
+    "StopContainer (timeout 0)",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+];
+
+/// Untimed pods per runtime before measuring (first bridge, caches, page cache).
+const WARMUP: usize = 2;
+
+/// Running pods for the memory readings.
+const MEMORY_PODS: usize = 10;
+
+/// One runtime under test.
+struct Target {
+    name: &'static str,
+    rs: RuntimeServiceClient<Channel>,
+    logs: PathBuf,
+    image: String,
+    samples: Vec<Vec<Duration>>,
+}
+
+impl Target {
+    fn new(name: &'static str, channel: Channel, logs: PathBuf, image: String) -> Target {
+        Target {
+            name,
+            rs: RuntimeServiceClient::new(channel),
+            logs,
+            image,
+            samples: vec![Vec::new(); STEPS.len()],
+        }
+    }
+
+    /// Runs one pod through its whole life, returning the time of each step.
+    async fn one_pod(&mut self, name: &str) -> Result<[Duration; 7]> {
+        let who = self.name;
+        let pc = common::pod_config(name, &self.logs)?;
+        let rs = &mut self.rs;
+        let (r, run) = timed(rs.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pc.clone()),
+            runtime_handler: String::new(),
+        }))
+        .await;
+        let pod = r
+            .with_context(|| format!("{who}: RunPodSandbox {name}"))?
+            .into_inner()
+            .pod_sandbox_id;
+        let (r, create) = timed(rs.create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(common::container_config(
+                "main",
+                &self.image,
+                &["sleep", "3600"],
+            )),
+            sandbox_config: Some(pc),
+        }))
+        .await;
+        let ctr = r
+            .with_context(|| format!("{who}: CreateContainer in {name}"))?
+            .into_inner()
+            .container_id;
+        let (r, start) = timed(rs.start_container(cri::StartContainerRequest {
+            container_id: ctr.clone(),
+        }))
+        .await;
+        r.with_context(|| format!("{who}: StartContainer in {name}"))?;
+        let (r, exec) = timed(rs.exec_sync(cri::ExecSyncRequest {
+            container_id: ctr.clone(),
+            cmd: vec!["true".into()],
+            timeout: 10,
+        }))
+        .await;
+        let code = r
+            .with_context(|| format!("{who}: ExecSync in {name}"))?
+            .into_inner()
+            .exit_code;
+        if code != 0 {
+            bail!("{who}: ExecSync `true` in {name} exited {code}");
+        }
+        let (r, stop) = timed(rs.stop_container(cri::StopContainerRequest {
+            container_id: ctr,
+            timeout: 0,
+        }))
+        .await;
+        r.with_context(|| format!("{who}: StopContainer in {name}"))?;
+        let (r, stop_pod) = timed(rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        }))
+        .await;
+        r.with_context(|| format!("{who}: StopPodSandbox {name}"))?;
+        let (r, remove) = timed(rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        }))
+        .await;
+        r.with_context(|| format!("{who}: RemovePodSandbox {name}"))?;
+        Ok([run, create, start, exec, stop, stop_pod, remove])
+    }
+
+    /// Starts `n` pods with one `sleep` container each; returns (pod, container) IDs.
+    async fn running_pods(&mut self, n: usize) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let name = format!("{}-mem-{i}", self.name);
+            let pc = common::pod_config(&name, &self.logs)?;
+            let pod = self
+                .rs
+                .run_pod_sandbox(cri::RunPodSandboxRequest {
+                    config: Some(pc.clone()),
+                    runtime_handler: String::new(),
+                })
+                .await
+                .with_context(|| format!("{}: RunPodSandbox {name}", self.name))?
+                .into_inner()
+                .pod_sandbox_id;
+            let ctr = self
+                .rs
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(common::container_config(
+                        "main",
+                        &self.image,
+                        &["sleep", "3600"],
+                    )),
+                    sandbox_config: Some(pc),
+                })
+                .await
+                .with_context(|| format!("{}: CreateContainer in {name}", self.name))?
+                .into_inner()
+                .container_id;
+            self.rs
+                .start_container(cri::StartContainerRequest {
+                    container_id: ctr.clone(),
+                })
+                .await
+                .with_context(|| format!("{}: StartContainer in {name}", self.name))?;
+            out.push((pod, ctr));
+        }
+        Ok(out)
+    }
+
+    async fn remove_pods(&mut self, pods: &[(String, String)]) -> Result<()> {
+        for (pod, _) in pods {
+            self.rs
+                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await?;
+            self.rs
+                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The OCI runtime's own time for create, start and exec, on a copy of one of crid's
+/// bundles: the same config.json (namespaces, mounts, the pod's pinned namespaces, the
+/// mounted rootfs), with a cgroup of its own.
+struct Floor {
+    create: Vec<Duration>,
+    start: Vec<Duration>,
+    exec: Vec<Duration>,
+}
+
+/// A copy of crid's bundle for `container`, runnable by another runc root as `id`.
+fn copy_bundle(crid: &Crid, container: &str, into: &Path, cgroup: &str) -> Result<PathBuf> {
+    let bundle = crid.path().join("run/containers").join(container);
+    let raw = std::fs::read(bundle.join("config.json"))
+        .with_context(|| format!("read crid's bundle {}", bundle.display()))?;
+    let mut spec: serde_json::Value = serde_json::from_slice(&raw)?;
+    let root = spec["root"]["path"]
+        .as_str()
+        .context("config.json has no root.path")?
+        .to_owned();
+    spec["root"]["path"] = serde_json::Value::from(bundle.join(root).display().to_string());
+    spec["linux"]["cgroupsPath"] = serde_json::Value::from(cgroup);
+    std::fs::create_dir_all(into)?;
+    std::fs::write(into.join("config.json"), serde_json::to_vec(&spec)?)?;
+    Ok(into.to_owned())
+}
+
+/// Runs runc with `args` (stdio to /dev/null: a created container keeps inherited pipes).
+fn runc(root: &Path, args: &[&str]) -> Result<Duration> {
+    let t = Instant::now();
+    let status = Command::new(RUNC)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("run runc")?;
+    let elapsed = t.elapsed();
+    if !status.success() {
+        bail!("runc {args:?} failed: {status}");
+    }
+    Ok(elapsed)
+}
+
+fn floor(crid: &Crid, container: &str, rounds: usize) -> Result<Floor> {
+    let work = tempfile::Builder::new()
+        .prefix("crid-bench-floor-")
+        .tempdir()?;
+    let root = work.path().join("runc");
+    let tag = common::unique_tag();
+    let mut f = Floor {
+        create: Vec::new(),
+        start: Vec::new(),
+        exec: Vec::new(),
+    };
+    for i in 0..rounds + WARMUP {
+        let id = format!("crid-bench-floor-{tag}-{i}");
+        let bundle = copy_bundle(crid, container, &work.path().join(&id), &format!("/{id}"))?;
+        let pid_file = bundle.join("pid");
+        let b = bundle.display().to_string();
+        let p = pid_file.display().to_string();
+        let result = (|| -> Result<(Duration, Duration, Duration)> {
+            let c = runc(&root, &["create", "--bundle", &b, "--pid-file", &p, &id])?;
+            let s = runc(&root, &["start", &id])?;
+            let e = runc(&root, &["exec", &id, "true"])?;
+            Ok((c, s, e))
+        })();
+        let _ = runc(&root, &["kill", &id, "KILL"]);
+        let _ = runc(&root, &["delete", "--force", &id]);
+        let (c, s, e) = result?;
+        if i >= WARMUP {
+            f.create.push(c);
+            f.start.push(s);
+            f.exec.push(e);
+        }
+    }
+    Ok(f)
+}
+
+/// conmon 2.x monitoring a container of the same spec (a copy of crid's bundle), measured
+/// while the container runs; everything it made is removed before returning.
+fn conmon_memory(crid: &Crid, container: &str) -> Result<(Memory, String)> {
+    let conmon = Path::new("/usr/bin/conmon");
+    if !conmon.exists() {
+        bail!("conmon is not installed (apt-get install conmon)");
+    }
+    let version = Command::new(conmon)
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let work = tempfile::Builder::new()
+        .prefix("crid-bench-conmon-")
+        .tempdir()?;
+    let w = work.path();
+    let id = format!("crid-bench-conmon-{}", common::unique_tag());
+    let bundle = copy_bundle(crid, container, &w.join("bundle"), &format!("/{id}"))?;
+    let root = w.join("runc");
+    for d in ["exits", "sockets"] {
+        std::fs::create_dir_all(w.join(d))?;
+    }
+    let pid_file = w.join("container.pid");
+    let conmon_pid_file = w.join("conmon.pid");
+    let status = Command::new(conmon)
+        .args(["--api-version", "1", "-c", &id, "-u", &id, "-n", "bench"])
+        .args(["-r", RUNC, "-b"])
+        .arg(&bundle)
+        .arg("-p")
+        .arg(&pid_file)
+        .arg("-P")
+        .arg(&conmon_pid_file)
+        .arg("-l")
+        .arg(format!("k8s-file:{}", w.join("ctr.log").display()))
+        .arg("--exit-dir")
+        .arg(w.join("exits"))
+        .arg("--socket-dir-path")
+        .arg(w.join("sockets"))
+        .arg("--runtime-arg=--root")
+        .arg(format!("--runtime-arg={}", root.display()))
+        .args(["--log-level", "error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("run conmon")?;
+    // conmon daemonizes: the process we started returns once its child took over.
+    let result = (|| -> Result<Memory> {
+        if !status.success() {
+            bail!("conmon exited {status}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(pid_file.exists() && conmon_pid_file.exists()) {
+            if Instant::now() > deadline {
+                bail!("conmon wrote no pid files within 10s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        runc(&root, &["start", &id])?;
+        let pid: i32 = std::fs::read_to_string(&conmon_pid_file)?
+            .trim()
+            .parse()
+            .context("conmon's pid file")?;
+        std::thread::sleep(Duration::from_millis(500));
+        Memory::of(pid)
+    })();
+    let _ = runc(&root, &["kill", &id, "KILL"]);
+    // conmon writes the exit file and ends; then the container can go.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !w.join("exits").join(&id).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = runc(&root, &["delete", "--force", &id]);
+    Ok((result?, version))
+}
+
+/// Memory of crid, its monitors, conmon, containerd and its shims with running pods.
+struct MemoryReport {
+    crid_idle: Memory,
+    crid_idle_top: Vec<(u64, u64, String)>,
+    crid_busy: Memory,
+    monitor: Memory,
+    monitor_top: Vec<(u64, u64, String)>,
+    conmon: Result<(Memory, String)>,
+    containerd_busy: Memory,
+    shim: Memory,
+}
+
+fn median_memory(v: &[Memory]) -> Memory {
+    let median = |f: fn(&Memory) -> u64| {
+        let mut x: Vec<u64> = v.iter().map(f).collect();
+        x.sort_unstable();
+        x.get(x.len() / 2).copied().unwrap_or(0)
+    };
+    Memory {
+        rss_kib: median(|m| m.rss_kib),
+        pss_kib: median(|m| m.pss_kib),
+        anon_kib: median(|m| m.anon_kib),
+    }
+}
+
+fn print_report(
+    pods: usize,
+    bins: &str,
+    crid: &Target,
+    ctrd: &Target,
+    floor: &Result<Floor>,
+    mem: &MemoryReport,
+) {
+    println!(
+        "pod lifecycle benchmark: {pods} pods per runtime (after {WARMUP} warm-up pods), alternating per pod, image cached, runc {RUNC}, same CNI chain (bridge+host-local+portmap+loopback) on separate bridges"
+    );
+    println!("machine: {}", common::machine_facts());
+    println!("crid: {bins}");
+    println!();
+    println!(
+        "| step | crid median ms | crid p90 ms | containerd median ms | containerd p90 ms | crid/containerd (median) | runc floor median ms | crid - floor ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let floor_of = |step: usize| -> Option<Duration> {
+        let f = floor.as_ref().ok()?;
+        let v = match step {
+            1 => &f.create,
+            2 => &f.start,
+            3 => &f.exec,
+            _ => return None,
+        };
+        Some(median_p90(v).0)
+    };
+    let (mut crid_total, mut ctrd_total) = (Duration::ZERO, Duration::ZERO);
+    for (i, step) in STEPS.iter().enumerate() {
+        let (cm, cp) = median_p90(&crid.samples[i]);
+        let (km, kp) = median_p90(&ctrd.samples[i]);
+        crid_total += cm;
+        ctrd_total += km;
+        let (fl, over) = match floor_of(i) {
+            Some(f) => (
+                ms(f),
+                format!(
+                    "{:+.2} ({:.2}x)",
+                    (cm.as_secs_f64() - f.as_secs_f64()) * 1e3,
+                    cm.as_secs_f64() / f.as_secs_f64()
+                ),
+            ),
+            None => ("".into(), "".into()),
+        };
+        println!(
+            "| {step} | {} | {} | {} | {} | {:.2}x | {fl} | {over} |",
+            ms(cm),
+            ms(cp),
+            ms(km),
+            ms(kp),
+            cm.as_secs_f64() / km.as_secs_f64()
+        );
+    }
+    // containerd's CreateContainer only records the container; its shim runs `runc create`
+    // in StartContainer. Their sum is the comparable figure.
+    let sum = |t: &Target| -> Vec<Duration> {
+        t.samples[1]
+            .iter()
+            .zip(&t.samples[2])
+            .map(|(a, b)| *a + *b)
+            .collect()
+    };
+    let (cm, cp) = median_p90(&sum(crid));
+    let (km, kp) = median_p90(&sum(ctrd));
+    let (fl, over) = match floor {
+        Ok(f) => {
+            let v: Vec<Duration> = f
+                .create
+                .iter()
+                .zip(&f.start)
+                .map(|(a, b)| *a + *b)
+                .collect();
+            let fm = median_p90(&v).0;
+            (
+                ms(fm),
+                format!(
+                    "{:+.2} ({:.2}x)",
+                    (cm.as_secs_f64() - fm.as_secs_f64()) * 1e3,
+                    cm.as_secs_f64() / fm.as_secs_f64()
+                ),
+            )
+        }
+        Err(_) => (String::new(), String::new()),
+    };
+    println!(
+        "| CreateContainer + StartContainer (per pod) | {} | {} | {} | {} | {:.2}x | {fl} | {over} |",
+        ms(cm),
+        ms(cp),
+        ms(km),
+        ms(kp),
+        cm.as_secs_f64() / km.as_secs_f64()
+    );
+    println!(
+        "| sum of step medians | {} | | {} | | {:.2}x | | |",
+        ms(crid_total),
+        ms(ctrd_total),
+        crid_total.as_secs_f64() / ctrd_total.as_secs_f64()
+    );
+    match floor {
+        Ok(f) => {
+            println!();
+            println!(
+                "floor: the runc CLI timed directly on a copy of crid's bundle ({} rounds): median / p90 ms",
+                f.create.len()
+            );
+            println!("| runc command | median ms | p90 ms |");
+            println!("|---|---|---|");
+            for (name, v) in [
+                ("runc create", &f.create),
+                ("runc start", &f.start),
+                ("runc exec true", &f.exec),
+            ] {
+                let (m, p) = median_p90(v);
+                println!("| {name} | {} | {} |", ms(m), ms(p));
+            }
+        }
+        Err(e) => println!("\nfloor: not measured: {e:#}"),
+    }
+    println!();
+    println!("memory (MiB):");
+    println!("| process | RSS | PSS | anonymous |");
+    println!("|---|---|---|---|");
+    println!(
+        "| crid idle (started, no pod yet) | {} |",
+        mem.crid_idle.show()
+    );
+    println!(
+        "| crid with {MEMORY_PODS} running pods | {} |",
+        mem.crid_busy.show()
+    );
+    println!(
+        "| one crid-monitor (median of {MEMORY_PODS}) | {} |",
+        mem.monitor.show()
+    );
+    match &mem.conmon {
+        Ok((m, version)) => println!(
+            "| one conmon ({version}), same container spec | {} |",
+            m.show()
+        ),
+        Err(e) => println!("| conmon | not measured: {e:#} | | |"),
+    }
+    println!(
+        "| containerd with {MEMORY_PODS} running pods (context) | {} |",
+        mem.containerd_busy.show()
+    );
+    println!(
+        "| one containerd-shim-runc-v2, per pod (median of {MEMORY_PODS}, context) | {} |",
+        mem.shim.show()
+    );
+    for (what, top) in [
+        ("crid idle", &mem.crid_idle_top),
+        ("one crid-monitor", &mem.monitor_top),
+    ] {
+        println!();
+        println!("{what}: largest mappings (smaps, KiB)");
+        println!("| mapping | RSS KiB | PSS KiB |");
+        println!("|---|---|---|");
+        for (rss, pss, name) in top {
+            println!("| {name} | {rss} | {pss} |");
+        }
+    }
+}
+
+async fn memory_phase(
+    crid: &Crid,
+    crid_t: &mut Target,
+    ctrd: &Containerd,
+    ctrd_t: &mut Target,
+    (crid_idle, crid_idle_top): (Memory, Vec<(u64, u64, String)>),
+    rounds: usize,
+) -> Result<(MemoryReport, Result<Floor>)> {
+    let crid_pid = crid.pid().context("crid is not running")? as i32;
+    let pods = crid_t.running_pods(MEMORY_PODS).await?;
+    let kpods = ctrd_t.running_pods(MEMORY_PODS).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let crid_busy = Memory::of(crid_pid)?;
+    let mut monitors = Vec::new();
+    let mut first_monitor = None;
+    for (_, ctr) in &pods {
+        for pid in common::pids_with_arg("crid-monitor", "--id", ctr) {
+            monitors.push(Memory::of(pid)?);
+            first_monitor.get_or_insert(pid);
+        }
+    }
+    // One monitor per container and none more: an infra container would mean the pods
+    // share a PID namespace, which this benchmark does not measure.
+    let all_monitors = common::pids_whose_cmdline_contains(&crid.path().to_string_lossy())
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                c.split(|b| *b == 0)
+                    .next()
+                    .is_some_and(|a| a.ends_with(b"crid-monitor"))
+            })
+        })
+        .count();
+    if monitors.len() != pods.len() || all_monitors != pods.len() {
+        bail!(
+            "found {} crid-monitors of {} containers ({all_monitors} in all)",
+            monitors.len(),
+            pods.len()
+        );
+    }
+    let monitor_top = first_monitor.map_or_else(Vec::new, |p| common::top_mappings(p, 8));
+    let containerd_busy = Memory::of(ctrd.pid() as i32)?;
+    let socket = ctrd.socket().display().to_string();
+    let shims: Vec<Memory> = common::pids_with_arg("containerd-shim-runc-v2", "-address", &socket)
+        .into_iter()
+        .filter_map(|p| Memory::of(p).ok())
+        .collect();
+    let first = pods[0].1.clone();
+    let conmon = conmon_memory(crid, &first);
+    eprintln!("floor: runc create/start/exec x {rounds} ...");
+    let floor = floor(crid, &first, rounds);
+    crid_t.remove_pods(&pods).await?;
+    ctrd_t.remove_pods(&kpods).await?;
+    Ok((
+        MemoryReport {
+            crid_idle,
+            crid_idle_top,
+            crid_busy,
+            monitor: median_memory(&monitors),
+            monitor_top,
+            conmon,
+            containerd_busy,
+            shim: median_memory(&shims),
+        },
+        floor,
+    ))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    if common::listing() {
+        return Ok(());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the lifecycle benchmark runs pods: run it as root");
+    }
+    let pods = common::env_count("LIFECYCLE_BENCH_PODS", 30)?;
+    let bin = common::Binaries::release()?;
+    let reg = Registry::start(RegistryOptions::plain())
+        .await
+        .context("start docker-registry (run scripts/setup.sh)")?;
+    reg.push_all_fixtures().await.context("push fixtures")?;
+    let host = reg.host();
+    let image = format!("{host}/busybox:latest");
+
+    let ctrd = Containerd::start(ContainerdOptions::new(host.clone()))
+        .await
+        .context("start containerd (run scripts/setup.sh)")?;
+    let ctrd_subnet = ctrd.instance().subnet.clone();
+    let crid = Crid::start(&bin, &host, &[&ctrd_subnet])?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let crid_pid = crid.pid().context("crid is not running")? as i32;
+    let crid_idle = (Memory::of(crid_pid)?, common::top_mappings(crid_pid, 6));
+
+    let result = async {
+        let ctrd_logs = tempfile::Builder::new()
+            .prefix("crid-bench-ctrd-logs-")
+            .tempdir()?;
+        let mut crid_t = Target::new("crid", crid.channel().await?, crid.logs(), image.clone());
+        let mut ctrd_t = Target::new(
+            "containerd",
+            ctrd.channel().await?,
+            ctrd_logs.path().to_owned(),
+            image.clone(),
+        );
+        for (t, channel) in [
+            (&crid_t, crid.channel().await?),
+            (&ctrd_t, ctrd.channel().await?),
+        ] {
+            eprintln!("{}: pulling busybox and pause ...", t.name);
+            common::pull(channel.clone(), &image).await?;
+            common::pull(channel, &format!("{host}/pause:latest")).await?;
+        }
+        for i in 0..WARMUP {
+            crid_t.one_pod(&format!("crid-warm-{i}")).await?;
+            ctrd_t.one_pod(&format!("containerd-warm-{i}")).await?;
+        }
+        for i in 0..pods {
+            // Alternate who goes first, so neither always runs right after the other.
+            let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+            for which in order {
+                let t = if which == 0 { &mut crid_t } else { &mut ctrd_t };
+                let name = format!("{}-{i}", t.name);
+                let steps = t.one_pod(&name).await?;
+                for (s, d) in steps.iter().enumerate() {
+                    t.samples[s].push(*d);
+                }
+            }
+            if (i + 1).is_multiple_of(10) {
+                eprintln!("{} pods each done", i + 1);
+            }
+        }
+        eprintln!("memory: {MEMORY_PODS} running pods each ...");
+        let (mem, floor) =
+            memory_phase(&crid, &mut crid_t, &ctrd, &mut ctrd_t, crid_idle, pods).await?;
+        print_report(pods, &bin.describe(), &crid_t, &ctrd_t, &floor, &mem);
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = &result {
+        eprintln!("crid log tail:\n{}", crid.log_tail());
+        eprintln!("containerd log tail:\n{}", ctrd.log_tail());
+        eprintln!("error: {e:#}");
+    }
+    drop(crid);
+    if let Err(e) = ctrd.shutdown().await {
+        eprintln!("containerd teardown: {e}");
+    }
+    result
+}
