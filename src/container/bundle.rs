@@ -2,10 +2,6 @@
 //! filesystem mount, the image's user database, devices, a Localhost seccomp profile.
 //! `crate::spec::build` turns these into `config.json`, with no I/O of its own.
 
-use std::ffi::CString;
-use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -90,49 +86,9 @@ impl Lifecycle {
 /// Reads the image's /etc/passwd and /etc/group from the mounted rootfs. Paths resolve
 /// inside the rootfs (a symlink in the image cannot point at the host's files).
 pub(crate) fn user_db(rootfs: &Path) -> UserDb {
-    let read = |name: &str| read_in_root(rootfs, name).unwrap_or_default();
+    let read =
+        |name: &str| crate::storage::read_in_root(rootfs, name, MAX_USER_DB).unwrap_or_default();
     UserDb::parse(&read("etc/passwd"), &read("etc/group"))
-}
-
-fn read_in_root(root: &Path, rel: &str) -> std::io::Result<String> {
-    let root_c = CString::new(root.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("NUL in path"))?;
-    // SAFETY: a plain open of a directory; the descriptor is owned right away.
-    let dirfd = unsafe {
-        libc::open(
-            root_c.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if dirfd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: new descriptor, owned by nobody else.
-    let dir = unsafe { OwnedFd::from_raw_fd(dirfd) };
-    let rel_c = CString::new(rel).map_err(|_| std::io::Error::other("NUL in path"))?;
-    // SAFETY: open_how is plain data; zero is its documented default.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: openat2 with a valid open_how of the size passed.
-    let fd = unsafe {
-        use std::os::fd::AsRawFd;
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            rel_c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: new descriptor, owned by nobody else.
-    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-    let mut s = String::new();
-    file.take(MAX_USER_DB).read_to_string(&mut s)?;
-    Ok(s)
 }
 
 /// Resolves `config.devices` on the host (cri:ContainerConfig#devices).

@@ -9,20 +9,24 @@ use std::time::{Duration, Instant};
 
 /// The directory of `cgroups_path` in every mounted hierarchy that has it.
 pub fn dirs(cgroups_path: &str) -> Vec<PathBuf> {
-    let rel = cgroups_path.trim_start_matches('/');
-    if rel.is_empty() || rel.contains(':') || rel.split('/').any(|c| c == "..") {
+    // Only cgroupfs paths: a systemd scope is the runtime's (and systemd's) to clean.
+    if cgroups_path.contains(':') {
         return Vec::new();
     }
+    let Some(rel) = crate::stats::relative_dir(cgroups_path).filter(|r| !r.as_os_str().is_empty())
+    else {
+        return Vec::new();
+    };
     let root = Path::new("/sys/fs/cgroup");
     let mut out = Vec::new();
     // cgroup v2 only: /sys/fs/cgroup is the hierarchy itself.
-    let direct = root.join(rel);
+    let direct = root.join(&rel);
     if direct.join("cgroup.procs").exists() {
         out.push(direct);
     }
     if let Ok(entries) = std::fs::read_dir(root) {
         for e in entries.flatten() {
-            let d = e.path().join(rel);
+            let d = e.path().join(&rel);
             if d.join("cgroup.procs").exists() {
                 out.push(d);
             }

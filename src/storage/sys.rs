@@ -38,18 +38,23 @@ pub(super) fn open_path(dirfd: RawFd, path: &OsStr, extra: libc::c_int) -> io::R
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Opens the directory `name` directly below `dir`, refusing symlinks and escapes.
-pub(super) fn open_beneath(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
+/// openat2(2): opens `name` relative to `dir` with `flags`, resolved under `resolve`.
+pub(super) fn openat2(
+    dir: RawFd,
+    name: &OsStr,
+    flags: libc::c_int,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     let p = cstr(name)?;
     // SAFETY: open_how is plain data; all-zero is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
     // SAFETY: openat2 with a valid open_how of the size passed.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            dir.as_raw_fd(),
+            dir,
             p.as_ptr(),
             &how as *const libc::open_how,
             std::mem::size_of::<libc::open_how>(),
@@ -60,6 +65,16 @@ pub(super) fn open_beneath(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
     }
     // SAFETY: a new descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Opens the directory `name` directly below `dir`, refusing symlinks and escapes.
+pub(super) fn open_beneath(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
+    openat2(
+        dir.as_raw_fd(),
+        name,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 pub(super) fn mkdir(dir: &OwnedFd, name: &OsStr, mode: u32) -> io::Result<()> {
