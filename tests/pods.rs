@@ -226,13 +226,13 @@ async fn restart_adopts_running_containers_and_learns_missed_exits_needs_root() 
 }
 
 /// A cluster whose `stall` handler wraps runc and stalls the commands the test asks for.
-async fn stall_cluster() -> (Cluster, std::path::PathBuf) {
+/// The stall directory is removed when the returned guard drops, even if the test fails.
+async fn stall_cluster() -> (Cluster, tempfile::TempDir) {
     let dir = tempfile::Builder::new()
         .prefix("crid-stall-")
         .tempdir()
-        .expect("tempdir")
-        .keep();
-    let wrapper = stall_wrapper(&dir, "runc");
+        .expect("tempdir");
+    let wrapper = stall_wrapper(dir.path(), "runc");
     let c = Cluster::start(&format!(
         "[runtime.runtimes.stall]\npath = \"{}\"\n",
         wrapper.display()
@@ -260,7 +260,8 @@ async fn kill_when_stalled(c: &mut Cluster, dir: &std::path::Path, cmd: &str, un
 // leaves no container, mount, monitor or cgroup after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_create_container_is_cleaned_up_on_restart_needs_root() {
-    let (mut c, dir) = stall_cluster().await;
+    let (mut c, guard) = stall_cluster().await;
+    let dir = guard.path().to_path_buf();
     let image = c.pull("busybox").await;
     let mut rs = c.rs().await;
     let pc = pod_config("halfctr", &c.log_dir());
@@ -346,14 +347,14 @@ async fn kill_during_create_container_is_cleaned_up_on_restart_needs_root() {
     let ids = support::object_ids(c.daemon.path());
     remove_all(&mut rs).await;
     assert_nothing_left(&c.daemon, &[ids, half].concat());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // Restart recovery: kill -9 in the middle of RunPodSandbox (the infra container's create
 // stalled) leaves no pod, namespace pin, shm mount or process after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_run_pod_sandbox_is_cleaned_up_on_restart_needs_root() {
-    let (mut c, dir) = stall_cluster().await;
+    let (mut c, guard) = stall_cluster().await;
+    let dir = guard.path().to_path_buf();
     let rs = c.rs().await;
     let mut pc = pod_config("halfpod", &c.log_dir());
     // A shared PID namespace needs the infra container, whose create stalls.
@@ -413,14 +414,14 @@ async fn kill_during_run_pod_sandbox_is_cleaned_up_on_restart_needs_root() {
     let ids = support::object_ids(c.daemon.path());
     remove_all(&mut rs).await;
     assert_nothing_left(&c.daemon, &ids);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // Restart recovery: kill -9 while StopContainer waits on the runtime's kill; after the
 // restart the container is still running and listed so, and stops normally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_stop_container_keeps_the_container_needs_root() {
-    let (mut c, dir) = stall_cluster().await;
+    let (mut c, guard) = stall_cluster().await;
+    let dir = guard.path().to_path_buf();
     let image = c.pull("busybox").await;
     let mut rs = c.rs().await;
     let pc = pod_config("halfstop", &c.log_dir());
@@ -476,14 +477,14 @@ async fn kill_during_stop_container_keeps_the_container_needs_root() {
     let ids = support::object_ids(c.daemon.path());
     remove_all(&mut rs).await;
     assert_nothing_left(&c.daemon, &ids);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // One lock per object (DESIGN.md): a container whose runtime hangs in `kill` blocks neither
 // another pod's whole lifecycle nor List/Status calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_runtime_blocks_only_its_own_container_needs_root() {
-    let (c, dir) = stall_cluster().await;
+    let (c, guard) = stall_cluster().await;
+    let dir = guard.path().to_path_buf();
     let image = c.pull("busybox").await;
     let mut rs = c.rs().await;
     let pc_stuck = pod_config("stuck", &c.log_dir());
@@ -557,7 +558,6 @@ async fn a_stuck_runtime_blocks_only_its_own_container_needs_root() {
     let ids = support::object_ids(c.daemon.path());
     remove_all(&mut rs).await;
     assert_nothing_left(&c.daemon, &ids);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // Runtime handlers: crun runs the same lifecycle (on hybrid cgroups, in the private mount
