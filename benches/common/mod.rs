@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use crid_api::{ImageServiceClient, RuntimeServiceClient, cri};
+use crid_api::{ImageServiceClient, cri};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tonic::transport::Channel;
@@ -469,34 +469,9 @@ pub fn pids_with_arg(binary: &str, flag: &str, value: &str) -> Vec<i32> {
         .collect()
 }
 
-/// Stops and removes every pod of the CRI server at `socket`, best effort, within 90 s.
-pub async fn remove_all_pods(socket: &Path) {
-    let work = async {
-        let Ok(channel) = crid_api::client::connect_path(socket).await else {
-            return;
-        };
-        let mut rs = RuntimeServiceClient::new(channel);
-        let Ok(pods) = rs
-            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-            .await
-        else {
-            return;
-        };
-        for pod in pods.into_inner().items {
-            let _ = rs
-                .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                    pod_sandbox_id: pod.id.clone(),
-                })
-                .await;
-            let _ = rs
-                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                    pod_sandbox_id: pod.id,
-                })
-                .await;
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(90), work).await;
-}
+/// Stops and removes every pod of the CRI server at `socket`, best effort (the harness's
+/// own cleanup, shared).
+pub use crid_conformance::fixtures::containerd::remove_all_pods;
 
 /// Pulls `image` through CRI.
 pub async fn pull(channel: Channel, image: &str) -> Result<()> {
