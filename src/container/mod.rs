@@ -46,18 +46,14 @@ impl Lifecycle {
         )))?;
         state::write_atomic(&bundle.join("config.json"), &json)
             .map_err(io(format!("container {id}: writing config.json")))?;
-        let memory_cgroup = match (self.cgroup_driver, crate::host::cgroup_mode()) {
-            (crate::config::CgroupDriver::Cgroupfs, crate::host::CgroupMode::Unified) => Some(
-                Path::new("/sys/fs/cgroup")
-                    .join(self.cgroups_path(pod, id).trim_start_matches('/')),
-            ),
-            (crate::config::CgroupDriver::Cgroupfs, _) => Some(
-                Path::new("/sys/fs/cgroup/memory")
-                    .join(self.cgroups_path(pod, id).trim_start_matches('/')),
-            ),
-            // The systemd driver names a scope; OOM is then read from the exit status only.
-            _ => None,
+        // Where the monitor reads OOM kills: the same path rules as the stats reader, so
+        // cgroupfs and systemd scopes both work.
+        let memory_root = match crate::host::cgroup_mode() {
+            crate::host::CgroupMode::Unified => Path::new("/sys/fs/cgroup"),
+            _ => Path::new("/sys/fs/cgroup/memory"),
         };
+        let memory_cgroup = crate::stats::relative_dir(&self.cgroups_path(pod, id))
+            .map(|rel| memory_root.join(rel));
         let req = CreateRequest {
             id: id.to_owned(),
             bundle: bundle.clone(),

@@ -277,12 +277,6 @@ impl Lifecycle {
     ) -> Result<()> {
         let record = pod.get();
         let id = &record.id;
-        let configured =
-            crate::network::discover(&self.cni_config_dir).is_ok_and(|d| d.default.is_some());
-        if !configured {
-            tracing::warn!(pod = %id, dir = %self.cni_config_dir.display(), "no CNI network configured: the pod has loopback only");
-            return Ok(());
-        }
         let md = record.metadata();
         let port_mappings = record
             .config
@@ -328,9 +322,14 @@ impl Lifecycle {
         let network = match attached {
             Ok(n) => n,
             Err(e) => {
-                // A failed ADD has already been rolled back by the invoker (DEL of the chain).
+                // A failed ADD has already been rolled back by the invoker (DEL of the chain);
+                // no network configured ran no plugin at all.
                 pod.update(|r| r.network_attached = false)
                     .map_err(io(format!("pod {id}: writing its record")))?;
+                if let crate::network::CniError::NoNetwork { dir } = &e {
+                    tracing::warn!(pod = %id, dir = %dir.display(), "no CNI network configured: the pod has loopback only");
+                    return Ok(());
+                }
                 return Err(e.into());
             }
         };
