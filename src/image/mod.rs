@@ -127,7 +127,8 @@ impl ImageService {
         let layers =
             LayerStore::open(&layers_dir).map_err(ImageError::store("opening", &layers_dir))?;
         let containers = crate::storage::containers_dir(root);
-        std::fs::create_dir_all(&containers).map_err(ImageError::store("creating", &containers))?;
+        crate::storage::access::secure_dir(&containers, crate::storage::access::Access::Private)
+            .map_err(ImageError::store("creating", &containers))?;
         let http = registry::http_client(settings.stall_timeout).map_err(|detail| {
             ImageError::Internal {
                 reference: String::new(),

@@ -98,7 +98,8 @@ impl LayerStore {
     /// Opens (creating) `dir` and removes leftovers of interrupted unpacks and deletions.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<LayerStore> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
+        // Layers keep their setuid files and device nodes: nobody else may reach them.
+        super::access::secure_dir(&dir, super::access::Access::Private)?;
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             if entry

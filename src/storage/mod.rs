@@ -4,6 +4,7 @@
 //! Container writable layers live in `<root>/storage/containers`, under overlay mounts of
 //! the image layers (`overlay`).
 
+pub mod access;
 pub mod layers;
 pub mod overlay;
 mod sys;

@@ -11,6 +11,7 @@ mod support;
 mod build;
 mod gateway;
 mod proxy;
+mod security;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
