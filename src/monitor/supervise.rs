@@ -312,8 +312,12 @@ fn pump(
 
         if ready[0] {
             while let Ok(Some(info)) = signals.read_signal() {
-                if info.ssi_signo == Signal::SIGUSR1 as u32 {
-                    log.reopen().map_err(sys("reopen the log"))?;
+                // A log that cannot be reopened (a symlink planted at its path) must not
+                // end the monitor: the container's exit would never be recorded.
+                if info.ssi_signo == Signal::SIGUSR1 as u32
+                    && let Err(e) = log.reopen()
+                {
+                    eprintln!("crid-monitor: cannot reopen the log, keeping the old file: {e}");
                 }
             }
             // Reap every child; only the container's init decides the exit code.
