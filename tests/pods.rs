@@ -936,3 +936,49 @@ async fn log_path_traversal_is_refused_and_writes_nothing_needs_root() {
     remove_all(&mut rs).await;
     assert_nothing_left(&c.daemon, &ids);
 }
+
+// Issue 16: a mount whose host_path does not exist answered Internal (the runtime failed);
+// it is the caller's mistake: InvalidArgument naming the mount, and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_host_path_is_invalid_argument_needs_root() {
+    let c = Cluster::start("").await;
+    let image = c.pull("busybox").await;
+    let mut rs = c.rs().await;
+    let pc = pod_config("mnt", &c.log_dir());
+    let pod = run_pod(&mut rs, &pc, "").await;
+    let mut cc = container_config("m", &image, &["true"]);
+    let gone = c.daemon.path().join("no-such-volume");
+    cc.mounts = vec![
+        cri::Mount {
+            container_path: "/a".into(),
+            host_path: c.daemon.path().display().to_string(),
+            ..Default::default()
+        },
+        cri::Mount {
+            container_path: "/b".into(),
+            host_path: gone.display().to_string(),
+            ..Default::default()
+        },
+    ];
+    let e = rs
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(cc),
+            sandbox_config: Some(pc.clone()),
+        })
+        .await
+        .expect_err("missing host path");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("config.mounts[1].host_path"), "{e:?}");
+    assert!(!gone.exists(), "crid does not create it");
+    let listed = rs
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
+    assert!(listed.is_empty(), "{listed:?}");
+    let ids = support::object_ids(c.daemon.path());
+    remove_all(&mut rs).await;
+    assert_nothing_left(&c.daemon, &ids);
+}

@@ -100,6 +100,7 @@ impl Lifecycle {
             log_path::check(&config.log_path)
                 .map_err(|reason| LifecycleError::invalid("config.log_path", reason))?;
         }
+        bundle::check_mount_sources(&config.mounts)?;
         let image_name = config
             .image
             .as_ref()
