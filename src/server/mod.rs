@@ -4,6 +4,7 @@
 //! socket's ownership and cleanup live in `socket`.
 
 mod convert;
+mod decode;
 mod error;
 mod image_service;
 mod macros;
@@ -89,6 +90,9 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        .layer(tower::util::MapResponseLayer::new(
+            decode::decode_errors_are_invalid_argument,
+        ))
         .add_service(runtime)
         .add_service(image)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
