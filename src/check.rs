@@ -223,8 +223,14 @@ pub async fn run(config: &Config) -> Report {
 fn check_modes(report: &mut Report, config: &Config) {
     let layout = crate::state::Layout::new(&config.storage.root, &config.storage.runroot);
     let mut problems = Vec::new();
+    // A root others can list is untidy; a content directory others can enter is the hole.
+    let mut level = Level::Warn;
     for (dir, access) in layout.private_dirs() {
-        match crate::storage::access::mode_problem(&dir, access) {
+        let problem = crate::storage::access::mode_problem(&dir, access);
+        if access == crate::storage::access::Access::Private && !matches!(problem, Ok(None)) {
+            level = Level::Fail;
+        }
+        match problem {
             Ok(None) => {}
             Ok(Some(r)) => problems.push(format!(
                 "{} is {:04o}, must be {:04o}",
@@ -243,10 +249,10 @@ fn check_modes(report: &mut Report, config: &Config) {
         );
     } else {
         report.push(
-            Level::Fail,
+            level,
             "storage modes",
             format!(
-                "other users can reach image or container content: {} (crid repairs these modes when it starts)",
+                "other users can reach crid's directories: {} (crid repairs these modes when it starts)",
                 problems.join("; ")
             ),
         );

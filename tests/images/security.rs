@@ -166,7 +166,7 @@ async fn other_users_cannot_reach_setuid_files_or_device_nodes_of_images_needs_r
     let check = d.run(&["check"]);
     let report = String::from_utf8_lossy(&check.stdout);
     assert!(
-        report.contains("storage modes") && report.contains("storage/layers is 0755"),
+        report.contains("[FAIL] storage modes") && report.contains("storage/layers is 0755"),
         "{report}"
     );
     // ... and the next start repairs it before serving.
@@ -184,4 +184,63 @@ async fn other_users_cannot_reach_setuid_files_or_device_nodes_of_images_needs_r
     let mut c = client(&d).await;
     assert_eq!(list(&mut c).await.len(), 1, "the image is still there");
     assert!(leftovers(&d).is_empty());
+}
+
+/// A gzip layer of one file of `mib` MiB of zeros: a few KiB that expand a thousandfold.
+fn bomb(mib: usize) -> (Vec<u8>, Vec<u8>) {
+    let tar = build::tar(&[build::Entry::File("zeros", &vec![0u8; mib << 20])]);
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut e, &tar).expect("gzip");
+    let gz = e.finish().expect("gzip");
+    (tar, gz)
+}
+
+// Issue 16: a 1 MiB gzip layer expanding to 1 GiB was accepted. The expansion is bounded per
+// layer and per image (`image.max_layer_unpacked_bytes`, `max_image_unpacked_bytes`, here
+// lowered): the pull fails with ResourceExhausted naming the key, nothing of it remains,
+// and an image within the limits still pulls.
+#[tokio::test(flavor = "multi_thread")]
+async fn layers_that_expand_beyond_the_limits_are_refused_needs_root() {
+    let reg = registry(RegistryOptions::plain()).await;
+    let (tar, gz) = bomb(64);
+    assert!(gz.len() < 256 << 10, "{} bytes", gz.len());
+    Custom::new(vec![(build::LAYER_GZIP, tar, gz)])
+        .push(&reg, "bomb", LATEST)
+        .await;
+    let (a, b) = (bomb(3), bomb(4));
+    Custom::new(vec![
+        (build::LAYER_GZIP, a.0.clone(), a.1.clone()),
+        (build::LAYER_GZIP, b.0.clone(), b.1.clone()),
+    ])
+    .push(&reg, "two", LATEST)
+    .await;
+    Custom::new(vec![(build::LAYER_GZIP, a.0, a.1)])
+        .push(&reg, "fits", LATEST)
+        .await;
+
+    let d = super::daemon(
+        &[&reg.host()],
+        "max_layer_unpacked_bytes = 5242880\nmax_image_unpacked_bytes = 6291456\n",
+    );
+    let mut c = client(&d).await;
+    for (name, key) in [
+        ("bomb", "image.max_layer_unpacked_bytes"),
+        ("two", "image.max_image_unpacked_bytes"),
+    ] {
+        let e = pull(&mut c, &reg.image_ref(name, LATEST))
+            .await
+            .expect_err(name);
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{name}: {e:?}");
+        assert!(e.message().contains(key), "{name}: {e:?}");
+        assert!(
+            names_in(&layers_dir(&d)).is_empty(),
+            "{name}: {:?}",
+            names_in(&layers_dir(&d))
+        );
+        assert!(leftovers(&d).is_empty(), "{name}: {:?}", leftovers(&d));
+    }
+    assert!(list(&mut c).await.is_empty());
+    pull(&mut c, &reg.image_ref("fits", LATEST))
+        .await
+        .expect("within the limits");
 }
