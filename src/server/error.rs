@@ -37,6 +37,10 @@ pub(super) fn image_status(err: &ImageError) -> Status {
             source: LayerError::DiffIdMismatch { .. } | LayerError::BlobDigestMismatch { .. },
             ..
         } => Status::data_loss(msg),
+        ImageError::Unpack {
+            source: LayerError::TooLarge { .. },
+            ..
+        } => Status::resource_exhausted(msg),
         // A hostile or malformed image is the image's fault, not the daemon's.
         ImageError::BadContent { .. } | ImageError::Unpack { .. } | ImageError::Registry { .. } => {
             Status::unknown(msg)
