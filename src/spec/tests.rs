@@ -71,6 +71,7 @@ impl Fixture {
             devices: &[],
             host_devices: &[],
             localhost_seccomp: None,
+            host: &HostResources::default(),
         })
     }
 }
@@ -534,6 +535,7 @@ proptest! {
             devices: &[],
             host_devices: &[],
             localhost_seccomp: None,
+            host: &HostResources::default(),
         }).expect("spec");
         std::fs::write(bundle.dir.path().join("config.json"), serde_json::to_vec_pretty(&spec).expect("json")).expect("write");
         let (created, create_err) = bundle.runc(&["create", "--bundle", &bundle.path(""), &id]);
