@@ -104,6 +104,9 @@ impl Lifecycle {
                 "must not be empty",
             ));
         }
+        spec::requests::check_container(&config).map_err(
+            |spec::SpecError::Invalid { field, reason }| LifecycleError::invalid(field, reason),
+        )?;
         self.check_enforceable(
             &md.name,
             config.linux.as_ref().and_then(|l| l.resources.as_ref()),
@@ -211,7 +214,9 @@ impl Lifecycle {
             .as_ref()
             .and_then(|l| l.security_context.clone())
             .unwrap_or_default();
-        let (process, stop_signal) = self.images.process_config(image)?;
+        let (process, image_stop_signal) = self.images.process_config(image)?;
+        // cri:ContainerConfig#stop_signal overrides the image's StopSignal.
+        let stop_signal = spec::requests::stop_signal(c).unwrap_or(image_stop_signal);
         let devices = bundle::resolve_devices(&c.devices)?;
         let host_devices = if sc.privileged {
             bundle::host_devices()

@@ -121,6 +121,11 @@ impl Lifecycle {
         config: cri::PodSandboxConfig,
         handler: &str,
     ) -> Result<String> {
+        crate::spec::requests::check_pod(&config).map_err(
+            |crate::spec::SpecError::Invalid { field, reason }| {
+                LifecycleError::invalid(field, reason)
+            },
+        )?;
         let mut sysctls = Self::validate_pod(&config)?;
         // A sysctl this kernel lacks cannot be set; drop it unless told to refuse.
         let mut lacking = Vec::new();

@@ -9,6 +9,7 @@ pub mod host;
 pub mod mounts;
 pub mod oci;
 pub mod process;
+pub mod requests;
 pub mod security;
 
 use std::collections::BTreeMap;

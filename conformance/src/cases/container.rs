@@ -142,6 +142,13 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "cg", stop_signal)),
         ),
         case(
+            "container/stop-signal-field",
+            "cri:RuntimeService.CreateContainer#config.stop_signal",
+            Optional,
+            "StopContainer sends the signal config.stop_signal names (SIGQUIT), over the image's and SIGTERM",
+            |ctx| Box::pin(scoped(ctx, "cq", stop_signal_field)),
+        ),
+        case(
             "container/stop-idempotent",
             "cri:RuntimeService.StopContainer#idempotent",
             Required,
@@ -585,6 +592,36 @@ async fn stop_signal(s: Arc<Scope>) -> CaseResult {
     ensure(st.exit_code == 0, || {
         format!(
             "exit code {}: the fixture exits 0 only on SIGUSR1, so another signal was sent",
+            st.exit_code
+        )
+    })?;
+    Ok(String::new())
+}
+
+async fn stop_signal_field(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = s
+        .busybox(
+            "trap 'exit 7' QUIT; trap 'exit 3' TERM; while :; do sleep 0.1; done",
+            |_| {},
+            |c| c.stop_signal = cri::Signal::Sigquit as i32,
+        )
+        .await?;
+    // Let the shell install its traps.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.stop(&id, 10).await?;
+    let st = s.container_status(&id).await?;
+    ensure(
+        st.state == cri::ContainerState::ContainerExited as i32,
+        || {
+            format!(
+                "after StopContainer the state is {}",
+                container_state_name(st.state)
+            )
+        },
+    )?;
+    ensure(st.exit_code == 7, || {
+        format!(
+            "exit code {}: the container exits 7 only on SIGQUIT (3 on SIGTERM)",
             st.exit_code
         )
     })?;
