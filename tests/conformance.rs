@@ -51,7 +51,13 @@ async fn crid_matches_its_baseline_needs_root() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/baseline/crid.toml");
     let base = Baseline::load(&path).expect("crid baseline");
     let ids: Vec<&str> = catalogue.iter().map(|c| c.id).collect();
-    let comparison = baseline::compare(&base, &baseline::from_outcomes(&report.outcomes), &ids);
+    let comparison = baseline::compare(
+        &base,
+        &baseline::from_outcomes(&report.outcomes),
+        &ids,
+        &ids,
+        "",
+    );
     assert!(
         comparison.matches(),
         "{}\n{}",
