@@ -18,6 +18,7 @@ pub(super) const CONTAINER_NEEDS: Needs = Needs {
     root: true,
     runtime_handler: true,
     image: Some(BUSYBOX),
+    not_ready_endpoint: false,
 };
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);

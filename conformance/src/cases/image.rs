@@ -18,11 +18,13 @@ const PULL: Needs = Needs {
     root: false,
     runtime_handler: false,
     image: Some(BUSYBOX),
+    not_ready_endpoint: false,
 };
 const RUN: Needs = Needs {
     root: true,
     runtime_handler: true,
     image: Some(BUSYBOX),
+    not_ready_endpoint: false,
 };
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 

@@ -15,6 +15,7 @@ pub(super) const POD_NEEDS: Needs = Needs {
     root: true,
     runtime_handler: true,
     image: Some(PAUSE),
+    not_ready_endpoint: false,
 };
 
 pub(super) fn cases() -> Vec<Case> {

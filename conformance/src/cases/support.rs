@@ -698,6 +698,7 @@ mod tests {
                 registry: registry.host(),
                 credentials: None,
             })),
+            not_ready: None,
         };
         let busybox = ctx.images.as_ref().expect("images").image(
             crate::fixtures::image::BUSYBOX,
