@@ -339,7 +339,8 @@ pub fn compare(
     let mut c = Comparison::default();
     for (case, seen) in observed {
         if !selected.contains(&case.as_str()) {
-            c.differences.push(Difference::NotSelected { case: case.clone() });
+            c.differences
+                .push(Difference::NotSelected { case: case.clone() });
             continue;
         }
         match (baseline.get(case, handler), seen) {
@@ -695,7 +696,10 @@ message_contains = "needs root"
                 },
             ]
         );
-        assert!(c.render("b.toml").contains("! runtime-info/c: not in the report"));
+        assert!(
+            c.render("b.toml")
+                .contains("! runtime-info/c: not in the report")
+        );
         // With a filter, only the selected cases must be there, and entries of cases
         // filtered out are not differences.
         let c = compare(
@@ -763,7 +767,8 @@ handlers = ["crun"]
                 .unwrap_err()
                 .contains("no reason")
         );
-        let no_message = "runtime = \"x\"\n[[expected]]\ncase = \"a\"\nexpect = \"fail\"\nreason = \"r\"\n";
+        let no_message =
+            "runtime = \"x\"\n[[expected]]\ncase = \"a\"\nexpect = \"fail\"\nreason = \"r\"\n";
         assert!(Baseline::parse(no_message).is_err());
         let empty_message = format!("{no_message}message_contains = \"\"\n");
         assert!(

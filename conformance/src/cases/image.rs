@@ -173,8 +173,8 @@ pub(super) fn cases() -> Vec<Case> {
             "image/fs-info",
             "cri:ImageService.ImageFsInfo#image_filesystems",
             Required,
-            Needs::default(),
-            "ImageFsInfo reports at least one image filesystem with its mountpoint and used bytes (the kubelet's eviction needs it)",
+            PULL,
+            "with an image pulled, ImageFsInfo reports an image filesystem with its mountpoint and non-zero used bytes (the kubelet's eviction needs it)",
             |ctx| Box::pin(scoped(ctx, "if", fs_info)),
         ),
     ]
@@ -471,25 +471,43 @@ async fn pull_missing(s: Arc<Scope>) -> CaseResult {
     }
 }
 
+/// How long a runtime may take to count a pulled image in ImageFsInfo (containerd samples
+/// its snapshotter's usage every 10 s).
+const FS_INFO_WAIT: Duration = Duration::from_secs(25);
+
 async fn fs_info(s: Arc<Scope>) -> CaseResult {
-    let r = s
-        .is()
-        .image_fs_info(cri::ImageFsInfoRequest {})
-        .await
-        .map_err(|e| format!("ImageFsInfo: {}", status_text(&e)))?
-        .into_inner();
-    let fs = r.image_filesystems.first().ok_or("no image_filesystems")?;
-    let mountpoint = fs
-        .fs_id
-        .as_ref()
-        .map(|f| f.mountpoint.clone())
-        .unwrap_or_default();
-    ensure(!mountpoint.is_empty(), || {
-        "fs_id.mountpoint is empty".into()
-    })?;
-    ensure(fs.used_bytes.is_some(), || "used_bytes unset".into())?;
-    Ok(format!(
-        "{mountpoint}: {:?} bytes",
-        fs.used_bytes.map(|u| u.value)
-    ))
+    // An image is on the filesystem, so the bytes it uses cannot be zero.
+    s.pull_ref(&s.image(BUSYBOX, LATEST)?, None).await?;
+    let deadline = std::time::Instant::now() + FS_INFO_WAIT;
+    loop {
+        let r = s
+            .is()
+            .image_fs_info(cri::ImageFsInfoRequest {})
+            .await
+            .map_err(|e| format!("ImageFsInfo: {}", status_text(&e)))?
+            .into_inner();
+        let fs = r.image_filesystems.first().ok_or("no image_filesystems")?;
+        let mountpoint = fs
+            .fs_id
+            .as_ref()
+            .map(|f| f.mountpoint.clone())
+            .unwrap_or_default();
+        ensure(!mountpoint.is_empty(), || {
+            "fs_id.mountpoint is empty".into()
+        })?;
+        let used = fs
+            .used_bytes
+            .as_ref()
+            .map(|u| u.value)
+            .ok_or("used_bytes unset")?;
+        if used > 0 {
+            return Ok(format!("{mountpoint}: {used} bytes"));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "used_bytes is 0 {FS_INFO_WAIT:?} after pulling an image into {mountpoint}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

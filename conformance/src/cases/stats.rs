@@ -78,9 +78,17 @@ fn check_stats(id: &str, st: &cri::ContainerStats) -> Result<String, String> {
     ensure(ws > 0, || {
         format!("memory working set {ws}: {:?}", st.memory)
     })?;
-    let cpu = st.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds);
-    ensure(cpu.is_some(), || format!("no CPU usage: {:?}", st.cpu))?;
-    Ok(format!("working set {ws} B"))
+    // The container has run a shell loop since it started: its CPU time is not zero.
+    let cpu = st
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map(|v| v.value)
+        .ok_or_else(|| format!("no CPU usage: {:?}", st.cpu))?;
+    ensure(cpu > 0, || {
+        format!("CPU usage 0 ns for a running container: {:?}", st.cpu)
+    })?;
+    Ok(format!("working set {ws} B, CPU {cpu} ns"))
 }
 
 async fn container_stats(s: Arc<Scope>) -> CaseResult {

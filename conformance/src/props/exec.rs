@@ -114,7 +114,9 @@ impl Executor {
     ) -> Result<T, CallError> {
         let limit = self.opts.op_timeout * factor;
         match tokio::time::timeout(limit, fut).await {
-            Ok(r) => r.map(tonic::Response::into_inner).map_err(CallError::Status),
+            Ok(r) => r
+                .map(tonic::Response::into_inner)
+                .map_err(CallError::Status),
             Err(_) => Err(CallError::TimedOut(limit)),
         }
     }
