@@ -570,8 +570,12 @@ async fn stop_signal(s: Arc<Scope>) -> CaseResult {
     let config = s.container_config(&pod, &image, &[]);
     let id = s.run(&pod_id, &pod, &config).await?;
     s.stop(&id, 10).await?;
-    let st = s.container_status(&id).await?;
-    // A running container also reports exit code 0: the state must say it exited.
+    judge_stop_signal(&s.container_status(&id).await?)
+}
+
+/// The stop-signal fixture exits 0 only on SIGUSR1; a running container also reports exit
+/// code 0, so the state must say it exited.
+fn judge_stop_signal(st: &cri::ContainerStatus) -> CaseResult {
     ensure(
         st.state == cri::ContainerState::ContainerExited as i32,
         || {
@@ -872,4 +876,26 @@ async fn remove_unknown(s: Arc<Scope>) -> CaseResult {
         .await;
     ok_or_not_found("RemoveContainer", r)?;
     Ok(String::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exit code 0 of a container still running is not a stop by the image's signal.
+    #[test]
+    fn the_stop_signal_judgment_needs_an_exited_container() {
+        let st = |state: cri::ContainerState, exit_code| cri::ContainerStatus {
+            state: state as i32,
+            exit_code,
+            ..Default::default()
+        };
+        assert!(judge_stop_signal(&st(cri::ContainerState::ContainerExited, 0)).is_ok());
+        assert!(
+            judge_stop_signal(&st(cri::ContainerState::ContainerRunning, 0))
+                .unwrap_err()
+                .contains("CONTAINER_RUNNING")
+        );
+        assert!(judge_stop_signal(&st(cri::ContainerState::ContainerExited, 143)).is_err());
+    }
 }

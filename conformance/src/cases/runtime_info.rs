@@ -164,6 +164,13 @@ async fn status_not_ready_reason(ctx: Ctx) -> CaseResult {
     let conditions = |s: cri::StatusResponse| s.status.map(|st| st.conditions).unwrap_or_default();
     let main = conditions(status(&ctx, false).await?);
     let other = conditions(status(&unready, false).await?);
+    judge_not_ready(&main, &other)
+}
+
+/// The judgment of status-not-ready-reason: NetworkReady must be false on the endpoint
+/// without a network (`other`), and every false condition of either endpoint carries a
+/// reason and a message.
+fn judge_not_ready(main: &[cri::RuntimeCondition], other: &[cri::RuntimeCondition]) -> CaseResult {
     let network = other
         .iter()
         .find(|c| c.r#type == "NetworkReady")
@@ -171,7 +178,7 @@ async fn status_not_ready_reason(ctx: Ctx) -> CaseResult {
     ensure(!network.status, || {
         "NetworkReady is true on the endpoint without a network configuration".into()
     })?;
-    for c in main.iter().chain(&other).filter(|c| !c.status) {
+    for c in main.iter().chain(other).filter(|c| !c.status) {
         ensure(!c.reason.is_empty(), || {
             format!("{} is false without a reason", c.r#type)
         })?;
@@ -269,4 +276,46 @@ async fn update_runtime_config_pod_cidr(ctx: Ctx) -> CaseResult {
         .await
         .map_err(|s| format!("UpdateRuntimeConfig failed: {}", status_text(&s)))?;
     Ok(String::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(t: &str, status: bool, reason: &str) -> cri::RuntimeCondition {
+        cri::RuntimeCondition {
+            r#type: t.into(),
+            status,
+            reason: reason.into(),
+            message: if reason.is_empty() {
+                String::new()
+            } else {
+                format!("{reason} because")
+            },
+        }
+    }
+
+    /// A healthy endpoint has no false condition: the case used to pass on it, checking
+    /// nothing. It must see NetworkReady=false, with a reason and a message.
+    #[test]
+    fn the_not_ready_judgment_needs_a_false_condition_with_a_reason() {
+        let healthy = [
+            cond("RuntimeReady", true, ""),
+            cond("NetworkReady", true, ""),
+        ];
+        assert!(judge_not_ready(&healthy, &healthy).is_err());
+        let unready = [
+            cond("RuntimeReady", true, ""),
+            cond("NetworkReady", false, "NetworkPluginNotReady"),
+        ];
+        assert!(judge_not_ready(&healthy, &unready).is_ok());
+        let bare = [cond("NetworkReady", false, "")];
+        assert!(
+            judge_not_ready(&healthy, &bare)
+                .unwrap_err()
+                .contains("without a reason")
+        );
+        assert!(judge_not_ready(&bare, &unready).is_err());
+        assert!(judge_not_ready(&healthy, &[]).is_err());
+    }
 }

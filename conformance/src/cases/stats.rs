@@ -221,3 +221,36 @@ async fn list_pod_stats(s: Arc<Scope>) -> CaseResult {
     })?;
     Ok(String::new())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CPU usage must be non-zero, not only present: a running shell loop has used some.
+    #[test]
+    fn stats_need_non_zero_cpu() {
+        let stats = |cpu: Option<u64>| cri::ContainerStats {
+            attributes: Some(cri::ContainerAttributes {
+                id: "c".into(),
+                ..Default::default()
+            }),
+            cpu: Some(cri::CpuUsage {
+                usage_core_nano_seconds: cpu.map(|value| cri::UInt64Value { value }),
+                ..Default::default()
+            }),
+            memory: Some(cri::MemoryUsage {
+                working_set_bytes: Some(cri::UInt64Value { value: 4096 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(check_stats("c", &stats(Some(1_000_000))).is_ok());
+        assert!(
+            check_stats("c", &stats(Some(0)))
+                .unwrap_err()
+                .contains("CPU usage 0")
+        );
+        assert!(check_stats("c", &stats(None)).is_err());
+        assert!(check_stats("other", &stats(Some(1))).is_err());
+    }
+}

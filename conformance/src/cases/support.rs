@@ -366,16 +366,8 @@ impl Scope {
     /// [`Scope::host_pid_watcher`]) sees them. The pattern brackets a character so that
     /// the search never finds itself.
     pub async fn processes_with(&self, watcher: &str, marker: &str) -> Result<Vec<String>, String> {
-        let mut chars = marker.chars();
-        let first = chars.next().ok_or("empty marker")?;
-        let pattern = format!("[{first}]{}", chars.as_str());
-        let script = format!(
-            "for f in /proc/[0-9]*/cmdline; do \
-             if tr '\\0' ' ' < \"$f\" 2>/dev/null | grep -q -e '{pattern}'; then \
-             p=${{f#/proc/}}; echo ${{p%/cmdline}}; fi; done; true"
-        );
         Ok(self
-            .sh(watcher, &script)
+            .sh(watcher, &process_search(marker)?)
             .await?
             .split_whitespace()
             .map(str::to_owned)
@@ -694,6 +686,25 @@ pub(crate) fn refused<T>(
     }
 }
 
+/// A shell script printing the PIDs whose command line contains `marker`. Its pattern
+/// brackets the first character, so the script's own command line never matches.
+pub(crate) fn process_search(marker: &str) -> Result<String, String> {
+    let mut chars = marker.chars();
+    let first = chars.next().ok_or("empty marker")?;
+    ensure_ok(
+        marker
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        || format!("marker {marker:?} must be plain text"),
+    )?;
+    let pattern = format!("[{first}]{}", chars.as_str());
+    Ok(format!(
+        "for f in /proc/[0-9]*/cmdline; do \
+         if tr '\\0' ' ' < \"$f\" 2>/dev/null | grep -q -e '{pattern}'; then \
+         p=${{f#/proc/}}; echo ${{p%/cmdline}}; fi; done; true"
+    ))
+}
+
 /// Requires the refusal of a second object whose name is taken: AlreadyExists, or a code
 /// runtimes use for it (FailedPrecondition, InvalidArgument, or Unknown, which Go runtimes
 /// answer for errors without a status) with a message that names the taken `name`. Any
@@ -873,6 +884,36 @@ mod tests {
             "image left by a cancelled case"
         );
         ctd.shutdown().await.expect("clean containerd teardown");
+    }
+
+    /// The search a host-PID watcher runs, run here on this host: it finds a process by
+    /// the marker in its command line, never itself, and nothing once the process is gone.
+    #[test]
+    fn the_process_search_finds_the_marked_process_and_not_itself() {
+        let marker = format!("victim-{}", std::process::id());
+        let mut victim = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("while :; do sleep 1; done # {marker}"))
+            .spawn()
+            .expect("spawn");
+        let script = process_search(&marker).expect("script");
+        let search = || {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .expect("sh");
+            assert!(out.status.success());
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(search(), vec![victim.id().to_string()]);
+        victim.kill().expect("kill");
+        victim.wait().expect("reap");
+        assert_eq!(search(), Vec::<String>::new());
+        assert!(process_search("a'b").is_err());
     }
 
     #[test]
