@@ -184,5 +184,23 @@ fn the_job_scripts_swallow_no_exit_status() {
             script.contains("fresh_report \"$out/junit.xml\""),
             "{name} must remove the previous junit.xml before the run"
         );
+        assert!(
+            script.contains("--not-ready-endpoint"),
+            "{name} must give the run an endpoint without a network"
+        );
     }
+    // The main job also judges every matrix cell and runs bounded props against crid,
+    // where a timeout fails the job.
+    let main = std::fs::read_to_string(repo().join("scripts/conformance.sh")).expect("read");
+    assert!(main.contains("compare_cells \"$bin/crid-conformance\""));
+    let at = main
+        .find("\ntimeout ")
+        .expect("conformance.sh runs props under a time bound");
+    let props: String = main[at..].chars().take(700).collect();
+    assert!(props.contains(" props "), "{props}");
+    assert!(props.contains("--cases"), "{props}");
+    assert!(
+        props.contains("status=1"),
+        "a props failure must fail the job: {props}"
+    );
 }
