@@ -894,6 +894,8 @@ mod tests {
         let mut victim = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("while :; do sleep 1; done # {marker}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn");
         let script = process_search(&marker).expect("script");
