@@ -70,6 +70,13 @@ impl From<LifecycleError> for Status {
     }
 }
 
+/// The streaming server could not issue a URL: crid's own fault.
+impl From<crate::streaming::StreamingError> for Status {
+    fn from(err: crate::streaming::StreamingError) -> Self {
+        Status::internal(err.to_string())
+    }
+}
+
 /// The answer of an RPC whose capability has not landed yet: never a stub that pretends.
 #[allow(dead_code)] // Every ImageService RPC is implemented; RuntimeService still uses it.
 pub(super) fn unimplemented(service: &str, rpc: &str) -> Status {
