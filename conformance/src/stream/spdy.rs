@@ -108,7 +108,8 @@ impl Conn {
     fn headers(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<u8>, String> {
         let mut raw = (pairs.len() as u32).to_be_bytes().to_vec();
         for (k, v) in pairs {
-            for s in [k, v] {
+            // SPDY header names are lowercase on the wire (spdystream refuses others).
+            for s in [k.to_ascii_lowercase(), (*v).to_owned()] {
                 raw.extend_from_slice(&(s.len() as u32).to_be_bytes());
                 raw.extend_from_slice(s.as_bytes());
             }
@@ -288,6 +289,41 @@ pub async fn port_forward(url: &str, port: u16, request: &[u8]) -> Result<Vec<u8
     tokio::time::timeout(SESSION_TIMEOUT, run)
         .await
         .map_err(|_| format!("SPDY port forward at {url} did not end within {SESSION_TIMEOUT:?}"))?
+}
+
+/// Forwards `port` over SPDY and reads until `want` bytes came or the pod closed the
+/// connection, sending nothing (for throughput measurements). Returns the byte count.
+pub async fn port_forward_read(url: &str, port: u16, want: usize) -> Result<usize, String> {
+    let mut c = Conn::open(url, "portforward.k8s.io").await?;
+    let p = port.to_string();
+    let error = c
+        .syn(&[("streamType", "error"), ("port", &p), ("requestID", "0")])
+        .await?;
+    let data = c
+        .syn(&[("streamType", "data"), ("port", &p), ("requestID", "0")])
+        .await?;
+    let mut got = 0usize;
+    while got < want {
+        match c.next().await? {
+            None => break,
+            Some(Frame::Data { id, fin, data: d }) => {
+                if id == data {
+                    got += d.len();
+                } else if id == error && !d.is_empty() {
+                    return Err(String::from_utf8_lossy(&d).into_owned());
+                }
+                if fin && id == data {
+                    break;
+                }
+            }
+            Some(Frame::Control { kind: 2, payload }) if payload.len() >= 4 => {
+                c.inflate_block(&payload[4..])?
+            }
+            Some(Frame::Control { kind: 7, .. }) => break,
+            Some(_) => {}
+        }
+    }
+    Ok(got)
 }
 
 #[cfg(test)]

@@ -160,3 +160,31 @@ pub async fn upgrade_status(url: &str, protocol: &str) -> Result<u16, String> {
         }
     }
 }
+
+/// Forwards `port` over WebSocket and reads until `want` bytes came, sending nothing (for
+/// throughput measurements). Returns the byte count.
+pub async fn port_forward_read(url: &str, port: u16, want: usize) -> Result<usize, String> {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let (mut ws, _) = connect(&format!("{url}{sep}port={port}"), "v4.channel.k8s.io").await?;
+    let (mut got, mut data_seen) = (0usize, false);
+    while got < want {
+        let msg = match tokio::time::timeout(SESSION_TIMEOUT, ws.next()).await {
+            Ok(Some(m)) => m.map_err(|e| e.to_string())?,
+            _ => break,
+        };
+        let Message::Binary(b) = msg else {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+            continue;
+        };
+        match b.first() {
+            Some(0) if !data_seen => data_seen = true,
+            Some(0) => got += b.len() - 1,
+            Some(1) if b.len() > 3 => return Err(String::from_utf8_lossy(&b[1..]).into_owned()),
+            _ => {}
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok(got)
+}
