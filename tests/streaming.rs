@@ -398,3 +398,129 @@ async fn exec_and_port_forward_over_spdy_and_websocket_needs_root() {
 
     remove_all(&mut rs).await;
 }
+
+async fn attach_url(
+    rs: &mut cri::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
+    id: &str,
+    tty: bool,
+    stdin: bool,
+) -> String {
+    rs.attach(cri::AttachRequest {
+        container_id: id.into(),
+        stdin,
+        tty,
+        stdout: true,
+        ..Default::default()
+    })
+    .await
+    .expect("Attach")
+    .into_inner()
+    .url
+}
+
+/// A container that echoes the lines it reads and exits on `bye`.
+fn echoer(name: &str, image: &str, tty: bool, stdin_once: bool) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        stdin: true,
+        stdin_once,
+        tty,
+        ..container_config(
+            name,
+            image,
+            &[
+                "sh",
+                "-c",
+                "echo ready; while read l; do echo \"got $l\"; [ \"$l\" = bye ] && exit 0; done",
+            ],
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_through_the_monitor_across_a_restart_and_for_several_clients_needs_root() {
+    use nix::sys::signal::Signal;
+    let mut c = Cluster::start("").await;
+    let image = c.pull("busybox").await;
+    let mut rs = c.rs().await;
+    let pc = pod_config("attach", &c.log_dir());
+    let pod = run_pod(&mut rs, &pc, "").await;
+    let mut ids = Vec::new();
+    for (name, tty) in [("a", false), ("b", false), ("c", true), ("d", false)] {
+        let id = run_container(&mut rs, &pod, &pc, echoer(name, &image, tty, false)).await;
+        wait_state(
+            &mut rs,
+            &id,
+            cri::ContainerState::ContainerRunning,
+            Duration::from_secs(5),
+        )
+        .await;
+        ids.push(id);
+    }
+    // The monitors hold the attach sockets: a daemon restart changes nothing for them.
+    drop(rs);
+    c.daemon
+        .signal_and_wait(Signal::SIGKILL, Duration::from_secs(5));
+    c.daemon.spawn();
+    c.daemon.wait_ready();
+    let mut rs = c.rs().await;
+
+    // Two clients at once: a watcher, and a writer whose input ends the container.
+    let watcher_url = attach_url(&mut rs, &ids[0], false, false).await;
+    let watcher = tokio::spawn(async move {
+        stream::websocket::exec(&watcher_url, "v4.channel.k8s.io", &ExecOptions::default()).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = attach_url(&mut rs, &ids[0], false, true).await;
+    let opts = ExecOptions {
+        stdin: Some(b"hello\nbye\n".to_vec()),
+        ..Default::default()
+    };
+    let out = stream::websocket::exec(&url, "v4.channel.k8s.io", &opts)
+        .await
+        .expect("attach");
+    assert_eq!(out.stdout, b"got hello\ngot bye\n", "{out:?}");
+    assert_eq!(out.exit_code(), Some(0), "{out:?}");
+    let seen = watcher.await.expect("join").expect("watcher");
+    assert_eq!(seen.stdout, b"got hello\ngot bye\n", "{seen:?}");
+
+    // SPDY (the harness's client), stdin closed after the input: the container reads EOF.
+    let url = attach_url(&mut rs, &ids[1], false, true).await;
+    let opts = ExecOptions {
+        stdin: Some(b"one\n".to_vec()),
+        close_stdin: true,
+        ..Default::default()
+    };
+    let out = stream::spdy::exec(&url, "v4.channel.k8s.io", &opts)
+        .await
+        .expect("spdy attach");
+    assert_eq!(out.stdout, b"got one\n", "{out:?}");
+
+    // A terminal, with the Kubernetes Python client.
+    let url = attach_url(&mut rs, &ids[2], true, true).await;
+    let v = py_client(&["exec", &url, "--tty", "--stdin", "typed\nbye\n"]);
+    let text = v["stdout"].as_str().unwrap_or("");
+    assert!(
+        text.contains("got typed") && text.contains("got bye"),
+        "{v}"
+    );
+
+    // spdystream (Go).
+    let tools = tempfile::tempdir().expect("tempdir");
+    let go = spdy_client(tools.path());
+    let url = attach_url(&mut rs, &ids[3], false, true).await;
+    let text =
+        run_tool(Command::new(&go).args(["exec", &url, "-use-stdin", "-stdin", "go\nbye\n"]));
+    assert!(text.contains(r#"STDOUT "got go\ngot bye\n""#), "{text}");
+
+    // Attach to a container that is not running.
+    let err = rs
+        .attach(cri::AttachRequest {
+            container_id: ids[0].clone(),
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .expect_err("exited");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    remove_all(&mut rs).await;
+}

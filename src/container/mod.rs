@@ -550,6 +550,18 @@ impl Lifecycle {
         Ok((runtime, process))
     }
 
+    /// The bundle of running container `id`, where its monitor's attach socket is
+    /// (cri:RuntimeService.Attach).
+    pub fn attach_target(&self, id: &str) -> Result<PathBuf> {
+        let c = self.live_container(id)?;
+        if !c.read(|r| r.state == ContainerState::Running) || self.record_exit(id) {
+            return Err(LifecycleError::FailedPrecondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        Ok(self.layout.bundle(id))
+    }
+
     /// cri:RuntimeService.UpdateContainerResources.
     pub async fn update_container_resources(
         &self,

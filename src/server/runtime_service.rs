@@ -273,9 +273,30 @@ cri_service! {
             let url = self.streaming.url(StreamRequest::Exec(ExecRequest {
                 container_id: r.container_id,
                 cmd: r.cmd,
+                attach: false,
                 streams: Streams { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty },
             }))?;
             Ok(Response::new(cri::ExecResponse { url }))
+        }
+
+        // cri:RuntimeService.Attach: a single-use URL to the container's own stdio, through
+        // its monitor's attach socket; the container must run.
+        async fn attach(&self, request: Request<cri::AttachRequest>) -> Result<Response<cri::AttachResponse>, Status> {
+            let r = request.into_inner();
+            if !(r.stdin || r.stdout || r.stderr) {
+                return Err(LifecycleError::invalid("stdin, stdout, stderr", "one of them must be set").into());
+            }
+            if r.tty && r.stderr {
+                return Err(LifecycleError::invalid("stderr", "cannot be set with tty (the terminal carries both outputs)").into());
+            }
+            self.lifecycle.attach_target(&r.container_id)?;
+            let url = self.streaming.url(StreamRequest::Exec(ExecRequest {
+                container_id: r.container_id,
+                cmd: Vec::new(),
+                attach: true,
+                streams: Streams { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty },
+            }))?;
+            Ok(Response::new(cri::AttachResponse { url }))
         }
 
         // cri:RuntimeService.PortForward: a single-use URL; the pod must be ready.
@@ -370,7 +391,6 @@ cri_service! {
         }
     }
     unimplemented {
-        attach(cri::AttachRequest) -> cri::AttachResponse = "Attach";
         checkpoint_container(cri::CheckpointContainerRequest) -> cri::CheckpointContainerResponse = "CheckpointContainer";
         list_metric_descriptors(cri::ListMetricDescriptorsRequest) -> cri::ListMetricDescriptorsResponse = "ListMetricDescriptors";
         list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest) -> cri::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";

@@ -39,6 +39,23 @@ pub struct ClientIo {
     pub resize: Option<mpsc::Receiver<Size>>,
 }
 
+/// What a session relays: a process crid started, or the container's own through its
+/// monitor's attach socket.
+pub enum Source {
+    /// An exec'd process.
+    Process(Interactive),
+    /// A connection to the attach socket.
+    Attach(tokio::net::UnixStream),
+}
+
+/// Runs the session for `source`.
+pub async fn run_source(source: Source, io: ClientIo) -> Outcome {
+    match source {
+        Source::Process(p) => run(p, io).await,
+        Source::Attach(s) => super::attach::run(s, io).await,
+    }
+}
+
 /// Relays between `process` and the client until the process exits and its output is
 /// out; returns its exit code. Dropping the future kills the process (the client left).
 pub async fn run(mut process: Interactive, io: ClientIo) -> Outcome {

@@ -4,6 +4,7 @@
 //! from HTTP/1.1 ([`server`]) to SPDY/3.1 ([`spdy`]) or WebSocket ([`websocket`]). The
 //! sessions themselves ([`exec`], [`portforward`]) do not depend on the wire.
 
+pub mod attach;
 pub mod exec;
 pub mod portforward;
 mod server;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use crate::config::StreamingConfig;
 use crate::lifecycle::{Lifecycle, LifecycleError};
-use crate::runtime::oci::interactive::{Interactive, Streams};
+use crate::runtime::oci::interactive::Streams;
 use crate::state::PodState;
 
 /// What a token stands for.
@@ -31,13 +32,15 @@ pub enum StreamRequest {
     PortForward(PortForwardRequest),
 }
 
-/// An interactive exec.
+/// An interactive exec, or an attach to the container's own process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecRequest {
     /// Container.
     pub container_id: String,
-    /// Command and arguments.
+    /// Command and arguments (empty for an attach).
     pub cmd: Vec<String>,
+    /// Attach (cri:RuntimeService.Attach) rather than run `cmd`.
+    pub attach: bool,
     /// stdin, stdout, stderr, tty.
     pub streams: Streams,
 }
@@ -53,8 +56,9 @@ pub struct PortForwardRequest {
 
 /// What the sessions need from the rest of crid; a seam for tests.
 pub trait Backend: Send + Sync + 'static {
-    /// Starts the request's command in its container.
-    fn exec(&self, request: &ExecRequest) -> Result<Interactive, String>;
+    /// Starts the request's command in its container, or connects to the container's
+    /// attach socket.
+    fn exec(&self, request: &ExecRequest) -> Result<exec::Source, String>;
     /// The pod's pinned network namespace; `None` for a host-network pod.
     fn netns(&self, pod_id: &str) -> Result<Option<PathBuf>, String>;
 }
@@ -136,6 +140,7 @@ impl StreamingServer {
     /// The URL for `request`, valid once and for `[streaming] token_ttl_secs`.
     pub fn url(&self, request: StreamRequest) -> Result<String, StreamingError> {
         let kind = match request {
+            StreamRequest::Exec(ExecRequest { attach: true, .. }) => "attach",
             StreamRequest::Exec(_) => "exec",
             StreamRequest::PortForward(_) => "portforward",
         };
@@ -169,13 +174,23 @@ impl LifecycleBackend {
 }
 
 impl Backend for LifecycleBackend {
-    fn exec(&self, request: &ExecRequest) -> Result<Interactive, String> {
+    fn exec(&self, request: &ExecRequest) -> Result<exec::Source, String> {
+        if request.attach {
+            let bundle = self
+                .0
+                .attach_target(&request.container_id)
+                .map_err(|e| e.to_string())?;
+            return attach::connect(&bundle)
+                .map(exec::Source::Attach)
+                .map_err(|e| format!("container {}: attach socket: {e}", request.container_id));
+        }
         let (runtime, process) = self
             .0
             .exec_target(&request.container_id, request.cmd.clone())
             .map_err(|e| e.to_string())?;
         runtime
             .exec_interactive(&request.container_id, &process, request.streams)
+            .map(exec::Source::Process)
             .map_err(|e| e.to_string())
     }
 

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::{StreamRequest, StreamingError, StreamingServer, spdy, websocket};
+use super::{ExecRequest, StreamRequest, StreamingError, StreamingServer, spdy, websocket};
 use crate::config::StreamingConfig;
 
 /// How long a client may take to send its request headers.
@@ -199,7 +199,7 @@ fn handle(
     let (Some(kind), Some(token), None) = (parts.next(), parts.next(), parts.next()) else {
         return plain(StatusCode::NOT_FOUND, "not found");
     };
-    if !matches!(kind, "exec" | "portforward") {
+    if !matches!(kind, "exec" | "attach" | "portforward") {
         return plain(StatusCode::NOT_FOUND, "not found");
     }
     // A token is spent on lookup: a URL works once, whatever happens next.
@@ -209,7 +209,13 @@ fn handle(
     };
     let kind_matches = matches!(
         (&request, kind),
-        (StreamRequest::Exec(_), "exec") | (StreamRequest::PortForward(_), "portforward")
+        (
+            StreamRequest::Exec(ExecRequest { attach: false, .. }),
+            "exec"
+        ) | (
+            StreamRequest::Exec(ExecRequest { attach: true, .. }),
+            "attach"
+        ) | (StreamRequest::PortForward(_), "portforward")
     );
     if !kind_matches {
         return plain(StatusCode::NOT_FOUND, "unknown, used or expired token");

@@ -108,7 +108,7 @@ pub(super) async fn exec(
             }
         };
         let (outcome, (), ()) = tokio::join!(
-            exec::run(process, io),
+            exec::run_source(process, io),
             forward(stdout_rx, STDOUT),
             forward(stderr_rx, STDERR)
         );

@@ -74,7 +74,7 @@ pub(super) fn cases() -> Vec<Case> {
             "exec/attach-url",
             "cri:RuntimeService.Attach#url",
             Required,
-            "Attach returns a streaming URL (kubectl attach connects to it)",
+            "Attach returns a streaming URL where WebSocket and SPDY/3.1 clients write to the container's stdin (stdin: true) and read its output",
             |ctx| Box::pin(scoped(ctx, "ea", attach_url)),
         ),
         case(
@@ -218,17 +218,41 @@ async fn exec_url(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn attach_url(s: Arc<Scope>) -> CaseResult {
-    let (_, id) = s.sleeper(|_| {}).await?;
-    let r = s
-        .rs()
-        .attach(cri::AttachRequest {
-            container_id: id,
-            stdout: true,
+    let mut done = Vec::new();
+    for protocol in ["websocket", "spdy"] {
+        let (_, id, _) = s
+            .busybox("read l; echo \"got $l\"", |_| {}, |c| c.stdin = true)
+            .await?;
+        let r = s
+            .rs()
+            .attach(cri::AttachRequest {
+                container_id: id,
+                stdin: true,
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("Attach: {}", status_text(&e)))?;
+        let url = check_url("Attach", &r.into_inner().url)?;
+        let opts = ExecOptions {
+            stdin: Some(b"hi\n".to_vec()),
             ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("Attach: {}", status_text(&e)))?;
-    check_url("Attach", &r.into_inner().url)
+        };
+        let out = match protocol {
+            "websocket" => stream::websocket::exec(&url, "v4.channel.k8s.io", &opts).await,
+            _ => stream::spdy::exec(&url, "v4.channel.k8s.io", &opts).await,
+        }
+        .map_err(|e| format!("{protocol}: {e}"))?;
+        ensure(out.stdout == b"got hi\n", || {
+            format!(
+                "{protocol}: stdout {:?}, status {:?}; expected \"got hi\\n\"",
+                String::from_utf8_lossy(&out.stdout),
+                out.status
+            )
+        })?;
+        done.push(protocol);
+    }
+    Ok(done.join(", "))
 }
 
 async fn port_forward_url(s: Arc<Scope>) -> CaseResult {

@@ -166,7 +166,7 @@ pub(super) async fn exec(
     };
     let session_done = async {
         let (outcome, (), ()) = tokio::join!(
-            exec::run(process, io),
+            exec::run_source(process, io),
             relay(stdout_rx, stdout),
             relay(stderr_rx, stderr)
         );
