@@ -198,3 +198,166 @@ impl Backend for LifecycleBackend {
         Self::pod_netns(&self.0, pod_id).map_err(|e| e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::runtime::oci::interactive::Interactive;
+
+    /// Runs commands on the host with `sh`; dials the host's loopback.
+    struct HostBackend;
+
+    impl Backend for HostBackend {
+        fn exec(&self, r: &ExecRequest) -> Result<exec::Source, String> {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c").arg(r.cmd.join(" "));
+            Interactive::spawn(c, r.streams)
+                .map(exec::Source::Process)
+                .map_err(|e| e.to_string())
+        }
+
+        fn netns(&self, _pod: &str) -> Result<Option<PathBuf>, String> {
+            Ok(None)
+        }
+    }
+
+    async fn request(addr: SocketAddr, raw: &[u8]) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(raw).await.expect("write");
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_errors_and_leave_the_server_serving() {
+        let server = StreamingServer::start(&StreamingConfig::default(), Arc::new(HostBackend))
+            .await
+            .expect("start");
+        let addr = server.local_addr();
+        let r = request(addr, b"GET /exec/nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+        let r = request(addr, b"\x00\x01garbage\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 400") || r.is_empty(), "{r}");
+        // A real token without an upgrade: refused, and spent.
+        let url = server
+            .url(StreamRequest::Exec(ExecRequest {
+                container_id: "c".into(),
+                cmd: vec!["true".into()],
+                attach: false,
+                streams: Streams {
+                    stdout: true,
+                    ..Default::default()
+                },
+            }))
+            .expect("url");
+        let path = url.split_once(&format!("{}", addr.port())).expect("port").1;
+        let r = request(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+        let r = request(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+        // An unknown SPDY protocol is refused with ours listed.
+        let url = server
+            .url(StreamRequest::PortForward(PortForwardRequest {
+                pod_id: "p".into(),
+                ports: vec![80],
+            }))
+            .expect("url");
+        let path = url.split_once(&format!("{}", addr.port())).expect("port").1;
+        let r = request(
+            addr,
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: bogus\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+        assert!(
+            r.to_ascii_lowercase()
+                .contains("x-stream-protocol-version: portforward.k8s.io"),
+            "{r}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tls_is_served_when_a_certificate_is_configured() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output();
+        if !made.is_ok_and(|o| o.status.success()) {
+            eprintln!("openssl is not available; skipping");
+            return;
+        }
+        let config = StreamingConfig {
+            tls_cert: Some(cert.clone()),
+            tls_key: Some(key),
+            ..Default::default()
+        };
+        let server = StreamingServer::start(&config, Arc::new(HostBackend))
+            .await
+            .expect("start");
+        let url = server
+            .url(StreamRequest::PortForward(PortForwardRequest {
+                pod_id: "p".into(),
+                ports: vec![],
+            }))
+            .expect("url");
+        assert!(url.starts_with("https://"), "{url}");
+
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(&cert).expect("pem") {
+            roots.add(c.expect("cert")).expect("add");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(server.local_addr())
+            .await
+            .expect("connect");
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        tls.write_all(b"GET /exec/nope HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = vec![0u8; 1024];
+        let n = tls.read(&mut buf).await.expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 404"));
+    }
+}
