@@ -43,7 +43,7 @@ pub struct ClientIo {
 /// monitor's attach socket.
 pub enum Source {
     /// An exec'd process.
-    Process(Interactive),
+    Process(Box<Interactive>),
     /// A connection to the attach socket.
     Attach(tokio::net::UnixStream),
 }
@@ -51,7 +51,7 @@ pub enum Source {
 /// Runs the session for `source`.
 pub async fn run_source(source: Source, io: ClientIo) -> Outcome {
     match source {
-        Source::Process(p) => run(p, io).await,
+        Source::Process(p) => run(*p, io).await,
         Source::Attach(s) => super::attach::run(s, io).await,
     }
 }

@@ -190,7 +190,7 @@ impl Backend for LifecycleBackend {
             .map_err(|e| e.to_string())?;
         runtime
             .exec_interactive(&request.container_id, &process, request.streams)
-            .map(exec::Source::Process)
+            .map(|p| exec::Source::Process(Box::new(p)))
             .map_err(|e| e.to_string())
     }
 
@@ -216,7 +216,7 @@ mod tests {
             let mut c = tokio::process::Command::new("/bin/sh");
             c.arg("-c").arg(r.cmd.join(" "));
             Interactive::spawn(c, r.streams)
-                .map(exec::Source::Process)
+                .map(|p| exec::Source::Process(Box::new(p)))
                 .map_err(|e| e.to_string())
         }
 
