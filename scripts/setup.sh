@@ -17,6 +17,7 @@ packages=(
   conmon                         # CRI-O's monitor: the memory comparison of the lifecycle benchmark
   iproute2 iptables              # network namespaces and CNI's rules
   python3-venv                   # for Debian's python3; pyenv interpreters have venv built in
+  golang-go golang-github-docker-spdystream-dev  # the independent SPDY client (tests/spdy-client)
   pkg-config gcc                 # build tools some crates expect
 )
 missing=()
@@ -50,7 +51,7 @@ fi
 
 # The upstream-generated CRI client (PyPI container-runtime-interface-api) that checks crid's
 # wire format from the outside: tests/upstream_client.rs and api/tests/upstream_wire.rs.
-if ! .venv/bin/python -c 'import grpc, cri_api.v1.api_pb2' 2>/dev/null; then
+if ! .venv/bin/python -c 'import grpc, cri_api.v1.api_pb2, kubernetes.stream' 2>/dev/null; then
   echo "setup: creating .venv for the upstream-client tests"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r tests/upstream/requirements.txt

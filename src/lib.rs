@@ -19,3 +19,4 @@ pub mod spec;
 pub mod state;
 pub mod stats;
 pub mod storage;
+pub mod streaming;

@@ -13,3 +13,4 @@ pub mod fixtures;
 pub mod props;
 pub mod report;
 pub mod runner;
+pub mod stream;

@@ -154,6 +154,12 @@ pub struct StreamingConfig {
     pub address: IpAddr,
     /// Port; 0 picks a free one.
     pub port: u16,
+    /// How long an Exec/PortForward URL stays valid (it is single-use either way).
+    pub token_ttl_secs: u64,
+    /// PEM certificate chain: with `tls_key`, the server speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[storage]`: persistent and volatile state.
@@ -287,6 +293,9 @@ impl Default for StreamingConfig {
         Self {
             address: IpAddr::from([127, 0, 0, 1]),
             port: 0,
+            token_ttl_secs: 60,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -25,6 +25,20 @@ pub(super) fn check(config: &Config, origins: &Origins) -> Vec<Problem> {
         );
     }
 
+    let streaming = &config.streaming;
+    if streaming.token_ttl_secs == 0 {
+        bad(
+            "streaming.token_ttl_secs".into(),
+            "must be at least 1".into(),
+        );
+    }
+    if streaming.tls_cert.is_some() != streaming.tls_key.is_some() {
+        bad(
+            "streaming.tls_cert".into(),
+            "tls_cert and tls_key go together".into(),
+        );
+    }
+
     if !config
         .runtime
         .runtimes

@@ -564,6 +564,29 @@ impl Lifecycle {
         cmd: Vec<String>,
         timeout: i64,
     ) -> Result<crate::runtime::oci::ExecOutput> {
+        let (runtime, mut process) = self.exec_target(id, cmd)?;
+        process.terminal = false;
+        let limit = (timeout > 0).then(|| Duration::from_secs(timeout as u64));
+        let out = runtime
+            .exec(id, &process, limit)
+            .await
+            .map_err(LifecycleError::runtime(format!("container {id}: exec")))?;
+        if out.timed_out {
+            return Err(LifecycleError::DeadlineExceeded(format!(
+                "command in container {id} timed out after {timeout}s"
+            )));
+        }
+        Ok(out)
+    }
+
+    /// What runs `cmd` in running container `id`: its runtime, and its process with `cmd`
+    /// as arguments (cri:RuntimeService.ExecSync and Exec; Exec checks when it issues the
+    /// URL and again when the client connects).
+    pub fn exec_target(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+    ) -> Result<(Arc<OciRuntime>, oci::Process)> {
         let c = self.live_container(id)?;
         if cmd.is_empty() {
             return Err(LifecycleError::invalid("cmd", "must not be empty"));
@@ -582,18 +605,19 @@ impl Lifecycle {
             })?;
         let mut process = spec.process;
         process.args = cmd;
-        process.terminal = false;
-        let limit = (timeout > 0).then(|| Duration::from_secs(timeout as u64));
-        let out = runtime
-            .exec(id, &process, limit)
-            .await
-            .map_err(LifecycleError::runtime(format!("container {id}: exec")))?;
-        if out.timed_out {
-            return Err(LifecycleError::DeadlineExceeded(format!(
-                "command in container {id} timed out after {timeout}s"
+        Ok((runtime, process))
+    }
+
+    /// The bundle of running container `id`, where its monitor's attach socket is
+    /// (cri:RuntimeService.Attach).
+    pub fn attach_target(&self, id: &str) -> Result<PathBuf> {
+        let c = self.live_container(id)?;
+        if !c.read(|r| r.state == ContainerState::Running) || self.record_exit(id) {
+            return Err(LifecycleError::FailedPrecondition(format!(
+                "container {id} is not running"
             )));
         }
-        Ok(out)
+        Ok(self.layout.bundle(id))
     }
 
     /// cri:RuntimeService.UpdateContainerResources.

@@ -3,6 +3,7 @@
 //! module holds its logic and the formats the daemon shares with it (exit file, log), and
 //! the daemon's watch on exit files.
 
+pub mod attach;
 pub mod console;
 pub mod exit;
 pub mod log;

@@ -21,6 +21,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use std::path::Path;
+
+use super::attach::{Attach, SOCKET as ATTACH_SOCKET, StdinMode};
 use super::exit::{self, ExitRecord};
 use super::log::{LogWriter, Stream};
 
@@ -147,7 +150,9 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
 
     // The socket is named relative to the bundle (the monitor's and the runtime's working
     // directory): `<bundle>/console.sock` would overflow sun_path's 108 bytes.
-    let console = if super::console::wants_terminal(&args.bundle) {
+    let wants_terminal = super::console::wants_terminal(&args.bundle);
+    let (stdin_r, mut attach) = attach_socket(args, wants_terminal);
+    let console = if wants_terminal {
         std::env::set_current_dir(&args.bundle).map_err(sys("enter the bundle"))?;
         Some(
             super::console::ConsoleSocket::bind(std::path::Path::new("console.sock"))
@@ -171,7 +176,7 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
             .current_dir(&args.bundle);
     }
     cmd.arg(&args.id)
-        .stdin(Stdio::null())
+        .stdin(stdin_r.map_or_else(Stdio::null, Stdio::from))
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w));
     // The container must not inherit our blocked signals.
@@ -226,7 +231,10 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
     let _ = status.flush();
     drop(status);
 
-    let mut output = Output::new(out_r, err_r, master)?;
+    if let (Some(a), Some(m)) = (attach.as_mut(), master.as_ref()) {
+        let _ = a.set_terminal(m);
+    }
+    let mut output = Output::new(out_r, err_r, master, attach)?;
     let exit_code = copy(
         &mut log,
         &mut output,
@@ -264,14 +272,21 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
     Ok(record)
 }
 
-/// The container's output: its stdout and stderr pipes, or its terminal.
+/// The container's output: its stdout and stderr pipes, or its terminal, and the clients
+/// attached to it.
 struct Output {
     pipes: Vec<(Stream, Option<File>)>,
     buf: Vec<u8>,
+    attach: Option<Attach>,
 }
 
 impl Output {
-    fn new(out: OwnedFd, err: OwnedFd, terminal: Option<OwnedFd>) -> Result<Self, MonitorError> {
+    fn new(
+        out: OwnedFd,
+        err: OwnedFd,
+        terminal: Option<OwnedFd>,
+        attach: Option<Attach>,
+    ) -> Result<Self, MonitorError> {
         set_nonblocking(&out)?;
         set_nonblocking(&err)?;
         let mut pipes: Vec<(Stream, Option<File>)> = vec![
@@ -286,6 +301,7 @@ impl Output {
         Ok(Self {
             pipes,
             buf: vec![0u8; 64 * 1024],
+            attach,
         })
     }
 
@@ -306,6 +322,9 @@ impl Output {
             Ok(n) => {
                 log.write_chunk(*stream, &self.buf[..n], SystemTime::now())
                     .map_err(sys("write the log"))?;
+                if let Some(a) = self.attach.as_mut() {
+                    a.broadcast(attach_kind(*stream), &self.buf[..n]);
+                }
                 return Ok(true);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
@@ -357,6 +376,17 @@ fn copy(
                 which.push(i);
             }
         }
+        let attach_from = fds.len();
+        if let Some(a) = output.attach.as_ref() {
+            for (fd, writable) in a.poll_fds() {
+                let flags = if writable {
+                    PollFlags::POLLIN | PollFlags::POLLOUT
+                } else {
+                    PollFlags::POLLIN
+                };
+                fds.push(PollFd::new(fd, flags));
+            }
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(sys("poll")(e)),
@@ -368,6 +398,10 @@ fn copy(
             if ready[slot + 1] {
                 output.read_once(*i, log)?;
             }
+        }
+
+        if let Some(a) = output.attach.as_mut() {
+            a.handle(&ready[attach_from..]);
         }
 
         if ready[0] {
@@ -399,6 +433,40 @@ fn copy(
                 return Ok(Some(code));
             }
         }
+    }
+}
+
+/// The attach socket (see [`super::attach`]), bound in the bundle, and the read end of the
+/// container's stdin when its config keeps stdin open (a terminal is its own stdin). An
+/// attach socket that cannot be bound is reported and the container runs without one.
+fn attach_socket(args: &MonitorArgs, terminal: bool) -> (Option<OwnedFd>, Option<Attach>) {
+    let mode = StdinMode::of_bundle(&args.bundle);
+    let (stdin_r, stdin_w) = match (mode, terminal) {
+        (StdinMode::Closed, _) | (_, true) => (None, None),
+        _ => match pipe() {
+            Ok((r, w)) => (Some(r), Some(w)),
+            Err(e) => {
+                eprintln!("crid-monitor: no stdin for the container: {e}");
+                (None, None)
+            }
+        },
+    };
+    // Relative to the bundle, as the console socket, for sun_path's 108 bytes.
+    let bound = std::env::set_current_dir(&args.bundle)
+        .and_then(|()| Attach::bind(Path::new(ATTACH_SOCKET), stdin_w, mode == StdinMode::Once));
+    match bound {
+        Ok(a) => (stdin_r, Some(a)),
+        Err(e) => {
+            eprintln!("crid-monitor: no attach socket: {e}");
+            (stdin_r, None)
+        }
+    }
+}
+
+fn attach_kind(stream: Stream) -> u8 {
+    match stream {
+        Stream::Stdout => super::attach::STDOUT,
+        Stream::Stderr => super::attach::STDERR,
     }
 }
 

@@ -24,6 +24,7 @@ use tokio::process::Command;
 
 mod create;
 mod exec;
+pub mod interactive;
 
 use super::hybrid::{self, CgroupLayout};
 use super::invoke::{self, Capture};

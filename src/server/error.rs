@@ -117,6 +117,13 @@ pub(crate) fn bounded(err: &dyn std::fmt::Display) -> String {
     out
 }
 
+/// The streaming server could not issue a URL: crid's own fault.
+impl From<crate::streaming::StreamingError> for Status {
+    fn from(err: crate::streaming::StreamingError) -> Self {
+        Status::internal(bounded(&err))
+    }
+}
+
 /// The answer of an RPC whose capability has not landed yet: never a stub that pretends.
 #[allow(dead_code)] // Every ImageService RPC is implemented; RuntimeService still uses it.
 pub(super) fn unimplemented(service: &str, rpc: &str) -> Status {

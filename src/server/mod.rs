@@ -42,6 +42,9 @@ pub enum ServeError {
     /// Pods and containers could not be recovered.
     #[error("cannot recover pods and containers: {0}")]
     Lifecycle(#[from] crate::lifecycle::LifecycleError),
+    /// The streaming server could not start.
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamingError),
     /// The gRPC server failed.
     #[error("gRPC server on {socket} failed: {source}")]
     Transport {
@@ -80,9 +83,18 @@ pub async fn serve(
         unreachable!("a freshly bound socket has its listener");
     };
 
-    let runtime = RuntimeServiceServer::new(RuntimeApi::new(daemon.clone(), lifecycle.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let streaming = crate::streaming::StreamingServer::start(
+        &daemon.config().streaming,
+        Arc::new(crate::streaming::LifecycleBackend(lifecycle.clone())),
+    )
+    .await?;
+    let runtime = RuntimeServiceServer::new(RuntimeApi::new(
+        daemon.clone(),
+        lifecycle.clone(),
+        streaming,
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+    .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let image = ImageServiceServer::new(ImageApi::new(daemon.clone(), images, lifecycle))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);

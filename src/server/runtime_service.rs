@@ -9,20 +9,33 @@ use super::convert;
 use super::macros::{BoxStream, cri_service};
 use crate::config::CgroupDriver;
 use crate::daemon::{self, Daemon};
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::runtime::oci::interactive::Streams;
+use crate::streaming::{
+    ExecRequest, LifecycleBackend, PortForwardRequest, StreamRequest, StreamingServer,
+};
 
 /// The RuntimeService endpoint.
 #[derive(Debug, Clone)]
 pub struct RuntimeApi {
     daemon: Arc<Daemon>,
     lifecycle: Arc<Lifecycle>,
+    streaming: Arc<StreamingServer>,
 }
 
 impl RuntimeApi {
-    /// Serves RuntimeService from `daemon` (runtime information) and `lifecycle` (pods and
-    /// containers).
-    pub fn new(daemon: Arc<Daemon>, lifecycle: Arc<Lifecycle>) -> Self {
-        Self { daemon, lifecycle }
+    /// Serves RuntimeService from `daemon` (runtime information), `lifecycle` (pods and
+    /// containers) and `streaming` (the URLs of Exec and PortForward).
+    pub fn new(
+        daemon: Arc<Daemon>,
+        lifecycle: Arc<Lifecycle>,
+        streaming: Arc<StreamingServer>,
+    ) -> Self {
+        Self {
+            daemon,
+            lifecycle,
+            streaming,
+        }
     }
 }
 
@@ -251,6 +264,67 @@ cri_service! {
             Ok(Response::new(cri::ReopenContainerLogResponse {}))
         }
 
+        // cri:RuntimeService.Exec: a single-use URL on the streaming server; the container
+        // must run, and the streams make sense (one at least; no stderr with a tty).
+        async fn exec(&self, request: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>, Status> {
+            let r = request.into_inner();
+            if !(r.stdin || r.stdout || r.stderr) {
+                return Err(LifecycleError::invalid("stdin, stdout, stderr", "one of them must be set").into());
+            }
+            if r.tty && r.stderr {
+                return Err(LifecycleError::invalid("stderr", "cannot be set with tty (the terminal carries both outputs)").into());
+            }
+            self.lifecycle.exec_target(&r.container_id, r.cmd.clone())?;
+            let url = self.streaming.url(StreamRequest::Exec(ExecRequest {
+                container_id: r.container_id,
+                cmd: r.cmd,
+                attach: false,
+                streams: Streams { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty },
+            }))?;
+            Ok(Response::new(cri::ExecResponse { url }))
+        }
+
+        // cri:RuntimeService.Attach: a single-use URL to the container's own stdio, through
+        // its monitor's attach socket; the container must run.
+        async fn attach(&self, request: Request<cri::AttachRequest>) -> Result<Response<cri::AttachResponse>, Status> {
+            let r = request.into_inner();
+            if !(r.stdin || r.stdout || r.stderr) {
+                return Err(LifecycleError::invalid("stdin, stdout, stderr", "one of them must be set").into());
+            }
+            if r.tty && r.stderr {
+                return Err(LifecycleError::invalid("stderr", "cannot be set with tty (the terminal carries both outputs)").into());
+            }
+            self.lifecycle.attach_target(&r.container_id)?;
+            let url = self.streaming.url(StreamRequest::Exec(ExecRequest {
+                container_id: r.container_id,
+                cmd: Vec::new(),
+                attach: true,
+                streams: Streams { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty },
+            }))?;
+            Ok(Response::new(cri::AttachResponse { url }))
+        }
+
+        // cri:RuntimeService.PortForward: a single-use URL; the pod must be ready.
+        async fn port_forward(&self, request: Request<cri::PortForwardRequest>) -> Result<Response<cri::PortForwardResponse>, Status> {
+            let r = request.into_inner();
+            if r.pod_sandbox_id.is_empty() {
+                return Err(LifecycleError::invalid("pod_sandbox_id", "must not be empty").into());
+            }
+            let mut ports = Vec::with_capacity(r.port.len());
+            for p in r.port {
+                match u16::try_from(p) {
+                    Ok(p) if p > 0 => ports.push(p),
+                    _ => return Err(LifecycleError::invalid("port", format!("{p} is not a TCP port")).into()),
+                }
+            }
+            LifecycleBackend::pod_netns(&self.lifecycle, &r.pod_sandbox_id)?;
+            let url = self.streaming.url(StreamRequest::PortForward(PortForwardRequest {
+                pod_id: r.pod_sandbox_id,
+                ports,
+            }))?;
+            Ok(Response::new(cri::PortForwardResponse { url }))
+        }
+
         // cri:RuntimeService.ExecSync: output, exit code, timeout honoured.
         async fn exec_sync(&self, request: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
             let r = request.into_inner();
@@ -322,9 +396,6 @@ cri_service! {
         }
     }
     unimplemented {
-        exec(cri::ExecRequest) -> cri::ExecResponse = "Exec";
-        attach(cri::AttachRequest) -> cri::AttachResponse = "Attach";
-        port_forward(cri::PortForwardRequest) -> cri::PortForwardResponse = "PortForward";
         checkpoint_container(cri::CheckpointContainerRequest) -> cri::CheckpointContainerResponse = "CheckpointContainer";
         list_metric_descriptors(cri::ListMetricDescriptorsRequest) -> cri::ListMetricDescriptorsResponse = "ListMetricDescriptors";
         list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest) -> cri::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";

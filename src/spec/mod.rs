@@ -230,6 +230,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
     if let Some(img) = &c.image {
         annotations.insert("io.kubernetes.cri.image-name".into(), img.image.clone());
     }
+    // cri:ContainerConfig#stdin: crid-monitor keeps stdin open for Attach.
+    if c.stdin {
+        let mode = if c.stdin_once { "once" } else { "open" };
+        annotations.insert(crate::monitor::attach::STDIN_ANNOTATION.into(), mode.into());
+    }
 
     let (devices, device_rules) = devices(sc.privileged, input.devices, input.host_devices);
     let seccomp = if sc.privileged {

@@ -9,6 +9,9 @@ use tonic::Code;
 use super::container::CONTAINER_NEEDS;
 use super::support::{Scope, scoped};
 use super::{Area, Case, CaseResult, Requirement, ensure, status_text};
+use crate::fixtures::image::rootfs::INDEX_HTML;
+use crate::fixtures::image::{HTTPD, HTTPD_PORT, LATEST};
+use crate::stream::{self, ExecOptions};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -64,21 +67,21 @@ pub(super) fn cases() -> Vec<Case> {
             "exec/exec-url",
             "cri:RuntimeService.Exec#url",
             Required,
-            "Exec returns a streaming URL (kubectl exec connects to it)",
+            "Exec returns a streaming URL where a WebSocket (v4.channel.k8s.io) and a SPDY/3.1 client each run a command and get its output and exit code",
             |ctx| Box::pin(scoped(ctx, "ex", exec_url)),
         ),
         case(
             "exec/attach-url",
             "cri:RuntimeService.Attach#url",
             Required,
-            "Attach returns a streaming URL (kubectl attach connects to it)",
+            "Attach returns a streaming URL where WebSocket and SPDY/3.1 clients write to the container's stdin (stdin: true) and read its output",
             |ctx| Box::pin(scoped(ctx, "ea", attach_url)),
         ),
         case(
             "exec/port-forward-url",
             "cri:RuntimeService.PortForward#url",
             Required,
-            "PortForward returns a streaming URL (kubectl port-forward connects to it)",
+            "PortForward returns a streaming URL through which WebSocket and SPDY/3.1 clients each reach the pod's httpd on its loopback",
             |ctx| Box::pin(scoped(ctx, "ep", port_forward_url)),
         ),
     ]
@@ -183,42 +186,127 @@ fn check_url(rpc: &str, url: &str) -> CaseResult {
 
 async fn exec_url(s: Arc<Scope>) -> CaseResult {
     let (_, id) = s.sleeper(|_| {}).await?;
-    let r = s
-        .rs()
-        .exec(cri::ExecRequest {
-            container_id: id,
-            cmd: vec!["true".into()],
-            stdout: true,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("Exec: {}", status_text(&e)))?;
-    check_url("Exec", &r.into_inner().url)
+    let mut done = Vec::new();
+    for protocol in ["websocket", "spdy"] {
+        let r = s
+            .rs()
+            .exec(cri::ExecRequest {
+                container_id: id.clone(),
+                cmd: vec!["sh".into(), "-c".into(), "echo out; exit 3".into()],
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("Exec: {}", status_text(&e)))?;
+        let url = check_url("Exec", &r.into_inner().url)?;
+        let opts = ExecOptions::default();
+        let out = match protocol {
+            "websocket" => stream::websocket::exec(&url, "v4.channel.k8s.io", &opts).await,
+            _ => stream::spdy::exec(&url, "v4.channel.k8s.io", &opts).await,
+        }
+        .map_err(|e| format!("{protocol}: {e}"))?;
+        ensure(out.stdout == b"out\n" && out.exit_code() == Some(3), || {
+            format!(
+                "{protocol}: stdout {:?}, status {:?}; expected \"out\\n\" and exit code 3",
+                String::from_utf8_lossy(&out.stdout),
+                out.status
+            )
+        })?;
+        done.push(protocol);
+    }
+    Ok(done.join(", "))
 }
 
 async fn attach_url(s: Arc<Scope>) -> CaseResult {
-    let (_, id) = s.sleeper(|_| {}).await?;
-    let r = s
-        .rs()
-        .attach(cri::AttachRequest {
-            container_id: id,
-            stdout: true,
+    let mut done = Vec::new();
+    for protocol in ["websocket", "spdy"] {
+        let (_, id, _) = s
+            .busybox("read l; echo \"got $l\"", |_| {}, |c| c.stdin = true)
+            .await?;
+        let r = s
+            .rs()
+            .attach(cri::AttachRequest {
+                container_id: id,
+                stdin: true,
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("Attach: {}", status_text(&e)))?;
+        let url = check_url("Attach", &r.into_inner().url)?;
+        let opts = ExecOptions {
+            stdin: Some(b"hi\n".to_vec()),
             ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("Attach: {}", status_text(&e)))?;
-    check_url("Attach", &r.into_inner().url)
+        };
+        let out = match protocol {
+            "websocket" => stream::websocket::exec(&url, "v4.channel.k8s.io", &opts).await,
+            _ => stream::spdy::exec(&url, "v4.channel.k8s.io", &opts).await,
+        }
+        .map_err(|e| format!("{protocol}: {e}"))?;
+        ensure(out.stdout == b"got hi\n", || {
+            format!(
+                "{protocol}: stdout {:?}, status {:?}; expected \"got hi\\n\"",
+                String::from_utf8_lossy(&out.stdout),
+                out.status
+            )
+        })?;
+        done.push(protocol);
+    }
+    Ok(done.join(", "))
 }
 
 async fn port_forward_url(s: Arc<Scope>) -> CaseResult {
-    let (pod, _) = s.sleeper(|_| {}).await?;
-    let r = s
-        .rs()
-        .port_forward(cri::PortForwardRequest {
-            pod_sandbox_id: pod,
-            port: vec![80],
-        })
-        .await
-        .map_err(|e| format!("PortForward: {}", status_text(&e)))?;
-    check_url("PortForward", &r.into_inner().url)
+    let image = s.image(HTTPD, LATEST)?;
+    s.pull_ref(&image, None).await?;
+    let pod = s.pod_config();
+    let pod_id = s.run_pod(&pod).await?;
+    let config = s.container_config(&pod, &image, &[]);
+    s.run(&pod_id, &pod, &config).await?;
+    let request = b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    let mut done = Vec::new();
+    for protocol in ["websocket", "spdy"] {
+        let r = s
+            .rs()
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: pod_id.clone(),
+                port: vec![i32::from(HTTPD_PORT)],
+            })
+            .await
+            .map_err(|e| format!("PortForward: {}", status_text(&e)))?;
+        let url = check_url("PortForward", &r.into_inner().url)?;
+        // httpd may still be starting: a refused dial is retried.
+        let mut last = String::new();
+        let mut ok = false;
+        for attempt in 0..10 {
+            let url = if attempt == 0 {
+                url.clone()
+            } else {
+                let r = s
+                    .rs()
+                    .port_forward(cri::PortForwardRequest {
+                        pod_sandbox_id: pod_id.clone(),
+                        port: vec![i32::from(HTTPD_PORT)],
+                    })
+                    .await
+                    .map_err(|e| format!("PortForward: {}", status_text(&e)))?;
+                r.into_inner().url
+            };
+            let got = match protocol {
+                "websocket" => stream::websocket::port_forward(&url, HTTPD_PORT, request).await,
+                _ => stream::spdy::port_forward(&url, HTTPD_PORT, request).await,
+            };
+            match got {
+                Ok(body) if String::from_utf8_lossy(&body).contains(INDEX_HTML.trim()) => {
+                    ok = true;
+                    break;
+                }
+                Ok(body) => last = format!("answered {:.200}", String::from_utf8_lossy(&body)),
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        ensure(ok, || format!("{protocol}: {last}"))?;
+        done.push(protocol);
+    }
+    Ok(done.join(", "))
 }

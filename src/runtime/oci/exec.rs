@@ -130,7 +130,7 @@ impl OciRuntime {
     }
 }
 
-fn exit_code(status: ExitStatus) -> i32 {
+pub(super) fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
@@ -138,7 +138,7 @@ fn exit_code(status: ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
-fn read_pid(path: &Path) -> Option<i32> {
+pub(super) fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path)
         .ok()?
         .trim()
@@ -181,7 +181,7 @@ fn group_has_members(pgid: nix::unistd::Pid) -> bool {
 
 /// SIGKILLs an exec'd process and its process group (`group` when recorded earlier, else
 /// looked up now).
-fn kill_exec_process(pid: i32, group: Option<nix::unistd::Pid>) {
+pub(super) fn kill_exec_process(pid: i32, group: Option<nix::unistd::Pid>) {
     use nix::sys::signal::{Signal, kill, killpg};
     if let Some(g) = group.or_else(|| exec_group(pid)) {
         let _ = killpg(g, Signal::SIGKILL);
