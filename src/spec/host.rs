@@ -251,10 +251,9 @@ mod tests {
             ..HostResources::default()
         };
         let (kept, lacking) = enforceable(&r, &v2);
-        assert_eq!(
-            kept.unified.keys().collect::<Vec<_>>(),
-            ["cgroup.max.depth", "memory.high"]
-        );
+        let mut keys: Vec<_> = kept.unified.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["cgroup.max.depth", "memory.high"]);
         assert_eq!(lacking.len(), 1);
         assert!(lacking[0].detail.starts_with("rdma.max"));
         // cgroup v1 or hybrid: the runtime sets v1 limits; no unified key applies.
