@@ -397,6 +397,125 @@ impl Comparison {
     }
 }
 
+impl Baseline {
+    /// Marks the non-passes of `cell` that this baseline explains: the entry applies to
+    /// the cell's handler, expects what happened (fail or skip), and the message holds its
+    /// `message_contains`. Each such result gets the entry's reason as `expected`; the
+    /// others get `None`, so reports list them as unexpected. Unlike [`compare`] a stale
+    /// entry is no failure here: this is the reading of a run, `compare` the strict check.
+    pub fn annotate(&self, cell: &mut crate::report::CellReport) {
+        let handler = cell.handler.clone();
+        for e in &mut cell.entries {
+            e.expected = match (&e.verdict, self.get(&e.id, &handler)) {
+                (Verdict::Fail(m), Some(b)) if b.expect == Expected::Fail => m
+                    .contains(b.message_contains.as_str())
+                    .then(|| b.reason.clone()),
+                (Verdict::Skip(m), Some(b)) if b.expect == Expected::Skip => m
+                    .contains(b.message_contains.as_str())
+                    .then(|| b.reason.clone()),
+                _ => None,
+            };
+        }
+        cell.baseline = Some(self.runtime.clone());
+    }
+}
+
+/// The baselines of crid and of the reference runtime (containerd 1.6), as checked in:
+/// the differences between runtimes in docs/traceability.md are generated from them.
+pub const CHECKED_IN: [(&str, &str); 2] = [
+    ("crid", include_str!("../baseline/crid.toml")),
+    (
+        "containerd-1.6",
+        include_str!("../baseline/containerd-1.6.toml"),
+    ),
+];
+
+/// One case on which two runtimes disagree: listed in exactly one of two baselines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeDifference {
+    /// Case id.
+    pub case: String,
+    /// The case's clause (empty when the catalogue does not have the case).
+    pub clause: String,
+    /// The runtime that does not pass (its baseline's `runtime`).
+    pub fails_on: String,
+    /// The runtime that passes.
+    pub passes_on: String,
+    /// Fail or skip.
+    pub expect: Expected,
+    /// The baseline's reason: the clause and whose behaviour it supports.
+    pub reason: String,
+}
+
+/// The cases listed in exactly one of `a` and `b` (for any handler), in case order, with
+/// the clause from `catalogue`: where the two runtimes behave differently.
+pub fn runtime_differences(
+    a: &Baseline,
+    b: &Baseline,
+    catalogue: &[crate::cases::Case],
+) -> Vec<RuntimeDifference> {
+    let mut rows: Vec<RuntimeDifference> = Vec::new();
+    for (this, other) in [(a, b), (b, a)] {
+        for e in &this.expected {
+            if other.expected.iter().any(|o| o.case == e.case)
+                || rows.iter().any(|r| r.case == e.case)
+            {
+                continue;
+            }
+            rows.push(RuntimeDifference {
+                case: e.case.clone(),
+                clause: catalogue
+                    .iter()
+                    .find(|c| c.id == e.case)
+                    .map(|c| c.clause.to_owned())
+                    .unwrap_or_default(),
+                fails_on: this.runtime.clone(),
+                passes_on: other.runtime.clone(),
+                expect: e.expect,
+                reason: e.reason.split_whitespace().collect::<Vec<_>>().join(" "),
+            });
+        }
+    }
+    rows.sort_by(|x, y| x.case.cmp(&y.case));
+    rows
+}
+
+/// The differences as a Markdown table (a line saying there are none when empty).
+pub fn differences_markdown(rows: &[RuntimeDifference]) -> String {
+    if rows.is_empty() {
+        return "No case is listed in exactly one of the two baselines.\n".to_owned();
+    }
+    let cell = |s: &str| s.replace('|', "\\|");
+    let mut s = String::from(
+        "| case | clause | does not pass on | passes on | why: the clause, and whose behaviour it supports |\n\
+         |---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let what = match r.expect {
+            Expected::Fail => "fails",
+            Expected::Skip => "skipped",
+        };
+        let _ = writeln!(
+            s,
+            "| `{}` | `{}` | {} ({what}) | {} | {} |",
+            cell(&r.case),
+            cell(&r.clause),
+            cell(&r.fails_on),
+            cell(&r.passes_on),
+            cell(&r.reason)
+        );
+    }
+    s
+}
+
+/// The differences between the checked-in baselines of crid and containerd 1.6.
+pub fn checked_in_differences(catalogue: &[crate::cases::Case]) -> Vec<RuntimeDifference> {
+    let [crid, containerd] = CHECKED_IN.map(|(name, text)| {
+        Baseline::parse(text).unwrap_or_else(|e| panic!("checked-in baseline {name}: {e}"))
+    });
+    runtime_differences(&crid, &containerd, catalogue)
+}
+
 /// What a JUnit report written by `run --junit` (or one matrix cell) says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JunitRun {
@@ -878,5 +997,234 @@ handlers = ["crun"]
             "expected the crid and containerd baselines in {}",
             dir.display()
         );
+    }
+
+    fn annotated(baseline: &str) -> report::CellReport {
+        let mut cell = report::CellReport::from(&sample::report());
+        Baseline::parse(baseline)
+            .expect("parse")
+            .annotate(&mut cell);
+        cell
+    }
+
+    const EXPECTS_B: &str = r#"
+runtime = "example 1.0"
+
+[[expected]]
+case = "runtime-info/b"
+expect = "fail"
+reason = "known <bug>"
+message_contains = "nothing"
+"#;
+
+    #[test]
+    fn a_run_whose_required_failures_are_all_expected_passes() {
+        // Without a baseline the required failure of runtime-info/b fails the run.
+        let plain = report::CellReport::from(&sample::report());
+        assert!(!plain.passed());
+        assert_eq!(plain.verdict_line(), "FAIL: 1 required case(s) failed");
+
+        let cell = annotated(EXPECTS_B);
+        assert_eq!(cell.baseline.as_deref(), Some("example 1.0"));
+        assert_eq!(cell.entries[1].expected.as_deref(), Some("known <bug>"));
+        // The optional failure is not in the baseline: unexpected, but it fails no run.
+        assert_eq!(cell.entries[2].expected, None);
+        assert!(cell.passed());
+        assert!(
+            cell.verdict_line().starts_with("PASS: "),
+            "{}",
+            cell.verdict_line()
+        );
+        let ids = |v: Vec<&report::Entry>| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(cell.unexpected_failures()), ["runtime-info/c"]);
+        assert_eq!(ids(cell.expected_non_passes()), ["runtime-info/b"]);
+
+        let table = report::cell_to_table(&cell);
+        assert!(table.contains("fail (expected)  runtime-info/b"), "{table}");
+        assert!(
+            table.contains("Unexpected failures (1):\n  runtime-info/c (fail (optional))"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "Expected by the baseline of example 1.0 (1):\n  runtime-info/b: known <bug>"
+            ),
+            "{table}"
+        );
+        // The closing line CI tooling reads is unchanged.
+        assert!(
+            table
+                .trim_end()
+                .ends_with("conformance: 1 passed, 2 failed, 1 skipped"),
+            "{table}"
+        );
+
+        let md = report::cell_to_markdown(&cell);
+        assert!(
+            md.contains("**PASS**: no required case failed unexpectedly"),
+            "{md}"
+        );
+        let unexpected = md.find("## Unexpected failures").expect("section");
+        let expected = md
+            .find("## Expected failures and skips (baseline of example 1.0)")
+            .expect("section");
+        assert!(
+            md[unexpected..expected].contains("- `runtime-info/c` (optional)"),
+            "{md}"
+        );
+        assert!(
+            md[expected..].contains("- runtime-info/b: known <bug>"),
+            "{md}"
+        );
+        assert!(!md[unexpected..expected].contains("runtime-info/b"), "{md}");
+
+        let m = report::MatrixReport {
+            generated: "now".into(),
+            cells: vec![cell],
+            differences: Vec::new(),
+        };
+        assert!(m.passed());
+        let html = report::html::to_html(&m);
+        assert!(
+            html.contains("<div class=\"verdict pass\">PASS · "),
+            "{html}"
+        );
+        let expected = html
+            .find("<h2>Expected failures and skips")
+            .expect("section");
+        let failures = html.find("<h2>Failures</h2>").expect("section");
+        assert!(
+            html[failures..expected].contains("runtime-info/c"),
+            "{html}"
+        );
+        assert!(
+            !html[failures..expected].contains("runtime-info/b"),
+            "{html}"
+        );
+        assert!(
+            html[expected..].contains("why: known &lt;bug&gt;"),
+            "{html}"
+        );
+        let summary = m.to_markdown();
+        assert!(
+            summary.contains("## Expected failures and skips (in the baseline)"),
+            "{summary}"
+        );
+        assert!(summary.contains("**PASS**"), "{summary}");
+    }
+
+    #[test]
+    fn a_listed_failure_with_another_message_is_unexpected_in_the_reports() {
+        // BASELINE expects runtime-info/b to fail with Unimplemented; it failed otherwise.
+        let cell = annotated(BASELINE);
+        assert_eq!(cell.entries[1].expected, None);
+        // runtime-info/d is skipped as the baseline expects.
+        assert_eq!(cell.entries[3].expected.as_deref(), Some("no root in CI"));
+        assert!(!cell.passed());
+        assert!(
+            cell.verdict_line().starts_with(
+                "FAIL: 1 required case(s) failed that the baseline of example 1.0 does not expect"
+            ),
+            "{}",
+            cell.verdict_line()
+        );
+        assert!(report::cell_to_table(&cell).contains("skip (expected)  runtime-info/d"));
+        // A handler-restricted entry does not apply to another handler's cell.
+        let mut cell = report::CellReport::from(&sample::report());
+        cell.handler = "crun".into();
+        let mut b = Baseline::parse(EXPECTS_B).expect("parse");
+        b.expected[0].handlers = vec!["runc".into()];
+        b.annotate(&mut cell);
+        assert!(!cell.passed());
+    }
+
+    #[test]
+    fn differences_are_the_cases_in_exactly_one_baseline() {
+        let a = Baseline::parse(
+            r#"
+runtime = "alpha"
+[[expected]]
+case = "container/stop-unknown-id"
+expect = "fail"
+reason = "only alpha | fails"
+message_contains = "x"
+[[expected]]
+case = "events/container-lifecycle"
+expect = "fail"
+reason = "both"
+message_contains = "x"
+"#,
+        )
+        .expect("parse");
+        let b = Baseline::parse(
+            r#"
+runtime = "beta"
+[[expected]]
+case = "events/container-lifecycle"
+expect = "skip"
+reason = "both"
+message_contains = "x"
+handlers = ["runc"]
+[[expected]]
+case = "api-surface/no-such-case"
+expect = "skip"
+reason = "only beta"
+message_contains = "x"
+"#,
+        )
+        .expect("parse");
+        let rows = runtime_differences(&a, &b, &crate::cases::catalogue());
+        assert_eq!(
+            rows.iter().map(|r| r.case.as_str()).collect::<Vec<_>>(),
+            ["api-surface/no-such-case", "container/stop-unknown-id"]
+        );
+        assert_eq!(rows[0].fails_on, "beta");
+        assert_eq!(rows[0].passes_on, "alpha");
+        assert_eq!(rows[0].clause, "");
+        assert_eq!(rows[1].fails_on, "alpha");
+        assert!(
+            rows[1]
+                .clause
+                .starts_with("cri:RuntimeService.StopContainer")
+        );
+        let md = differences_markdown(&rows);
+        assert!(
+            md.contains("| `container/stop-unknown-id` | `cri:RuntimeService.StopContainer"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| alpha (fails) | beta | only alpha \\| fails |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| beta (skipped) | alpha | only beta |"),
+            "{md}"
+        );
+        assert!(differences_markdown(&[]).starts_with("No case"));
+    }
+
+    /// Every case on which crid and containerd differ has a reason that names the case's
+    /// clause and says whose behaviour the clause supports.
+    #[test]
+    fn checked_in_differences_name_their_clause_and_whom_it_supports() {
+        let catalogue = crate::cases::catalogue();
+        let rows = checked_in_differences(&catalogue);
+        assert!(!rows.is_empty());
+        for r in rows {
+            assert!(!r.clause.is_empty(), "{}: not in the catalogue", r.case);
+            assert!(
+                r.reason.contains(&format!("Clause `{}`", r.clause)),
+                "{}: the reason must name its clause as Clause `{}`: {}",
+                r.case,
+                r.clause,
+                r.reason
+            );
+            assert!(
+                r.reason.contains("supports"),
+                "{}: the reason must say whose behaviour the clause supports: {}",
+                r.case,
+                r.reason
+            );
+        }
     }
 }

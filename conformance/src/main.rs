@@ -51,6 +51,17 @@ enum Command {
         /// one (runtime-info/status-not-ready-reason) are skipped without it.
         #[arg(long, value_name = "ENDPOINT")]
         not_ready_endpoint: Option<String>,
+        /// Read the results against this runtime's baseline (e.g.
+        /// conformance/baseline/crid.toml): the reports list the failures it expects apart,
+        /// with its reasons, and the run passes (exit 0) when every required failure is
+        /// expected. `compare` stays the strict check (stale entries, wrong messages).
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+        /// Another runtime's baseline (e.g. conformance/baseline/containerd-1.6.toml): the
+        /// Markdown and HTML reports gain the differences between the two runtimes.
+        /// Needs --baseline.
+        #[arg(long, value_name = "FILE", requires = "baseline")]
+        compare_baseline: Option<PathBuf>,
     },
     /// Run the suite across endpoints and runtime handlers; write JUnit XML per cell, a
     /// Markdown summary and an HTML page with the areas × cells grid.
@@ -232,6 +243,8 @@ async fn main() -> ExitCode {
             runtime_handler,
             registry_state,
             not_ready_endpoint,
+            baseline,
+            compare_baseline,
         } => {
             run(RunArgs {
                 endpoint,
@@ -242,6 +255,8 @@ async fn main() -> ExitCode {
                 runtime_handler,
                 registry_state,
                 not_ready_endpoint,
+                baseline,
+                compare_baseline,
             })
             .await
         }
@@ -375,6 +390,8 @@ struct RunArgs {
     runtime_handler: String,
     registry_state: Option<PathBuf>,
     not_ready_endpoint: Option<String>,
+    baseline: Option<PathBuf>,
+    compare_baseline: Option<PathBuf>,
 }
 
 /// A channel to the endpoint without a network, after checking that it answers.
@@ -438,8 +455,17 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         runtime_handler,
         registry_state,
         not_ready_endpoint,
+        baseline,
+        compare_baseline,
     } = args;
     let filter = filter.as_deref();
+    // Baselines first: a typo in a path must not cost a whole run.
+    let baseline = baseline
+        .map(|p| crid_conformance::baseline::Baseline::load(&p))
+        .transpose()?;
+    let other = compare_baseline
+        .map(|p| crid_conformance::baseline::Baseline::load(&p))
+        .transpose()?;
     let images = load_images(registry_state)?;
     let target = runner::probe(&endpoint).await?;
     let not_ready = not_ready_channel(not_ready_endpoint.as_deref()).await?;
@@ -470,21 +496,39 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
     };
     let mut cell = CellReport::from(&report);
     cell.handler = runtime_handler;
+    if let Some(b) = &baseline {
+        b.annotate(&mut cell);
+    }
+    let differences = match (&baseline, &other) {
+        (Some(a), Some(b)) => {
+            crid_conformance::baseline::runtime_differences(a, b, &cases::catalogue())
+        }
+        _ => Vec::new(),
+    };
+    let passed = cell.passed();
     if let Some(path) = junit {
         write_file(&path, &report::cell_to_junit(&cell))?;
     }
     if let Some(path) = markdown {
-        write_file(&path, &report::cell_to_markdown(&cell))?;
+        let mut md = report::cell_to_markdown(&cell);
+        if !differences.is_empty() {
+            md.push_str("\n## Differences between runtimes\n\n");
+            md.push_str(&crid_conformance::baseline::differences_markdown(
+                &differences,
+            ));
+        }
+        write_file(&path, &md)?;
     }
     print!("{}", report::cell_to_table(&cell));
     if let Some(path) = html {
         let m = MatrixReport {
             generated: report::matrix::format_utc(started),
+            differences,
             cells: vec![cell],
         };
         write_file(&path, &report::html::to_html(&m))?;
     }
-    Ok(report.passed())
+    Ok(passed)
 }
 
 struct MatrixArgs {
@@ -507,6 +551,7 @@ fn write_single_cell(
     print!("{}", report::cell_to_table(&cell));
     let m = MatrixReport {
         generated: report::matrix::format_utc(started),
+        differences: Vec::new(),
         cells: vec![cell],
     };
     write_file(&dir.join("summary.md"), &m.to_markdown())?;
@@ -545,6 +590,7 @@ async fn run_critest(
         runtime: target.runtime,
         handler: opts.runtime_handler.clone(),
         entries,
+        baseline: None,
     };
     write_single_cell(&opts.work_dir, cell, started)
 }
@@ -566,6 +612,7 @@ async fn run_node_e2e(opts: drivers::node_e2e::NodeE2eOptions) -> anyhow::Result
         runtime: target.runtime,
         handler: String::new(),
         entries,
+        baseline: None,
     };
     write_single_cell(&opts.work_dir, cell, started)
 }
@@ -671,6 +718,7 @@ async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
                     verdict: cases::Verdict::Fail(e.to_string()),
                     note: String::new(),
                     duration: std::time::Duration::ZERO,
+                    expected: None,
                 }),
             }
         }
@@ -679,12 +727,14 @@ async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
             runtime: target.runtime.clone(),
             handler: handler.clone(),
             entries,
+            baseline: None,
         });
     }
     progress.finish();
 
     let m = MatrixReport {
         generated: report::matrix::format_utc(started),
+        differences: Vec::new(),
         cells: reports,
     };
     for (i, cell) in m.cells.iter().enumerate() {

@@ -116,6 +116,7 @@ fn folded_results_appear_in_every_report_format() {
         runtime: "crid 0.1.0".into(),
         handler: "runc".into(),
         entries,
+        baseline: None,
     };
     let xml = report::cell_to_junit(&cell);
     assert!(
@@ -130,6 +131,7 @@ fn folded_results_appear_in_every_report_format() {
     );
     let m = MatrixReport {
         generated: "now".into(),
+        differences: Vec::new(),
         cells: vec![cell],
     };
     assert_eq!(m.areas().last().map(String::as_str), Some(EXTERNAL_AREA));

@@ -178,6 +178,12 @@ fn the_job_scripts_swallow_no_exit_status() {
                     line.trim_start().starts_with("run_suite ") && line.contains("|| exit"),
                     "{name}: the run must be judged by run_suite and end the job on a harness error: {line}"
                 );
+                assert!(
+                    line.contains(" --baseline conformance/baseline/")
+                        && line.contains(" --compare-baseline conformance/baseline/"),
+                    "{name}: the run must read its results against its baseline and show the \
+                     differences from the other runtime's: {line}"
+                );
             }
         }
         assert!(

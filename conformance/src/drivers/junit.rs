@@ -150,6 +150,7 @@ pub fn to_entries(suite: &str, specs: &[Spec], rule: RequirementRule) -> Vec<Ent
                 verdict,
                 note: String::new(),
                 duration: s.duration,
+                expected: None,
             }
         })
         .collect()

@@ -29,6 +29,9 @@ pub struct Entry {
     pub note: String,
     /// Wall time.
     pub duration: Duration,
+    /// When the run was read against a baseline and this non-pass is one it expects (with
+    /// the message it must hold): the baseline's reason. `None` otherwise.
+    pub expected: Option<String>,
 }
 
 impl From<&Outcome> for Entry {
@@ -42,6 +45,7 @@ impl From<&Outcome> for Entry {
             verdict: o.verdict.clone(),
             note: o.note.clone(),
             duration: o.duration,
+            expected: None,
         }
     }
 }
@@ -50,5 +54,10 @@ impl Entry {
     /// True for a failed required check: what makes a run fail.
     pub fn is_required_failure(&self) -> bool {
         matches!(self.verdict, Verdict::Fail(_)) && self.requirement == Requirement::Required
+    }
+
+    /// True for a failed check the run's baseline does not expect.
+    pub fn is_unexpected_failure(&self) -> bool {
+        matches!(self.verdict, Verdict::Fail(_)) && self.expected.is_none()
     }
 }

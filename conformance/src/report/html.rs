@@ -113,6 +113,9 @@ fn square(t: Totals) -> String {
 }
 
 fn verdict_badge(e: &Entry) -> &'static str {
+    if e.expected.is_some() {
+        return "<span class=\"badge skip\">expected</span>";
+    }
     match (&e.verdict, e.requirement) {
         (Verdict::Pass, _) => "<span class=\"badge ok\">pass</span>",
         (Verdict::Fail(_), Requirement::Required) => "<span class=\"badge bad\">FAIL</span>",
@@ -170,15 +173,15 @@ pub fn to_html(m: &MatrixReport) -> String {
         m.cells.len(),
         t.total()
     );
-    if m.passed() {
-        s.push_str("<div class=\"verdict pass\">PASS · no required case failed</div>");
-    } else {
-        let _ = write!(
-            s,
-            "<div class=\"verdict fail\">FAIL · {} required case(s) failed</div>",
-            t.failed_required
-        );
-    }
+    let verdict = m.verdict_line();
+    let (word, why) = verdict.split_once(": ").unwrap_or((&verdict, ""));
+    let _ = write!(
+        s,
+        "<div class=\"verdict {}\">{} · {}</div>",
+        if m.passed() { "pass" } else { "fail" },
+        esc(word),
+        esc(why)
+    );
     // A zero count is grey: colour only draws the eye to what is there.
     let chip = |n: usize, cls: &str, what: &str| {
         let cls = if n == 0 { "zero" } else { cls };
@@ -219,7 +222,7 @@ pub fn to_html(m: &MatrixReport) -> String {
     s.push_str("<h2>Failures</h2>\n");
     let mut any = false;
     for (i, c) in m.cells.iter().enumerate() {
-        let failed = c.failures();
+        let failed = c.unexpected_failures();
         if failed.is_empty() {
             continue;
         }
@@ -241,7 +244,64 @@ pub fn to_html(m: &MatrixReport) -> String {
         s.push_str("</table>\n");
     }
     if !any {
-        s.push_str("<p class=\"none-msg\">No case failed.</p>\n");
+        let none = if m.cells.iter().any(|c| c.baseline.is_some()) {
+            "No case failed unexpectedly."
+        } else {
+            "No case failed."
+        };
+        let _ = writeln!(s, "<p class=\"none-msg\">{none}</p>");
+    }
+    if m.cells.iter().any(|c| c.baseline.is_some()) {
+        s.push_str("<h2>Expected failures and skips (in the baseline)</h2>\n");
+        let mut any = false;
+        for (i, c) in m.cells.iter().enumerate() {
+            let expected = c.expected_non_passes();
+            if expected.is_empty() {
+                continue;
+            }
+            any = true;
+            let _ = writeln!(
+                s,
+                "<h3>#{} {} · handler {} · baseline of {}</h3>\n<table class=\"list\">",
+                i + 1,
+                esc(&c.runtime),
+                esc(c.handler_label()),
+                esc(c.baseline.as_deref().unwrap_or_default())
+            );
+            for e in expected {
+                let _ = writeln!(
+                    s,
+                    "<tr><td class=\"v\">{}</td><td class=\"id\"><code>{}</code><div class=\"clause\">{}</div></td><td><pre>{}</pre><div class=\"clause\">why: {}</div></td></tr>",
+                    verdict_badge(e),
+                    esc(&e.id),
+                    esc(&e.clause),
+                    esc(match &e.verdict {
+                        Verdict::Fail(w) | Verdict::Skip(w) => w,
+                        Verdict::Pass => "",
+                    }),
+                    esc(e.expected.as_deref().unwrap_or_default())
+                );
+            }
+            s.push_str("</table>\n");
+        }
+        if !any {
+            s.push_str("<p class=\"none-msg\">None.</p>\n");
+        }
+    }
+    if !m.differences.is_empty() {
+        s.push_str("<h2>Differences between runtimes</h2>\n<table class=\"list\">\n<tr><th>case</th><th>clause</th><th>does not pass on</th><th>passes on</th><th>why: the clause, and whose behaviour it supports</th></tr>\n");
+        for d in &m.differences {
+            let _ = writeln!(
+                s,
+                "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&d.case),
+                esc(&d.clause),
+                esc(&d.fails_on),
+                esc(&d.passes_on),
+                esc(&d.reason)
+            );
+        }
+        s.push_str("</table>\n");
     }
 
     s.push_str("<h2>All results</h2>\n");

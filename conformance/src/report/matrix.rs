@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use super::text::one_line;
 use super::{CellReport, Totals, requirement_name};
+use crate::baseline::{RuntimeDifference, differences_markdown};
 use crate::cases::{Area, Verdict};
 
 /// Every cell of a matrix run.
@@ -14,6 +15,9 @@ pub struct MatrixReport {
     pub generated: String,
     /// The cells, in run order.
     pub cells: Vec<CellReport>,
+    /// Where the run's runtime and another differ, from their two baselines
+    /// (`run --baseline A --compare-baseline B`); empty when only one is known.
+    pub differences: Vec<RuntimeDifference>,
 }
 
 impl MatrixReport {
@@ -49,9 +53,41 @@ impl MatrixReport {
         )
     }
 
-    /// True when no required check failed in any cell: the exit status.
+    /// True when no required check failed in any cell, leaving out failures a cell's
+    /// baseline expects: the exit status.
     pub fn passed(&self) -> bool {
-        self.totals().failed_required == 0
+        self.cells.iter().all(CellReport::passed)
+    }
+
+    /// The verdict in words: the one cell's, or counted over the cells.
+    pub fn verdict_line(&self) -> String {
+        if let [one] = self.cells.as_slice() {
+            return one.verdict_line();
+        }
+        let unexpected = self
+            .cells
+            .iter()
+            .flat_map(|c| &c.entries)
+            .filter(|e| e.is_required_failure() && e.expected.is_none())
+            .count();
+        let expected = self
+            .cells
+            .iter()
+            .flat_map(|c| &c.entries)
+            .filter(|e| e.expected.is_some())
+            .count();
+        match (self.cells.iter().any(|c| c.baseline.is_some()), unexpected) {
+            (false, 0) => "PASS: no required case failed".to_owned(),
+            (false, n) => format!("FAIL: {n} required case(s) failed"),
+            (true, 0) => format!(
+                "PASS: no required case failed unexpectedly; {expected} failure(s) or skip(s) \
+                 expected by the cells' baselines"
+            ),
+            (true, n) => format!(
+                "FAIL: {n} required case(s) failed that the cells' baselines do not expect \
+                 ({expected} expected)"
+            ),
+        }
     }
 
     /// The file name of cell `index`'s JUnit XML, e.g. `junit-1-containerd-runc.xml`.
@@ -78,10 +114,9 @@ impl MatrixReport {
     pub fn to_markdown(&self) -> String {
         let t = self.totals();
         let mut s = String::from("# CRI conformance matrix\n\n");
-        let verdict = if self.passed() {
-            "**PASS**: no required case failed".to_owned()
-        } else {
-            format!("**FAIL**: {} required case(s) failed", t.failed_required)
+        let verdict = match self.verdict_line().split_once(": ") {
+            Some((word, why)) => format!("**{word}**: {why}"),
+            None => self.verdict_line(),
         };
         let _ = writeln!(
             s,
@@ -127,7 +162,7 @@ impl MatrixReport {
         s.push_str("\n## Failures\n\n");
         let mut any = false;
         for (i, c) in self.cells.iter().enumerate() {
-            let failed = c.failures();
+            let failed = c.unexpected_failures();
             if failed.is_empty() {
                 continue;
             }
@@ -151,6 +186,41 @@ impl MatrixReport {
         }
         if !any {
             s.push_str("None.\n");
+        }
+        if self.cells.iter().any(|c| c.baseline.is_some()) {
+            s.push_str("\n## Expected failures and skips (in the baseline)\n\n");
+            let mut any = false;
+            for (i, c) in self.cells.iter().enumerate() {
+                let expected = c.expected_non_passes();
+                if expected.is_empty() {
+                    continue;
+                }
+                any = true;
+                let _ = writeln!(
+                    s,
+                    "### #{} {} (baseline of {})\n",
+                    i + 1,
+                    md(&Self::cell_label(c)),
+                    md(c.baseline.as_deref().unwrap_or_default())
+                );
+                for e in expected {
+                    let _ = writeln!(
+                        s,
+                        "- `{}` (`{}`): {}",
+                        md(&e.id),
+                        md(&e.clause),
+                        md(&one_line(e.expected.as_deref().unwrap_or_default(), 400))
+                    );
+                }
+                s.push('\n');
+            }
+            if !any {
+                s.push_str("None.\n");
+            }
+        }
+        if !self.differences.is_empty() {
+            s.push_str("\n## Differences between runtimes\n\n");
+            s.push_str(&differences_markdown(&self.differences));
         }
         s
     }
@@ -211,6 +281,7 @@ pub(crate) mod tests {
             verdict,
             note: String::new(),
             duration: Duration::from_millis(5),
+            expected: None,
         }
     }
 
@@ -220,11 +291,13 @@ pub(crate) mod tests {
         use Requirement::{Optional, Required};
         MatrixReport {
             generated: "2026-01-02 03:04:05 UTC".into(),
+            differences: Vec::new(),
             cells: vec![
                 CellReport {
                     endpoint: "unix:///run/containerd/containerd.sock".into(),
                     runtime: "containerd 1.6.20".into(),
                     handler: "runc".into(),
+                    baseline: None,
                     entries: vec![
                         entry("runtime-info/a", "runtime-info", Required, Verdict::Pass),
                         entry("runtime-info/b", "runtime-info", Optional, Verdict::Pass),
@@ -235,6 +308,7 @@ pub(crate) mod tests {
                     endpoint: "unix:///run/crid/crid.sock".into(),
                     runtime: "crid 0.1.0".into(),
                     handler: String::new(),
+                    baseline: None,
                     entries: vec![
                         entry("runtime-info/a", "runtime-info", Required, Verdict::Pass),
                         entry(

@@ -96,6 +96,9 @@ pub struct CellReport {
     pub handler: String,
     /// The results, in run order.
     pub entries: Vec<Entry>,
+    /// The `runtime` of the baseline the results were read against, when one was given
+    /// (`run --baseline`): then a failure it expects does not fail the cell.
+    pub baseline: Option<String>,
 }
 
 impl CellReport {
@@ -104,9 +107,13 @@ impl CellReport {
         Totals::of(self.entries.iter().map(|e| (&e.verdict, e.requirement)))
     }
 
-    /// True when no required check failed.
+    /// True when no required check failed, leaving out the failures the run's baseline
+    /// expects (all of them count when there is no baseline).
     pub fn passed(&self) -> bool {
-        self.totals().failed_required == 0
+        !self
+            .entries
+            .iter()
+            .any(|e| e.is_required_failure() && e.expected.is_none())
     }
 
     /// The entries that failed, in run order.
@@ -115,6 +122,45 @@ impl CellReport {
             .iter()
             .filter(|e| matches!(e.verdict, crate::cases::Verdict::Fail(_)))
             .collect()
+    }
+
+    /// The failures the baseline does not expect, in run order.
+    pub fn unexpected_failures(&self) -> Vec<&Entry> {
+        self.entries
+            .iter()
+            .filter(|e| e.is_unexpected_failure())
+            .collect()
+    }
+
+    /// The failures and skips the baseline expects, in run order (empty without one).
+    pub fn expected_non_passes(&self) -> Vec<&Entry> {
+        self.entries
+            .iter()
+            .filter(|e| e.expected.is_some())
+            .collect()
+    }
+
+    /// The verdict in words: `PASS` or `FAIL` with why, reading the baseline when there
+    /// is one.
+    pub fn verdict_line(&self) -> String {
+        let required = self
+            .entries
+            .iter()
+            .filter(|e| e.is_required_failure() && e.expected.is_none())
+            .count();
+        let expected = self.expected_non_passes().len();
+        match (&self.baseline, required) {
+            (None, 0) => "PASS: no required case failed".to_owned(),
+            (None, n) => format!("FAIL: {n} required case(s) failed"),
+            (Some(b), 0) => format!(
+                "PASS: no required case failed unexpectedly; {expected} failure(s) or skip(s) \
+                 expected by the baseline of {b}"
+            ),
+            (Some(b), n) => format!(
+                "FAIL: {n} required case(s) failed that the baseline of {b} does not expect \
+                 ({expected} expected)"
+            ),
+        }
     }
 
     /// The handler as people read it: `(default)` for the empty name.
@@ -134,6 +180,7 @@ impl From<&RunReport> for CellReport {
             runtime: r.runtime.clone(),
             handler: String::new(),
             entries: r.outcomes.iter().map(Entry::from).collect(),
+            baseline: None,
         }
     }
 }

@@ -2,8 +2,31 @@
 
 use std::fmt::Write;
 
-use super::{CellReport, RunReport, closing_line};
+use super::{CellReport, Entry, RunReport, closing_line};
 use crate::cases::{Requirement, Verdict};
+
+fn tag(e: &Entry) -> &'static str {
+    match (&e.verdict, &e.expected) {
+        (Verdict::Fail(_), Some(_)) => "fail (expected)",
+        (Verdict::Skip(_), Some(_)) => "skip (expected)",
+        _ => verdict_tag(&e.verdict, e.requirement),
+    }
+}
+
+/// The failures and skips the baseline expects, one line each with its reason; empty
+/// without a baseline.
+fn expected_lines(report: &CellReport, bullet: &str, width: usize) -> String {
+    let mut s = String::new();
+    for e in report.expected_non_passes() {
+        let _ = writeln!(
+            s,
+            "{bullet}{}: {}",
+            e.id,
+            one_line(e.expected.as_deref().unwrap_or_default(), width)
+        );
+    }
+    s
+}
 
 fn verdict_tag(v: &Verdict, r: Requirement) -> &'static str {
     match (v, r) {
@@ -55,13 +78,28 @@ pub fn cell_to_table(report: &CellReport) -> String {
         let _ = writeln!(
             s,
             "{:<15}  {:<id_w$}  {:>6.0}ms  {}",
-            verdict_tag(&o.verdict, o.requirement),
+            tag(o),
             o.id,
             o.duration.as_secs_f64() * 1000.0,
             one_line(&detail(&o.verdict, &o.note), 100)
         );
     }
     s.push('\n');
+    if let Some(b) = &report.baseline {
+        let unexpected = report.unexpected_failures();
+        let _ = writeln!(s, "Unexpected failures ({}):", unexpected.len());
+        for e in unexpected {
+            let _ = writeln!(s, "  {} ({})", e.id, verdict_tag(&e.verdict, e.requirement));
+        }
+        let expected = expected_lines(report, "  ", 160);
+        let _ = writeln!(
+            s,
+            "Expected by the baseline of {b} ({}):",
+            report.expected_non_passes().len()
+        );
+        s.push_str(&expected);
+        let _ = writeln!(s, "{}", report.verdict_line());
+    }
     s.push_str(&closing_line(report.totals()));
     s.push('\n');
     s
@@ -81,6 +119,11 @@ pub fn cell_to_markdown(report: &CellReport) -> String {
     if !report.handler.is_empty() {
         let _ = writeln!(s, "Runtime handler: `{}`\n", report.handler);
     }
+    if report.baseline.is_some() {
+        let verdict = report.verdict_line();
+        let (word, why) = verdict.split_once(": ").unwrap_or((&verdict, ""));
+        let _ = writeln!(s, "**{word}**: {why}\n");
+    }
     let _ = writeln!(
         s,
         "| passed | failed (required) | failed (optional) | skipped |\n|---|---|---|---|\n| {} | {} | {} | {} |\n",
@@ -91,11 +134,33 @@ pub fn cell_to_markdown(report: &CellReport) -> String {
         let _ = writeln!(
             s,
             "| {} | `{}` | `{}` | {} |",
-            verdict_tag(&o.verdict, o.requirement),
+            tag(o),
             o.id,
             o.clause.replace('|', "\\|"),
             one_line(&detail(&o.verdict, &o.note), 200).replace('|', "\\|")
         );
+    }
+    if let Some(b) = &report.baseline {
+        let unexpected = report.unexpected_failures();
+        let _ = writeln!(s, "\n## Unexpected failures\n");
+        if unexpected.is_empty() {
+            s.push_str("None.\n");
+        }
+        for e in unexpected {
+            let _ = writeln!(
+                s,
+                "- `{}` ({}): {}",
+                e.id,
+                super::requirement_name(e.requirement),
+                one_line(&detail(&e.verdict, &e.note), 300)
+            );
+        }
+        let _ = writeln!(s, "\n## Expected failures and skips (baseline of {b})\n");
+        let expected = expected_lines(report, "- ", 400);
+        if expected.is_empty() {
+            s.push_str("None.\n");
+        }
+        s.push_str(&expected);
     }
     s
 }

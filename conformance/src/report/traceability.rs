@@ -194,6 +194,17 @@ pub fn to_traceability(cases: &[Case]) -> String {
     }
     s.push('\n');
 
+    s.push_str("## Differences between runtimes\n\n");
+    s.push_str(
+        "Cases listed in exactly one of conformance/baseline/crid.toml and \
+         conformance/baseline/containerd-1.6.toml: where the two runtimes behave differently, \
+         the clause, and whose behaviour it supports.\n\n",
+    );
+    s.push_str(&crate::baseline::differences_markdown(
+        &crate::baseline::checked_in_differences(cases),
+    ));
+    s.push('\n');
+
     s.push_str("## Other clauses (OCI specs, gRPC, CRI behaviour without one RPC)\n\n");
     if others.is_empty() {
         s.push_str("None.\n");
