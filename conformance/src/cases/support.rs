@@ -138,6 +138,21 @@ impl Scope {
         self.lock().images.push(image.to_owned());
     }
 
+    /// Records a pod for removal at cleanup (for pods created by hand).
+    pub fn track_pod(&self, id: &str) {
+        self.lock().pods.push(id.to_owned());
+    }
+
+    /// Records a container for removal at cleanup (for containers created by hand).
+    pub fn track_container(&self, id: &str) {
+        self.lock().containers.push(id.to_owned());
+    }
+
+    /// Records a directory under [`log_root`] for removal at cleanup, after the pods.
+    pub fn track_dir(&self, dir: &std::path::Path) {
+        self.lock().dirs.push(dir.to_owned());
+    }
+
     /// ImageStatus: `None` when the endpoint says the image is absent.
     pub async fn image_status(&self, image: &str) -> Result<Option<cri::Image>, String> {
         self.is()
