@@ -13,6 +13,12 @@
 //! Steps: RunPodSandbox, CreateContainer (busybox `sleep 3600`), StartContainer, ExecSync
 //! (`true`), StopContainer (timeout 0: SIGKILL for both), StopPodSandbox, RemovePodSandbox.
 //!
+//! Then graceful stops (issue 10): StopContainer with a 10 s grace period of a container
+//! that exits on SIGTERM while a child it started lives on (`trap 'exit 0' TERM; sleep &
+//! wait`), in pods whose PID namespace is shared and pods where it is not, and the whole
+//! teardown (StopContainer, StopPodSandbox, RemovePodSandbox) of those pods
+//! (`LIFECYCLE_BENCH_STOP_PODS` per variant, default 10).
+//!
 //! Then the floor: `runc create`, `runc start`, `runc exec true` timed on the command line
 //! with crid's own bundle (its config.json, a fresh cgroup), and memory: crid's RSS and PSS
 //! idle and with 10 running pods, one crid-monitor's, and one conmon's monitoring the same
@@ -176,6 +182,82 @@ impl Target {
             out.push((pod, ctr));
         }
         Ok(out)
+    }
+
+    /// One pod whose container exits on SIGTERM and leaves a child running; times its
+    /// StopContainer (grace 10 s) and its whole teardown.
+    async fn graceful_stop(
+        &mut self,
+        name: &str,
+        shared_pid: bool,
+    ) -> Result<(Duration, Duration)> {
+        let who = self.name;
+        let mut pc = common::pod_config(name, &self.logs)?;
+        let mut ns = common::namespaces();
+        if shared_pid {
+            ns.pid = cri::NamespaceMode::Pod as i32;
+        }
+        if let Some(sc) = pc.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+            sc.namespace_options = Some(ns.clone());
+        }
+        let mut config = common::container_config(
+            "main",
+            &self.image,
+            &["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"],
+        );
+        if let Some(sc) = config
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+        {
+            sc.namespace_options = Some(ns);
+        }
+        let rs = &mut self.rs;
+        let pod = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pc.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .with_context(|| format!("{who}: RunPodSandbox {name}"))?
+            .into_inner()
+            .pod_sandbox_id;
+        let ctr = rs
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(config),
+                sandbox_config: Some(pc),
+            })
+            .await
+            .with_context(|| format!("{who}: CreateContainer in {name}"))?
+            .into_inner()
+            .container_id;
+        rs.start_container(cri::StartContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .with_context(|| format!("{who}: StartContainer in {name}"))?;
+        // Let the shell set its trap and start the child.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let t = Instant::now();
+        rs.stop_container(cri::StopContainerRequest {
+            container_id: ctr,
+            timeout: 10,
+        })
+        .await
+        .with_context(|| format!("{who}: StopContainer in {name}"))?;
+        let stop = t.elapsed();
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .with_context(|| format!("{who}: StopPodSandbox {name}"))?;
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .with_context(|| format!("{who}: RemovePodSandbox {name}"))?;
+        Ok((stop, t.elapsed()))
     }
 
     async fn remove_pods(&mut self, pods: &[(String, String)]) -> Result<()> {
@@ -379,6 +461,43 @@ fn median_memory(v: &[Memory]) -> Memory {
         rss_kib: median(|m| m.rss_kib),
         pss_kib: median(|m| m.pss_kib),
         anon_kib: median(|m| m.anon_kib),
+    }
+}
+
+/// The graceful-stop table: StopContainer (grace 10 s) of a container that exits on
+/// SIGTERM, and the whole teardown of its pod, per PID-namespace variant.
+fn print_graceful(pods: usize, samples: &[[Vec<(Duration, Duration)>; 2]; 2]) {
+    println!();
+    println!(
+        "graceful stop: {pods} pods per variant; `trap 'exit 0' TERM; sleep 3600 & wait`, StopContainer timeout 10 s; teardown = StopContainer + StopPodSandbox + RemovePodSandbox"
+    );
+    println!(
+        "| pod PID namespace | step | crid median ms | crid p90 ms | containerd median ms | containerd p90 ms | crid/containerd (median) | crid total s | containerd total s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (v, variant) in ["per container", "shared by the pod"].iter().enumerate() {
+        for (k, step) in ["StopContainer", "teardown"].iter().enumerate() {
+            let pick = |t: usize| -> Vec<Duration> {
+                samples[t][v]
+                    .iter()
+                    .map(|p| if k == 0 { p.0 } else { p.1 })
+                    .collect()
+            };
+            let (crid, ctrd) = (pick(0), pick(1));
+            let (cm, cp) = median_p90(&crid);
+            let (km, kp) = median_p90(&ctrd);
+            let total = |v: &[Duration]| v.iter().sum::<Duration>().as_secs_f64();
+            println!(
+                "| {variant} | {step} | {} | {} | {} | {} | {:.2}x | {:.2} | {:.2} |",
+                ms(cm),
+                ms(cp),
+                ms(km),
+                ms(kp),
+                cm.as_secs_f64() / km.as_secs_f64(),
+                total(&crid),
+                total(&ctrd)
+            );
+        }
     }
 }
 
@@ -678,10 +797,25 @@ async fn main() -> Result<()> {
                 eprintln!("{} pods each done", i + 1);
             }
         }
+        let stop_pods = common::env_count("LIFECYCLE_BENCH_STOP_PODS", 10)?;
+        eprintln!("graceful stops: {stop_pods} pods per variant each ...");
+        // [target][variant] samples of (StopContainer, whole teardown).
+        let mut graceful: [[Vec<(Duration, Duration)>; 2]; 2] = Default::default();
+        for i in 0..stop_pods {
+            for (v, shared) in [false, true].into_iter().enumerate() {
+                let order = if (i + v) % 2 == 0 { [0, 1] } else { [1, 0] };
+                for which in order {
+                    let t = if which == 0 { &mut crid_t } else { &mut ctrd_t };
+                    let name = format!("{}-stop-{v}-{i}", t.name);
+                    graceful[which][v].push(t.graceful_stop(&name, shared).await?);
+                }
+            }
+        }
         eprintln!("memory: {MEMORY_PODS} running pods each ...");
         let (mem, floor) =
             memory_phase(&crid, &mut crid_t, &ctrd, &mut ctrd_t, crid_idle, pods).await?;
         print_report(pods, &bin.describe(), &crid_t, &ctrd_t, &floor, &mem);
+        print_graceful(stop_pods, &graceful);
         anyhow::Ok(())
     }
     .await;

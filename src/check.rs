@@ -203,6 +203,40 @@ pub async fn run(config: &Config) -> Report {
         _ => report.push(Level::Ok, "cgroups", detail),
     }
 
+    let host = host::probe_resources();
+    let hugetlb = if host.hugetlb_controller {
+        format!(
+            "hugetlb controller for {}",
+            host.hugetlb_sizes
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else if config.runtime.tolerate_missing_hugetlb_controller {
+        "no hugetlb controller: hugepage_limits are dropped from containers' specs".to_owned()
+    } else {
+        "no hugetlb controller: containers with hugepage_limits (every one a kubelet creates) are refused; set [runtime] tolerate_missing_hugetlb_controller = true".to_owned()
+    };
+    let level = if host.hugetlb_controller || config.runtime.tolerate_missing_hugetlb_controller {
+        Level::Ok
+    } else {
+        Level::Warn
+    };
+    report.push(level, "cgroup limits", hugetlb);
+    report.push(
+        Level::Ok,
+        "cgroup limits",
+        format!(
+            "swap accounting: {}; cgroup v2 controllers for unified keys: {}; lowest oom_score_adj: {}",
+            if host.swap_accounting { "yes" } else { "no (swap limits are dropped)" },
+            host.unified_controllers
+                .as_ref()
+                .map_or("none (v1 limits)".to_owned(), |c| c.iter().cloned().collect::<Vec<_>>().join(" ")),
+            host.oom_score_adj_min
+        ),
+    );
+
     for (subject, path) in [
         ("storage root", &config.storage.root),
         ("storage runroot", &config.storage.runroot),

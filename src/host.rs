@@ -1,4 +1,5 @@
-//! Facts about the host that decide what crid can do: cgroup layout and overlayfs.
+//! Facts about the host that decide what crid can do: cgroup layout, what its cgroups can
+//! enforce, capabilities, sysctls and overlayfs.
 
 use std::fmt;
 use std::path::Path;
@@ -29,11 +30,15 @@ impl fmt::Display for CgroupMode {
 
 /// Reads the cgroup layout from the filesystem types under /sys/fs/cgroup.
 pub fn cgroup_mode() -> CgroupMode {
+    cgroup_mode_at(Path::new("/sys/fs/cgroup"))
+}
+
+fn cgroup_mode_at(root: &Path) -> CgroupMode {
     use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, TMPFS_MAGIC, statfs};
-    match statfs(Path::new("/sys/fs/cgroup")).map(|s| s.filesystem_type()) {
+    match statfs(root).map(|s| s.filesystem_type()) {
         Ok(t) if t == CGROUP2_SUPER_MAGIC => CgroupMode::Unified,
         Ok(t) if t == TMPFS_MAGIC => {
-            let unified = statfs(Path::new("/sys/fs/cgroup/unified")).map(|s| s.filesystem_type());
+            let unified = statfs(&root.join("unified")).map(|s| s.filesystem_type());
             if matches!(unified, Ok(t) if t == CGROUP2_SUPER_MAGIC) {
                 CgroupMode::Hybrid
             } else {
@@ -74,9 +79,189 @@ pub fn bounding_capabilities() -> Vec<String> {
         .collect()
 }
 
+/// Probes what the host's cgroups and kernel can enforce (see [`crate::spec::host`]).
+/// Read once at start: controllers are not mounted or unmounted under a running node.
+pub fn probe_resources() -> crate::spec::HostResources {
+    probe_resources_at(
+        Path::new("/sys/fs/cgroup"),
+        Path::new("/sys/kernel/mm/hugepages"),
+    )
+}
+
+fn probe_resources_at(cgroup: &Path, hugepages: &Path) -> crate::spec::HostResources {
+    use std::collections::BTreeSet;
+    let mode = cgroup_mode_at(cgroup);
+    let v2_controllers = |dir: &Path| -> BTreeSet<String> {
+        std::fs::read_to_string(dir.join("cgroup.controllers"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    let kernel_sizes: BTreeSet<String> = std::fs::read_dir(hugepages)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let kb: u64 = name
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
+            Some(page_size_name(kb * 1024))
+        })
+        .collect();
+    let (hugetlb_controller, hugetlb_sizes, swap_accounting, unified_controllers) = match mode {
+        CgroupMode::Unified => {
+            let controllers = v2_controllers(cgroup);
+            // memory.swap.max exists in non-root cgroups when swap accounting is on.
+            let swap = std::fs::read_dir(cgroup)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.path().join("memory.swap.max").exists());
+            let hugetlb = controllers.contains("hugetlb");
+            (
+                hugetlb,
+                if hugetlb {
+                    kernel_sizes
+                } else {
+                    BTreeSet::new()
+                },
+                swap,
+                Some(controllers),
+            )
+        }
+        _ => {
+            // v1 controllers decide, also on hybrid hosts: the runtime sets limits there.
+            let hugetlb_dir = cgroup.join("hugetlb");
+            let sizes: BTreeSet<String> = std::fs::read_dir(&hugetlb_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    Some(
+                        name.strip_prefix("hugetlb.")?
+                            .strip_suffix(".limit_in_bytes")?
+                            .to_owned(),
+                    )
+                })
+                .collect();
+            let swap = cgroup.join("memory/memory.memsw.limit_in_bytes").exists();
+            (!sizes.is_empty(), sizes, swap, None)
+        }
+    };
+    let own_adj: i64 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let oom_score_adj_min = if effective_capability("SYS_RESOURCE") {
+        -1000
+    } else {
+        own_adj
+    };
+    crate::spec::HostResources {
+        hugetlb_controller,
+        hugetlb_sizes,
+        swap_accounting,
+        unified_controllers,
+        oom_score_adj_min,
+    }
+}
+
+/// The CRI's name of a page size (`2MB`, `1GB`, `64KB`), as the kubelet and the hugetlb
+/// controller's file names write it.
+fn page_size_name(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "KB")];
+    for (size, unit) in UNITS {
+        if bytes >= size && bytes % size == 0 {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// Whether this process has capability `name` (without `CAP_`) in its effective set.
+fn effective_capability(name: &str) -> bool {
+    let Some(bit) = crate::spec::security::ALL_CAPABILITIES
+        .iter()
+        .position(|c| *c == name)
+    else {
+        return false;
+    };
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .is_some_and(|mask| mask & (1u64 << bit) != 0)
+}
+
+/// Whether the kernel has sysctl `key` (dotted) at all; namespaced ones show in the
+/// host's /proc/sys too.
+pub fn sysctl_exists(key: &str) -> bool {
+    !key.split('.').any(|p| p.is_empty() || p == "..")
+        && Path::new("/proc/sys").join(key.replace('.', "/")).exists()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_sizes_are_named_as_the_cri_names_them() {
+        assert_eq!(page_size_name(2 << 20), "2MB");
+        assert_eq!(page_size_name(1 << 30), "1GB");
+        assert_eq!(page_size_name(64 << 10), "64KB");
+        assert_eq!(page_size_name(32 << 20), "32MB");
+    }
+
+    #[test]
+    fn hybrid_host_without_hugetlb_is_probed_as_such() {
+        // A v1-style tree (tmpfs mode is read from statfs, so the probe is given the
+        // layout through a directory that is not a cgroup filesystem: Unknown counts as v1).
+        let root = tempfile::tempdir().expect("tempdir");
+        let cg = root.path().join("cgroup");
+        let hp = root.path().join("hugepages");
+        std::fs::create_dir_all(cg.join("memory")).expect("mkdir");
+        std::fs::write(cg.join("memory/memory.memsw.limit_in_bytes"), "0").expect("w");
+        std::fs::create_dir_all(hp.join("hugepages-2048kB")).expect("mkdir");
+        std::fs::create_dir_all(hp.join("hugepages-1048576kB")).expect("mkdir");
+        let host = probe_resources_at(&cg, &hp);
+        assert!(!host.hugetlb_controller);
+        assert!(host.hugetlb_sizes.is_empty());
+        assert!(host.swap_accounting);
+        assert_eq!(host.unified_controllers, None);
+        // With a v1 hugetlb controller, its files name the sizes.
+        std::fs::create_dir_all(cg.join("hugetlb")).expect("mkdir");
+        std::fs::write(cg.join("hugetlb/hugetlb.2MB.limit_in_bytes"), "0").expect("w");
+        let host = probe_resources_at(&cg, &hp);
+        assert!(host.hugetlb_controller);
+        assert_eq!(host.hugetlb_sizes, ["2MB".to_owned()].into());
+    }
+
+    #[test]
+    fn this_host_is_probed() {
+        // Whatever this host is, the probe agrees with the files it reads.
+        let host = probe_resources();
+        let v1_hugetlb = Path::new("/sys/fs/cgroup/hugetlb").exists();
+        if cgroup_mode() != CgroupMode::Unified {
+            assert_eq!(host.hugetlb_controller, v1_hugetlb);
+        }
+        assert!(host.oom_score_adj_min <= 1000 && host.oom_score_adj_min >= -1000);
+    }
+
+    #[test]
+    fn sysctls_are_looked_up_safely() {
+        assert!(sysctl_exists("kernel.hostname"));
+        assert!(!sysctl_exists("kernel.no_such_sysctl_crid"));
+        assert!(!sysctl_exists("kernel..hostname"));
+        assert!(!sysctl_exists("net...x"));
+    }
 
     #[test]
     fn overlay_is_found_in_proc_filesystems_format() {

@@ -67,6 +67,14 @@ pub struct RuntimeConfig {
     /// Largest CRI log file crid-monitor writes per container, in bytes; 0 for no limit
     /// (the kubelet rotates logs itself through ReopenContainerLog).
     pub log_size_max: u64,
+    /// Drop `hugepage_limits` when the host has no hugetlb controller (the kubelet sends
+    /// them for every page size the kernel has); `false` refuses such containers instead.
+    pub tolerate_missing_hugetlb_controller: bool,
+    /// Drop other resource requests the host cannot enforce (a page size the hugetlb
+    /// controller lacks, swap limits without swap accounting, `unified` keys of absent
+    /// controllers, an `oom_score_adj` below what crid may set, sysctls the kernel lacks);
+    /// `false` refuses them instead.
+    pub tolerate_unsupported_resources: bool,
 }
 
 /// `[runtime.runtimes.NAME]`: one runtime handler.
@@ -232,6 +240,8 @@ impl Default for RuntimeConfig {
             default_runtime: "runc".to_owned(),
             cgroup_driver: CgroupDriver::Cgroupfs,
             log_size_max: 0,
+            tolerate_missing_hugetlb_controller: true,
+            tolerate_unsupported_resources: true,
             runtimes: BTreeMap::from([
                 ("runc".to_owned(), oci("runc")),
                 ("crun".to_owned(), oci("crun")),

@@ -104,6 +104,13 @@ impl Lifecycle {
                 "must not be empty",
             ));
         }
+        spec::requests::check_container(&config).map_err(
+            |spec::SpecError::Invalid { field, reason }| LifecycleError::invalid(field, reason),
+        )?;
+        self.check_enforceable(
+            &md.name,
+            config.linux.as_ref().and_then(|l| l.resources.as_ref()),
+        )?;
         let pod = self.pod(pod_id).ok_or_else(|| LifecycleError::NotFound {
             kind: "pod sandbox",
             id: pod_id.to_owned(),
@@ -207,7 +214,9 @@ impl Lifecycle {
             .as_ref()
             .and_then(|l| l.security_context.clone())
             .unwrap_or_default();
-        let (process, stop_signal) = self.images.process_config(image)?;
+        let (process, image_stop_signal) = self.images.process_config(image)?;
+        // cri:ContainerConfig#stop_signal overrides the image's StopSignal.
+        let stop_signal = spec::requests::stop_signal(c).unwrap_or(image_stop_signal);
         let devices = bundle::resolve_devices(&c.devices)?;
         let host_devices = if sc.privileged {
             bundle::host_devices()
@@ -272,6 +281,7 @@ impl Lifecycle {
             devices: &devices,
             host_devices: &host_devices,
             localhost_seccomp: seccomp.as_ref(),
+            host: &self.host_resources,
         })
         .map_err(|spec::SpecError::Invalid { field, reason }| {
             LifecycleError::invalid(field, reason)
@@ -362,10 +372,18 @@ impl Lifecycle {
     }
 
     /// cri:RuntimeService.StopContainer: the stop signal, `timeout` seconds, then SIGKILL.
-    /// Idempotent; an unknown ID is NotFound.
+    /// Idempotent, and an unknown ID is not an error: the kubelet retries stops after
+    /// restarts and treats NotFound as a failure (api.proto: "must not return an error if
+    /// the container has already been stopped").
     pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
-        let c = self.live_container(id)?;
-        self.stop_container_obj(&c, timeout).await
+        match self.live_container(id) {
+            Ok(c) => self.stop_container_obj(&c, timeout).await,
+            Err(LifecycleError::NotFound { .. }) => {
+                tracing::debug!(container = %id, "StopContainer of an unknown container: nothing to do");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) async fn stop_container_obj(
@@ -375,13 +393,53 @@ impl Lifecycle {
     ) -> Result<()> {
         let _op = c.lock().await;
         let id = c.id().to_owned();
-        if self.record_exit(&id)
-            || !c.read(|r| matches!(r.state, ContainerState::Created | ContainerState::Running))
-        {
-            return Ok(());
-        }
         let record = c.get();
-        let runtime = self.runtime_of(&record)?;
+        if !self.record_exit(&id)
+            && c.read(|r| matches!(r.state, ContainerState::Created | ContainerState::Running))
+        {
+            self.signal_until_exit(c, &record, timeout).await?;
+        }
+        // The container is its init: once that has exited the container has, but processes
+        // it left in a pod-shared or the host's PID namespace live on in its cgroup (and
+        // would hold its output pipes). Nothing of a stopped container may survive.
+        if record.state != ContainerState::Created
+            && let Some(pod) = self.pod(&record.pod_id).map(|p| p.get())
+        {
+            let path = self.cgroups_path(&pod, &id);
+            match tokio::task::spawn_blocking(move || {
+                crate::runtime::cgroups::kill_remaining(&path, KILL_GRACE)
+            })
+            .await
+            {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::debug!(container = %id, killed = n, "killed processes that outlived the container's init")
+                }
+                Ok(Err(e)) => {
+                    return Err(LifecycleError::Internal {
+                        what: format!("container {id}: killing what outlived its init"),
+                        detail: e.to_string(),
+                    });
+                }
+                Err(e) => {
+                    return Err(LifecycleError::internal(format!(
+                        "container {id}: cgroup sweep"
+                    ))(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stop signal, `timeout` seconds, then SIGKILL, until the container's init exited.
+    async fn signal_until_exit(
+        &self,
+        c: &Arc<Object<ContainerRecord>>,
+        record: &ContainerRecord,
+        timeout: i64,
+    ) -> Result<()> {
+        let id = record.id.clone();
+        let runtime = self.runtime_of(record)?;
         let all = shares_host_pid(&record.config);
         if timeout > 0 {
             runtime
@@ -558,7 +616,8 @@ impl Lifecycle {
         let runtime = self.runtime_of(&record)?;
         let mut config = record.config.clone();
         config.linux.get_or_insert_with(Default::default).resources = Some(resources.clone());
-        let oci_resources = spec::resources(&config);
+        self.check_enforceable(id, Some(&resources))?;
+        let oci_resources = spec::resources(&config, &self.host_resources);
         runtime
             .update(id, &oci_resources)
             .await
@@ -570,14 +629,19 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// cri:RuntimeService.ReopenContainerLog: the monitor reopens the log file.
-    pub fn reopen_container_log(&self, id: &str) -> Result<()> {
+    /// cri:RuntimeService.ReopenContainerLog: the monitor reopens the log file. Returns once
+    /// the monitor writes to the file now at the log path: the kubelet's rotation renames
+    /// the file, calls this, and reads the new file at once.
+    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
         let c = self.live_container(id)?;
         let record = c.get();
         if record.state != ContainerState::Running || self.record_exit(id) {
             return Err(LifecycleError::FailedPrecondition(format!(
                 "container {id} is not running"
             )));
+        }
+        if record.log_path.as_os_str().is_empty() {
+            return Ok(());
         }
         if !is_monitor_of(record.monitor_pid, id) {
             return Err(LifecycleError::FailedPrecondition(format!(
@@ -592,8 +656,41 @@ impl Lifecycle {
         .map_err(|e| LifecycleError::Internal {
             what: format!("container {id}: signalling its monitor"),
             detail: e.to_string(),
-        })
+        })?;
+        let deadline = tokio::time::Instant::now() + REOPEN_LIMIT;
+        loop {
+            if holds_file(record.monitor_pid, &record.log_path) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(LifecycleError::Internal {
+                    what: format!("container {id}: reopening its log"),
+                    detail: format!(
+                        "the monitor did not open {} within {REOPEN_LIMIT:?}",
+                        record.log_path.display()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
+}
+
+/// How long ReopenContainerLog waits for the monitor to open the new file.
+const REOPEN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Whether process `pid` has the file now at `path` open (same device and inode).
+fn holds_file(pid: i32, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(want) = std::fs::metadata(path) else {
+        return false;
+    };
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == want.dev() && m.ino() == want.ino())
+    })
 }
 
 /// Whether `pid` is crid-monitor watching container `id` (pids get reused).

@@ -141,6 +141,12 @@ pub struct Lifecycle {
     pub(crate) log_size_max: Option<u64>,
     pub(crate) monitor: PathBuf,
     pub(crate) host_capabilities: Vec<String>,
+    /// What the host's cgroups can enforce, probed once at start.
+    pub(crate) host_resources: crate::spec::HostResources,
+    /// `[runtime] tolerate_missing_hugetlb_controller`.
+    pub(crate) tolerate_missing_hugetlb: bool,
+    /// `[runtime] tolerate_unsupported_resources`.
+    pub(crate) tolerate_unsupported: bool,
     pub(crate) cni: crate::network::Cni,
     pub(crate) cpu_rates: crate::stats::CpuRates,
     pub(crate) pods: RwLock<HashMap<String, Arc<Object<PodRecord>>>>,
@@ -232,6 +238,9 @@ impl Lifecycle {
             log_size_max: (config.runtime.log_size_max > 0).then_some(config.runtime.log_size_max),
             monitor: monitor_binary(),
             host_capabilities: crate::host::bounding_capabilities(),
+            host_resources: crate::host::probe_resources(),
+            tolerate_missing_hugetlb: config.runtime.tolerate_missing_hugetlb_controller,
+            tolerate_unsupported: config.runtime.tolerate_unsupported_resources,
             cni: crate::network::Cni::from_config(config),
             cpu_rates: crate::stats::CpuRates::default(),
             pods: RwLock::default(),
@@ -314,6 +323,35 @@ impl Lifecycle {
     }
 
     /// A pod by ID.
+    /// What the host's cgroups can enforce, as probed at start.
+    pub fn host_resources(&self) -> &crate::spec::HostResources {
+        &self.host_resources
+    }
+
+    /// Applies the host's limits to a container's resources: what it cannot enforce is
+    /// dropped with a debug line naming it, or refused with FailedPrecondition when the
+    /// configuration says so.
+    pub(crate) fn check_enforceable(
+        &self,
+        id: &str,
+        resources: Option<&crid_api::cri::LinuxContainerResources>,
+    ) -> Result<()> {
+        let Some(r) = resources else { return Ok(()) };
+        for lack in crate::spec::host::enforceable(r, &self.host_resources).1 {
+            let tolerated = match lack.lack {
+                crate::spec::Lack::HugetlbController => self.tolerate_missing_hugetlb,
+                crate::spec::Lack::Other => self.tolerate_unsupported,
+            };
+            if !tolerated {
+                return Err(LifecycleError::FailedPrecondition(format!(
+                    "container {id}: {lack} (the host cannot enforce it, and crid is configured to refuse)"
+                )));
+            }
+            tracing::debug!(container = %id, "dropped from the OCI spec: {lack}");
+        }
+        Ok(())
+    }
+
     pub(crate) fn pod(&self, id: &str) -> Option<Arc<Object<PodRecord>>> {
         self.pods
             .read()

@@ -24,8 +24,8 @@ use nix::unistd::Pid;
 use super::exit::{self, ExitRecord};
 use super::log::{LogWriter, Stream};
 
-/// How long output is still collected after the container's init exits, for processes
-/// outside its PID namespace that may hold the pipes.
+/// How long output is still collected after the container's init exits (and its exit is
+/// recorded), for processes that survived it and still hold the pipes.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// How long the runtime may take to send the terminal of a container that has one.
@@ -226,7 +226,18 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
     let _ = status.flush();
     drop(status);
 
-    let exit_code = pump(&mut log, out_r, err_r, master, &signals, Pid::from_raw(pid))?;
+    let mut output = Output::new(out_r, err_r, master)?;
+    let exit_code = copy(
+        &mut log,
+        &mut output,
+        &signals,
+        Some(Pid::from_raw(pid)),
+        None,
+    )?
+    .ok_or_else(|| MonitorError::Sys {
+        what: "wait for the container's init",
+        source: io::Error::other("the output loop ended before init exited"),
+    })?;
     let record = ExitRecord {
         exit_code,
         exited_at_ns: SystemTime::now()
@@ -235,54 +246,117 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
             .unwrap_or_default(),
         oom_killed: args.memory_cgroup.as_deref().is_some_and(oom_killed),
     };
+    // The container's exit is its init's exit: record it now, even if a process that
+    // survived init (one in a pod-shared PID namespace) still holds the pipes open.
     exit::write(&args.exit_file, &record).map_err(sys("write the exit file"))?;
+    // Then keep logging what such survivors write, until they close the pipes (the daemon
+    // kills the rest of the container's cgroup when it stops the container) or the window
+    // ends. Nothing here can change the record any more.
+    if let Err(e) = copy(
+        &mut log,
+        &mut output,
+        &signals,
+        None,
+        Some(Instant::now() + DRAIN_AFTER_EXIT),
+    ) {
+        eprintln!("crid-monitor: container {}: after exit: {e}", args.id);
+    }
     Ok(record)
 }
 
-/// Copies output into the log until the container has exited and its output is drained.
-fn pump(
-    log: &mut LogWriter,
-    out: OwnedFd,
-    err: OwnedFd,
-    terminal: Option<OwnedFd>,
-    signals: &SignalFd,
-    init: Pid,
-) -> Result<i32, MonitorError> {
-    set_nonblocking(&out)?;
-    set_nonblocking(&err)?;
-    let mut pipes: Vec<(Stream, Option<File>)> = vec![
-        (Stream::Stdout, Some(out.into())),
-        (Stream::Stderr, Some(err.into())),
-    ];
-    // A terminal merges both streams; the CRI logs it as stdout.
-    if let Some(t) = terminal {
-        set_nonblocking(&t)?;
-        pipes.push((Stream::Stdout, Some(t.into())));
-    }
-    let mut exit_code: Option<i32> = None;
-    let mut exited_at: Option<Instant> = None;
-    let mut buf = vec![0u8; 64 * 1024];
+/// The container's output: its stdout and stderr pipes, or its terminal.
+struct Output {
+    pipes: Vec<(Stream, Option<File>)>,
+    buf: Vec<u8>,
+}
 
-    loop {
-        let open = pipes.iter().any(|(_, f)| f.is_some());
-        if let Some(code) = exit_code
-            && (!open || exited_at.is_some_and(|t| t.elapsed() > DRAIN_AFTER_EXIT))
-        {
-            return Ok(code);
+impl Output {
+    fn new(out: OwnedFd, err: OwnedFd, terminal: Option<OwnedFd>) -> Result<Self, MonitorError> {
+        set_nonblocking(&out)?;
+        set_nonblocking(&err)?;
+        let mut pipes: Vec<(Stream, Option<File>)> = vec![
+            (Stream::Stdout, Some(out.into())),
+            (Stream::Stderr, Some(err.into())),
+        ];
+        // A terminal merges both streams; the CRI logs it as stdout.
+        if let Some(t) = terminal {
+            set_nonblocking(&t)?;
+            pipes.push((Stream::Stdout, Some(t.into())));
         }
+        Ok(Self {
+            pipes,
+            buf: vec![0u8; 64 * 1024],
+        })
+    }
+
+    fn is_open(&self) -> bool {
+        self.pipes.iter().any(|(_, f)| f.is_some())
+    }
+
+    /// Copies one read of pipe `i` into the log; `Ok(false)` when nothing more is there now.
+    fn read_once(&mut self, i: usize, log: &mut LogWriter) -> Result<bool, MonitorError> {
+        let (stream, file) = &mut self.pipes[i];
+        let Some(f) = file.as_mut() else {
+            return Ok(false);
+        };
+        match f.read(&mut self.buf) {
+            // EIO: a pty master whose every slave is closed.
+            Ok(0) => *file = None,
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => *file = None,
+            Ok(n) => {
+                log.write_chunk(*stream, &self.buf[..n], SystemTime::now())
+                    .map_err(sys("write the log"))?;
+                return Ok(true);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(sys("read container output")(e)),
+        }
+        Ok(false)
+    }
+
+    /// Copies everything the pipes hold now, without waiting: what init wrote before it
+    /// exited is in the pipe buffers by the time its exit is reaped.
+    fn drain_available(&mut self, log: &mut LogWriter) -> Result<(), MonitorError> {
+        for i in 0..self.pipes.len() {
+            while self.read_once(i, log)? {}
+        }
+        Ok(())
+    }
+}
+
+/// Copies output into the log and handles signals. With `init`, returns its exit code once
+/// it is reaped (after copying what its output pipes already hold); without, returns
+/// `None` when every pipe is closed or at `deadline`.
+fn copy(
+    log: &mut LogWriter,
+    output: &mut Output,
+    signals: &SignalFd,
+    init: Option<Pid>,
+    deadline: Option<Instant>,
+) -> Result<Option<i32>, MonitorError> {
+    loop {
+        if init.is_none() && !output.is_open() {
+            return Ok(None);
+        }
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+            }
+        };
         let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         let mut which = Vec::new();
-        for (i, (_, f)) in pipes.iter().enumerate() {
+        for (i, (_, f)) in output.pipes.iter().enumerate() {
             if let Some(f) = f {
                 fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
                 which.push(i);
             }
         }
-        let timeout = if exit_code.is_some() {
-            PollTimeout::from(200u16)
-        } else {
-            PollTimeout::NONE
-        };
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(sys("poll")(e)),
@@ -291,44 +365,38 @@ fn pump(
         drop(fds);
 
         for (slot, i) in which.iter().enumerate() {
-            if !ready[slot + 1] {
-                continue;
-            }
-            let (stream, file) = &mut pipes[*i];
-            let Some(f) = file.as_mut() else { continue };
-            match f.read(&mut buf) {
-                // EIO: a pty master whose every slave is closed.
-                Ok(0) => *file = None,
-                Err(e) if e.raw_os_error() == Some(libc::EIO) => *file = None,
-                Ok(n) => log
-                    .write_chunk(*stream, &buf[..n], SystemTime::now())
-                    .map_err(sys("write the log"))?,
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(sys("read container output")(e)),
+            if ready[slot + 1] {
+                output.read_once(*i, log)?;
             }
         }
 
         if ready[0] {
             while let Ok(Some(info)) = signals.read_signal() {
                 if info.ssi_signo == Signal::SIGUSR1 as u32 {
-                    log.reopen().map_err(sys("reopen the log"))?;
+                    // A failed reopen keeps the old file: losing the log is better than
+                    // losing the monitor (and with it the container's exit code).
+                    if let Err(e) = log.reopen() {
+                        eprintln!("crid-monitor: reopening the log: {e}");
+                    }
                 }
             }
             // Reap every child; only the container's init decides the exit code.
+            let mut exit_code = None;
             loop {
                 match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(pid, code)) if pid == init => exit_code = Some(code),
-                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == init => {
+                    Ok(WaitStatus::Exited(pid, code)) if Some(pid) == init => {
+                        exit_code = Some(code)
+                    }
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if Some(pid) == init => {
                         exit_code = Some(128 + sig as i32)
                     }
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
                     Ok(_) => {}
                 }
             }
-            if exit_code.is_some() && exited_at.is_none() {
-                exited_at = Some(Instant::now());
+            if let Some(code) = exit_code {
+                output.drain_available(log)?;
+                return Ok(Some(code));
             }
         }
     }

@@ -121,16 +121,39 @@ impl Lifecycle {
         config: cri::PodSandboxConfig,
         handler: &str,
     ) -> Result<String> {
-        let sysctls = Self::validate_pod(&config)?;
+        crate::spec::requests::check_pod(&config).map_err(
+            |crate::spec::SpecError::Invalid { field, reason }| {
+                LifecycleError::invalid(field, reason)
+            },
+        )?;
+        let mut sysctls = Self::validate_pod(&config)?;
+        // A sysctl this kernel lacks cannot be set; drop it unless told to refuse.
+        let mut lacking = Vec::new();
+        sysctls.retain(|(k, _)| {
+            let exists = crate::host::sysctl_exists(k);
+            if !exists {
+                lacking.push(k.clone());
+            }
+            exists
+        });
+        for k in lacking {
+            if !self.tolerate_unsupported {
+                return Err(LifecycleError::FailedPrecondition(format!(
+                    "config.linux.sysctls: this kernel has no sysctl {k} (crid is configured to refuse what the host cannot enforce)"
+                )));
+            }
+            tracing::debug!(sysctl = %k, "dropped: this kernel has no such sysctl");
+        }
         let (handler, _) = self.runtime(handler)?;
         let id = state::new_id().map_err(io("generating a sandbox ID"))?;
-        let cgroup_parent = match config.linux.as_ref().map(|l| l.cgroup_parent.as_str()) {
-            Some(p) if !p.is_empty() => p.to_owned(),
-            _ => match self.cgroup_driver {
-                CgroupDriver::Cgroupfs => "/crid".to_owned(),
-                CgroupDriver::Systemd => "system.slice".to_owned(),
-            },
-        };
+        let cgroup_parent = super::cgroup::normalize(
+            self.cgroup_driver,
+            config
+                .linux
+                .as_ref()
+                .map_or("", |l| l.cgroup_parent.as_str()),
+        )
+        .map_err(|e| LifecycleError::invalid("config.linux.cgroup_parent", e.to_string()))?;
         let record = PodRecord {
             id: id.clone(),
             config,
@@ -415,6 +438,7 @@ impl Lifecycle {
             devices: &[],
             host_devices: &[],
             localhost_seccomp: None,
+            host: &self.host_resources,
         })
         .map_err(|e| LifecycleError::Internal {
             what: format!("pod {id}: the infra container's spec"),

@@ -1,7 +1,10 @@
-//! Last-resort cleanup of a container's cgroup (cgroupfs driver): when the runtime never
-//! finished creating a container (the daemon was killed in the middle), its `delete` knows
-//! nothing, yet `runc init` may be waiting in the cgroup. Kill what is there and remove the
-//! directory in every hierarchy.
+//! Direct work on a container's cgroup, where the runtime's own commands cannot help:
+//! - last-resort cleanup (cgroupfs driver): when the runtime never finished creating a
+//!   container (the daemon was killed in the middle), its `delete` knows nothing, yet
+//!   `runc init` may be waiting in the cgroup. Kill what is there and remove the directory
+//!   in every hierarchy;
+//! - the processes that outlive a container's init (a pod-shared or host PID namespace):
+//!   once init has exited the runtime sees a stopped container, so crid kills the rest.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,11 @@ pub fn dirs(cgroups_path: &str) -> Vec<PathBuf> {
     if cgroups_path.contains(':') {
         return Vec::new();
     }
+    existing_dirs(cgroups_path)
+}
+
+/// The directory of a cgroups path of either driver's syntax in every mounted hierarchy.
+fn existing_dirs(cgroups_path: &str) -> Vec<PathBuf> {
     let Some(rel) = crate::stats::relative_dir(cgroups_path).filter(|r| !r.as_os_str().is_empty())
     else {
         return Vec::new();
@@ -35,6 +43,51 @@ pub fn dirs(cgroups_path: &str) -> Vec<PathBuf> {
     out
 }
 
+fn procs(dirs: &[PathBuf]) -> Vec<i32> {
+    let mut pids: Vec<i32> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// SIGKILLs whatever is still in a container's cgroup after its init exited (processes of a
+/// container in a pod-shared or the host's PID namespace outlive their init) and waits up
+/// to `limit` for them to go. Either driver's syntax; the cgroup itself stays. Returns how
+/// many processes were killed.
+pub fn kill_remaining(cgroups_path: &str, limit: Duration) -> io::Result<usize> {
+    let dirs = existing_dirs(cgroups_path);
+    let deadline = Instant::now() + limit;
+    let mut killed = std::collections::BTreeSet::new();
+    loop {
+        let pids = procs(&dirs);
+        if pids.is_empty() {
+            return Ok(killed.len());
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::other(format!(
+                "{} processes in cgroup {cgroups_path} survive SIGKILL",
+                pids.len()
+            )));
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            killed.insert(pid);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// SIGKILLs every process in the cgroup, waits for them to go, removes the directories.
 pub fn kill_and_remove(cgroups_path: &str) -> io::Result<()> {
     let dirs = dirs(cgroups_path);
@@ -43,15 +96,7 @@ pub fn kill_and_remove(cgroups_path: &str) -> io::Result<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let pids: Vec<i32> = dirs
-            .iter()
-            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-            .flat_map(|s| {
-                s.lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect::<Vec<i32>>()
-            })
-            .collect();
+        let pids = procs(&dirs);
         if pids.is_empty() {
             break;
         }

@@ -75,7 +75,12 @@ cri_service! {
                 })
                 .collect();
             let info = if request.get_ref().verbose {
-                self.daemon.status_info().into_iter().collect()
+                let mut info = self.daemon.status_info();
+                info.insert(
+                    "hostResources".to_owned(),
+                    serde_json::to_string(self.lifecycle.host_resources()).unwrap_or_default(),
+                );
+                info.into_iter().collect()
             } else {
                 Default::default()
             };
@@ -242,7 +247,7 @@ cri_service! {
 
         // cri:RuntimeService.ReopenContainerLog: the monitor reopens the file.
         async fn reopen_container_log(&self, request: Request<cri::ReopenContainerLogRequest>) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
-            self.lifecycle.reopen_container_log(&request.into_inner().container_id)?;
+            self.lifecycle.reopen_container_log(&request.into_inner().container_id).await?;
             Ok(Response::new(cri::ReopenContainerLogResponse {}))
         }
 

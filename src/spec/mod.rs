@@ -5,15 +5,18 @@
 //! a Localhost seccomp profile) is read by the caller and passed in [`SpecInput`]. That keeps
 //! the translation unit-, property- and snapshot-testable without root.
 
+pub mod host;
 pub mod mounts;
 pub mod oci;
 pub mod process;
+pub mod requests;
 pub mod security;
 
 use std::collections::BTreeMap;
 
 use crid_api::cri;
 
+pub use host::{HostResources, Lack, Unenforceable};
 pub use mounts::{MountRequest, PodFiles, Propagation};
 pub use process::{ImageProcess, ResolvedUser, UserDb, UserRequest};
 pub use security::CapabilityRequest;
@@ -105,6 +108,8 @@ pub struct SpecInput<'a> {
     pub host_devices: &'a [ResolvedDevice],
     /// The profile named by a Localhost seccomp request, loaded by the caller.
     pub localhost_seccomp: Option<&'a oci::Seccomp>,
+    /// What the host's cgroups can enforce: the rest of `resources` is left out.
+    pub host: &'a HostResources,
 }
 
 /// Builds the OCI runtime spec of a container.
@@ -153,7 +158,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
         input.host_capabilities,
     )?;
 
-    let resources = linux.resources.clone().unwrap_or_default();
+    let (resources, _) =
+        host::enforceable(&linux.resources.clone().unwrap_or_default(), input.host);
     let process = oci::Process {
         terminal: c.tty,
         user: oci::User {
@@ -168,7 +174,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
         rlimits: Vec::new(),
         no_new_privileges: sc.no_new_privs,
         apparmor_profile: apparmor_profile(sc.apparmor.as_ref())?,
-        oom_score_adj: linux.resources.as_ref().map(|r| r.oom_score_adj),
+        oom_score_adj: linux.resources.as_ref().map(|_| resources.oom_score_adj),
         selinux_label: String::new(),
     };
 
@@ -340,15 +346,16 @@ fn devices(
     (requested.iter().map(node).collect(), rules)
 }
 
-/// The cgroup resources of a container config alone, without device rules: what
-/// UpdateContainerResources hands to the runtime's `update`.
-pub fn resources(container: &cri::ContainerConfig) -> oci::Resources {
+/// The cgroup resources of a container config alone, without device rules and without
+/// what the host cannot enforce: what UpdateContainerResources hands to the runtime's
+/// `update`.
+pub fn resources(container: &cri::ContainerConfig, host: &HostResources) -> oci::Resources {
     let r = container
         .linux
         .as_ref()
         .and_then(|l| l.resources.clone())
         .unwrap_or_default();
-    cgroup_resources(&r, Vec::new())
+    cgroup_resources(&host::enforceable(&r, host).0, Vec::new())
 }
 
 /// CRI resources → OCI cgroup resources; CRI's zero values mean "not set".

@@ -21,6 +21,7 @@ struct Fixture {
     namespaces: PodNamespaces,
     files: PodFiles,
     caps: Vec<String>,
+    host: HostResources,
 }
 
 impl Fixture {
@@ -52,6 +53,7 @@ impl Fixture {
                 shm: Some("/run/crid/pods/p1/shm".into()),
             },
             caps: all_caps(),
+            host: HostResources::default(),
         }
     }
 
@@ -71,6 +73,7 @@ impl Fixture {
             devices: &[],
             host_devices: &[],
             localhost_seccomp: None,
+            host: &self.host,
         })
     }
 }
@@ -213,6 +216,56 @@ fn resources_translate_and_zero_means_unset() {
 }
 
 // Namespaces: joined by path from the pod, host when the pod uses the node's.
+/// The kubelet's resources for every container (one hugepage entry per page size of the
+/// node, swap equal to memory) on the hosts crid meets: the spec keeps what each enforces.
+#[test]
+fn kubelet_resources_follow_the_hosts_cgroups() {
+    let c = container(|c| {
+        c.linux.get_or_insert_with(Default::default).resources =
+            Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                memory_swap_limit_in_bytes: 64 << 20,
+                oom_score_adj: -997,
+                hugepage_limits: ["2MB", "1GB"]
+                    .map(|p| cri::HugepageLimit {
+                        page_size: p.into(),
+                        limit: 0,
+                    })
+                    .into(),
+                unified: [("memory.high".to_owned(), "max".to_owned())].into(),
+                ..Default::default()
+            });
+    });
+    // cgroup v2 with every controller, CAP_SYS_RESOURCE: everything is kept.
+    let mut fx = Fixture::new();
+    let spec = fx.build(&c).expect("v2");
+    let r = spec.linux.resources.as_ref().expect("resources");
+    assert_eq!(r.hugepage_limits.len(), 2);
+    assert_eq!(r.memory.as_ref().and_then(|m| m.swap), Some(64 << 20));
+    assert_eq!(
+        r.unified.get("memory.high").map(String::as_str),
+        Some("max")
+    );
+    assert_eq!(spec.process.oom_score_adj, Some(-997));
+    // A hybrid host without hugetlb and without CAP_SYS_RESOURCE (this project's CI host).
+    fx.host = HostResources {
+        hugetlb_controller: false,
+        hugetlb_sizes: Default::default(),
+        swap_accounting: true,
+        unified_controllers: None,
+        oom_score_adj_min: 0,
+    };
+    let spec = fx.build(&c).expect("v1");
+    let r = spec.linux.resources.as_ref().expect("resources");
+    assert!(r.hugepage_limits.is_empty());
+    assert!(r.unified.is_empty());
+    assert_eq!(r.memory.as_ref().and_then(|m| m.limit), Some(64 << 20));
+    assert_eq!(spec.process.oom_score_adj, Some(0));
+    // UpdateContainerResources goes through the same rules.
+    let r = resources(&c, &fx.host);
+    assert!(r.hugepage_limits.is_empty());
+}
+
 #[test]
 fn namespaces_follow_the_pod() {
     let mut fx = Fixture::new();
@@ -534,6 +587,7 @@ proptest! {
             devices: &[],
             host_devices: &[],
             localhost_seccomp: None,
+            host: &HostResources::default(),
         }).expect("spec");
         std::fs::write(bundle.dir.path().join("config.json"), serde_json::to_vec_pretty(&spec).expect("json")).expect("write");
         let (created, create_err) = bundle.runc(&["create", "--bundle", &bundle.path(""), &id]);

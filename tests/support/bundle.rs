@@ -92,6 +92,7 @@ impl Bundle {
             devices: &[],
             host_devices: &[],
             localhost_seccomp: None,
+            host: &crid::host::probe_resources(),
         })
         .expect("spec");
         std::fs::write(

@@ -142,6 +142,13 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "cg", stop_signal)),
         ),
         case(
+            "container/stop-signal-field",
+            "cri:RuntimeService.CreateContainer#config.stop_signal",
+            Optional,
+            "StopContainer sends the signal config.stop_signal names (SIGQUIT), over the image's and SIGTERM",
+            |ctx| Box::pin(scoped(ctx, "cq", stop_signal_field)),
+        ),
+        case(
             "container/stop-idempotent",
             "cri:RuntimeService.StopContainer#idempotent",
             Required,
@@ -161,6 +168,20 @@ pub(super) fn cases() -> Vec<Case> {
             Required,
             "RemoveContainer of an id never seen answers OK or NotFound (the kubelet treats both as removed)",
             |ctx| Box::pin(scoped(ctx, "cru", remove_unknown)),
+        ),
+        case(
+            "container/stop-unknown-id",
+            "cri:RuntimeService.StopContainer#idempotent",
+            Required,
+            "StopContainer of an id never seen succeeds: the kubelet retries stops after restarts and treats NotFound as a failure",
+            |ctx| Box::pin(scoped(ctx, "csu", stop_unknown)),
+        ),
+        case(
+            "container/exit-is-init-exit",
+            "cri:RuntimeService.StopContainer#timeout",
+            Required,
+            "in a pod-shared PID namespace, a container whose init exits on SIGTERM while a child it started lives on is EXITED as soon as init exits (not at the grace period's end), and StopContainer leaves none of its processes behind",
+            |ctx| Box::pin(scoped(ctx, "cei", exit_is_init_exit)),
         ),
         case(
             "container/remove-running-forces",
@@ -577,6 +598,36 @@ async fn stop_signal(s: Arc<Scope>) -> CaseResult {
     Ok(String::new())
 }
 
+async fn stop_signal_field(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = s
+        .busybox(
+            "trap 'exit 7' QUIT; trap 'exit 3' TERM; while :; do sleep 0.1; done",
+            |_| {},
+            |c| c.stop_signal = cri::Signal::Sigquit as i32,
+        )
+        .await?;
+    // Let the shell install its traps.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.stop(&id, 10).await?;
+    let st = s.container_status(&id).await?;
+    ensure(
+        st.state == cri::ContainerState::ContainerExited as i32,
+        || {
+            format!(
+                "after StopContainer the state is {}",
+                container_state_name(st.state)
+            )
+        },
+    )?;
+    ensure(st.exit_code == 7, || {
+        format!(
+            "exit code {}: the container exits 7 only on SIGQUIT (3 on SIGTERM)",
+            st.exit_code
+        )
+    })?;
+    Ok(String::new())
+}
+
 async fn stop_idempotent(s: Arc<Scope>) -> CaseResult {
     let (_, id) = s.running(|_| {}).await?;
     s.stop(&id, 10).await?;
@@ -827,4 +878,70 @@ async fn remove_unknown(s: Arc<Scope>) -> CaseResult {
         .await;
     ok_or_not_found("RemoveContainer", r)?;
     Ok(String::new())
+}
+
+async fn stop_unknown(s: Arc<Scope>) -> CaseResult {
+    s.rs()
+        .stop_container(cri::StopContainerRequest {
+            container_id: s.name("never-created"),
+            timeout: 0,
+        })
+        .await
+        .map_err(|e| format!("StopContainer of an unknown id: {}", status_text(&e)))?;
+    Ok(String::new())
+}
+
+/// The kubelet's own reproduction: `trap 'exit 0' TERM; sleep 3600 & wait` in a pod
+/// sharing its PID namespace, stopped with a 10 s grace period.
+async fn exit_is_init_exit(s: Arc<Scope>) -> CaseResult {
+    const MARK: &str = "3599";
+    let shared = |p: &mut cri::PodSandboxConfig| {
+        p.linux
+            .get_or_insert_with(Default::default)
+            .security_context
+            .get_or_insert_with(Default::default)
+            .namespace_options = Some(super::support::namespaces(cri::NamespaceMode::Pod));
+    };
+    let script = format!("trap 'exit 0' TERM; sleep {MARK} & wait");
+    let (pod_id, id, pod) = s.busybox(&script, shared, |_| {}).await?;
+    // A sibling in the same PID namespace sees every process of the pod.
+    let image = s.image(BUSYBOX, LATEST)?;
+    let watcher_config = s.container_config(&pod, &image, &["sleep", "3600"]);
+    let watcher = s.run(&pod_id, &pod, &watcher_config).await?;
+    // Exact argv match: the counting shell's own command line merely contains the mark.
+    let count = format!(
+        "n=0; for p in /proc/[0-9]*; do c=$(tr '\\000' ' ' < $p/cmdline 2>/dev/null); \
+         case \"$c\" in 'sleep {MARK} ') n=$((n+1));; esac; done; echo $n"
+    );
+    let before = s.sh(&watcher, &count).await?;
+    ensure(before.trim() == "1", || {
+        format!("expected the container's `sleep {MARK}` child to run, counted {before}")
+    })?;
+
+    let start = Instant::now();
+    s.stop(&id, 10).await?;
+    let took = start.elapsed();
+    let st = s.container_status(&id).await?;
+    ensure(
+        st.state == cri::ContainerState::ContainerExited as i32,
+        || {
+            format!(
+                "after StopContainer the state is {}",
+                container_state_name(st.state)
+            )
+        },
+    )?;
+    ensure(st.exit_code == 0, || {
+        format!("init exits 0 on SIGTERM, status says {}", st.exit_code)
+    })?;
+    // Init exits within milliseconds of SIGTERM; waiting for the child to go (or for the
+    // grace period) is the defect this case is about.
+    ensure(took < Duration::from_millis(1500), || {
+        format!("StopContainer took {took:?}: the exit waited for a surviving child")
+    })?;
+    let after = s.sh(&watcher, &count).await?;
+    ensure(after.trim() == "0", || {
+        format!("`sleep {MARK}` of the stopped container still runs ({after} left)")
+    })?;
+    Ok(format!("stopped in {took:?}"))
 }

@@ -49,6 +49,13 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "lr", reopen)),
         ),
         case(
+            "logs/reopen-synchronous",
+            "cri:RuntimeService.ReopenContainerLog#container_id",
+            Required,
+            "when ReopenContainerLog returns, the new file already exists at log_path (the kubelet's rotation reads it at once)",
+            |ctx| Box::pin(scoped(ctx, "ls", reopen_synchronous)),
+        ),
+        case(
             "logs/reopen-exited",
             "cri:RuntimeService.ReopenContainerLog#not-running",
             Required,
@@ -232,6 +239,39 @@ async fn reopen(s: Arc<Scope>) -> CaseResult {
         .map_err(|e| format!("after reopen: {e}"))?;
     ensure(lines.iter().any(|l| l.content == "tick"), || {
         format!("{path} has no new lines after reopen: {lines:?}")
+    })?;
+    Ok(String::new())
+}
+
+async fn reopen_synchronous(s: Arc<Scope>) -> CaseResult {
+    // Silent after its first line: no later write can create the file for the runtime.
+    let (_, id, _) = s
+        .busybox("echo first; exec sleep 3600", |_| {}, |_| {})
+        .await?;
+    let st = s.container_status(&id).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !tokio::fs::try_exists(&st.log_path).await.unwrap_or(false) {
+        ensure(std::time::Instant::now() < deadline, || {
+            format!("{} never appeared", st.log_path)
+        })?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rotated = format!("{}.1", st.log_path);
+    tokio::fs::rename(&st.log_path, &rotated)
+        .await
+        .map_err(|e| format!("renaming {}: {e}", st.log_path))?;
+    s.rs()
+        .reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .map_err(|e| format!("ReopenContainerLog: {}", status_text(&e)))?;
+    let exists = tokio::fs::try_exists(&st.log_path).await.unwrap_or(false);
+    ensure(exists, || {
+        format!(
+            "ReopenContainerLog returned before {} was created",
+            st.log_path
+        )
     })?;
     Ok(String::new())
 }

@@ -80,6 +80,13 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "pru", remove_unknown)),
         ),
         case(
+            "pod-sandbox/stop-unknown-id",
+            "cri:RuntimeService.StopPodSandbox#idempotent",
+            Required,
+            "StopPodSandbox of an id never seen succeeds: the kubelet stops pods again after restarts and treats an error as a failed teardown",
+            |ctx| Box::pin(scoped(ctx, "psu", stop_unknown)),
+        ),
+        case(
             "pod-sandbox/remove-running-forces",
             "cri:RuntimeService.RemovePodSandbox#containers",
             Required,
@@ -258,6 +265,16 @@ async fn remove_unknown(s: Arc<Scope>) -> CaseResult {
         })
         .await;
     ok_or_not_found("RemovePodSandbox", r)?;
+    Ok(String::new())
+}
+
+async fn stop_unknown(s: Arc<Scope>) -> CaseResult {
+    s.rs()
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: s.name("never-created"),
+        })
+        .await
+        .map_err(|e| format!("StopPodSandbox of an unknown id: {}", status_text(&e)))?;
     Ok(String::new())
 }
 

@@ -187,6 +187,13 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "spp", pid_pod)),
         ),
         case(
+            "security-context/userns-mode",
+            "cri:RuntimeService.RunPodSandbox#config.linux.security_context.namespace_options.userns_options",
+            Requirement::Optional,
+            "a pod asking for its own user namespace (mode POD, the kubelet's hostUsers: false) gets one where the handler reports user_namespaces, and is refused, leaving no pod, where it does not: never run silently in the host's",
+            |ctx| Box::pin(scoped(ctx, "su", userns_mode)),
+        ),
+        case(
             "security-context/sysctls",
             "cri:RuntimeService.RunPodSandbox#config.linux.sysctls",
             Required,
@@ -586,4 +593,104 @@ async fn sysctls(s: Arc<Scope>) -> CaseResult {
     let v = s.sh(&id, "cat /proc/sys/kernel/shm_rmid_forced").await?;
     ensure(v == "1", || format!("kernel.shm_rmid_forced is {v}"))?;
     Ok(String::new())
+}
+
+/// The kubelet's request for `hostUsers: false`: mode POD with one 65536-ID range.
+async fn userns_mode(s: Arc<Scope>) -> CaseResult {
+    let handler = s.ctx.runtime_handler.clone();
+    let status = s
+        .rs()
+        .status(cri::StatusRequest { verbose: false })
+        .await
+        .map_err(|e| format!("Status: {}", super::status_text(&e)))?
+        .into_inner();
+    let supported = status
+        .runtime_handlers
+        .iter()
+        .find(|h| h.name == handler)
+        .and_then(|h| h.features.as_ref())
+        .is_some_and(|f| f.user_namespaces);
+    let range = || {
+        vec![cri::IdMapping {
+            host_id: 1 << 20,
+            container_id: 0,
+            length: 65536,
+        }]
+    };
+    let userns = |p: &mut cri::PodSandboxConfig| {
+        pod_sc(p)
+            .namespace_options
+            .get_or_insert_with(Default::default)
+            .userns_options = Some(cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: range(),
+            gids: range(),
+        });
+    };
+    if supported {
+        let (_, id, _) = s
+            .busybox(SLEEP_SCRIPT, userns, |c| {
+                sc(c)
+                    .namespace_options
+                    .get_or_insert_with(Default::default)
+                    .userns_options = Some(cri::UserNamespace {
+                    mode: cri::NamespaceMode::Pod as i32,
+                    uids: range(),
+                    gids: range(),
+                });
+            })
+            .await?;
+        let map = s.sh(&id, "cat /proc/self/uid_map").await?;
+        let fields: Vec<&str> = map.split_whitespace().collect();
+        ensure(fields.get(1) == Some(&"1048576"), || {
+            format!("uid_map {map:?} does not map to the requested host range")
+        })?;
+        return Ok("user namespace in effect".into());
+    }
+    let mut config = s.pod_config();
+    userns(&mut config);
+    let r = s
+        .rs()
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler,
+        })
+        .await;
+    match r {
+        Ok(resp) => {
+            let id = resp.into_inner().pod_sandbox_id;
+            // Not tracked by the scope: remove it here.
+            let _ = s
+                .rs()
+                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await;
+            Err(format!(
+                "the handler reports no user namespace support, yet RunPodSandbox with userns mode POD succeeded ({id}): the pod would run in the host's user namespace"
+            ))
+        }
+        Err(e) if e.code() == tonic::Code::Unimplemented => Err(format!(
+            "RunPodSandbox answered Unimplemented: {}",
+            super::status_text(&e)
+        )),
+        Err(e) => {
+            let left = s
+                .rs()
+                .list_pod_sandbox(cri::ListPodSandboxRequest {
+                    filter: Some(cri::PodSandboxFilter {
+                        label_selector: config.labels.clone(),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .map_err(|e| format!("ListPodSandbox: {}", super::status_text(&e)))?
+                .into_inner()
+                .items;
+            ensure(left.is_empty(), || {
+                format!("the refused pod is listed: {left:?}")
+            })?;
+            Ok(format!("refused: {:?}", e.code()))
+        }
+    }
 }
