@@ -115,7 +115,7 @@ pub(super) fn cases() -> Vec<Case> {
             "kubelet-replay/status-polls",
             "cri:RuntimeService.PodSandboxStatus#status.network.ip",
             Required,
-            "the kubelet's polls see a ready pod with an IP, a running container, and the container's output in CRI format at log_directory/log_path",
+            "the kubelet's polls see a ready pod with an IP, a running container under the pod's cgroup parent, and the container's output in CRI format at log_directory/log_path",
             |ctx| {
                 Box::pin(scoped(ctx, "ksp", |s| {
                     replay(s, "busybox-static", |r| Box::pin(status_polls(r)))
@@ -126,7 +126,7 @@ pub(super) fn cases() -> Vec<Case> {
             "kubelet-replay/refused-create-leaves-nothing",
             "cri:RuntimeService.CreateContainer#atomic",
             Required,
-            "the kubelet's CreateContainer with a seccomp profile that does not exist is refused, leaves no container, mount or monitor behind, and the kubelet's retry with the same name succeeds",
+            "the kubelet's CreateContainer with a seccomp profile that does not exist is refused, and with a CDI device, a recursive read-only or an ID-mapped mount it is accepted and runs or is refused; a refusal leaves no container, mount or monitor behind, and the kubelet's own request with the same name succeeds after",
             |ctx| {
                 Box::pin(scoped(ctx, "krf", |s| {
                     replay(s, "busybox-static", |r| Box::pin(refused_create(r)))
@@ -137,7 +137,7 @@ pub(super) fn cases() -> Vec<Case> {
             "kubelet-replay/refusal-names-field",
             "cri:RuntimeService.CreateContainer#invalid-argument",
             Optional,
-            "the refusal of that CreateContainer is InvalidArgument and names the field (seccomp)",
+            "every refusal of those CreateContainer variants is InvalidArgument and names the field it could not honour",
             |ctx| {
                 Box::pin(scoped(ctx, "krn", |s| {
                     replay(s, "busybox-static", |r| Box::pin(refusal_names_field(r)))
@@ -437,64 +437,183 @@ async fn status_polls(r: &mut Replay) -> CaseResult {
         )
     })?;
     expect_log(r, "busybox", "hello-from-static-pod").await?;
+    // The kubelet accounts the pod in the cgroup parent it named (cgroupfs form).
+    let parent = r.cgroup_parent();
+    let children = host::cgroup_children(&parent);
+    ensure(!children.is_empty(), || {
+        format!("nothing runs under the pod's cgroup parent {parent} in any hierarchy")
+    })?;
     r.run_to_end().await?;
     r.check_nothing_left().await?;
-    Ok(format!("pod IP {ip}, log at {}", log.display()))
+    Ok(format!(
+        "pod IP {ip}, log at {}, {} cgroups under {parent}",
+        log.display(),
+        children.len()
+    ))
 }
 
-/// Replays the busybox pod up to its CreateContainer, then sends that request with a
-/// seccomp profile that does not exist; returns the answer (the id when accepted) and
-/// the description of the refusal with what it left behind.
-async fn refuse(r: &mut Replay) -> Result<(Result<String, tonic::Status>, String), String> {
+/// One edit of the kubelet's CreateContainer: a field some runtimes do not support.
+struct Variant {
+    /// The field, as a refusal should name it (any of these spellings).
+    field: &'static [&'static str],
+    /// Whether every runtime must refuse it (it cannot be honoured anywhere).
+    must_refuse: bool,
+    /// Applies the edit to the recorded request (before rewriting).
+    edit: fn(&mut Value, &Replay),
+}
+
+/// The variants: a seccomp profile that does not exist (refused everywhere), then fields
+/// newer than some runtimes or beyond what they can do on this host.
+const VARIANTS: &[Variant] = &[
+    Variant {
+        field: &["seccomp"],
+        must_refuse: true,
+        edit: |v, r| {
+            let profile = r.root.join("no-such-seccomp-profile.json");
+            v["config"]["linux"]["security_context"]["seccomp"] = json!({
+                "profile_type": "Localhost",
+                "localhost_ref": profile.display().to_string(),
+            });
+        },
+    },
+    Variant {
+        field: &["CDI_devices", "cdi_devices", "CDIDevices"],
+        must_refuse: false,
+        edit: |v, _| {
+            v["config"]["CDI_devices"] = json!([{ "name": "vendor.example/replay=none" }]);
+        },
+    },
+    Variant {
+        field: &["recursive_read_only", "recursiveReadOnly"],
+        must_refuse: false,
+        edit: |v, _| {
+            v["config"]["mounts"][0]["readonly"] = json!(true);
+            v["config"]["mounts"][0]["recursive_read_only"] = json!(true);
+        },
+    },
+    Variant {
+        field: &["uidMappings", "uid_mappings"],
+        must_refuse: false,
+        edit: |v, _| {
+            let map = json!([{ "host_id": 100000, "container_id": 0, "length": 65536 }]);
+            v["config"]["mounts"][0]["uidMappings"] = map.clone();
+            v["config"]["mounts"][0]["gidMappings"] = map;
+        },
+    },
+];
+
+/// What one variant came to.
+enum Outcome {
+    /// Created, started and removed again.
+    Accepted,
+    /// Refused; the report says how and whether anything was left.
+    Refused(tonic::Status, String),
+}
+
+/// Replays the busybox pod up to its CreateContainer, then sends that request once per
+/// variant; an accepted variant is started and removed again (the kubelet's own request
+/// must find its name free). Returns what each came to.
+async fn try_variants(r: &mut Replay) -> Result<Vec<(&'static Variant, Outcome)>, String> {
     r.run_until(|c| c.rpc == "CreateContainer").await?;
-    let mut bad = r
+    let create = r
         .remaining()
         .first()
         .cloned()
         .ok_or("the trace has no CreateContainer")?;
-    let profile = r.root.join("no-such-seccomp-profile.json");
-    bad.request["config"]["linux"]["security_context"]["seccomp"] = json!({
-        "profile_type": "Localhost",
-        "localhost_ref": profile.display().to_string(),
-    });
-    let answer = r.send_create(&bad).await?;
-    let report = match &answer {
-        Ok(_) => String::new(),
-        Err(status) => {
-            let log = r.log_file(&cri::ContainerConfig {
-                log_path: bad.request["config"]["log_path"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                ..Default::default()
-            });
-            r.refusal("CreateContainer", status, Some(&log)).await
-        }
-    };
-    Ok((answer, report))
+    let mut out = Vec::new();
+    for v in VARIANTS {
+        let mut bad = create.clone();
+        (v.edit)(&mut bad.request, r);
+        let outcome = match r.send_create(&bad).await? {
+            Ok(id) => {
+                let s = r.scope();
+                s.start(&id)
+                    .await
+                    .map_err(|e| format!("{} accepted by CreateContainer, then {e}", v.field[0]))?;
+                s.stop(&id, 0).await?;
+                s.rs()
+                    .remove_container(cri::RemoveContainerRequest {
+                        container_id: id.clone(),
+                    })
+                    .await
+                    .map_err(|e| format!("RemoveContainer: {}", status_text(&e)))?;
+                Outcome::Accepted
+            }
+            Err(status) => {
+                let log = r.log_file(&cri::ContainerConfig {
+                    log_path: bad.request["config"]["log_path"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    ..Default::default()
+                });
+                let report = r.refusal("CreateContainer", &status, Some(&log)).await;
+                Outcome::Refused(status, report)
+            }
+        };
+        out.push((v, outcome));
+    }
+    Ok(out)
+}
+
+fn summary(outcomes: &[(&Variant, Outcome)]) -> String {
+    outcomes
+        .iter()
+        .map(|(v, o)| match o {
+            Outcome::Accepted => format!("{}: accepted", v.field[0]),
+            Outcome::Refused(s, _) => format!("{}: refused ({:?})", v.field[0], s.code()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn refused_create(r: &mut Replay) -> CaseResult {
-    let (answer, report) = refuse(r).await?;
-    ensure(answer.is_err(), || {
-        "CreateContainer with a seccomp profile that does not exist succeeded".to_owned()
-    })?;
-    ensure(!report.contains(LEFT_BEHIND), || report.clone())?;
-    // The kubelet retries the same request (same name, attempt 0).
+    let outcomes = try_variants(r).await?;
+    for (v, o) in &outcomes {
+        match o {
+            Outcome::Accepted if v.must_refuse => {
+                return Err(format!(
+                    "CreateContainer with {} that cannot be honoured succeeded",
+                    v.field[0]
+                ));
+            }
+            Outcome::Refused(_, report) if report.contains(LEFT_BEHIND) => {
+                return Err(report.clone());
+            }
+            _ => {}
+        }
+    }
+    // The kubelet retries its own request (same name, attempt 0).
     r.run_to_end().await?;
     r.check_nothing_left().await?;
-    Ok(report)
+    Ok(summary(&outcomes))
 }
 
 async fn refusal_names_field(r: &mut Replay) -> CaseResult {
-    let (answer, report) = refuse(r).await?;
+    let outcomes = try_variants(r).await?;
     r.run_to_end().await?;
     r.check_nothing_left().await?;
-    match answer {
-        Ok(_) => Err("CreateContainer with a seccomp profile that does not exist succeeded".into()),
-        Err(st) if st.code() == Code::InvalidArgument && st.message().contains("seccomp") => {
-            Ok(report)
-        }
-        Err(_) => Err(format!("expected InvalidArgument naming seccomp: {report}")),
-    }
+    let unnamed: Vec<&String> = outcomes
+        .iter()
+        .filter_map(|(v, o)| match o {
+            Outcome::Refused(s, report)
+                if s.code() != Code::InvalidArgument
+                    || !v.field.iter().any(|f| s.message().contains(f)) =>
+            {
+                Some(report)
+            }
+            _ => None,
+        })
+        .collect();
+    ensure(unnamed.is_empty(), || {
+        format!(
+            "refusals that are not InvalidArgument naming the field: {}",
+            unnamed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        )
+    })?;
+    Ok(summary(&outcomes))
 }
