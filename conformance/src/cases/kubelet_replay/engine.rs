@@ -1,16 +1,11 @@
 //! Replaying one pod's trace: each recorded request is rewritten for this host, sent with
-//! the kubelet's deadline, and its answer judged the way the kubelet judges it.
-//!
-//! The judge compares with what containerd answered in the capture, after the same
-//! rewriting: the gRPC code (NotFound for a removed container, Unimplemented or OK for
-//! RuntimeConfig), pod state and ready IP, container state, exit code and log path, probe
-//! exit codes and output, the pod's own objects in every list, image presence. A replay
-//! is faster than the kubelet was, so a container the capture saw running may already be
-//! exited when it exits on its own (init containers) or was stopped; anything else must
-//! match, after waiting as long as the kubelet's next poll would have.
+//! the kubelet's deadline, and its answer judged the way the kubelet judges it
+//! ([`super::judge`]): the gRPC code, pod state and ready IP, container state, exit code,
+//! log path and log file, probe results, the pod's own objects in every list and in the
+//! stats, image presence. Where the kubelet would poll again (status, lists, probes), the
+//! replay does too, for as long as two of its poll periods.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,9 +14,9 @@ use crid_api::cri;
 use serde_json::Value;
 use tonic::{Code, Request};
 
-use super::host;
+use super::{host, judge};
 use crate::cases::status_text;
-use crate::cases::support::{Scope, container_state_name, log_root};
+use crate::cases::support::{Scope, log_root};
 use crate::fixtures::image::{BUSYBOX, LATEST};
 use crate::kubelet_corpus::rewrite::{Rewrite, fresh_uid, rfc3339};
 use crate::kubelet_corpus::{self as corpus, Call, NODE};
@@ -346,35 +341,13 @@ impl Replay {
             .map_err(|e| e.to_string())
     }
 
-    /// Judges the code: `Some(answer)` when both succeeded, `None` when both failed alike.
-    fn code<T>(
-        &self,
-        c: &Call,
-        r: Result<tonic::Response<T>, tonic::Status>,
-    ) -> Result<Option<T>, String> {
-        let unimplemented_ok = c.code == "UNIMPLEMENTED";
-        match r {
-            Ok(resp) if c.code == "OK" || unimplemented_ok => Ok(Some(resp.into_inner())),
-            Ok(_) => Err(format!(
-                "answered OK; the kubelet got {} and relies on it",
-                c.code
-            )),
-            Err(s) if code_name(s.code()) == c.code => Ok(None),
-            Err(s) => Err(format!(
-                "answered {}; containerd answered {}",
-                status_text(&s),
-                c.code
-            )),
-        }
-    }
-
     async fn step(&mut self, c: &Call) -> Result<(), String> {
         let mut rs = self.scope.rs();
         let mut is = self.scope.is();
         match c.rpc.as_str() {
             "Version" => {
                 let m: cri::VersionRequest = self.decode(c)?;
-                if let Some(v) = self.code(c, rs.version(with_deadline(m, c)).await)? {
+                if let Some(v) = judge::code(&c.code, rs.version(with_deadline(m, c)).await)? {
                     ensure(v.runtime_api_version == "v1", || {
                         format!(
                             "runtime_api_version {:?}, the kubelet needs v1",
@@ -385,7 +358,7 @@ impl Replay {
             }
             "Status" => {
                 let m: cri::StatusRequest = self.decode(c)?;
-                if let Some(st) = self.code(c, rs.status(with_deadline(m, c)).await)? {
+                if let Some(st) = judge::code(&c.code, rs.status(with_deadline(m, c)).await)? {
                     let conditions = st.status.map(|s| s.conditions).unwrap_or_default();
                     for want in ["RuntimeReady", "NetworkReady"] {
                         ensure(
@@ -397,19 +370,21 @@ impl Replay {
             }
             "RuntimeConfig" => {
                 let m: cri::RuntimeConfigRequest = self.decode(c)?;
-                self.code(c, rs.runtime_config(with_deadline(m, c)).await)?;
+                judge::code(&c.code, rs.runtime_config(with_deadline(m, c)).await)?;
             }
             "ImageFsInfo" => {
                 let m: cri::ImageFsInfoRequest = self.decode(c)?;
-                self.code(c, is.image_fs_info(with_deadline(m, c)).await)?;
+                judge::code(&c.code, is.image_fs_info(with_deadline(m, c)).await)?;
             }
             "ListImages" => {
                 let m: cri::ListImagesRequest = self.decode(c)?;
-                self.code(c, is.list_images(with_deadline(m, c)).await)?;
+                judge::code(&c.code, is.list_images(with_deadline(m, c)).await)?;
             }
             "ImageStatus" => {
                 let m: cri::ImageStatusRequest = self.decode(c)?;
-                if let Some(live) = self.code(c, is.image_status(with_deadline(m, c)).await)? {
+                if let Some(live) =
+                    judge::code(&c.code, is.image_status(with_deadline(m, c)).await)?
+                {
                     let want: cri::ImageStatusResponse = self.recorded(c)?;
                     let (want, live) = (want.image.map(|i| i.id), live.image.map(|i| i.id));
                     // The harness pulls the image before the replay: absent then is present now.
@@ -420,7 +395,7 @@ impl Replay {
             }
             "PullImage" => {
                 let m: cri::PullImageRequest = self.decode(c)?;
-                self.code(c, is.pull_image(with_deadline(m, c)).await)?;
+                judge::code(&c.code, is.pull_image(with_deadline(m, c)).await)?;
             }
             "RunPodSandbox" => {
                 let mut m: cri::RunPodSandboxRequest = self.decode(c)?;
@@ -432,7 +407,7 @@ impl Replay {
                 if let Err(s) = &r {
                     return Err(self.refusal("RunPodSandbox", s, None).await);
                 }
-                if let Some(live) = self.code(c, r)? {
+                if let Some(live) = judge::code(&c.code, r)? {
                     self.scope.track_pod(&live.pod_sandbox_id);
                     let old = c
                         .response
@@ -447,7 +422,7 @@ impl Replay {
             "PodSandboxStatus" => {
                 let m: cri::PodSandboxStatusRequest = self.decode(c)?;
                 if let Some(live) =
-                    self.code(c, rs.pod_sandbox_status(with_deadline(m, c)).await)?
+                    judge::code(&c.code, rs.pod_sandbox_status(with_deadline(m, c)).await)?
                 {
                     self.judge_pod_status(c, live)?;
                 }
@@ -463,7 +438,7 @@ impl Replay {
                 if let Err(s) = &r {
                     return Err(self.refusal("CreateContainer", s, Some(&log)).await);
                 }
-                if let Some(live) = self.code(c, r)? {
+                if let Some(live) = judge::code(&c.code, r)? {
                     self.scope.track_container(&live.container_id);
                     let old = c
                         .response
@@ -493,7 +468,7 @@ impl Replay {
                 if let Err(s) = &r {
                     return Err(self.refusal("StartContainer", s, None).await);
                 }
-                self.code(c, r)?;
+                judge::code(&c.code, r)?;
             }
             "ContainerStatus" => self.judge_container_status(c).await?,
             "ExecSync" => self.judge_probe(c).await?,
@@ -502,10 +477,11 @@ impl Replay {
                 let by_uid = selects_uid(m.filter.as_ref().map(|f| &f.label_selector));
                 let want: cri::ListPodSandboxResponse = self.recorded(c)?;
                 let deadline = Instant::now() + STATE_WAIT;
-                while let Some(live) =
-                    self.code(c, rs.list_pod_sandbox(with_deadline(m.clone(), c)).await)?
-                {
-                    match self.judge_pod_list(&live.items, &want.items, by_uid) {
+                while let Some(live) = judge::code(
+                    &c.code,
+                    rs.list_pod_sandbox(with_deadline(m.clone(), c)).await,
+                )? {
+                    match judge::pod_list(&live.items, &want.items, &self.sandbox_ids(), by_uid) {
                         Err(e) if Instant::now() > deadline => return Err(e),
                         Err(_) => tokio::time::sleep(POLL).await,
                         Ok(()) => break,
@@ -518,12 +494,15 @@ impl Replay {
                 let by_state = m.filter.as_ref().and_then(|f| f.state.as_ref()).is_some();
                 let want: cri::ListContainersResponse = self.recorded(c)?;
                 let deadline = Instant::now() + STATE_WAIT;
-                while let Some(live) =
-                    self.code(c, rs.list_containers(with_deadline(m.clone(), c)).await)?
-                {
-                    match self.judge_container_list(
+                while let Some(live) = judge::code(
+                    &c.code,
+                    rs.list_containers(with_deadline(m.clone(), c)).await,
+                )? {
+                    match judge::container_list(
                         &live.containers,
                         &want.containers,
+                        &self.container_ids(),
+                        &self.moved_on_ids(),
                         by_uid,
                         by_state,
                     ) {
@@ -537,11 +516,17 @@ impl Replay {
                 let m: cri::ListContainerStatsRequest = self.decode(c)?;
                 let want: cri::ListContainerStatsResponse = self.recorded(c)?;
                 let deadline = Instant::now() + STATE_WAIT;
-                while let Some(live) = self.code(
-                    c,
+                while let Some(live) = judge::code(
+                    &c.code,
                     rs.list_container_stats(with_deadline(m.clone(), c)).await,
                 )? {
-                    match self.judge_stats(&live, &want) {
+                    match judge::stats(
+                        &live,
+                        &want,
+                        &self.container_ids(),
+                        &self.moved_on_ids(),
+                        &self.removed,
+                    ) {
                         Err(e) if Instant::now() > deadline => return Err(e),
                         Err(_) => tokio::time::sleep(POLL).await,
                         Ok(()) => break,
@@ -551,25 +536,25 @@ impl Replay {
             "StopContainer" => {
                 let m: cri::StopContainerRequest = self.decode(c)?;
                 let id = m.container_id.clone();
-                self.code(c, rs.stop_container(with_deadline(m, c)).await)?;
+                judge::code(&c.code, rs.stop_container(with_deadline(m, c)).await)?;
                 self.mark_moved_on(&id);
             }
             "StopPodSandbox" => {
                 let m: cri::StopPodSandboxRequest = self.decode(c)?;
-                self.code(c, rs.stop_pod_sandbox(with_deadline(m, c)).await)?;
+                judge::code(&c.code, rs.stop_pod_sandbox(with_deadline(m, c)).await)?;
                 let ids: Vec<String> = self.containers.values().map(|k| k.id.clone()).collect();
                 ids.iter().for_each(|id| self.mark_moved_on(id));
             }
             "RemoveContainer" => {
                 let m: cri::RemoveContainerRequest = self.decode(c)?;
                 let id = m.container_id.clone();
-                self.code(c, rs.remove_container(with_deadline(m, c)).await)?;
+                judge::code(&c.code, rs.remove_container(with_deadline(m, c)).await)?;
                 self.removed.insert(id);
             }
             "RemovePodSandbox" => {
                 let m: cri::RemovePodSandboxRequest = self.decode(c)?;
                 let id = m.pod_sandbox_id.clone();
-                self.code(c, rs.remove_pod_sandbox(with_deadline(m, c)).await)?;
+                judge::code(&c.code, rs.remove_pod_sandbox(with_deadline(m, c)).await)?;
                 self.removed.insert(id);
                 self.removed
                     .extend(self.containers.values().map(|k| k.id.clone()));
@@ -585,11 +570,23 @@ impl Replay {
         }
     }
 
-    /// Whether the live container (by id) may be later in its life than the capture saw.
-    fn may_move_on(&self, live: &str) -> bool {
+    /// Live ids of the containers that may be later in their life than the capture saw.
+    fn moved_on_ids(&self) -> BTreeSet<&str> {
         self.containers
             .iter()
-            .any(|(old, k)| k.id == live && self.moved_on.contains(old))
+            .filter(|(old, _)| self.moved_on.contains(*old))
+            .map(|(_, k)| k.id.as_str())
+            .collect()
+    }
+
+    /// The live sandbox id, as a set.
+    fn sandbox_ids(&self) -> BTreeSet<&str> {
+        self.sandbox.iter().map(|(_, l)| l.as_str()).collect()
+    }
+
+    /// Live ids of the pod's containers.
+    fn container_ids(&self) -> BTreeSet<&str> {
+        self.containers.values().map(|k| k.id.as_str()).collect()
     }
 
     fn judge_pod_status(
@@ -602,21 +599,9 @@ impl Replay {
             want.status.unwrap_or_default(),
             live.status.unwrap_or_default(),
         );
-        ensure(live.state == want.state, || {
-            format!(
-                "pod state {}, the kubelet saw {}",
-                sandbox_state_name(live.state),
-                sandbox_state_name(want.state)
-            )
-        })?;
-        let want_ip = want.network.map(|n| n.ip).unwrap_or_default();
-        if want_ip.is_empty() {
+        let Some(ip) = judge::pod(&want, &live)? else {
             return Ok(());
-        }
-        let ip = live.network.map(|n| n.ip).unwrap_or_default();
-        ensure(ip.parse::<IpAddr>().is_ok(), || {
-            format!("ready pod reports IP {ip:?}, the kubelet needs one")
-        })?;
+        };
         match &self.pod_ip {
             None => {
                 // The recorded IP, before rewriting, is what env values carry.
@@ -628,12 +613,12 @@ impl Replay {
                     .unwrap_or_default();
                 self.rw.replace(old, &ip);
                 self.pod_ip = Some(ip);
+                Ok(())
             }
             Some(first) => ensure(*first == ip, || {
                 format!("pod IP changed from {first} to {ip}")
-            })?,
+            }),
         }
-        Ok(())
     }
 
     async fn judge_container_status(&mut self, c: &Call) -> Result<(), String> {
@@ -642,7 +627,8 @@ impl Replay {
         let deadline = Instant::now() + STATE_WAIT;
         loop {
             let r = with_deadline(m.clone(), c);
-            let Some(live) = self.code(c, self.scope.rs().container_status(r).await)? else {
+            let Some(live) = judge::code(&c.code, self.scope.rs().container_status(r).await)?
+            else {
                 return Ok(());
             };
             let want: cri::ContainerStatusResponse = self.recorded(c)?;
@@ -650,60 +636,13 @@ impl Replay {
                 want.status.unwrap_or_default(),
                 live.status.unwrap_or_default(),
             );
-            let verdict = self.judge_container(&id, &want, &live);
+            let verdict = judge::container(&want, &live, self.moved_on_ids().contains(id.as_str()));
             match verdict {
                 Ok(()) => return self.check_log_file(&live).await,
                 Err(e) if Instant::now() > deadline => return Err(e),
                 Err(_) => tokio::time::sleep(POLL).await,
             }
         }
-    }
-
-    fn judge_container(
-        &self,
-        id: &str,
-        want: &cri::ContainerStatus,
-        live: &cri::ContainerStatus,
-    ) -> Result<(), String> {
-        let name = |s: &cri::ContainerStatus| {
-            s.metadata
-                .as_ref()
-                .map(|m| m.name.clone())
-                .unwrap_or_default()
-        };
-        ensure(name(live) == name(want), || {
-            format!(
-                "metadata.name {:?}, the kubelet saw {:?}",
-                name(live),
-                name(want)
-            )
-        })?;
-        ensure(
-            want.log_path.is_empty() || live.log_path == want.log_path,
-            || {
-                format!(
-                    "log_path {:?}, the kubelet saw {:?}",
-                    live.log_path, want.log_path
-                )
-            },
-        )?;
-        if live.state == want.state {
-            let exited = live.state == cri::ContainerState::ContainerExited as i32;
-            return ensure(!exited || live.exit_code == want.exit_code, || {
-                format!(
-                    "exit code {}, the kubelet saw {}",
-                    live.exit_code, want.exit_code
-                )
-            });
-        }
-        let later = state_rank(live.state) > state_rank(want.state);
-        ensure(later && self.may_move_on(id), || {
-            format!(
-                "state {}, the kubelet saw {}",
-                container_state_name(live.state),
-                container_state_name(want.state)
-            )
-        })
     }
 
     /// The kubelet reads a started container's log at log_directory/log_path.
@@ -730,128 +669,16 @@ impl Replay {
         let deadline = Instant::now() + PROBE_WAIT;
         loop {
             let r = with_deadline(m.clone(), c);
-            let Some(live) = self.code(c, self.scope.rs().exec_sync(r).await)? else {
+            let Some(live) = judge::code(&c.code, self.scope.rs().exec_sync(r).await)? else {
                 return Ok(());
             };
-            let out = String::from_utf8_lossy(&live.stdout).into_owned();
-            if live.exit_code == want.exit_code && out == want_out {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "probe {:?} exited {} with stdout {out:?}; the kubelet saw {} with {want_out:?}",
-                    m.cmd, live.exit_code, want.exit_code
-                ));
+            match judge::probe(&m.cmd, &want, &want_out, &live) {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => {}
             }
             tokio::time::sleep(POLL).await;
         }
-    }
-
-    fn judge_pod_list(
-        &self,
-        live: &[cri::PodSandbox],
-        want: &[cri::PodSandbox],
-        by_uid: bool,
-    ) -> Result<(), String> {
-        let mine: BTreeSet<&str> = self.sandbox.iter().map(|(_, l)| l.as_str()).collect();
-        let strays: Vec<&str> = live
-            .iter()
-            .map(|p| p.id.as_str())
-            .filter(|id| by_uid && !mine.contains(id))
-            .collect();
-        ensure(strays.is_empty(), || {
-            format!("lists sandboxes {strays:?} under the pod's uid that it never created")
-        })?;
-        let got: BTreeMap<&str, String> = live
-            .iter()
-            .filter(|p| mine.contains(p.id.as_str()))
-            .map(|p| (p.id.as_str(), sandbox_state_name(p.state)))
-            .collect();
-        let want: BTreeMap<&str, String> = want
-            .iter()
-            .map(|p| (p.id.as_str(), sandbox_state_name(p.state)))
-            .collect();
-        ensure(got == want, || {
-            format!("the pod's sandboxes are {got:?}, the kubelet saw {want:?}")
-        })
-    }
-
-    fn judge_container_list(
-        &self,
-        live: &[cri::Container],
-        want: &[cri::Container],
-        by_uid: bool,
-        by_state: bool,
-    ) -> Result<(), String> {
-        let mine: BTreeSet<&str> = self.containers.values().map(|k| k.id.as_str()).collect();
-        let strays: Vec<&str> = live
-            .iter()
-            .map(|k| k.id.as_str())
-            .filter(|id| by_uid && !mine.contains(id))
-            .collect();
-        ensure(strays.is_empty(), || {
-            format!("lists containers {strays:?} under the pod's uid that were never created")
-        })?;
-        let got: BTreeMap<&str, i32> = live
-            .iter()
-            .filter(|k| mine.contains(k.id.as_str()))
-            .map(|k| (k.id.as_str(), k.state))
-            .collect();
-        let want: BTreeMap<&str, i32> = want.iter().map(|k| (k.id.as_str(), k.state)).collect();
-        for id in got.keys().chain(want.keys()).collect::<BTreeSet<_>>() {
-            let ok = match (got.get(id), want.get(id)) {
-                (Some(g), Some(w)) => {
-                    g == w || (state_rank(*g) > state_rank(*w) && self.may_move_on(id))
-                }
-                // Filtered by state, a container that moved on is rightly left out.
-                (None, Some(_)) => by_state && self.may_move_on(id),
-                (Some(_), None) => false,
-                (None, None) => true,
-            };
-            ensure(ok, || {
-                let show = |m: &BTreeMap<&str, i32>| {
-                    m.get(id)
-                        .map(|s| container_state_name(*s))
-                        .unwrap_or_else(|| "absent".to_owned())
-                };
-                format!(
-                    "container {id} is {}, the kubelet saw it {}",
-                    show(&got),
-                    show(&want)
-                )
-            })?;
-        }
-        Ok(())
-    }
-
-    fn judge_stats(
-        &self,
-        live: &cri::ListContainerStatsResponse,
-        want: &cri::ListContainerStatsResponse,
-    ) -> Result<(), String> {
-        let ids = |r: &cri::ListContainerStatsResponse| -> BTreeSet<String> {
-            r.stats
-                .iter()
-                .filter_map(|s| s.attributes.as_ref())
-                .map(|a| a.id.clone())
-                .collect()
-        };
-        let (live, want) = (ids(live), ids(want));
-        let mine: BTreeSet<&str> = self.containers.values().map(|k| k.id.as_str()).collect();
-        let stale: Vec<&String> = live
-            .iter()
-            .filter(|id| mine.contains(id.as_str()) && self.removed.contains(*id))
-            .collect();
-        ensure(stale.is_empty(), || {
-            format!("stats of removed containers {stale:?}")
-        })?;
-        let missing: Vec<&String> = want
-            .iter()
-            .filter(|id| !live.contains(*id) && !self.may_move_on(id))
-            .collect();
-        ensure(missing.is_empty(), || {
-            format!("no stats for running containers {missing:?}")
-        })
     }
 
     /// Describes a refused request the kubelet saw succeed: whether the refusal is
@@ -921,45 +748,6 @@ fn selects_uid(selector: Option<&std::collections::HashMap<String, String>>) -> 
     selector.is_some_and(|s| s.contains_key("io.kubernetes.pod.uid"))
 }
 
-/// CREATED < RUNNING < EXITED; UNKNOWN is never later than anything.
-fn state_rank(state: i32) -> i32 {
-    match cri::ContainerState::try_from(state) {
-        Ok(cri::ContainerState::ContainerCreated) => 0,
-        Ok(cri::ContainerState::ContainerRunning) => 1,
-        Ok(cri::ContainerState::ContainerExited) => 2,
-        _ => -1,
-    }
-}
-
-fn sandbox_state_name(v: i32) -> String {
-    cri::PodSandboxState::try_from(v)
-        .map(|s| s.as_str_name().to_owned())
-        .unwrap_or_else(|_| format!("state {v}"))
-}
-
-/// The proto name of a gRPC code, as the capture writes it.
-pub(super) fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 /// `m` with the deadline the kubelet set for `c`.
 fn with_deadline<T>(m: T, c: &Call) -> Request<T> {
     let mut r = Request::new(m);
@@ -1005,19 +793,5 @@ mod tests {
             .expect("init's id");
         assert!(moved.contains(init));
         assert!(moves_on_by_itself(&corpus::trace("busybox-static").expect("trace")).is_empty());
-    }
-
-    #[test]
-    fn container_states_order_as_a_life() {
-        use cri::ContainerState::*;
-        assert!(state_rank(ContainerExited as i32) > state_rank(ContainerRunning as i32));
-        assert!(state_rank(ContainerRunning as i32) > state_rank(ContainerCreated as i32));
-        assert!(state_rank(ContainerUnknown as i32) < state_rank(ContainerCreated as i32));
-    }
-
-    #[test]
-    fn code_names_match_the_capture() {
-        assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
-        assert_eq!(code_name(Code::Unimplemented), "UNIMPLEMENTED");
     }
 }

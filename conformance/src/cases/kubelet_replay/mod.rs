@@ -7,6 +7,7 @@
 
 mod engine;
 mod host;
+mod judge;
 
 use std::future::Future;
 use std::pin::Pin;
