@@ -1,13 +1,15 @@
 //! Pull benchmark (not a test): a multi-layer image of over 100 MiB, served by the real
 //! docker-registry fixture on loopback, pulled cold by
 //!
-//! - crid (PullImage over its socket: download, verify, unpack), and
-//! - Debian's containerd (`ctr images pull --plain-http`: download into its content store
-//!   and unpack into the overlayfs snapshotter), started here on its own socket, root and
-//!   state,
+//! - crid (CRI PullImage over its socket: download, verify, unpack), and
+//! - Debian's containerd (CRI PullImage to its CRI plugin: download into its content store
+//!   and unpack into the overlayfs snapshotter), the conformance fixture on its own socket,
+//!   root and state, with the registry as its plain-HTTP mirror,
 //!
-//! alternately, several rounds each, plus the floors that bound any pull: sha256 and gunzip
-//! of the same bytes, and crid's unpack alone from memory.
+//! both through the same RPC, each cold (a fresh daemon per pull), alternately, the order
+//! swapped every round so neither always runs first (page cache, CPU frequency, the other
+//! builds on the machine), plus the floors that bound any pull: sha256 and gunzip of the
+//! same bytes, and crid's unpack alone from memory.
 //!
 //! Run as root: `cargo bench -p crid --bench pull` (env `PULL_BENCH_ROUNDS`, default 3).
 
@@ -20,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use crid::image::reference::Digest;
 use crid::storage::layers::LayerStore;
 use crid_api::runtime::v1 as cri;
+use crid_conformance::fixtures::containerd::{Containerd, ContainerdOptions};
 use crid_conformance::fixtures::image::Blob;
 use crid_conformance::fixtures::registry::{Registry, RegistryOptions};
 use sha2::Digest as _;
@@ -219,47 +222,30 @@ async fn crid_pull(work: &Path, registry: &str, image: &str) -> Result<Duration>
     Ok(start.elapsed())
 }
 
-fn containerd_pull(work: &Path, image: &str) -> Result<Duration> {
+async fn containerd_pull(work: &Path, registry: &str, image: &str) -> Result<Duration> {
     let dir = tempfile::Builder::new()
         .prefix("containerd-bench-")
         .tempdir_in(work)?;
-    let sock = dir.path().join("containerd.sock");
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.zfs\", \"io.containerd.snapshotter.v1.devmapper\", \"io.containerd.snapshotter.v1.aufs\"]\n[grpc]\naddress = \"{}\"\n[ttrpc]\naddress = \"{}.ttrpc\"\n[debug]\naddress = \"\"\n[metrics]\naddress = \"\"\n",
-            dir.path().join("root").display(),
-            dir.path().join("state").display(),
-            sock.display(),
-            sock.display()
-        ),
-    )?;
-    let log = std::fs::File::create(dir.path().join("containerd.log"))?;
-    let daemon = Proc(Some(
-        Command::new("containerd")
-            .arg("--config")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("start containerd (run scripts/setup.sh: apt containerd)")?,
-    ));
-    wait_socket(&sock, "containerd")?;
+    let mut opts = ContainerdOptions::new(registry);
+    // The fixture's own directory (it must be missing or empty): removed with the TempDir.
+    opts.dir = Some(dir.path().join("containerd"));
+    let ctd = Containerd::start(opts)
+        .await
+        .context("start containerd (run scripts/setup.sh: apt containerd)")?;
+    let mut c = cri::image_service_client::ImageServiceClient::new(ctd.channel().await?);
     let start = Instant::now();
-    let out = Command::new("ctr")
-        .arg("--address")
-        .arg(&sock)
-        .args(["-n", "bench", "images", "pull", "--plain-http", image])
-        .stdout(Stdio::null())
-        .output()
-        .context("run ctr")?;
+    let pulled = c
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image.to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
     let elapsed = start.elapsed();
-    if !out.status.success() {
-        bail!("ctr pull failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    drop(daemon);
-    // The snapshotter's directories may hold read-only bits; remove_dir_all copes as root.
+    ctd.shutdown().await.context("containerd teardown")?;
+    pulled.context("containerd PullImage")?;
     Ok(elapsed)
 }
 
@@ -346,20 +332,24 @@ async fn main() -> Result<()> {
 
     let (mut crid_t, mut ctr_t) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let t = crid_pull(&work, &reg.host(), &image).await?;
-        eprintln!("round {round}: crid       {:>6.2}s", t.as_secs_f64());
-        crid_t.push(t);
-        let w = work.clone();
-        let i = image.clone();
-        let t = tokio::task::spawn_blocking(move || containerd_pull(&w, &i)).await??;
-        eprintln!("round {round}: containerd {:>6.2}s", t.as_secs_f64());
-        ctr_t.push(t);
+        // Even rounds crid first, odd rounds containerd first.
+        for crid_turn in [round % 2 == 0, round % 2 != 0] {
+            if crid_turn {
+                let t = crid_pull(&work, &reg.host(), &image).await?;
+                eprintln!("round {round}: crid       {:>6.2}s", t.as_secs_f64());
+                crid_t.push(t);
+            } else {
+                let t = containerd_pull(&work, &reg.host(), &image).await?;
+                eprintln!("round {round}: containerd {:>6.2}s", t.as_secs_f64());
+                ctr_t.push(t);
+            }
+        }
     }
     let (sha_c, gunzip_u, verify_u, unpack_u) =
         tokio::task::spawn_blocking(move || floors(&img, &work)).await??;
     let (cm, km) = (median(crid_t.clone()), median(ctr_t.clone()));
     println!(
-        "pull benchmark: {LAYERS} gzip layers, {:.1} MiB compressed, {:.1} MiB uncompressed, loopback docker-registry, {rounds} cold rounds (median)",
+        "pull benchmark: {LAYERS} gzip layers, {:.1} MiB compressed, {:.1} MiB uncompressed, loopback docker-registry, CRI PullImage on both, {rounds} cold rounds in alternating order (median)",
         c as f64 / MIB,
         u as f64 / MIB
     );
@@ -372,7 +362,7 @@ async fn main() -> Result<()> {
         throughput(u, cm)
     );
     println!(
-        "| containerd 1.6 `ctr images pull` (pull+unpack) | {:.2}s | {:.1} | {:.1} |",
+        "| containerd 1.6 CRI PullImage (pull+unpack) | {:.2}s | {:.1} | {:.1} |",
         km.as_secs_f64(),
         throughput(c, km),
         throughput(u, km)

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The main job: set-up, build, start the fixture registry and crid on a private socket, run
-# the conformance suite against crid and print the report, then compare the results with
-# crid's baseline (conformance/baseline/crid.toml): the job fails on any unexplained
-# difference, i.e. a failure the baseline does not list or a listed case that now passes.
-# Reports land in target/conformance/ (or $CRID_REPORT_DIR).
+# The main job: set-up, build, start the fixture registry and crid on a private socket (and a
+# second crid without a network, for the NetworkReady=false case), run the conformance suite
+# against crid and print the report, then compare the results with crid's baseline
+# (conformance/baseline/crid.toml); then run the matrix across crid's runtime handlers and
+# compare every cell with the same baseline; then a bounded property-based run against crid.
+# The job fails on any unexplained difference (a failure the baseline does not list, a listed
+# failure with another message, a listed case that now passes, a case missing from a report),
+# on a harness error (exit status other than 0 or 1), and on a props failure or timeout.
+# Reports land in target/conformance/ (or $CRID_REPORT_DIR); earlier ones are removed first.
 # CRID_BIN_DIR=target/debug reuses binaries that the test run already built (CI does this:
 # building only the binaries would unify features differently and recompile shared crates).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/judge.sh
 scripts/setup.sh
 
 if [ -n "${CRID_BIN_DIR:-}" ]; then
@@ -24,14 +29,21 @@ bin=$(cd "$bin" && pwd)
 out=${CRID_REPORT_DIR:-$PWD/target/conformance}
 mkdir -p "$out"
 
+# Reports of an earlier run go first: a run that writes none must not be judged by them.
+fresh_report "$out/junit.xml" "$out/report.md" "$out/report.html" "$out/baseline.txt" \
+  "$out/matrix" "$out/matrix.txt" "$out/props.txt"
+
 work=$(mktemp -d /tmp/crid-conformance.XXXXXX)
 crid_pid=""
+unready_pid=""
 cleanup() {
-  # Only the daemon this script started, by PID; the registry by its recorded PID.
-  if [ -n "$crid_pid" ] && kill -0 "$crid_pid" 2>/dev/null; then
-    kill -TERM "$crid_pid"
-    wait "$crid_pid" || true
-  fi
+  # Only the daemons this script started, by PID; the registry by its recorded PID.
+  for pid in "$crid_pid" "$unready_pid"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid"
+      wait "$pid" || true
+    fi
+  done
   if [ -f "$work/fixtures/state.json" ]; then
     "$bin/crid-conformance" fixtures down --state-dir "$work/fixtures" >/dev/null || true
   fi
@@ -72,29 +84,63 @@ runroot = "$work/run"
 cni_config_dir = "$work/net.d"
 TOML
 
+# The same crid with an empty CNI directory and storage of its own: NetworkReady is false
+# there, which runtime-info/status-not-ready-reason needs (a healthy endpoint has no false
+# condition to judge). It serves only Status.
+mkdir -p "$work/unready/net.d" "$work/unready/crid.d"
+cat > "$work/unready/crid.toml" <<TOML
+[server]
+listen = "$work/unready/crid.sock"
+[storage]
+root = "$work/unready/root"
+runroot = "$work/unready/run"
+[network]
+cni_config_dir = "$work/unready/net.d"
+TOML
+
 "$bin/crid" --config "$work/crid.toml" --config-dir "$work/crid.d" check || true
 "$bin/crid" --config "$work/crid.toml" --config-dir "$work/crid.d" 2>"$out/crid.log" &
 crid_pid=$!
-for _ in $(seq 100); do
-  [ -S "$work/crid.sock" ] && break
-  kill -0 "$crid_pid" 2>/dev/null || { cat "$out/crid.log" >&2; exit 1; }
-  sleep 0.1
-done
+"$bin/crid" --config "$work/unready/crid.toml" --config-dir "$work/unready/crid.d" 2>"$out/crid-unready.log" &
+unready_pid=$!
+wait_socket "$work/crid.sock" "$crid_pid" "$out/crid.log"
+wait_socket "$work/unready/crid.sock" "$unready_pid" "$out/crid-unready.log"
+unready="unix://$work/unready/crid.sock"
 
-# The run's own exit status says whether every required case passed; for crid today the
-# baseline is the judge, so it is reported but not fatal.
-"$bin/crid-conformance" run --endpoint "unix://$work/crid.sock" \
-  --registry-state "$work/fixtures" \
-  --junit "$out/junit.xml" --markdown "$out/report.md" --html "$out/report.html" || echo "run: required cases failed (judged against the baseline below)"
+# The run's own exit status says whether every required case passed (0) or not (1); for
+# crid today the baseline is the judge of 1. Anything else is a harness error and ends the job.
+run_suite run "$bin/crid-conformance" run --endpoint "unix://$work/crid.sock" \
+  --registry-state "$work/fixtures" --not-ready-endpoint "$unready" \
+  --junit "$out/junit.xml" --markdown "$out/report.md" --html "$out/report.html" || exit
 echo
 status=0
 "$bin/crid-conformance" compare --junit "$out/junit.xml" \
   --baseline conformance/baseline/crid.toml | tee "$out/baseline.txt" || status=$?
 # The matrix across crid's runtime handlers (runc, crun): JUnit per cell, Markdown and the
-# HTML grid. Required failures are expected today (the baseline above is the judge).
-"$bin/crid-conformance" matrix --endpoint "unix://$work/crid.sock" --registry-state "$work/fixtures" \
-  --out "$out/matrix" >/dev/null || true
+# HTML grid; every cell is compared with the baseline (entries may name their handlers).
 echo
-echo "matrix: $out/matrix/report.html, $out/matrix/summary.md"
-echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt (daemon log: $out/crid.log)"
+run_suite matrix "$bin/crid-conformance" matrix --endpoint "unix://$work/crid.sock" \
+  --registry-state "$work/fixtures" --not-ready-endpoint "$unready" \
+  --out "$out/matrix" >"$out/matrix.txt" || { cat "$out/matrix.txt"; exit 1; }
+grep -E '^#[0-9]+ ' "$out/matrix.txt" || true
+compare_cells "$bin/crid-conformance" conformance/baseline/crid.toml "$out/matrix" \
+  | tee "$out/matrix/baseline.txt" || status=1
+# Property-based lifecycle sequences against crid, bounded in number and in time: a
+# failure, a harness error or running out of time fails the job.
+echo
+props_limit=${CRID_PROPS_TIMEOUT:-600}
+timeout --kill-after=10 "$props_limit" "$bin/crid-conformance" props \
+  --endpoint "unix://$work/crid.sock" --registry-state "$work/fixtures" \
+  --cases "${CRID_PROPS_CASES:-24}" --max-ops 8 --op-timeout 30 | tee "$out/props.txt" || {
+  rc=$?
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "props: no verdict within ${props_limit}s (a hang is a failure)" | tee -a "$out/props.txt"
+  else
+    echo "props: failed (exit $rc)" | tee -a "$out/props.txt"
+  fi
+  status=1
+}
+echo
+echo "matrix: $out/matrix/report.html, $out/matrix/summary.md, $out/matrix/baseline.txt"
+echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt, $out/props.txt (daemon log: $out/crid.log)"
 exit "$status"

@@ -2,12 +2,16 @@
 # The differential check: the whole conformance suite against Debian's containerd 1.6 (its
 # CRI plugin, runc, the CNI plugins, the fixture registry as a plain-HTTP mirror), compared
 # with conformance/baseline/containerd-1.6.toml. Exits non-zero on any unexplained
-# difference (a failure the baseline does not list, or a listed case that now passes), or
-# when the host is not left as it was found. This is how the suite proves its cases right
+# difference (a failure the baseline does not list, a listed failure with another message, a
+# listed case that now passes, a case missing from the report), on a harness error (the run
+# exits other than 0 or 1), or when the host is not left as it was found. A second containerd
+# with an empty CNI directory is the NetworkReady=false endpoint of
+# runtime-info/status-not-ready-reason. This is how the suite proves its cases right
 # rather than fitted to crid. Reports land in target/conformance/containerd/.
 # CRID_BIN_DIR=target/debug reuses the binary the test run built (CI does this).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/judge.sh
 scripts/setup.sh
 
 if [ -n "${CRID_BIN_DIR:-}" ]; then
@@ -19,13 +23,17 @@ else
 fi
 out=${CRID_REPORT_DIR:-$PWD/target/conformance}/containerd
 mkdir -p "$out"
+# Reports of an earlier run go first: a run that writes none must not be judged by them.
+fresh_report "$out/junit.xml" "$out/report.md" "$out/baseline.txt"
 
 work=$(mktemp -d /tmp/crid-differential.XXXXXX)
 teardown() {
   # Each fixture stops only what it started: by recorded PID, shims by our socket path.
-  if [ -f "$work/containerd/containerd-state.json" ]; then
-    "$bin" fixtures containerd down --state-dir "$work/containerd" || echo "differential: containerd teardown reported leftovers" >&2
-  fi
+  for d in "$work/containerd" "$work/containerd-unready"; do
+    if [ -f "$d/containerd-state.json" ]; then
+      "$bin" fixtures containerd down --state-dir "$d" || echo "differential: containerd teardown ($d) reported leftovers" >&2
+    fi
+  done
   if [ -f "$work/fixtures/state.json" ]; then
     "$bin" fixtures down --state-dir "$work/fixtures" >/dev/null || true
   fi
@@ -34,12 +42,15 @@ trap 'teardown; rm -rf "$work"' EXIT
 
 "$bin" fixtures up --state-dir "$work/fixtures" | head -1
 "$bin" fixtures containerd up --state-dir "$work/containerd" --registry-state "$work/fixtures"
+"$bin" fixtures containerd up --state-dir "$work/containerd-unready" --registry-state "$work/fixtures" --no-network
 bridge=$(sed -n 's/.*"bridge": "\([^"]*\)".*/\1/p' "$work/containerd/containerd-state.json")
 
-"$bin" run --endpoint "unix://$work/containerd/containerd.sock" \
+# 0: every required case passed; 1: some failed (the baseline judges them); else a harness
+# error, which ends the job.
+run_suite run "$bin" run --endpoint "unix://$work/containerd/containerd.sock" \
   --registry-state "$work/fixtures" \
-  --junit "$out/junit.xml" --markdown "$out/report.md" \
-  || echo "run: some cases failed (judged against the baseline below)"
+  --not-ready-endpoint "unix://$work/containerd-unready/containerd.sock" \
+  --junit "$out/junit.xml" --markdown "$out/report.md" || exit
 echo
 status=0
 "$bin" compare --junit "$out/junit.xml" \
@@ -62,7 +73,7 @@ fi
 if [ -n "$bridge" ] && iptables-save 2>/dev/null | grep -qF "crt-${bridge#crt}"; then
   leftovers+=("iptables rules naming network crt-${bridge#crt}")
 fi
-if [ -e "$work/containerd" ] || [ -e "$work/fixtures" ]; then
+if [ -e "$work/containerd" ] || [ -e "$work/containerd-unready" ] || [ -e "$work/fixtures" ]; then
   leftovers+=("directories under $work")
 fi
 if ((${#leftovers[@]})); then

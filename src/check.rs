@@ -248,7 +248,49 @@ pub async fn run(config: &Config) -> Report {
         };
         report.push(Level::Ok, subject, detail);
     }
+    check_modes(&mut report, config);
     report
+}
+
+/// Directories of image and container content other users can walk into are a way to
+/// root (a setuid binary of an image); the daemon repairs them at start, this reports them.
+fn check_modes(report: &mut Report, config: &Config) {
+    let layout = crate::state::Layout::new(&config.storage.root, &config.storage.runroot);
+    let mut problems = Vec::new();
+    // A root others can list is untidy; a content directory others can enter is the hole.
+    let mut level = Level::Warn;
+    for (dir, access) in layout.private_dirs() {
+        let problem = crate::storage::access::mode_problem(&dir, access);
+        if access == crate::storage::access::Access::Private && !matches!(problem, Ok(None)) {
+            level = Level::Fail;
+        }
+        match problem {
+            Ok(None) => {}
+            Ok(Some(r)) => problems.push(format!(
+                "{} is {:04o}, must be {:04o}",
+                dir.display(),
+                r.was,
+                r.now
+            )),
+            Err(e) => problems.push(format!("cannot stat {}: {e}", dir.display())),
+        }
+    }
+    if problems.is_empty() {
+        report.push(
+            Level::Ok,
+            "storage modes",
+            "image and container content is private to root",
+        );
+    } else {
+        report.push(
+            level,
+            "storage modes",
+            format!(
+                "other users can reach crid's directories: {} (crid repairs these modes when it starts)",
+                problems.join("; ")
+            ),
+        );
+    }
 }
 
 /// Asks a plugin of the default network (CNI VERSION) whether it speaks the network's
@@ -339,6 +381,8 @@ mod tests {
         let mut config = Config::default();
         config.network.cni_config_dir = net.clone();
         config.network.cni_plugin_dirs = vec![bin.clone()];
+        config.storage.root = dir.path().join("root");
+        config.storage.runroot = dir.path().join("run");
         config.runtime.runtimes.insert(
             "runc".into(),
             RuntimeHandler {
@@ -377,6 +421,25 @@ mod tests {
             "{report}"
         );
         assert!(!report.passed());
+        assert_eq!(level_of("storage modes"), Some(Level::Ok), "{report}");
+
+        // A layer store others can enter (as crid before 0.1 made it) fails.
+        let layers = dir.path().join("root/storage/layers");
+        std::fs::create_dir_all(&layers).expect("mkdir");
+        std::fs::set_permissions(&layers, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let report = run(&config).await;
+        let modes = report
+            .findings
+            .iter()
+            .find(|f| f.subject == "storage modes")
+            .expect("storage modes finding");
+        assert_eq!(modes.level, Level::Fail, "{report}");
+        assert!(
+            modes
+                .detail
+                .contains("storage/layers is 0755, must be 0700"),
+            "{report}"
+        );
 
         // A network in a cniVersion the plugin does not speak fails.
         std::fs::write(

@@ -31,6 +31,9 @@ async fn crid_matches_its_baseline_needs_root() {
     ));
     // Networking cases need a CNI network: a bridge and subnet of this test's own.
     let _net = support::cri::TestNetwork::install(&d, "cf", 6);
+    // A second daemon with an empty CNI directory: NetworkReady is false there, which
+    // runtime-info/status-not-ready-reason needs to see.
+    let not_ready = TestDaemon::start("");
     let catalogue = cases::catalogue();
     let ctx = cases::Ctx {
         channel: d.channel().await,
@@ -40,6 +43,7 @@ async fn crid_matches_its_baseline_needs_root() {
             registry: registry.host(),
             credentials: None,
         })),
+        not_ready: Some(not_ready.channel().await),
     };
     let outcomes = runner::run(&ctx, &catalogue, &Environment::detect(), |_| {}).await;
     let report = RunReport {
@@ -51,7 +55,13 @@ async fn crid_matches_its_baseline_needs_root() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/baseline/crid.toml");
     let base = Baseline::load(&path).expect("crid baseline");
     let ids: Vec<&str> = catalogue.iter().map(|c| c.id).collect();
-    let comparison = baseline::compare(&base, &baseline::from_outcomes(&report.outcomes), &ids);
+    let comparison = baseline::compare(
+        &base,
+        &baseline::from_outcomes(&report.outcomes),
+        &ids,
+        &ids,
+        "",
+    );
     assert!(
         comparison.matches(),
         "{}\n{}",

@@ -426,3 +426,143 @@ fn version_command() {
             .starts_with(&format!("crid {}", env!("CARGO_PKG_VERSION")))
     );
 }
+
+/// A codec that sends and receives raw bytes: requests no generated type can express.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(buf);
+        Ok(Some(bytes::Buf::copy_to_bytes(buf, n).to_vec()))
+    }
+}
+
+/// Sends the encoded request `body` to RuntimeService method `method`.
+async fn raw_call(d: &TestDaemon, method: &str, body: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(d.channel().await)
+        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(usize::MAX);
+    grpc.ready().await.expect("ready");
+    let path: tonic::codegen::http::uri::PathAndQuery =
+        format!("/runtime.v1.RuntimeService/{method}")
+            .parse()
+            .expect("path");
+    grpc.unary(tonic::Request::new(body), path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A length-delimited protobuf field `tag` holding `value`.
+fn field(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![(tag << 3) | 2];
+    let mut n = value.len();
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(value);
+    out
+}
+
+fn rss_kib(pid: nix::unistd::Pid) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+// Issue 16, smaller findings: an error that echoed a 1 MiB ID made the answer too big for
+// the client; a string that is not UTF-8 answered Internal; big requests kept the daemon's
+// memory. Now: a short message naming the cause, InvalidArgument, a refusal.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_requests_get_short_answers_invalid_argument_and_cost_no_memory() {
+    let d = TestDaemon::start("");
+    let mut rs = RuntimeServiceClient::new(d.channel().await);
+    let huge = "a".repeat(1 << 20);
+    let e = rs
+        .container_status(cri::ContainerStatusRequest {
+            container_id: huge,
+            verbose: false,
+        })
+        .await
+        .expect_err("absent");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(e.message().len() < 300, "{}", e.message().len());
+    assert!(e.message().ends_with("not found"), "{}", e.message());
+
+    // ContainerStatusRequest.container_id (field 1) as bytes that are not UTF-8.
+    let e = raw_call(&d, "ContainerStatus", field(1, &[0xff, 0xfe, b'a']))
+        .await
+        .expect_err("not UTF-8");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("container_id"), "{e:?}");
+    // RunPodSandboxRequest.config.metadata.name (fields 1.1.1).
+    let e = raw_call(
+        &d,
+        "RunPodSandbox",
+        field(1, &field(1, &field(1, &[b'p', 0xc3]))),
+    )
+    .await
+    .expect_err("not UTF-8");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+
+    // Requests over the cap are refused whole; the daemon's memory comes back after
+    // requests near it.
+    let before = rss_kib(d.pid());
+    for mib in [15, 15, 15, 17, 33, 33] {
+        let body = field(1, &vec![b'a'; mib << 20]);
+        let e = raw_call(&d, "ContainerStatus", body)
+            .await
+            .expect_err("big");
+        let refused = mib > 16;
+        assert_eq!(
+            e.code() == Code::ResourceExhausted || e.code() == Code::OutOfRange,
+            refused,
+            "{mib} MiB: {e:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = rss_kib(d.pid());
+    eprintln!("RSS before {before} KiB, after {after} KiB");
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
+    // Still serving.
+    status(&d, false).await;
+}

@@ -295,7 +295,7 @@ async fn stop_returns_at_init_exit_and_kills_survivors_needs_root() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The container's own processes (its cgroup), not its monitor.
     let in_container = || -> Vec<i32> {
-        support::processes_of(&[ctr.clone()])
+        support::processes_of(std::slice::from_ref(&ctr))
             .into_iter()
             .filter(|pid| {
                 !std::fs::read(format!("/proc/{pid}/cmdline"))

@@ -826,3 +826,159 @@ async fn a_tty_container_sees_a_terminal_and_is_logged_needs_root() {
     remove_all(&mut rs).await;
     assert_nothing_left(&c.daemon, &ids);
 }
+
+// Issue 16: `log_directory` and `log_path` steered crid's root-owned log writes anywhere
+// (`../../etc/cron.d/x`, an absolute `log_path`, a symlink in the log directory). Each is
+// refused with InvalidArgument naming the field; nothing is written outside, no container
+// record or name reservation is left. cri:ContainerConfig#log_path,
+// cri:PodSandboxConfig#log_directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_path_traversal_is_refused_and_writes_nothing_needs_root() {
+    let c = Cluster::start("").await;
+    let image = c.pull("busybox").await;
+    let mut rs = c.rs().await;
+    // Stands for /etc: everything that lands here is an escape.
+    let etc = c.daemon.path().join("etc");
+    std::fs::create_dir_all(&etc).expect("mkdir");
+
+    for (dir, why) in [
+        ("etc".to_owned(), "relative"),
+        (
+            format!("{}/logs/../etc", c.daemon.path().display()),
+            "dot-dot",
+        ),
+    ] {
+        let mut pc = pod_config("trav", &c.log_dir());
+        pc.log_directory = dir;
+        let e = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pc),
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect_err(why);
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{why}: {e:?}");
+        assert!(e.message().contains("config.log_directory"), "{why}: {e:?}");
+    }
+    let listed = rs
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await
+        .expect("list pods")
+        .into_inner()
+        .items;
+    assert!(listed.is_empty(), "{listed:?}");
+
+    let pc = pod_config("trav", &c.log_dir());
+    let pod = run_pod(&mut rs, &pc, "").await;
+    let log_dir = std::path::PathBuf::from(&pc.log_directory);
+    std::fs::create_dir_all(&log_dir).expect("mkdir");
+    std::os::unix::fs::symlink(&etc, log_dir.join("evil")).expect("symlink");
+    std::os::unix::fs::symlink(etc.join("planted"), log_dir.join("planted.log")).expect("symlink");
+    let absolute = etc.join("cron.d/abs").display().to_string();
+    for (log_path, why) in [
+        ("../../etc/cron.d/x", "dot-dot"),
+        (absolute.as_str(), "absolute"),
+        ("evil/cron.d/x", "symlinked directory"),
+        ("planted.log", "symlinked file"),
+    ] {
+        let mut cc = container_config("x", &image, &["true"]);
+        cc.log_path = log_path.to_owned();
+        let e = rs
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(cc),
+                sandbox_config: Some(pc.clone()),
+            })
+            .await
+            .expect_err(why);
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{why}: {e:?}");
+        assert!(e.message().contains("config.log_path"), "{why}: {e:?}");
+        let escaped: Vec<_> = std::fs::read_dir(&etc)
+            .expect("ls")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(escaped.is_empty(), "{why}: wrote {escaped:?}");
+        let listed = rs
+            .list_containers(cri::ListContainersRequest { filter: None })
+            .await
+            .expect("list")
+            .into_inner()
+            .containers;
+        assert!(listed.is_empty(), "{why}: {listed:?}");
+    }
+    assert_eq!(
+        std::fs::read_dir(c.daemon.path().join("root/state/containers"))
+            .expect("ls")
+            .count(),
+        0,
+        "no container record is left"
+    );
+    // The name was never reserved, and a kubelet-shaped path still works.
+    let mut cc = container_config("x", &image, &["true"]);
+    cc.log_path = "x/0.log".into();
+    let id = rs
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(cc),
+            sandbox_config: Some(pc.clone()),
+        })
+        .await
+        .expect("a path inside the log directory")
+        .into_inner()
+        .container_id;
+    assert_eq!(
+        status(&mut rs, &id).await.log_path,
+        log_dir.join("x/0.log").display().to_string()
+    );
+    assert!(log_dir.join("x/0.log").is_file());
+    let ids = support::object_ids(c.daemon.path());
+    remove_all(&mut rs).await;
+    assert_nothing_left(&c.daemon, &ids);
+}
+
+// Issue 16: a mount whose host_path does not exist answered Internal (the runtime failed);
+// it is the caller's mistake: InvalidArgument naming the mount, and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_host_path_is_invalid_argument_needs_root() {
+    let c = Cluster::start("").await;
+    let image = c.pull("busybox").await;
+    let mut rs = c.rs().await;
+    let pc = pod_config("mnt", &c.log_dir());
+    let pod = run_pod(&mut rs, &pc, "").await;
+    let mut cc = container_config("m", &image, &["true"]);
+    let gone = c.daemon.path().join("no-such-volume");
+    cc.mounts = vec![
+        cri::Mount {
+            container_path: "/a".into(),
+            host_path: c.daemon.path().display().to_string(),
+            ..Default::default()
+        },
+        cri::Mount {
+            container_path: "/b".into(),
+            host_path: gone.display().to_string(),
+            ..Default::default()
+        },
+    ];
+    let e = rs
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(cc),
+            sandbox_config: Some(pc.clone()),
+        })
+        .await
+        .expect_err("missing host path");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("config.mounts[1].host_path"), "{e:?}");
+    assert!(!gone.exists(), "crid does not create it");
+    let listed = rs
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
+    assert!(listed.is_empty(), "{listed:?}");
+    let ids = support::object_ids(c.daemon.path());
+    remove_all(&mut rs).await;
+    assert_nothing_left(&c.daemon, &ids);
+}

@@ -1,8 +1,11 @@
-//! Baselines: the cases a given runtime is known to fail or skip, each with the reason,
-//! and the comparison of a run against one. Any difference is unexplained and fails:
-//! a failure or skip the baseline does not list, and a listed case that now passes (so
-//! the baseline stays true). This is how the differential run against containerd proves
-//! the cases right rather than fitted to crid.
+//! Baselines: the cases a given runtime is known to fail or skip, each with the reason and
+//! what its message must say, and the comparison of a run against one. Any difference is
+//! unexplained and fails: a failure or skip the baseline does not list, a listed case that
+//! now passes (so the baseline stays true), a listed case that fails for another reason
+//! (its message lacks the entry's `message_contains`), and a case of the selection that
+//! the report does not hold (a truncated report, a case dropped from the catalogue). This
+//! is how the differential run against containerd proves the cases right rather than
+//! fitted to crid.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -62,6 +65,26 @@ pub struct Entry {
     pub expect: Expected,
     /// Why: the runtime's behaviour and, where it helps, the upstream issue or code.
     pub reason: String,
+    /// Text the failure (or skip) message must contain, so that the case fails for the
+    /// reason given and not for another (`exec/exec-url` failing with Internal from a
+    /// half-built server is not "Unimplemented as expected").
+    pub message_contains: String,
+    /// The runtime handlers the entry applies to (a matrix cell's handler); empty: all.
+    #[serde(default)]
+    pub handlers: Vec<String>,
+}
+
+impl Entry {
+    fn applies_to(&self, handler: &str) -> bool {
+        self.handlers.is_empty() || self.handlers.iter().any(|h| h == handler)
+    }
+
+    fn overlaps(&self, other: &Entry) -> bool {
+        self.case == other.case
+            && (self.handlers.is_empty()
+                || other.handlers.is_empty()
+                || self.handlers.iter().any(|h| other.handlers.contains(h)))
+    }
 }
 
 /// A baseline file.
@@ -88,23 +111,31 @@ impl Baseline {
         })
     }
 
-    /// Parses baseline TOML.
+    /// Parses baseline TOML: every entry has a reason and a `message_contains`, and no
+    /// case is listed twice for the same handler.
     pub fn parse(text: &str) -> Result<Baseline, String> {
         let b: Baseline = toml::from_str(text).map_err(|e| e.to_string())?;
-        let mut seen = std::collections::HashSet::new();
-        for e in &b.expected {
-            if !seen.insert(e.case.as_str()) {
+        for (i, e) in b.expected.iter().enumerate() {
+            if b.expected[..i].iter().any(|o| o.overlaps(e)) {
                 return Err(format!("case {} is listed twice", e.case));
             }
             if e.reason.trim().is_empty() {
                 return Err(format!("case {} has no reason", e.case));
             }
+            if e.message_contains.trim().is_empty() {
+                return Err(format!(
+                    "case {} has no message_contains (what its message must say)",
+                    e.case
+                ));
+            }
         }
         Ok(b)
     }
 
-    fn get(&self, case: &str) -> Option<&Entry> {
-        self.expected.iter().find(|e| e.case == case)
+    fn get(&self, case: &str, handler: &str) -> Option<&Entry> {
+        self.expected
+            .iter()
+            .find(|e| e.case == case && e.applies_to(handler))
     }
 }
 
@@ -177,6 +208,27 @@ pub enum Difference {
         /// What happened.
         observed: Observed,
     },
+    /// The case failed or skipped as expected, but its message lacks the entry's
+    /// `message_contains`: it fails for another reason than the one given.
+    WrongMessage {
+        /// Case id.
+        case: String,
+        /// What the message must contain.
+        expected: String,
+        /// What happened.
+        observed: Observed,
+    },
+    /// A case of the selection is not in the report (truncated report, dropped case).
+    Missing {
+        /// Case id.
+        case: String,
+    },
+    /// The report holds a case that is not in the selection (not in the catalogue, or
+    /// filtered out): the report is not of this catalogue.
+    NotSelected {
+        /// Case id.
+        case: String,
+    },
     /// The baseline names a case the catalogue does not have.
     UnknownCase {
         /// Case id.
@@ -234,6 +286,25 @@ impl Comparison {
                     observed.word(),
                     one_line(observed.message())
                 ),
+                Difference::WrongMessage {
+                    case,
+                    expected,
+                    observed,
+                } => writeln!(
+                    out,
+                    "~ {case}: {} as the baseline expects, but not for its reason (the message \
+                     must contain {expected:?}): {}",
+                    observed.word(),
+                    one_line(observed.message())
+                ),
+                Difference::Missing { case } => writeln!(
+                    out,
+                    "! {case}: not in the report (truncated report, or the case did not run)"
+                ),
+                Difference::NotSelected { case } => writeln!(
+                    out,
+                    "! {case}: in the report but not in the catalogue (or filtered out)"
+                ),
                 Difference::UnknownCase { case } => {
                     writeln!(out, "? {case}: in the baseline but not in the catalogue")
                 }
@@ -253,16 +324,26 @@ fn one_line(s: &str) -> String {
     }
 }
 
-/// Compares observed results with `baseline`. `catalogue` is every known case id; entries
-/// for cases that exist but did not run (filtered out) are not differences.
+/// Compares observed results with `baseline`. `catalogue` is every known case id;
+/// `selected` the ids the run was asked to run (the catalogue, or those a filter chose):
+/// the observed ids must be exactly these. `handler` is the run's runtime handler (entries
+/// restricted to other handlers do not apply). Entries for cases that exist but were
+/// filtered out are not differences.
 pub fn compare(
     baseline: &Baseline,
     observed: &BTreeMap<String, Observed>,
     catalogue: &[&str],
+    selected: &[&str],
+    handler: &str,
 ) -> Comparison {
     let mut c = Comparison::default();
     for (case, seen) in observed {
-        match (baseline.get(case), seen) {
+        if !selected.contains(&case.as_str()) {
+            c.differences
+                .push(Difference::NotSelected { case: case.clone() });
+            continue;
+        }
+        match (baseline.get(case, handler), seen) {
             (None, Observed::Pass) => c.passed += 1,
             (None, _) => c.differences.push(Difference::Unexpected {
                 case: case.clone(),
@@ -272,13 +353,24 @@ pub fn compare(
                 case: case.clone(),
                 reason: e.reason.clone(),
             }),
-            (Some(e), Observed::Fail(_)) if e.expect == Expected::Fail => c.explained += 1,
-            (Some(e), Observed::Skip(_)) if e.expect == Expected::Skip => c.explained += 1,
+            (Some(e), Observed::Fail(m)) if e.expect == Expected::Fail => {
+                c.judge_message(case, e, seen, m)
+            }
+            (Some(e), Observed::Skip(m)) if e.expect == Expected::Skip => {
+                c.judge_message(case, e, seen, m)
+            }
             (Some(e), _) => c.differences.push(Difference::Changed {
                 case: case.clone(),
                 expected: e.expect,
                 observed: seen.clone(),
             }),
+        }
+    }
+    for case in selected {
+        if !observed.contains_key(*case) {
+            c.differences.push(Difference::Missing {
+                case: (*case).to_owned(),
+            });
         }
     }
     for e in &baseline.expected {
@@ -291,9 +383,32 @@ pub fn compare(
     c
 }
 
+impl Comparison {
+    fn judge_message(&mut self, case: &str, e: &Entry, seen: &Observed, message: &str) {
+        if message.contains(e.message_contains.as_str()) {
+            self.explained += 1;
+        } else {
+            self.differences.push(Difference::WrongMessage {
+                case: case.to_owned(),
+                expected: e.message_contains.clone(),
+                observed: seen.clone(),
+            });
+        }
+    }
+}
+
+/// What a JUnit report written by `run --junit` (or one matrix cell) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JunitRun {
+    /// The runtime handler of the run (empty: the endpoint's default).
+    pub handler: String,
+    /// Results by case id.
+    pub observed: BTreeMap<String, Observed>,
+}
+
 /// Reads results from a JUnit report written by `run --junit`: each `<testcase>` is named
 /// `<case id> [<clause>]` and holds a `<failure>`, a `<skipped>` or neither (pass).
-pub fn from_junit(path: &Path) -> Result<BTreeMap<String, Observed>, BaselineError> {
+pub fn from_junit(path: &Path) -> Result<JunitRun, BaselineError> {
     let xml = std::fs::read_to_string(path).map_err(|source| BaselineError::Read {
         path: path.to_owned(),
         source,
@@ -304,9 +419,23 @@ pub fn from_junit(path: &Path) -> Result<BTreeMap<String, Observed>, BaselineErr
     })
 }
 
-/// Parses the JUnit text (see [`from_junit`]).
-pub fn parse_junit(xml: &str) -> Result<BTreeMap<String, Observed>, String> {
+/// Parses the JUnit text (see [`from_junit`]). A report that does not end with
+/// `</testsuites>`, or whose `tests` count differs from the test cases it holds, is
+/// refused as truncated.
+pub fn parse_junit(xml: &str) -> Result<JunitRun, String> {
     let mut out = BTreeMap::new();
+    if !xml.trim_end().ends_with("</testsuites>") {
+        return Err("the report does not end with </testsuites>: truncated".into());
+    }
+    let suites = xml
+        .find("<testsuites")
+        .map(|i| &xml[i..])
+        .ok_or("no <testsuites> element")?;
+    let declared: Option<usize> = attr(suites, "tests").and_then(|n| n.parse().ok());
+    let handler = xml
+        .find("<property name=\"runtime_handler\"")
+        .and_then(|i| attr(&xml[i..], "value"))
+        .unwrap_or_default();
     let mut rest = xml;
     while let Some(start) = rest.find("<testcase ") {
         let body = &rest[start..];
@@ -332,7 +461,18 @@ pub fn parse_junit(xml: &str) -> Result<BTreeMap<String, Observed>, String> {
     if out.is_empty() {
         return Err("no <testcase> elements".into());
     }
-    Ok(out)
+    if let Some(n) = declared
+        && n != out.len()
+    {
+        return Err(format!(
+            "<testsuites tests=\"{n}\"> but {} test cases: truncated or edited",
+            out.len()
+        ));
+    }
+    Ok(JunitRun {
+        handler,
+        observed: out,
+    })
 }
 
 /// The unescaped value of `name="..."` in the first tag of `element`.
@@ -362,18 +502,32 @@ pub struct CompareArgs {
     /// The baseline TOML, e.g. conformance/baseline/containerd-1.6.toml.
     #[arg(long, value_name = "FILE")]
     pub baseline: PathBuf,
+    /// The `--filter` the run was given: the report must then hold exactly the cases it
+    /// selects. Without it, the report must hold every case of the catalogue.
+    #[arg(long)]
+    pub filter: Option<String>,
 }
 
 /// Runs `compare`: prints the diff; `Ok(true)` when nothing is unexplained.
 pub fn compare_command(args: &CompareArgs) -> Result<bool, BaselineError> {
     let baseline = Baseline::load(&args.baseline)?;
-    let observed = from_junit(&args.junit)?;
-    let ids: Vec<&str> = crate::cases::catalogue().iter().map(|c| c.id).collect();
-    let c = compare(&baseline, &observed, &ids);
+    let run = from_junit(&args.junit)?;
+    let catalogue = crate::cases::catalogue();
+    let ids: Vec<&str> = catalogue.iter().map(|c| c.id).collect();
+    let selected: Vec<&str> = crate::runner::select(catalogue.clone(), args.filter.as_deref())
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    let c = compare(&baseline, &run.observed, &ids, &selected, &run.handler);
+    let handler = if run.handler.is_empty() {
+        String::new()
+    } else {
+        format!(", handler {}", run.handler)
+    };
     print!(
         "{}",
         c.render(&format!(
-            "{} ({})",
+            "{} ({}{handler})",
             args.baseline.display(),
             baseline.runtime
         ))
@@ -393,11 +547,13 @@ runtime = "example 1.0"
 case = "runtime-info/b"
 expect = "fail"
 reason = "known bug"
+message_contains = "Unimplemented"
 
 [[expected]]
 case = "runtime-info/d"
 expect = "skip"
 reason = "no root in CI"
+message_contains = "needs root"
 "#;
 
     fn observed(pairs: &[(&str, Observed)]) -> BTreeMap<String, Observed> {
@@ -414,17 +570,26 @@ reason = "no root in CI"
         "runtime-info/d",
     ];
 
+    fn full(o: &BTreeMap<String, Observed>, b: &Baseline) -> Comparison {
+        compare(b, o, CATALOGUE, CATALOGUE, "")
+    }
+
+    fn unimplemented() -> Observed {
+        Observed::Fail("Exec: Unimplemented: not served".into())
+    }
+
     #[test]
     fn a_run_matching_its_baseline_passes() {
         let b = Baseline::parse(BASELINE).expect("parse");
         let o = observed(&[
             ("runtime-info/a", Observed::Pass),
-            ("runtime-info/b", Observed::Fail("x".into())),
+            ("runtime-info/b", unimplemented()),
+            ("runtime-info/c", Observed::Pass),
             ("runtime-info/d", Observed::Skip("needs root".into())),
         ]);
-        let c = compare(&b, &o, CATALOGUE);
+        let c = full(&o, &b);
         assert!(c.matches(), "{c:?}");
-        assert_eq!((c.passed, c.explained), (1, 2));
+        assert_eq!((c.passed, c.explained), (2, 2));
     }
 
     #[test]
@@ -436,7 +601,7 @@ reason = "no root in CI"
             ("runtime-info/c", Observed::Skip("why".into())),
             ("runtime-info/d", Observed::Fail("ran and failed".into())),
         ]);
-        let c = compare(&b, &o, CATALOGUE);
+        let c = full(&o, &b);
         assert_eq!(
             c.differences,
             vec![
@@ -468,16 +633,90 @@ reason = "no root in CI"
         );
     }
 
+    /// A baselined failure counts only when it fails for the reason given: the same case
+    /// failing with Internal from a half-built server is a difference.
     #[test]
-    fn entries_for_unknown_cases_are_stale_but_unrun_cases_are_not() {
+    fn a_baselined_failure_with_another_message_is_a_difference() {
         let b = Baseline::parse(BASELINE).expect("parse");
+        let o = observed(&[
+            ("runtime-info/a", Observed::Pass),
+            (
+                "runtime-info/b",
+                Observed::Fail("Exec: Internal: half-built".into()),
+            ),
+            ("runtime-info/c", Observed::Pass),
+            ("runtime-info/d", Observed::Skip("needs a registry".into())),
+        ]);
+        let c = full(&o, &b);
+        assert_eq!(
+            c.differences,
+            vec![
+                Difference::WrongMessage {
+                    case: "runtime-info/b".into(),
+                    expected: "Unimplemented".into(),
+                    observed: Observed::Fail("Exec: Internal: half-built".into()),
+                },
+                Difference::WrongMessage {
+                    case: "runtime-info/d".into(),
+                    expected: "needs root".into(),
+                    observed: Observed::Skip("needs a registry".into()),
+                },
+            ]
+        );
+        assert_eq!(c.explained, 0);
+        let text = c.render("b.toml");
+        assert!(
+            text.contains("~ runtime-info/b: fail as the baseline expects, but not for its reason"),
+            "{text}"
+        );
+    }
+
+    /// A report missing a case of the selection (truncated, or the case was dropped from
+    /// the run) fails, as does a case the selection does not have.
+    #[test]
+    fn missing_and_extra_cases_are_differences() {
+        let b = Baseline::parse(BASELINE).expect("parse");
+        let o = observed(&[
+            ("runtime-info/a", Observed::Pass),
+            ("runtime-info/b", unimplemented()),
+            ("runtime-info/zz", Observed::Pass),
+        ]);
+        let c = full(&o, &b);
+        assert_eq!(
+            c.differences,
+            vec![
+                Difference::NotSelected {
+                    case: "runtime-info/zz".into()
+                },
+                Difference::Missing {
+                    case: "runtime-info/c".into()
+                },
+                Difference::Missing {
+                    case: "runtime-info/d".into()
+                },
+            ]
+        );
+        assert!(
+            c.render("b.toml")
+                .contains("! runtime-info/c: not in the report")
+        );
+        // With a filter, only the selected cases must be there, and entries of cases
+        // filtered out are not differences.
         let c = compare(
             &b,
             &observed(&[("runtime-info/a", Observed::Pass)]),
             CATALOGUE,
+            &["runtime-info/a"],
+            "",
         );
         assert!(c.matches(), "filtered-out cases are not differences: {c:?}");
-        let c = compare(&b, &BTreeMap::new(), &["runtime-info/a", "runtime-info/d"]);
+    }
+
+    #[test]
+    fn entries_for_unknown_cases_are_stale() {
+        let b = Baseline::parse(BASELINE).expect("parse");
+        let cat = ["runtime-info/a", "runtime-info/d"];
+        let c = compare(&b, &BTreeMap::new(), &cat, &[], "");
         assert_eq!(
             c.differences,
             vec![Difference::UnknownCase {
@@ -487,20 +726,57 @@ reason = "no root in CI"
     }
 
     #[test]
+    fn entries_may_be_limited_to_handlers() {
+        let b = Baseline::parse(
+            r#"
+runtime = "x"
+[[expected]]
+case = "runtime-info/b"
+expect = "fail"
+reason = "only crun"
+message_contains = "crun"
+handlers = ["crun"]
+"#,
+        )
+        .expect("parse");
+        let crun_fail = observed(&[("runtime-info/b", Observed::Fail("crun said no".into()))]);
+        let sel = ["runtime-info/b"];
+        assert!(compare(&b, &crun_fail, CATALOGUE, &sel, "crun").matches());
+        let runc = compare(&b, &crun_fail, CATALOGUE, &sel, "runc");
+        assert!(
+            matches!(&runc.differences[..], [Difference::Unexpected { .. }]),
+            "{runc:?}"
+        );
+        let passes = observed(&[("runtime-info/b", Observed::Pass)]);
+        assert!(compare(&b, &passes, CATALOGUE, &sel, "runc").matches());
+    }
+
+    #[test]
     fn bad_baselines_are_refused() {
         let twice = format!(
-            "{BASELINE}\n[[expected]]\ncase = \"runtime-info/b\"\nexpect = \"fail\"\nreason = \"again\"\n"
+            "{BASELINE}\n[[expected]]\ncase = \"runtime-info/b\"\nexpect = \"fail\"\nreason = \"again\"\nmessage_contains = \"x\"\n"
         );
         assert!(Baseline::parse(&twice).unwrap_err().contains("twice"));
-        let no_reason =
-            "runtime = \"x\"\n[[expected]]\ncase = \"a\"\nexpect = \"fail\"\nreason = \" \"\n";
+        let per_handler = "runtime = \"x\"\n[[expected]]\ncase = \"a\"\nexpect = \"fail\"\nreason = \"r\"\nmessage_contains = \"m\"\nhandlers = [\"runc\"]\n[[expected]]\ncase = \"a\"\nexpect = \"fail\"\nreason = \"r\"\nmessage_contains = \"m\"\nhandlers = [\"crun\"]\n";
+        assert!(Baseline::parse(per_handler).is_ok());
+        let overlapping = per_handler.replace("[\"crun\"]", "[\"crun\", \"runc\"]");
+        assert!(Baseline::parse(&overlapping).unwrap_err().contains("twice"));
+        let no_reason = "runtime = \"x\"\n[[expected]]\ncase = \"a\"\nexpect = \"fail\"\nreason = \" \"\nmessage_contains = \"m\"\n";
         assert!(
             Baseline::parse(no_reason)
                 .unwrap_err()
                 .contains("no reason")
         );
-        let bad_kind =
-            "runtime = \"x\"\n[[expected]]\ncase = \"a\"\nexpect = \"flaky\"\nreason = \"r\"\n";
+        let no_message =
+            "runtime = \"x\"\n[[expected]]\ncase = \"a\"\nexpect = \"fail\"\nreason = \"r\"\n";
+        assert!(Baseline::parse(no_message).is_err());
+        let empty_message = format!("{no_message}message_contains = \"\"\n");
+        assert!(
+            Baseline::parse(&empty_message)
+                .unwrap_err()
+                .contains("message_contains")
+        );
+        let bad_kind = "runtime = \"x\"\n[[expected]]\ncase = \"a\"\nexpect = \"flaky\"\nreason = \"r\"\nmessage_contains = \"m\"\n";
         assert!(Baseline::parse(bad_kind).is_err());
         assert!(Baseline::parse("runtime = \"x\"\nextra = 1\n").is_err());
     }
@@ -509,17 +785,72 @@ reason = "no root in CI"
     fn junit_written_by_the_report_reads_back() {
         let r = sample::report();
         let xml = report::to_junit(&r);
-        let o = parse_junit(&xml).expect("parse");
-        assert_eq!(o, from_outcomes(&r.outcomes));
+        let run = parse_junit(&xml).expect("parse");
+        assert_eq!(run.observed, from_outcomes(&r.outcomes));
+        assert_eq!(run.handler, "");
         assert_eq!(
-            o.get("runtime-info/b"),
+            run.observed.get("runtime-info/b"),
             Some(&Observed::Fail("got <nothing> & less".into()))
         );
         assert_eq!(
-            o.get("runtime-info/d"),
+            run.observed.get("runtime-info/d"),
             Some(&Observed::Skip("needs root".into()))
         );
         assert!(parse_junit("<testsuites/>").is_err());
+        let mut cell = crate::report::CellReport::from(&r);
+        cell.handler = "crun".into();
+        let run = parse_junit(&report::cell_to_junit(&cell)).expect("parse");
+        assert_eq!(run.handler, "crun");
+    }
+
+    /// A report cut short is refused, wherever the cut falls: mid-element, between test
+    /// cases, or between suites.
+    #[test]
+    fn truncated_junit_is_refused() {
+        let xml = report::to_junit(&sample::report());
+        let mut cuts = 0;
+        for (at, _) in xml.char_indices().filter(|(i, _)| *i > 0) {
+            let cut = &xml[..at];
+            if cut.trim_end().ends_with("</testsuites>") {
+                continue;
+            }
+            assert!(parse_junit(cut).is_err(), "accepted a report cut at {at}");
+            cuts += 1;
+        }
+        assert!(cuts > 100);
+        // A whole test case removed, the end intact: the count no longer matches.
+        let start = xml.find("<testcase ").expect("a test case");
+        let end = xml[start..].find("</testcase>").expect("closed") + start + "</testcase>".len();
+        let edited = format!("{}{}", &xml[..start], &xml[end..]);
+        assert!(
+            parse_junit(&edited)
+                .unwrap_err()
+                .contains("truncated or edited")
+        );
+    }
+
+    /// The command as the scripts run it: a truncated report, and a report short of the
+    /// catalogue, both fail.
+    #[test]
+    fn compare_command_fails_a_truncated_or_partial_report() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().join("b.toml");
+        std::fs::write(&base, "runtime = \"x\"\n").expect("write");
+        let junit = dir.path().join("junit.xml");
+        let xml = report::to_junit(&sample::report());
+        let args = CompareArgs {
+            junit: junit.clone(),
+            baseline: base,
+            filter: None,
+        };
+        std::fs::write(&junit, &xml[..xml.len() / 2]).expect("write");
+        assert!(matches!(
+            compare_command(&args),
+            Err(BaselineError::Junit { .. })
+        ));
+        // Whole, but of four made-up cases: the catalogue's cases are missing.
+        std::fs::write(&junit, &xml).expect("write");
+        assert_eq!(compare_command(&args).ok(), Some(false));
     }
 
     #[test]

@@ -46,6 +46,11 @@ enum Command {
         /// fixture images are skipped without it.
         #[arg(long, value_name = "DIR")]
         registry_state: Option<PathBuf>,
+        /// A second endpoint of the same runtime started without a network configuration
+        /// (an empty CNI directory), so that NetworkReady is false there; cases that need
+        /// one (runtime-info/status-not-ready-reason) are skipped without it.
+        #[arg(long, value_name = "ENDPOINT")]
+        not_ready_endpoint: Option<String>,
     },
     /// Run the suite across endpoints and runtime handlers; write JUnit XML per cell, a
     /// Markdown summary and an HTML page with the areas × cells grid.
@@ -69,6 +74,11 @@ enum Command {
         /// Also run cri-tools' critest (this binary) in every cell and fold its results in.
         #[arg(long, value_name = "PATH")]
         critest: Option<PathBuf>,
+        /// A second endpoint of the same runtime started without a network configuration
+        /// (an empty CNI directory), so that NetworkReady is false there; cases that need
+        /// one (runtime-info/status-not-ready-reason) are skipped without it.
+        #[arg(long, value_name = "ENDPOINT")]
+        not_ready_endpoint: Option<String>,
     },
     /// Run cri-tools' critest against an endpoint with the fixture registry wired in, and
     /// fold its JUnit results into this harness's reports.
@@ -240,6 +250,7 @@ async fn main() -> ExitCode {
             html,
             runtime_handler,
             registry_state,
+            not_ready_endpoint,
         } => {
             run(RunArgs {
                 endpoint,
@@ -249,6 +260,7 @@ async fn main() -> ExitCode {
                 html,
                 runtime_handler,
                 registry_state,
+                not_ready_endpoint,
             })
             .await
         }
@@ -259,6 +271,7 @@ async fn main() -> ExitCode {
             registry_state,
             out,
             critest,
+            not_ready_endpoint,
         } => {
             matrix(MatrixArgs {
                 endpoints,
@@ -267,6 +280,7 @@ async fn main() -> ExitCode {
                 registry_state,
                 out,
                 critest,
+                not_ready_endpoint,
             })
             .await
         }
@@ -387,6 +401,17 @@ struct RunArgs {
     html: Option<PathBuf>,
     runtime_handler: String,
     registry_state: Option<PathBuf>,
+    not_ready_endpoint: Option<String>,
+}
+
+/// A channel to the endpoint without a network, after checking that it answers.
+async fn not_ready_channel(
+    endpoint: Option<&str>,
+) -> anyhow::Result<Option<tonic::transport::Channel>> {
+    match endpoint {
+        None => Ok(None),
+        Some(e) => Ok(Some(runner::probe(e).await?.channel)),
+    }
 }
 
 /// The fixture registry recorded by `fixtures up`, as cases see it.
@@ -406,6 +431,7 @@ async fn run_cell(
     target: &Target,
     handler: &str,
     images: Option<Arc<cases::ImageRefs>>,
+    not_ready: Option<tonic::transport::Channel>,
     cases: &[cases::Case],
     progress: &mut Progress<impl std::io::Write>,
     label: &str,
@@ -415,8 +441,10 @@ async fn run_cell(
         run_id: runner::new_run_id(),
         runtime_handler: handler.to_owned(),
         images,
+        not_ready,
     };
-    runner::run(&ctx, cases, &Environment::detect(), |o| {
+    let env = Environment::detect().for_target(target);
+    runner::run(&ctx, cases, &env, |o| {
         progress.result(label, o.case.id, &o.verdict, o.case.requirement)
     })
     .await
@@ -436,10 +464,12 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         html,
         runtime_handler,
         registry_state,
+        not_ready_endpoint,
     } = args;
     let filter = filter.as_deref();
     let images = load_images(registry_state)?;
     let target = runner::probe(&endpoint).await?;
+    let not_ready = not_ready_channel(not_ready_endpoint.as_deref()).await?;
     let cases = runner::select(cases::catalogue(), filter);
     anyhow::ensure!(!cases.is_empty(), "no case matches filter {filter:?}");
     let mut progress = Progress::stderr(cases.len());
@@ -448,7 +478,16 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
         cases.len(),
         target.runtime
     ));
-    let outcomes = run_cell(&target, &runtime_handler, images, &cases, &mut progress, "").await;
+    let outcomes = run_cell(
+        &target,
+        &runtime_handler,
+        images,
+        not_ready,
+        &cases,
+        &mut progress,
+        "",
+    )
+    .await;
     progress.finish();
 
     let report = RunReport {
@@ -482,6 +521,7 @@ struct MatrixArgs {
     registry_state: Option<PathBuf>,
     out: PathBuf,
     critest: Option<PathBuf>,
+    not_ready_endpoint: Option<String>,
 }
 
 /// Writes one cell's reports (ours: junit.xml, summary.md, report.html) into `dir`.
@@ -572,6 +612,7 @@ async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
     for endpoint in &args.endpoints {
         targets.push(runner::probe(endpoint).await?);
     }
+    let not_ready = not_ready_channel(args.not_ready_endpoint.as_deref()).await?;
     let cells: Vec<(usize, String)> = targets
         .iter()
         .enumerate()
@@ -620,6 +661,7 @@ async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
             target,
             handler,
             images.clone(),
+            not_ready.clone(),
             &cases,
             &mut progress,
             &label,

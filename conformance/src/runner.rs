@@ -121,6 +121,9 @@ pub struct Outcome {
 pub struct Environment {
     /// The harness runs as root (the endpoint is on this host).
     pub root: bool,
+    /// The runtime handlers the endpoint's Status reports (empty: it reports none, as
+    /// containerd 1.6 does, and any handler is tried).
+    pub handlers: Vec<String>,
 }
 
 impl Environment {
@@ -128,12 +131,42 @@ impl Environment {
     pub fn detect() -> Self {
         Self {
             root: nix::unistd::geteuid().is_root(),
+            handlers: Vec::new(),
         }
+    }
+
+    /// With the handlers `target` reports.
+    pub fn for_target(mut self, target: &Target) -> Self {
+        self.handlers = target
+            .handlers
+            .iter()
+            .filter(|h| !h.is_empty())
+            .cloned()
+            .collect();
+        self
     }
 
     fn unmet(&self, case: &Case, ctx: &Ctx) -> Option<String> {
         if case.needs.root && !self.root {
             return Some("needs root".into());
+        }
+        if case.needs.runtime_handler
+            && !ctx.runtime_handler.is_empty()
+            && !self.handlers.is_empty()
+            && !self.handlers.contains(&ctx.runtime_handler)
+        {
+            return Some(format!(
+                "needs runtime handler {:?}, which the endpoint does not report (it reports {})",
+                ctx.runtime_handler,
+                self.handlers.join(", ")
+            ));
+        }
+        if case.needs.not_ready_endpoint && ctx.not_ready.is_none() {
+            return Some(
+                "needs an endpoint of the same runtime without a network configuration \
+                 (--not-ready-endpoint)"
+                    .into(),
+            );
         }
         if let Some(image) = case.needs.image
             && ctx.images.is_none()
@@ -238,6 +271,7 @@ mod tests {
             run_id: "t".into(),
             runtime_handler: String::new(),
             images: None,
+            not_ready: None,
         }
     }
 
@@ -286,19 +320,50 @@ mod tests {
             credentials: None,
         }));
         assert_eq!(
-            Environment { root: false }
-                .unmet(&c, &with_images)
-                .as_deref(),
+            Environment::default().unmet(&c, &with_images).as_deref(),
             Some("needs root")
         );
         c.needs.root = false;
         c.needs.image = Some("busybox");
         assert!(
-            Environment { root: true }
-                .unmet(&c, &ctx())
-                .is_some_and(|w| w.contains("busybox"))
+            Environment {
+                root: true,
+                ..Environment::default()
+            }
+            .unmet(&c, &ctx())
+            .is_some_and(|w| w.contains("busybox"))
         );
-        assert_eq!(Environment { root: true }.unmet(&c, &with_images), None);
+        let root = Environment {
+            root: true,
+            ..Environment::default()
+        };
+        assert_eq!(root.unmet(&c, &with_images), None);
+
+        // A named handler the endpoint does not report; none reported: tried anyway.
+        c.needs.runtime_handler = true;
+        with_images.runtime_handler = "kata".into();
+        let reporting = Environment {
+            root: true,
+            handlers: vec!["runc".into(), "crun".into()],
+        };
+        assert!(
+            reporting
+                .unmet(&c, &with_images)
+                .is_some_and(|w| w.contains("\"kata\"") && w.contains("runc, crun"))
+        );
+        assert_eq!(root.unmet(&c, &with_images), None);
+        with_images.runtime_handler = "crun".into();
+        assert_eq!(reporting.unmet(&c, &with_images), None);
+
+        // The endpoint without a network.
+        c.needs.not_ready_endpoint = true;
+        assert!(
+            reporting
+                .unmet(&c, &with_images)
+                .is_some_and(|w| w.contains("--not-ready-endpoint"))
+        );
+        with_images.not_ready = Some(ctx().channel);
+        assert_eq!(reporting.unmet(&c, &with_images), None);
     }
 
     #[test]

@@ -129,6 +129,11 @@ pub struct ImageConfig {
     pub max_concurrent_downloads: usize,
     /// A pull that receives nothing for this many seconds is cancelled (at least 1).
     pub pull_progress_timeout_secs: u64,
+    /// Most bytes one layer may expand to when unpacked; 0: no limit. A small compressed
+    /// layer can expand a thousandfold and fill the disk.
+    pub max_layer_unpacked_bytes: u64,
+    /// Most bytes all layers of one image may expand to; 0: no limit.
+    pub max_image_unpacked_bytes: u64,
 }
 
 /// `[network]`: where CNI configuration and plugins are.
@@ -259,6 +264,10 @@ impl Default for ImageConfig {
             mirrors: BTreeMap::new(),
             max_concurrent_downloads: 3,
             pull_progress_timeout_secs: 300,
+            // Far above any real layer or image (the largest CUDA/ML images are tens of
+            // GiB), far below what a thousandfold gzip bomb of a few MiB reaches.
+            max_layer_unpacked_bytes: 64 << 30,
+            max_image_unpacked_bytes: 256 << 30,
         }
     }
 }

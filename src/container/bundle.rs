@@ -92,6 +92,30 @@ pub(crate) fn user_db(rootfs: &Path) -> UserDb {
 }
 
 /// Resolves `config.devices` on the host (cri:ContainerConfig#devices).
+/// Every CRI mount's `host_path` must exist (the kubelet creates volume directories
+/// before it asks): a missing one is the caller's mistake, InvalidArgument naming the
+/// mount, not a runtime failure. Relative paths are left to the spec's own check.
+pub(crate) fn check_mount_sources(mounts: &[cri::Mount]) -> Result<()> {
+    for (i, m) in mounts.iter().enumerate() {
+        if !Path::new(&m.host_path).is_absolute() {
+            continue;
+        }
+        // Followed like the runtime follows it: a symlink to a directory is a directory.
+        if let Err(e) = std::fs::metadata(&m.host_path) {
+            let reason = if e.kind() == std::io::ErrorKind::NotFound {
+                format!("`{}` does not exist on the host", m.host_path)
+            } else {
+                format!("`{}`: {e}", m.host_path)
+            };
+            return Err(LifecycleError::invalid(
+                format!("config.mounts[{i}].host_path"),
+                reason,
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn resolve_devices(devices: &[cri::Device]) -> Result<Vec<ResolvedDevice>> {
     devices
         .iter()
@@ -211,4 +235,29 @@ pub(crate) fn localhost_seccomp(
     serde_json::from_slice(&bytes).map(Some).map_err(|e| {
         LifecycleError::invalid(field, format!("{path} is not an OCI seccomp profile: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_host_path_names_its_mount() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mount = |host: &str| cri::Mount {
+            container_path: "/data".into(),
+            host_path: host.into(),
+            ..Default::default()
+        };
+        let here = dir.path().display().to_string();
+        let gone = dir.path().join("gone").display().to_string();
+        check_mount_sources(&[mount(&here)]).expect("exists");
+        let err = check_mount_sources(&[mount(&here), mount(&gone)]).expect_err("missing");
+        assert!(matches!(err, LifecycleError::InvalidArgument { .. }));
+        assert!(
+            err.to_string().starts_with("config.mounts[1].host_path: `"),
+            "{err}"
+        );
+        assert!(err.to_string().ends_with("` does not exist on the host"));
+    }
 }

@@ -5,6 +5,7 @@
 //! monitor writes (`crate::lifecycle` watches them), so nothing polls containers.
 
 pub mod bundle;
+pub mod log_path;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,6 +94,13 @@ impl Lifecycle {
                 "must not be empty",
             ));
         }
+        // Before anything is reserved or created: a log path that leaves the pod's log
+        // directory is refused outright.
+        if !config.log_path.is_empty() {
+            log_path::check(&config.log_path)
+                .map_err(|reason| LifecycleError::invalid("config.log_path", reason))?;
+        }
+        bundle::check_mount_sources(&config.mounts)?;
         let image_name = config
             .image
             .as_ref()
@@ -287,16 +295,8 @@ impl Lifecycle {
             LifecycleError::invalid(field, reason)
         })?;
 
-        let log_path = if pod.config.log_directory.is_empty() || c.log_path.is_empty() {
-            PathBuf::new()
-        } else {
-            let p = Path::new(&pod.config.log_directory).join(&c.log_path);
-            if let Some(dir) = p.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(io(format!("container {id}: creating {}", dir.display())))?;
-            }
-            p
-        };
+        let log_path =
+            log_path::create(&pod.config.log_directory, &c.log_path)?.unwrap_or_default();
         let monitor_log = if log_path.as_os_str().is_empty() {
             PathBuf::from("/dev/null")
         } else {

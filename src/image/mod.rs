@@ -61,6 +61,10 @@ pub struct Settings {
     pub max_concurrent_downloads: usize,
     /// A pull with no progress for this long is cancelled.
     pub stall_timeout: Duration,
+    /// Most uncompressed bytes of one layer (`u64::MAX`: no limit).
+    pub max_layer_bytes: u64,
+    /// Most uncompressed bytes of one image's layers (`u64::MAX`: no limit).
+    pub max_image_bytes: u64,
 }
 
 impl Settings {
@@ -75,8 +79,14 @@ impl Settings {
             },
             max_concurrent_downloads: i.max_concurrent_downloads.max(1),
             stall_timeout: Duration::from_secs(i.pull_progress_timeout_secs.max(1)),
+            max_layer_bytes: no_limit_if_zero(i.max_layer_unpacked_bytes),
+            max_image_bytes: no_limit_if_zero(i.max_image_unpacked_bytes),
         }
     }
+}
+
+fn no_limit_if_zero(bytes: u64) -> u64 {
+    if bytes == 0 { u64::MAX } else { bytes }
 }
 
 /// Bytes and inodes for ImageFsInfo, with the mount point.
@@ -127,7 +137,8 @@ impl ImageService {
         let layers =
             LayerStore::open(&layers_dir).map_err(ImageError::store("opening", &layers_dir))?;
         let containers = crate::storage::containers_dir(root);
-        std::fs::create_dir_all(&containers).map_err(ImageError::store("creating", &containers))?;
+        crate::storage::access::secure_dir(&containers, crate::storage::access::Access::Private)
+            .map_err(ImageError::store("creating", &containers))?;
         let http = registry::http_client(settings.stall_timeout).map_err(|detail| {
             ImageError::Internal {
                 reference: String::new(),
@@ -475,6 +486,8 @@ mod tests {
             hosts: Hosts::default(),
             max_concurrent_downloads: 2,
             stall_timeout: Duration::from_secs(5),
+            max_layer_bytes: u64::MAX,
+            max_image_bytes: u64::MAX,
         }
     }
 

@@ -19,7 +19,7 @@ use super::manifest::{self, Descriptor, Document, ImageConfig, Kind};
 use super::reference::{self, Digest, Reference};
 use super::registry::{Credentials, Session};
 use super::store::{ImageRecord, LayerRecord};
-use crate::storage::layers::{HashingReader, LayerError, LayerStore};
+use crate::storage::layers::{Budget, HashingReader, LayerError, LayerStore};
 
 /// Largest config blob accepted (configs are a few KiB; history can make them bigger).
 const CONFIG_LIMIT: usize = 16 << 20;
@@ -210,11 +210,13 @@ impl ImageService {
         tracing::info!(image = %reference, id = %id, layers = layers.len(), bytes = total, "pulling");
         // Every layer task runs to its end, even after one fails, so that what the others
         // unpacked can be discarded below rather than left behind.
+        let budget = Budget::new(self.settings.max_layer_bytes, self.settings.max_image_bytes);
         let results: Vec<Result<(), ImageError>> =
             futures_util::stream::iter(layers.iter().cloned().map(|(desc, diff_id)| {
                 let svc = self.clone();
                 let session = session.clone();
-                async move { svc.ensure_layer(session, desc, diff_id).await }
+                let budget = budget.clone();
+                async move { svc.ensure_layer(session, desc, diff_id, budget).await }
             }))
             .buffer_unordered(self.settings.max_concurrent_downloads)
             .collect()
@@ -344,6 +346,7 @@ impl ImageService {
         session: Arc<Session>,
         desc: Descriptor,
         diff_id: Digest,
+        budget: Budget,
     ) -> Result<(), ImageError> {
         if self.layers.exists(&diff_id) {
             tracing::debug!(layer = %desc.digest, "layer already present");
@@ -354,7 +357,7 @@ impl ImageService {
         let (out, joined) = self
             .layer_flights
             .run(diff_id.clone(), &what, move || {
-                fetch_layer(session, layers, desc, diff_id)
+                fetch_layer(session, layers, desc, diff_id, budget)
             })
             .await;
         if joined {
@@ -431,6 +434,7 @@ async fn fetch_layer(
     layers: Arc<LayerStore>,
     desc: Descriptor,
     diff_id: Digest,
+    budget: Budget,
 ) -> Result<(), ImageError> {
     let reference = session.reference().to_owned();
     let blob = Digest::parse(&desc.digest).map_err(|reason| ImageError::BadContent {
@@ -452,7 +456,12 @@ async fn fetch_layer(
             io::copy(r, &mut io::sink()).map_err(LayerError::Archive)?;
             check_blob(&**r, &expected)
         };
-        let result = layers.unpack(&mut hashing, &diff_id, verify);
+        let result = layers.unpack_within(&mut hashing, &diff_id, &budget, verify);
+        if matches!(result, Err(LayerError::TooLarge { .. })) {
+            // The blob is fine as far as anyone knows; reading the rest would only waste
+            // the time of a bomb's whole expansion.
+            return result;
+        }
         if result.is_err() {
             // Read to the end, so a corrupted blob is reported as such rather than as
             // whatever the decompressor tripped over first.

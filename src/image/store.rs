@@ -77,6 +77,8 @@ impl Store {
             ingest: dir.join("ingest"),
             images: dir.join("images"),
         };
+        crate::storage::access::secure_dir(dir, crate::storage::access::Access::Private)
+            .map_err(ImageError::store("creating", dir))?;
         for d in [&store.blobs, &store.ingest, &store.images] {
             std::fs::create_dir_all(d).map_err(ImageError::store("creating", d))?;
         }

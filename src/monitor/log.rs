@@ -91,8 +91,16 @@ pub struct LogWriter {
 
 impl LogWriter {
     /// Opens (appending to) the log at `path`; `max_size` bounds the file in bytes.
+    /// A symlink at `path` is refused, not followed: whoever can write the log directory
+    /// must not be able to point crid's root-owned appends at another file.
     pub fn open(path: &Path, max_size: Option<u64>) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
         let written = file.metadata()?.len();
         Ok(Self {
             path: path.to_path_buf(),
@@ -204,5 +212,12 @@ mod tests {
                 .expect("read")
                 .ends_with("stdout F after\n")
         );
+
+        // A symlink planted where the rotated log will be reopened is not followed.
+        let target = dir.path().join("elsewhere");
+        std::fs::rename(&path, dir.path().join("c.log.2")).expect("rename");
+        std::os::unix::fs::symlink(&target, &path).expect("symlink");
+        assert!(w.reopen().is_err());
+        assert!(!target.exists());
     }
 }

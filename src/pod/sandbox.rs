@@ -27,6 +27,25 @@ pub fn namespace_options(config: &cri::PodSandboxConfig) -> cri::NamespaceOption
         .unwrap_or_default()
 }
 
+/// cri:PodSandboxConfig#log_directory: an absolute host path; crid creates directories and
+/// files below it as root, so it must say plainly where (no `..`, no NUL).
+fn check_log_directory(dir: &str) -> std::result::Result<(), String> {
+    if dir.contains('\0') {
+        return Err("contains a NUL byte".into());
+    }
+    let path = std::path::Path::new(dir);
+    if !path.is_absolute() {
+        return Err(format!("`{dir}` is not an absolute path"));
+    }
+    if path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(format!("`{dir}` contains `..`"));
+    }
+    Ok(())
+}
+
 fn mode(v: i32) -> NamespaceMode {
     NamespaceMode::try_from(v).unwrap_or(NamespaceMode::Pod)
 }
@@ -82,11 +101,9 @@ impl Lifecycle {
         }
         files::resolv_conf(config.dns_config.as_ref())
             .map_err(|e| LifecycleError::invalid(format!("config.{}", e.field), e.reason))?;
-        if !config.log_directory.is_empty() && !config.log_directory.starts_with('/') {
-            return Err(LifecycleError::invalid(
-                "config.log_directory",
-                format!("`{}` is not an absolute path", config.log_directory),
-            ));
+        if !config.log_directory.is_empty() {
+            check_log_directory(&config.log_directory)
+                .map_err(|reason| LifecycleError::invalid("config.log_directory", reason))?;
         }
         let host_net = mode(namespace_options(config).network) == NamespaceMode::Node;
         let mut sysctls = Vec::new();
@@ -598,5 +615,18 @@ impl Lifecycle {
             .collect();
         v.sort_by_key(|a| a.created_at_ns);
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_log_directory;
+
+    #[test]
+    fn log_directory_is_absolute_and_plain() {
+        assert_eq!(check_log_directory("/var/log/pods/ns_name_uid"), Ok(()));
+        for bad in ["etc", "var/log/pods", "/var/log/../../etc", "/a\0b"] {
+            assert!(check_log_directory(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,4 +1,8 @@
 //! The one place where domain errors become gRPC statuses.
+//!
+//! Messages echo what the client sent (IDs, names, references, paths), and a status
+//! message travels in an HTTP/2 header: a 1 MiB ID echoed back made the answer too big for
+//! the client to read at all. [`bounded`] caps every message built here.
 
 use tonic::Status;
 
@@ -10,14 +14,14 @@ use crate::storage::layers::LayerError;
 impl From<DaemonError> for Status {
     fn from(err: DaemonError) -> Self {
         match err {
-            DaemonError::InvalidArgument { .. } => Status::invalid_argument(err.to_string()),
+            DaemonError::InvalidArgument { .. } => Status::invalid_argument(bounded(&err)),
         }
     }
 }
 
 /// ImageService errors: the message always names the image and the cause.
 pub(super) fn image_status(err: &ImageError) -> Status {
-    let msg = err.to_string();
+    let msg = bounded(err);
     match err {
         ImageError::InvalidReference { .. } | ImageError::InvalidArgument { .. } => {
             Status::invalid_argument(msg)
@@ -33,6 +37,10 @@ pub(super) fn image_status(err: &ImageError) -> Status {
             source: LayerError::DiffIdMismatch { .. } | LayerError::BlobDigestMismatch { .. },
             ..
         } => Status::data_loss(msg),
+        ImageError::Unpack {
+            source: LayerError::TooLarge { .. },
+            ..
+        } => Status::resource_exhausted(msg),
         // A hostile or malformed image is the image's fault, not the daemon's.
         ImageError::BadContent { .. } | ImageError::Unpack { .. } | ImageError::Registry { .. } => {
             Status::unknown(msg)
@@ -50,7 +58,7 @@ impl From<ImageError> for Status {
 /// Pod and container errors: the message names the object and the cause.
 impl From<LifecycleError> for Status {
     fn from(err: LifecycleError) -> Self {
-        let msg = err.to_string();
+        let msg = bounded(&err);
         match err {
             LifecycleError::InvalidArgument { .. } => Status::invalid_argument(msg),
             LifecycleError::NotFound { .. } => Status::not_found(msg),
@@ -70,8 +78,81 @@ impl From<LifecycleError> for Status {
     }
 }
 
+/// Longest run of non-blank characters a message keeps whole: a 64-hex ID, an image
+/// reference or a path fit; a megabyte of client input does not.
+const MAX_WORD: usize = 256;
+/// How much of a longer run is kept.
+const KEPT_WORD: usize = 128;
+/// Longest message in bytes. Clients cap all metadata of an answer (gRPC C-core at
+/// 8 KiB by default) and the message may be percent-encoded, growing up to threefold.
+const MAX_MESSAGE: usize = 2048;
+
+/// A status message for `err`: over-long words (echoed input) are cut to their first
+/// [`KEPT_WORD`] characters with a note of their size, and the whole to [`MAX_MESSAGE`].
+pub(crate) fn bounded(err: &dyn std::fmt::Display) -> String {
+    let full = err.to_string();
+    let mut out = String::with_capacity(full.len().min(MAX_MESSAGE + 64));
+    for piece in full.split_inclusive(char::is_whitespace) {
+        let word = piece.trim_end_matches(char::is_whitespace);
+        let blank = &piece[word.len()..];
+        if word.chars().count() > MAX_WORD {
+            out.extend(word.chars().take(KEPT_WORD));
+            out.push_str(&format!("…({} bytes)", word.len()));
+        } else {
+            out.push_str(word);
+        }
+        out.push_str(blank);
+        if out.len() > MAX_MESSAGE {
+            break;
+        }
+    }
+    if out.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("…(truncated)");
+    }
+    out
+}
+
 /// The answer of an RPC whose capability has not landed yet: never a stub that pretends.
 #[allow(dead_code)] // Every ImageService RPC is implemented; RuntimeService still uses it.
 pub(super) fn unimplemented(service: &str, rpc: &str) -> Status {
     Status::unimplemented(format!("{service}.{rpc} is not implemented by crid yet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_input_is_capped_and_the_cause_kept() {
+        let huge = "a".repeat(1 << 20);
+        let status = Status::from(LifecycleError::NotFound {
+            kind: "container",
+            id: huge.clone(),
+        });
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        let msg = status.message();
+        assert!(msg.len() < 300, "{}", msg.len());
+        assert!(msg.starts_with(&format!("container {}…(1048576 bytes)", &huge[..128])));
+        assert!(msg.ends_with(" not found"), "{msg}");
+
+        // Normal messages pass untouched, IDs and all.
+        let id = "f".repeat(64);
+        let status = Status::from(LifecycleError::NotFound {
+            kind: "container",
+            id: id.clone(),
+        });
+        assert_eq!(status.message(), format!("container {id} not found"));
+
+        // Many short words (spaces in a name) are capped as a whole, on a char boundary.
+        let many = "é ".repeat(1 << 20);
+        let status = Status::from(LifecycleError::invalid("config.metadata.name", many));
+        assert!(status.message().len() <= MAX_MESSAGE + 20);
+        assert!(status.message().ends_with("…(truncated)"));
+        assert!(status.message().starts_with("config.metadata.name: é é"));
+    }
 }

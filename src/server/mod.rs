@@ -4,6 +4,7 @@
 //! socket's ownership and cleanup live in `socket`.
 
 mod convert;
+mod decode;
 mod error;
 mod image_service;
 mod macros;
@@ -34,7 +35,8 @@ pub enum ServeError {
     /// The image store could not be opened.
     #[error("cannot open the image store: {0}")]
     Images(#[from] crate::image::ImageError),
-    /// The storage root could not be locked (another crid uses it).
+    /// The storage root could not be locked (another crid uses it) or its directories
+    /// could not be created or secured.
     #[error("{0}")]
     Root(std::io::Error),
     /// Pods and containers could not be recovered.
@@ -63,9 +65,11 @@ pub async fn serve(
     // Then the storage root, for the daemon's lifetime: a second crid on another socket but
     // the same root would otherwise "recover" this one's pods and pulls.
     let storage = &daemon.config().storage;
-    let _root_lock = crate::state::Layout::new(&storage.root, &storage.runroot)
-        .lock()
-        .map_err(ServeError::Root)?;
+    let layout = crate::state::Layout::new(&storage.root, &storage.runroot);
+    let _root_lock = layout.lock().map_err(ServeError::Root)?;
+    // Before any content is read or written: an existing root from an older crid may have
+    // directories other users can walk into; they are repaired here.
+    layout.create().map_err(ServeError::Root)?;
     // Opening the store also removes what an interrupted pull left behind.
     let images = Arc::new(crate::image::ImageService::open(daemon.config())?);
     // Recovery runs before anything is served (clients wait in the listen backlog), so a
@@ -86,6 +90,9 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .trace_fn(|req| tracing::info_span!("rpc", method = %req.uri().path()))
+        .layer(tower::util::MapResponseLayer::new(
+            decode::decode_errors_are_invalid_argument,
+        ))
         .add_service(runtime)
         .add_service(image)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {

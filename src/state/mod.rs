@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::storage::access::{Access, secure_dir};
+
 pub use records::{ContainerRecord, ContainerState, PodRecord, PodState};
 
 /// Writes `bytes` to `path` atomically and durably.
@@ -78,7 +80,7 @@ impl Layout {
     /// Takes the storage root for this daemon: two daemons sharing one root would each
     /// "recover" the other's pods. The lock is held as long as the returned guard lives.
     pub fn lock(&self) -> io::Result<nix::fcntl::Flock<std::fs::File>> {
-        std::fs::create_dir_all(&self.root)?;
+        secure_dir(&self.root, Access::Traverse)?;
         let path = self.root.join("crid.lock");
         lock_exclusive(&path)?.map_err(|pid| {
             io::Error::new(
@@ -93,19 +95,38 @@ impl Layout {
         })
     }
 
-    /// Creates the directories every operation assumes.
+    /// Creates the directories every operation assumes, and repairs the modes of those
+    /// that exist (see [`Layout::private_dirs`]).
     pub fn create(&self) -> io::Result<()> {
-        for d in [
-            self.pod_records(),
-            self.container_records(),
-            self.exits(),
-            self.runroot.join("pods"),
-            self.runroot.join("containers"),
-            crate::storage::containers_dir(&self.root),
-        ] {
+        for (d, access) in self.private_dirs() {
+            secure_dir(&d, access)?;
+        }
+        for d in [self.pod_records(), self.container_records()] {
             std::fs::create_dir_all(d)?;
         }
         Ok(())
+    }
+
+    /// crid's directories with how far other users may reach into them: the two roots
+    /// at most `0711` (the socket may live below the runroot), and every directory that
+    /// holds image or container content `0700`. Parents come before their children.
+    pub fn private_dirs(&self) -> Vec<(PathBuf, Access)> {
+        let private = |p: PathBuf| (p, Access::Private);
+        vec![
+            (self.root.clone(), Access::Traverse),
+            private(self.root.join("storage")),
+            private(crate::storage::layers_dir(&self.root)),
+            private(crate::storage::containers_dir(&self.root)),
+            // Image configs and manifests (env values may be secrets).
+            private(self.root.join("image")),
+            private(self.root.join("state")),
+            (self.runroot.clone(), Access::Traverse),
+            // Bundles hold the mounted container root filesystems.
+            private(self.runroot.join("containers")),
+            // Pod directories hold the pod's /dev/shm and namespace pins.
+            private(self.runroot.join("pods")),
+            private(self.exits()),
+        ]
     }
 
     /// `storage.runroot`.

@@ -19,6 +19,8 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::Digest as _;
 
@@ -64,6 +66,17 @@ pub enum LayerError {
         /// Computed.
         actual: String,
     },
+    /// The layer expands to more than a configured limit (a decompression bomb, or an
+    /// image far larger than any this node should run).
+    #[error(
+        "the {scope} expands to more than {limit} bytes (image.max_{scope}_unpacked_bytes); the partial layer was removed"
+    )]
+    TooLarge {
+        /// `layer` or `image`: which limit was hit.
+        scope: &'static str,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// The uncompressed content does not hash to the diff ID the config names.
     #[error("diff ID mismatch: the image config says {expected}, the layer is {actual}")]
     DiffIdMismatch {
@@ -77,6 +90,71 @@ pub enum LayerError {
 fn io_err(op: &'static str, path: impl std::fmt::Display) -> impl FnOnce(io::Error) -> LayerError {
     let path = path.to_string();
     move |source| LayerError::Io { op, path, source }
+}
+
+/// How far a layer may expand: its own limit, and what is left of its image's limit
+/// (shared by the layers of one pull, which unpack in parallel). Counted on the
+/// uncompressed tar stream, and on file content written (a sparse entry writes more than
+/// it reads).
+#[derive(Debug, Clone)]
+pub struct Budget {
+    layer_max: u64,
+    image_max: u64,
+    image_left: Arc<AtomicU64>,
+}
+
+impl Budget {
+    /// A fresh budget for one image: `layer_max` bytes per layer, `image_max` in all.
+    pub fn new(layer_max: u64, image_max: u64) -> Budget {
+        Budget {
+            layer_max,
+            image_max,
+            image_left: Arc::new(AtomicU64::new(image_max)),
+        }
+    }
+
+    /// No limit.
+    pub fn unlimited() -> Budget {
+        Budget::new(u64::MAX, u64::MAX)
+    }
+}
+
+/// The decompressed stream, cut off (with an error) where the budget ends; `hit` says
+/// which limit it was.
+struct Capped<R> {
+    inner: R,
+    layer_left: u64,
+    budget: Budget,
+    hit: Option<LayerError>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let len = n as u64;
+        let over = if len > self.layer_left {
+            Some(("layer", self.budget.layer_max))
+        } else if self
+            .budget
+            .image_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(len)
+            })
+            .is_err()
+        {
+            Some(("image", self.budget.image_max))
+        } else {
+            None
+        };
+        if let Some((scope, limit)) = over {
+            self.hit = Some(LayerError::TooLarge { scope, limit });
+            return Err(io::Error::other(format!(
+                "the {scope} expands to more than {limit} bytes"
+            )));
+        }
+        self.layer_left -= len;
+        Ok(n)
+    }
 }
 
 /// What an unpack produced.
@@ -98,7 +176,8 @@ impl LayerStore {
     /// Opens (creating) `dir` and removes leftovers of interrupted unpacks and deletions.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<LayerStore> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
+        // Layers keep their setuid files and device nodes: nobody else may reach them.
+        super::access::secure_dir(&dir, super::access::Access::Private)?;
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             if entry
@@ -147,8 +226,20 @@ impl LayerStore {
     /// into place. Returns early (without reading) when the layer already exists.
     pub fn unpack<R: Read>(
         &self,
+        reader: R,
+        diff_id: &Digest,
+        verify: impl FnOnce(&mut R) -> Result<(), LayerError>,
+    ) -> Result<Unpacked, LayerError> {
+        self.unpack_within(reader, diff_id, &Budget::unlimited(), verify)
+    }
+
+    /// [`LayerStore::unpack`] within `budget`: a layer that expands beyond it fails with
+    /// [`LayerError::TooLarge`] as soon as it does, and its partial directory is removed.
+    pub fn unpack_within<R: Read>(
+        &self,
         mut reader: R,
         diff_id: &Digest,
+        budget: &Budget,
         verify: impl FnOnce(&mut R) -> Result<(), LayerError>,
     ) -> Result<Unpacked, LayerError> {
         if self.exists(diff_id) {
@@ -163,10 +254,21 @@ impl LayerStore {
             ))?;
         let diff = tmp.path().join("diff");
         std::fs::create_dir(&diff).map_err(io_err("creating", diff.display()))?;
-        let mut hashing = HashingReader::new(decompress(&mut reader).map_err(LayerError::Archive)?);
-        let mut stats = unpack_into(&diff, &mut hashing)?;
-        // Trailing padding after the end-of-archive blocks is part of the diff ID.
-        io::copy(&mut hashing, &mut io::sink()).map_err(LayerError::Archive)?;
+        let mut hashing = HashingReader::new(Capped {
+            inner: decompress(&mut reader).map_err(LayerError::Archive)?,
+            layer_left: budget.layer_max,
+            budget: budget.clone(),
+            hit: None,
+        });
+        let unpacked = unpack_capped(&diff, &mut hashing, budget.layer_max).and_then(|stats| {
+            // Trailing padding after the end-of-archive blocks is part of the diff ID.
+            io::copy(&mut hashing, &mut io::sink()).map_err(LayerError::Archive)?;
+            Ok(stats)
+        });
+        let mut stats = match (unpacked, hashing.inner.hit.take()) {
+            (Err(_), Some(limit)) => return Err(limit),
+            (result, _) => result?,
+        };
         stats.tar_bytes = hashing.bytes_read();
         let actual = hashing.digest();
         drop(hashing);
@@ -299,6 +401,12 @@ pub fn decompress<'a>(reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> 
 
 /// Unpacks a plain tar stream into the existing directory `root`.
 pub fn unpack_into(root: &Path, reader: impl Read) -> Result<Unpacked, LayerError> {
+    unpack_capped(root, reader, u64::MAX)
+}
+
+/// [`unpack_into`], writing at most `max_written` bytes of file content.
+fn unpack_capped(root: &Path, reader: impl Read, max_written: u64) -> Result<Unpacked, LayerError> {
+    let mut written: u64 = 0;
     let root_fd = open_path(libc::AT_FDCWD, root.as_os_str(), 0)
         .map_err(io_err("opening the layer root", root.display()))?;
     let mut archive = tar::Archive::new(reader);
@@ -370,7 +478,9 @@ pub fn unpack_into(root: &Path, reader: impl Read) -> Result<Unpacked, LayerErro
         } else if kind.is_file() || kind == tar::EntryType::Continuous || kind.is_gnu_sparse() {
             remove_existing(parent, name, &raw)?;
             let mut file = create_file(parent, name).map_err(io_err("creating file", &raw))?;
-            io::copy(&mut entry, &mut file).map_err(|e| {
+            // One byte over the limit tells a file that reaches it from one that passes it.
+            let allowed = (max_written - written).saturating_add(1);
+            let n = io::copy(&mut (&mut entry).take(allowed), &mut file).map_err(|e| {
                 if e.kind() == io::ErrorKind::UnexpectedEof
                     || e.kind() == io::ErrorKind::InvalidData
                 {
@@ -379,6 +489,13 @@ pub fn unpack_into(root: &Path, reader: impl Read) -> Result<Unpacked, LayerErro
                     io_err("writing", &raw)(e)
                 }
             })?;
+            written += n;
+            if written > max_written {
+                return Err(LayerError::TooLarge {
+                    scope: "layer",
+                    limit: max_written,
+                });
+            }
             meta.apply_file(&file, &raw)?;
         } else if kind.is_symlink() {
             let target = entry
@@ -993,6 +1110,63 @@ mod tests {
                 b"content"
             );
         }
+    }
+
+    // Issue 16: a small gzip layer expanding a thousandfold is stopped at the limit, and a
+    // limit shared by an image's layers counts them all.
+    #[test]
+    fn expansion_beyond_the_budget_is_refused_and_leaves_nothing_needs_root() {
+        let zeros = vec![0u8; 8 << 20];
+        let tar = tar_of(&[("big", tar::EntryType::Regular, &zeros, "")]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&tar).expect("gzip");
+        let gz = gz.finish().expect("gzip");
+        assert!(gz.len() < 64 << 10, "a bomb: {} bytes", gz.len());
+        let (_d, s) = store();
+        let err = s
+            .unpack_within(
+                &gz[..],
+                &diff_id(&tar),
+                &Budget::new(1 << 20, u64::MAX),
+                |_| Ok(()),
+            )
+            .expect_err("over the layer limit");
+        assert!(
+            matches!(
+                err,
+                LayerError::TooLarge {
+                    scope: "layer",
+                    limit: 1048576
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("image.max_layer_unpacked_bytes"));
+        assert!(leftovers(&s).is_empty());
+
+        // Two layers of 600 KiB each fit a 1 MiB layer limit, not a 1 MiB image limit.
+        let budget = Budget::new(1 << 20, 1 << 20);
+        let small =
+            |seed: u8| tar_of(&[("f", tar::EntryType::Regular, &vec![seed; 600 << 10], "")]);
+        let (a, b) = (small(1), small(2));
+        s.unpack_within(&a[..], &diff_id(&a), &budget, no_verify)
+            .expect("first layer");
+        let err = s
+            .unpack_within(&b[..], &diff_id(&b), &budget, no_verify)
+            .expect_err("over the image limit");
+        assert!(
+            matches!(err, LayerError::TooLarge { scope: "image", .. }),
+            "{err}"
+        );
+        assert_eq!(leftovers(&s), [diff_id(&a).hex()]);
+        // Within the budget nothing changes.
+        s.unpack_within(
+            &tar[..],
+            &diff_id(&tar),
+            &Budget::new(9 << 20, 9 << 20),
+            no_verify,
+        )
+        .expect("within");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Container writable layers live in `<root>/storage/containers`, under overlay mounts of
 //! the image layers (`overlay`).
 
+pub mod access;
 pub mod layers;
 pub mod overlay;
 mod sys;
@@ -39,6 +40,52 @@ pub fn read_in_root(root: &Path, rel: &str, max: u64) -> std::io::Result<String>
     Ok(s)
 }
 
+/// Creates (or opens for appending) the regular file `rel` inside the directory `root`,
+/// creating missing directories (0755) on the way. Nothing below `root` is followed if it
+/// is a symlink, and `rel` must be relative without `..`: a file that should land in
+/// `root` cannot be made to land anywhere else. ELOOP or ENOTDIR: a symlink was in the way.
+pub fn create_beneath(root: &Path, rel: &Path) -> std::io::Result<std::fs::File> {
+    use std::io::{Error, ErrorKind};
+    use std::path::Component;
+    let mut names = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => names.push(n),
+            Component::CurDir => {}
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("{} is not a path below {}", rel.display(), root.display()),
+                ));
+            }
+        }
+    }
+    let Some((file, parents)) = names.split_last() else {
+        return Err(Error::new(ErrorKind::InvalidInput, "no file name"));
+    };
+    let mut dir = sys::open_path(libc::AT_FDCWD, root.as_os_str(), 0)?;
+    for name in parents {
+        let next = match sys::open_beneath(&dir, name) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                match sys::mkdir(&dir, name, 0o755) {
+                    Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
+                    _ => sys::open_beneath(&dir, name)?,
+                }
+            }
+            other => other?,
+        };
+        dir = next;
+    }
+    let f = sys::open_append(&dir, file, 0o640)?;
+    if !f.metadata()?.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} is not a regular file", rel.display()),
+        ));
+    }
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +113,31 @@ mod tests {
             "root",
             "capped"
         );
+    }
+
+    #[test]
+    fn creates_beneath_and_never_through_a_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("logs");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&root).expect("mkdir");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        create_beneath(&root, Path::new("c/0.log")).expect("create");
+        assert!(root.join("c/0.log").is_file());
+        // Appending to an existing log is fine.
+        create_beneath(&root, Path::new("c/0.log")).expect("reopen");
+
+        std::os::unix::fs::symlink(&outside, root.join("link")).expect("symlink");
+        std::os::unix::fs::symlink(outside.join("f"), root.join("c/1.log")).expect("symlink");
+        for rel in [
+            "link/0.log",
+            "link/x/0.log",
+            "c/1.log",
+            "../outside/f",
+            "/etc/x",
+        ] {
+            assert!(create_beneath(&root, Path::new(rel)).is_err(), "{rel}");
+        }
+        assert_eq!(std::fs::read_dir(&outside).expect("ls").count(), 0);
     }
 }

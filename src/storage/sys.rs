@@ -118,6 +118,28 @@ pub(super) fn create_file(dir: &OwnedFd, name: &OsStr) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// Opens `name` in `dir` for appending, creating it with `mode`; a symlink or a FIFO there
+/// is refused rather than followed or waited on.
+pub(super) fn open_append(dir: &OwnedFd, name: &OsStr, mode: u32) -> io::Result<File> {
+    let p = cstr(name)?;
+    // SAFETY: valid descriptor and C string; the descriptor is owned by the File.
+    let fd = cvt(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            p.as_ptr(),
+            libc::O_WRONLY
+                | libc::O_APPEND
+                | libc::O_CREAT
+                | libc::O_NOFOLLOW
+                | libc::O_NONBLOCK
+                | libc::O_CLOEXEC,
+            mode,
+        )
+    })?;
+    // SAFETY: a new descriptor owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
 pub(super) fn symlink(dir: &OwnedFd, name: &OsStr, target: &[u8]) -> io::Result<()> {
     let p = cstr(name)?;
     let t = CString::new(target)

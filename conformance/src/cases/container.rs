@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use crid_api::cri;
 use tonic::Code;
 
-use super::support::{Scope, container_state_name, ok_or_not_found, refused, scoped};
+use super::support::{
+    SLEEP_SCRIPT, Scope, container_state_name, ok_or_not_found, refused, refused_duplicate, scoped,
+};
 use super::{Area, Case, CaseResult, Needs, Requirement, ensure, status_text};
 use crate::fixtures::image::catalogue::IMAGE_ENV;
 use crate::fixtures::image::rootfs::{IMAGE_MARKER, WHITED_OUT};
@@ -18,6 +20,7 @@ pub(super) const CONTAINER_NEEDS: Needs = Needs {
     root: true,
     runtime_handler: true,
     image: Some(BUSYBOX),
+    not_ready_endpoint: false,
 };
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -138,7 +141,7 @@ pub(super) fn cases() -> Vec<Case> {
             "container/stop-signal-from-image",
             "oci-image:config.md#StopSignal",
             Required,
-            "StopContainer sends the image's StopSignal (SIGUSR1), not SIGTERM",
+            "StopContainer sends the image's StopSignal (SIGUSR1), not SIGTERM: the container is EXITED with code 0",
             |ctx| Box::pin(scoped(ctx, "cg", stop_signal)),
         ),
         case(
@@ -187,7 +190,7 @@ pub(super) fn cases() -> Vec<Case> {
             "container/remove-running-forces",
             "cri:RuntimeService.RemoveContainer#force",
             Required,
-            "RemoveContainer of a running container forcibly removes it",
+            "RemoveContainer of a running container forcibly removes it: ContainerStatus says NotFound and its processes are gone from the host",
             |ctx| Box::pin(scoped(ctx, "crf", remove_running)),
         ),
         case(
@@ -208,7 +211,7 @@ pub(super) fn cases() -> Vec<Case> {
             "container/duplicate-name-refused",
             "cri:RuntimeService.CreateContainer#config.metadata",
             Optional,
-            "a second CreateContainer with the metadata of a container in the same pod is refused",
+            "a second CreateContainer with the metadata of a container in the same pod is refused for the name (AlreadyExists, or an error naming it), and the first container stays the only one",
             |ctx| Box::pin(scoped(ctx, "cdu", duplicate_name)),
         ),
         case(
@@ -588,7 +591,21 @@ async fn stop_signal(s: Arc<Scope>) -> CaseResult {
     let config = s.container_config(&pod, &image, &[]);
     let id = s.run(&pod_id, &pod, &config).await?;
     s.stop(&id, 10).await?;
-    let st = s.container_status(&id).await?;
+    judge_stop_signal(&s.container_status(&id).await?)
+}
+
+/// The stop-signal fixture exits 0 only on SIGUSR1; a running container also reports exit
+/// code 0, so the state must say it exited.
+fn judge_stop_signal(st: &cri::ContainerStatus) -> CaseResult {
+    ensure(
+        st.state == cri::ContainerState::ContainerExited as i32,
+        || {
+            format!(
+                "state {} after StopContainer returned",
+                container_state_name(st.state)
+            )
+        },
+    )?;
     ensure(st.exit_code == 0, || {
         format!(
             "exit code {}: the fixture exits 0 only on SIGUSR1, so another signal was sent",
@@ -679,7 +696,12 @@ async fn remove_idempotent(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn remove_running(s: Arc<Scope>) -> CaseResult {
-    let (_, id) = s.running(|_| {}).await?;
+    let watcher = s.host_pid_watcher().await?;
+    let marker = s.name("victim");
+    let (_, id, _) = s
+        .busybox(&format!("{SLEEP_SCRIPT} # {marker}"), |_| {}, |_| {})
+        .await?;
+    s.wait_processes(&watcher, &marker, true).await?;
     remove_container(&s, &id).await?;
     let r = s
         .rs()
@@ -691,6 +713,8 @@ async fn remove_running(s: Arc<Scope>) -> CaseResult {
     ensure(matches!(&r, Err(e) if e.code() == Code::NotFound), || {
         format!("ContainerStatus after remove: {r:?}, expected NotFound")
     })?;
+    // Removed from the records is not enough: its processes must be gone.
+    s.wait_processes(&watcher, &marker, false).await?;
     Ok(String::new())
 }
 
@@ -729,13 +753,38 @@ async fn duplicate_name(s: Arc<Scope>) -> CaseResult {
     s.pull_ref(&image, None).await?;
     let (pod_id, pod) = s.pod().await?;
     let config = s.container_config(&pod, &image, &["true"]);
-    s.create(&pod_id, &pod, &config).await?;
-    match s.create(&pod_id, &pod, &config).await {
-        Ok(id) => Err(format!(
-            "a second container {id} with the same metadata was created"
-        )),
-        Err(e) => Ok(e),
+    let first = s.create(&pod_id, &pod, &config).await?;
+    let r = s
+        .rs()
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod_id.clone(),
+            config: Some(config.clone()),
+            sandbox_config: Some(pod.clone()),
+        })
+        .await;
+    if let Ok(created) = &r {
+        s.track_container(&created.get_ref().container_id);
     }
+    let name = config
+        .metadata
+        .as_ref()
+        .map(|m| m.name.as_str())
+        .unwrap_or("");
+    let note = refused_duplicate("CreateContainer", r, name)?;
+    // The first container is untouched and is the only one of that name.
+    s.container_status(&first).await?;
+    let listed = list(
+        &s,
+        cri::ContainerFilter {
+            pod_sandbox_id: pod_id,
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure(listed == [first.clone()], || {
+        format!("the pod lists {listed:?}, expected only {first}")
+    })?;
+    Ok(note)
 }
 
 async fn tty(s: Arc<Scope>) -> CaseResult {
@@ -944,4 +993,26 @@ async fn exit_is_init_exit(s: Arc<Scope>) -> CaseResult {
         format!("`sleep {MARK}` of the stopped container still runs ({after} left)")
     })?;
     Ok(format!("stopped in {took:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exit code 0 of a container still running is not a stop by the image's signal.
+    #[test]
+    fn the_stop_signal_judgment_needs_an_exited_container() {
+        let st = |state: cri::ContainerState, exit_code| cri::ContainerStatus {
+            state: state as i32,
+            exit_code,
+            ..Default::default()
+        };
+        assert!(judge_stop_signal(&st(cri::ContainerState::ContainerExited, 0)).is_ok());
+        assert!(
+            judge_stop_signal(&st(cri::ContainerState::ContainerRunning, 0))
+                .unwrap_err()
+                .contains("CONTAINER_RUNNING")
+        );
+        assert!(judge_stop_signal(&st(cri::ContainerState::ContainerExited, 143)).is_err());
+    }
 }

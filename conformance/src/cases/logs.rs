@@ -62,6 +62,13 @@ pub(super) fn cases() -> Vec<Case> {
             "ReopenContainerLog of an exited container either creates a new log file and succeeds, or fails and creates none",
             |ctx| Box::pin(scoped(ctx, "lx", reopen_exited)),
         ),
+        case(
+            "logs/log-path-traversal-refused",
+            "cri:ContainerConfig#log_path",
+            Required,
+            "a log_path that leaves the pod's log_directory (`..`, absolute, through a symlink in the directory) is refused, and nothing is written outside",
+            |ctx| Box::pin(scoped(ctx, "lt", log_path_traversal)),
+        ),
     ]
 }
 
@@ -313,6 +320,60 @@ async fn reopen_exited(s: Arc<Scope>) -> CaseResult {
             Ok(format!("refused: {:?}", e.code()))
         }
     }
+}
+
+/// Removes a directory tree when dropped, also when the case is cancelled.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// log_path is relative to the pod's log_directory (api.proto); the runtime writes the file
+/// as root, so a path that leaves the directory would let a CRI client write any file.
+async fn log_path_traversal(s: Arc<Scope>) -> CaseResult {
+    let image = s.image(
+        crate::fixtures::image::BUSYBOX,
+        crate::fixtures::image::LATEST,
+    )?;
+    s.pull_ref(&image, None).await?;
+    let mut pod = s.pod_config();
+    let base = std::path::PathBuf::from(&pod.log_directory);
+    let _remove = RemoveOnDrop(base.clone());
+    let logs = base.join("logs");
+    let outside = base.join("outside");
+    pod.log_directory = logs.display().to_string();
+    for d in [&logs, &outside] {
+        std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+    }
+    std::os::unix::fs::symlink(&outside, logs.join("link")).map_err(|e| format!("symlink: {e}"))?;
+    let pod_id = s.run_pod(&pod).await?;
+    let absolute = outside.join("absolute.log").display().to_string();
+    let mut codes = Vec::new();
+    for (log_path, what) in [
+        ("../outside/dotdot.log", "with `..`"),
+        (absolute.as_str(), "absolute"),
+        ("link/through.log", "through a symlink"),
+    ] {
+        let mut config = s.container_config(&pod, &image, &["true"]);
+        config.log_path = log_path.to_owned();
+        let created = s.create(&pod_id, &pod, &config).await;
+        let written: Vec<_> = std::fs::read_dir(&outside)
+            .map_err(|e| format!("listing {}: {e}", outside.display()))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        ensure(written.is_empty(), || {
+            format!("log_path {log_path:?} ({what}) wrote {written:?} outside the log directory")
+        })?;
+        match created {
+            Ok(_) => return Err(format!("log_path {log_path:?} ({what}) was accepted")),
+            Err(e) => codes.push(e.split(':').nth(1).unwrap_or_default().trim().to_owned()),
+        }
+    }
+    Ok(format!("refused: {}", codes.join(", ")))
 }
 
 #[cfg(test)]

@@ -112,10 +112,14 @@ pub enum Requirement {
 pub struct Needs {
     /// Runs privileged operations on the endpoint's host (pods, containers).
     pub root: bool,
-    /// Needs a working runtime handler.
+    /// Needs a working runtime handler: the run's handler, when one is named, must be one
+    /// the endpoint's Status reports (when it reports any).
     pub runtime_handler: bool,
     /// Needs this image from the fixture registry.
     pub image: Option<&'static str>,
+    /// Needs a second endpoint of the same runtime whose network is not ready
+    /// ([`Ctx::not_ready`], `--not-ready-endpoint`).
+    pub not_ready_endpoint: bool,
 }
 
 /// Everything a case may use.
@@ -129,6 +133,9 @@ pub struct Ctx {
     pub runtime_handler: String,
     /// The fixture registry, when one is up for this run.
     pub images: Option<Arc<ImageRefs>>,
+    /// A channel to a second endpoint of the same runtime, started without a network
+    /// configuration (so NetworkReady is false), when the run was given one.
+    pub not_ready: Option<Channel>,
 }
 
 /// Where the fixture images are: a registry the endpoint can pull from.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crid_api::cri;
 use tonic::Code;
 
-use super::support::{Scope, ok_or_not_found, scoped};
+use super::support::{SLEEP_SCRIPT, Scope, ok_or_not_found, refused_duplicate, scoped};
 use super::{Area, Case, CaseResult, DEFAULT_TIMEOUT, Needs, Requirement, ensure, status_text};
 use crate::fixtures::image::PAUSE;
 
@@ -15,6 +15,7 @@ pub(super) const POD_NEEDS: Needs = Needs {
     root: true,
     runtime_handler: true,
     image: Some(PAUSE),
+    not_ready_endpoint: false,
 };
 
 pub(super) fn cases() -> Vec<Case> {
@@ -90,7 +91,7 @@ pub(super) fn cases() -> Vec<Case> {
             "pod-sandbox/remove-running-forces",
             "cri:RuntimeService.RemovePodSandbox#containers",
             Required,
-            "RemovePodSandbox of a ready pod forcibly terminates and removes its running container (a MUST, though the kubelet stops first)",
+            "RemovePodSandbox of a ready pod forcibly terminates and removes its running container: it is NotFound and its processes are gone from the host (a MUST, though the kubelet stops first)",
             |ctx| Box::pin(scoped(ctx, "prf", remove_running)),
         ),
         case(
@@ -104,7 +105,7 @@ pub(super) fn cases() -> Vec<Case> {
             "pod-sandbox/duplicate-metadata-refused",
             "cri:RuntimeService.RunPodSandbox#config.metadata",
             Optional,
-            "a second RunPodSandbox with the metadata of a pod that exists is refused (metadata should identify a pod uniquely)",
+            "a second RunPodSandbox with the metadata of a pod that exists is refused for the name (AlreadyExists, or an error naming it; metadata should identify a pod uniquely), and the first pod stays ready",
             |ctx| Box::pin(scoped(ctx, "pdu", duplicate_metadata)),
         ),
         case(
@@ -279,7 +280,12 @@ async fn stop_unknown(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn remove_running(s: Arc<Scope>) -> CaseResult {
-    let (pod, ctr) = s.sleeper(|_| {}).await?;
+    let watcher = s.host_pid_watcher().await?;
+    let marker = s.name("victim");
+    let (pod, ctr, _) = s
+        .busybox(&format!("{SLEEP_SCRIPT} # {marker}"), |_| {}, |_| {})
+        .await?;
+    s.wait_processes(&watcher, &marker, true).await?;
     remove_pod(&s, &pod).await?;
     let pods = list(
         &s,
@@ -300,6 +306,8 @@ async fn remove_running(s: Arc<Scope>) -> CaseResult {
     ensure(matches!(&r, Err(e) if e.code() == Code::NotFound), || {
         format!("the pod's container survived its removal: {r:?}")
     })?;
+    // Removed from the records is not enough: the container's processes must be gone.
+    s.wait_processes(&watcher, &marker, false).await?;
     Ok(String::new())
 }
 
@@ -319,13 +327,35 @@ async fn status_unknown(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn duplicate_metadata(s: Arc<Scope>) -> CaseResult {
-    let (_, config) = s.pod().await?;
-    match s.run_pod(&config).await {
-        Ok(id) => Err(format!(
-            "a second pod {id} with the same metadata was created"
-        )),
-        Err(e) => Ok(e),
+    let (first, config) = s.pod().await?;
+    let r = s
+        .rs()
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: s.ctx.runtime_handler.clone(),
+        })
+        .await;
+    if let Ok(created) = &r {
+        s.track_pod(&created.get_ref().pod_sandbox_id);
     }
+    let name = config
+        .metadata
+        .as_ref()
+        .map(|m| m.name.as_str())
+        .unwrap_or("");
+    let note = refused_duplicate("RunPodSandbox", r, name)?;
+    // The first pod is untouched.
+    let st = s.pod_status(&first).await?;
+    ensure(
+        st.state == cri::PodSandboxState::SandboxReady as i32,
+        || {
+            format!(
+                "the first pod is {:?} after the refused duplicate",
+                st.state
+            )
+        },
+    )?;
+    Ok(note)
 }
 
 async fn list_filter_id(s: Arc<Scope>) -> CaseResult {

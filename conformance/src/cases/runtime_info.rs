@@ -41,13 +41,20 @@ pub(super) fn cases() -> Vec<Case> {
             "Status reports both RuntimeReady and NetworkReady",
             |ctx| Box::pin(status_conditions(ctx)),
         ),
-        case(
-            "runtime-info/status-not-ready-reason",
-            "cri:RuntimeService.Status#RuntimeCondition.reason",
-            Requirement::Required,
-            "a condition that is false carries a reason and a message",
-            |ctx| Box::pin(status_not_ready_reason(ctx)),
-        ),
+        Case {
+            needs: Needs {
+                not_ready_endpoint: true,
+                ..Needs::default()
+            },
+            ..case(
+                "runtime-info/status-not-ready-reason",
+                "cri:RuntimeService.Status#RuntimeCondition.reason",
+                Requirement::Required,
+                "a condition that is false carries a reason and a message: NetworkReady on an \
+                 endpoint of the same runtime started without a network configuration",
+                |ctx| Box::pin(status_not_ready_reason(ctx)),
+            )
+        },
         case(
             "runtime-info/status-verbose-info",
             "cri:RuntimeService.Status#info",
@@ -142,10 +149,36 @@ async fn status_conditions(ctx: Ctx) -> CaseResult {
     Ok(summary.join(" "))
 }
 
+/// The clause needs a condition that is false, which a healthy endpoint never shows: the
+/// run is given a second endpoint of the same runtime started with an empty CNI
+/// configuration directory (`--not-ready-endpoint`), where NetworkReady must be false.
+/// False conditions of the main endpoint, if any, are held to the same rule.
 async fn status_not_ready_reason(ctx: Ctx) -> CaseResult {
-    let s = status(&ctx, false).await?;
-    let conditions = s.status.map(|st| st.conditions).unwrap_or_default();
-    for c in conditions.iter().filter(|c| !c.status) {
+    let Some(not_ready) = ctx.not_ready.clone() else {
+        return Err("no endpoint without a network was given (--not-ready-endpoint)".into());
+    };
+    let unready = Ctx {
+        channel: not_ready,
+        ..ctx.clone()
+    };
+    let conditions = |s: cri::StatusResponse| s.status.map(|st| st.conditions).unwrap_or_default();
+    let main = conditions(status(&ctx, false).await?);
+    let other = conditions(status(&unready, false).await?);
+    judge_not_ready(&main, &other)
+}
+
+/// The judgment of status-not-ready-reason: NetworkReady must be false on the endpoint
+/// without a network (`other`), and every false condition of either endpoint carries a
+/// reason and a message.
+fn judge_not_ready(main: &[cri::RuntimeCondition], other: &[cri::RuntimeCondition]) -> CaseResult {
+    let network = other
+        .iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .ok_or("the endpoint without a network reports no NetworkReady condition")?;
+    ensure(!network.status, || {
+        "NetworkReady is true on the endpoint without a network configuration".into()
+    })?;
+    for c in main.iter().chain(other).filter(|c| !c.status) {
         ensure(!c.reason.is_empty(), || {
             format!("{} is false without a reason", c.r#type)
         })?;
@@ -153,8 +186,10 @@ async fn status_not_ready_reason(ctx: Ctx) -> CaseResult {
             format!("{} is false without a message", c.r#type)
         })?;
     }
-    let false_count = conditions.iter().filter(|c| !c.status).count();
-    Ok(format!("{false_count} false condition(s) checked"))
+    Ok(format!(
+        "NetworkReady=false: {}: {}",
+        network.reason, network.message
+    ))
 }
 
 async fn status_verbose_info(ctx: Ctx) -> CaseResult {
@@ -241,4 +276,46 @@ async fn update_runtime_config_pod_cidr(ctx: Ctx) -> CaseResult {
         .await
         .map_err(|s| format!("UpdateRuntimeConfig failed: {}", status_text(&s)))?;
     Ok(String::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(t: &str, status: bool, reason: &str) -> cri::RuntimeCondition {
+        cri::RuntimeCondition {
+            r#type: t.into(),
+            status,
+            reason: reason.into(),
+            message: if reason.is_empty() {
+                String::new()
+            } else {
+                format!("{reason} because")
+            },
+        }
+    }
+
+    /// A healthy endpoint has no false condition: the case used to pass on it, checking
+    /// nothing. It must see NetworkReady=false, with a reason and a message.
+    #[test]
+    fn the_not_ready_judgment_needs_a_false_condition_with_a_reason() {
+        let healthy = [
+            cond("RuntimeReady", true, ""),
+            cond("NetworkReady", true, ""),
+        ];
+        assert!(judge_not_ready(&healthy, &healthy).is_err());
+        let unready = [
+            cond("RuntimeReady", true, ""),
+            cond("NetworkReady", false, "NetworkPluginNotReady"),
+        ];
+        assert!(judge_not_ready(&healthy, &unready).is_ok());
+        let bare = [cond("NetworkReady", false, "")];
+        assert!(
+            judge_not_ready(&healthy, &bare)
+                .unwrap_err()
+                .contains("without a reason")
+        );
+        assert!(judge_not_ready(&bare, &unready).is_err());
+        assert!(judge_not_ready(&healthy, &[]).is_err());
+    }
 }

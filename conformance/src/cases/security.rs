@@ -155,7 +155,7 @@ pub(super) fn cases() -> Vec<Case> {
             "security-context/namespace-host-network",
             sc_clause!("namespace_options.network"),
             Required,
-            "network NODE puts the container in the host's network namespace",
+            "network NODE puts the container in the host's network namespace (the same namespace, not only the same interface names), network POD in one of its own",
             |ctx| Box::pin(scoped(ctx, "snn", host_network)),
         ),
         case(
@@ -444,44 +444,47 @@ fn set_ns(
     }
 }
 
-/// Interface names of a /proc/net/dev listing.
-fn interfaces(net_dev: &str) -> Vec<String> {
-    net_dev
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(|n| n.trim().to_owned())
-        .collect()
-}
-
-async fn host_network(s: Arc<Scope>) -> CaseResult {
-    let host_ns = |n: &mut cri::NamespaceOption| n.network = cri::NamespaceMode::Node as i32;
+/// The network namespace (`net:[inode]`) of a sleeper in a pod whose network mode is
+/// NODE (`host`) or POD.
+async fn net_ns(s: &Scope, host: bool) -> Result<String, String> {
+    let mode = |n: &mut cri::NamespaceOption| {
+        n.network = if host {
+            cri::NamespaceMode::Node as i32
+        } else {
+            cri::NamespaceMode::Pod as i32
+        }
+    };
     let (_, id, _) = s
         .busybox(
             SLEEP_SCRIPT,
             |p| {
-                set_ns(Some(p), None, host_ns);
+                set_ns(Some(p), None, mode);
                 // As the kubelet does: a host-network pod shares the host's UTS namespace,
                 // so it gets no hostname of its own.
-                p.hostname.clear();
+                if host {
+                    p.hostname.clear();
+                }
             },
-            |c| set_ns(None, Some(c), host_ns),
+            |c| set_ns(None, Some(c), mode),
         )
         .await?;
-    let inside = interfaces(&s.sh(&id, "cat /proc/net/dev").await?);
-    let host = interfaces(
-        &std::fs::read_to_string("/proc/self/net/dev")
-            .map_err(|e| format!("reading the host's /proc/net/dev: {e}"))?,
-    );
-    // Some host interface other than lo must be visible (veths may come and go).
-    let shared: Vec<_> = host
-        .iter()
-        .filter(|h| *h != "lo" && inside.contains(h))
-        .collect();
-    ensure(!shared.is_empty(), || {
-        format!("container sees {inside:?}, the host has {host:?}")
+    s.sh(&id, "readlink /proc/self/ns/net").await
+}
+
+/// Interface names cannot tell the host's namespace from a CNI one (both have `eth0`): the
+/// namespace itself is compared, as the IPC case does.
+async fn host_network(s: Arc<Scope>) -> CaseResult {
+    let host = std::fs::read_link("/proc/self/ns/net")
+        .map_err(|e| format!("reading the host's network namespace: {e}"))?
+        .display()
+        .to_string();
+    let shared = net_ns(&s, true).await?;
+    ensure(shared == host, || {
+        format!("network NODE: the container is in {shared}, the host in {host}")
     })?;
-    Ok(format!("sees {shared:?}"))
+    let own = net_ns(&s, false).await?;
+    ensure(own != host, || format!("network POD: {own} is the host's"))?;
+    Ok(format!("{shared}, the pod's own {own}"))
 }
 
 async fn ipc_ns(s: &Scope, host: bool) -> Result<String, String> {

@@ -78,9 +78,17 @@ fn check_stats(id: &str, st: &cri::ContainerStats) -> Result<String, String> {
     ensure(ws > 0, || {
         format!("memory working set {ws}: {:?}", st.memory)
     })?;
-    let cpu = st.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds);
-    ensure(cpu.is_some(), || format!("no CPU usage: {:?}", st.cpu))?;
-    Ok(format!("working set {ws} B"))
+    // The container has run a shell loop since it started: its CPU time is not zero.
+    let cpu = st
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map(|v| v.value)
+        .ok_or_else(|| format!("no CPU usage: {:?}", st.cpu))?;
+    ensure(cpu > 0, || {
+        format!("CPU usage 0 ns for a running container: {:?}", st.cpu)
+    })?;
+    Ok(format!("working set {ws} B, CPU {cpu} ns"))
 }
 
 async fn container_stats(s: Arc<Scope>) -> CaseResult {
@@ -212,4 +220,37 @@ async fn list_pod_stats(s: Arc<Scope>) -> CaseResult {
         format!("got {ids:?}, expected [{pod}]")
     })?;
     Ok(String::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CPU usage must be non-zero, not only present: a running shell loop has used some.
+    #[test]
+    fn stats_need_non_zero_cpu() {
+        let stats = |cpu: Option<u64>| cri::ContainerStats {
+            attributes: Some(cri::ContainerAttributes {
+                id: "c".into(),
+                ..Default::default()
+            }),
+            cpu: Some(cri::CpuUsage {
+                usage_core_nano_seconds: cpu.map(|value| cri::UInt64Value { value }),
+                ..Default::default()
+            }),
+            memory: Some(cri::MemoryUsage {
+                working_set_bytes: Some(cri::UInt64Value { value: 4096 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(check_stats("c", &stats(Some(1_000_000))).is_ok());
+        assert!(
+            check_stats("c", &stats(Some(0)))
+                .unwrap_err()
+                .contains("CPU usage 0")
+        );
+        assert!(check_stats("c", &stats(None)).is_err());
+        assert!(check_stats("other", &stats(Some(1))).is_err());
+    }
 }

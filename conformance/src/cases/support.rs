@@ -23,6 +23,8 @@ use super::{CaseResult, Ctx, status_text};
 const POLL: Duration = Duration::from_millis(100);
 /// Grace period given to StopContainer in cleanup.
 const CLEANUP_STOP_TIMEOUT: i64 = 2;
+/// How long processes may take to appear, or to be reaped after a removal returned.
+const PROCESS_WAIT: Duration = Duration::from_secs(3);
 
 /// What a case created, to be removed in reverse order of kind: containers, pods, images.
 #[derive(Debug, Default)]
@@ -138,14 +140,14 @@ impl Scope {
         self.lock().images.push(image.to_owned());
     }
 
-    /// Records a pod for removal at cleanup (for pods created by hand).
-    pub fn track_pod(&self, id: &str) {
-        self.lock().pods.push(id.to_owned());
-    }
-
     /// Records a container for removal at cleanup (for containers created by hand).
     pub fn track_container(&self, id: &str) {
         self.lock().containers.push(id.to_owned());
+    }
+
+    /// Records a pod for removal at cleanup (for pods run by hand).
+    pub fn track_pod(&self, id: &str) {
+        self.lock().pods.push(id.to_owned());
     }
 
     /// Records a directory under [`log_root`] for removal at cleanup, after the pods.
@@ -342,6 +344,66 @@ impl Scope {
     ) -> Result<(String, String), String> {
         let (pod, id, _) = self.busybox(SLEEP_SCRIPT, |_| {}, edit).await?;
         Ok((pod, id))
+    }
+
+    /// A busybox in a pod of its own that shares the host's PID namespace: it sees every
+    /// process of the endpoint's host, so cases can check that processes are gone through
+    /// CRI alone (the harness may run elsewhere). Returns its container id.
+    pub async fn host_pid_watcher(&self) -> Result<String, String> {
+        let host = |n: &mut cri::NamespaceOption| n.pid = cri::NamespaceMode::Node as i32;
+        let (_, id, _) = self
+            .busybox(
+                SLEEP_SCRIPT,
+                |p| {
+                    host(
+                        pod_sc(p)
+                            .namespace_options
+                            .get_or_insert_with(Default::default),
+                    )
+                },
+                |c| host(sc(c).namespace_options.get_or_insert_with(Default::default)),
+            )
+            .await?;
+        Ok(id)
+    }
+
+    /// The PIDs whose command line contains `marker`, as `watcher` (see
+    /// [`Scope::host_pid_watcher`]) sees them. The pattern brackets a character so that
+    /// the search never finds itself.
+    pub async fn processes_with(&self, watcher: &str, marker: &str) -> Result<Vec<String>, String> {
+        Ok(self
+            .sh(watcher, &process_search(marker)?)
+            .await?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Waits until processes with `marker` in their command line are there (`present`) or
+    /// gone; fails after [`PROCESS_WAIT`] with the PIDs still (or never) seen.
+    pub async fn wait_processes(
+        &self,
+        watcher: &str,
+        marker: &str,
+        present: bool,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + PROCESS_WAIT;
+        loop {
+            let pids = self.processes_with(watcher, marker).await?;
+            if pids.is_empty() != present {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(if present {
+                    format!("no process with {marker} in its command line appeared on the host")
+                } else {
+                    format!(
+                        "processes {pids:?} (command line with {marker}) still run {PROCESS_WAIT:?} after the removal returned"
+                    )
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// ContainerStatus.
@@ -629,6 +691,56 @@ pub(crate) fn refused<T>(
     }
 }
 
+/// A shell script printing the PIDs whose command line contains `marker`. Its pattern
+/// brackets the first character, so the script's own command line never matches.
+pub(crate) fn process_search(marker: &str) -> Result<String, String> {
+    let mut chars = marker.chars();
+    let first = chars.next().ok_or("empty marker")?;
+    ensure_ok(
+        marker
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        || format!("marker {marker:?} must be plain text"),
+    )?;
+    let pattern = format!("[{first}]{}", chars.as_str());
+    Ok(format!(
+        "for f in /proc/[0-9]*/cmdline; do \
+         if tr '\\0' ' ' < \"$f\" 2>/dev/null | grep -q -e '{pattern}'; then \
+         p=${{f#/proc/}}; echo ${{p%/cmdline}}; fi; done; true"
+    ))
+}
+
+/// Requires the refusal of a second object whose name is taken: AlreadyExists, or a code
+/// runtimes use for it (FailedPrecondition, InvalidArgument, or Unknown, which Go runtimes
+/// answer for errors without a status) with a message that names the taken `name`. Any
+/// other error (Unimplemented, Internal, DeadlineExceeded...) says nothing of the
+/// duplicate. Returns a note with the code.
+pub(crate) fn refused_duplicate<T>(
+    rpc: &str,
+    r: Result<tonic::Response<T>, tonic::Status>,
+    name: &str,
+) -> Result<String, String> {
+    let s = match r {
+        Ok(_) => return Err(format!("{rpc} created a second object named {name}")),
+        Err(s) => s,
+    };
+    let names_it = s.message().contains(name);
+    match s.code() {
+        Code::AlreadyExists => Ok(format!("{:?}", s.code())),
+        Code::FailedPrecondition | Code::InvalidArgument | Code::Unknown if names_it => {
+            Ok(format!("{:?}", s.code()))
+        }
+        Code::FailedPrecondition | Code::InvalidArgument | Code::Unknown => Err(format!(
+            "{rpc} refused the duplicate with {}, which does not name {name}: not a refusal of the name",
+            status_text(&s)
+        )),
+        _ => Err(format!(
+            "{rpc} answered {}, not a refusal of the taken name {name} (AlreadyExists)",
+            status_text(&s)
+        )),
+    }
+}
+
 /// The effective capability set of `/proc/self/status` as a bit mask.
 pub(crate) fn cap_eff(status: &str) -> Result<u64, String> {
     let hex = status
@@ -713,6 +825,7 @@ mod tests {
                 registry: registry.host(),
                 credentials: None,
             })),
+            not_ready: None,
         };
         let busybox = ctx.images.as_ref().expect("images").image(
             crate::fixtures::image::BUSYBOX,
@@ -776,6 +889,71 @@ mod tests {
             "image left by a cancelled case"
         );
         ctd.shutdown().await.expect("clean containerd teardown");
+    }
+
+    /// The search a host-PID watcher runs, run here on this host: it finds a process by
+    /// the marker in its command line, never itself, and nothing once the process is gone.
+    #[test]
+    fn the_process_search_finds_the_marked_process_and_not_itself() {
+        let marker = format!("victim-{}", std::process::id());
+        let mut victim = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("while :; do sleep 1; done # {marker}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let script = process_search(&marker).expect("script");
+        let search = || {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .expect("sh");
+            assert!(out.status.success());
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(search(), vec![victim.id().to_string()]);
+        victim.kill().expect("kill");
+        victim.wait().expect("reap");
+        assert_eq!(search(), Vec::<String>::new());
+        assert!(process_search("a'b").is_err());
+    }
+
+    #[test]
+    fn duplicates_must_be_refused_for_the_name() {
+        let r = |code, msg: &str| -> Result<tonic::Response<()>, tonic::Status> {
+            Err(tonic::Status::new(code, msg))
+        };
+        let n = "run-pod-0";
+        assert!(refused_duplicate("X", r(Code::AlreadyExists, "taken"), n).is_ok());
+        assert!(
+            refused_duplicate(
+                "X",
+                r(
+                    Code::Unknown,
+                    "failed to reserve sandbox name \"run-pod-0_ns\""
+                ),
+                n
+            )
+            .is_ok()
+        );
+        assert!(refused_duplicate("X", r(Code::Unknown, "disk full"), n).is_err());
+        for code in [
+            Code::Unimplemented,
+            Code::Internal,
+            Code::DeadlineExceeded,
+            Code::Unavailable,
+        ] {
+            assert!(
+                refused_duplicate("X", r(code, "run-pod-0"), n).is_err(),
+                "{code:?}"
+            );
+        }
+        assert!(refused_duplicate("X", Ok(tonic::Response::new(())), n).is_err());
     }
 
     #[test]

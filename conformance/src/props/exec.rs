@@ -50,18 +50,40 @@ pub struct Trace {
     pub lines: Vec<String>,
 }
 
-fn reply_of<T>(r: Result<T, Status>, ok: impl FnOnce(T) -> Reply) -> Reply {
-    match r {
-        Ok(v) => ok(v),
-        Err(s) => Reply::Err(s.code(), s.message().to_owned()),
+/// Why an RPC gave no reply: the endpoint's error status, or no answer in time. A timeout
+/// is never turned into a status: DeadlineExceeded from the endpoint may be a refusal, a
+/// hang never is.
+#[derive(Debug)]
+pub enum CallError {
+    /// The endpoint answered with an error status.
+    Status(Status),
+    /// No answer within the limit.
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Status(s) => write!(f, "{:?}: {}", s.code(), s.message()),
+            CallError::TimedOut(d) => write!(f, "no answer within {d:?}"),
+        }
     }
 }
 
+fn reply_of<T>(r: Result<T, CallError>, ok: impl FnOnce(T) -> Reply) -> Reply {
+    match r {
+        Ok(v) => ok(v),
+        Err(CallError::Status(s)) => Reply::Err(s.code(), s.message().to_owned()),
+        Err(CallError::TimedOut(d)) => Reply::TimedOut(d),
+    }
+}
+
+/// A PodSandboxState value; one outside the enum is kept as such (and never accepted).
 fn pod_state(v: i32) -> PodState {
-    if v == cri::PodSandboxState::SandboxReady as i32 {
-        PodState::Ready
-    } else {
-        PodState::NotReady
+    match cri::PodSandboxState::try_from(v) {
+        Ok(cri::PodSandboxState::SandboxReady) => PodState::Ready,
+        Ok(cri::PodSandboxState::SandboxNotready) => PodState::NotReady,
+        Err(_) => PodState::Invalid(v),
     }
 }
 
@@ -89,13 +111,13 @@ impl Executor {
         &self,
         factor: u32,
         fut: impl Future<Output = Result<tonic::Response<T>, Status>>,
-    ) -> Result<T, Status> {
+    ) -> Result<T, CallError> {
         let limit = self.opts.op_timeout * factor;
         match tokio::time::timeout(limit, fut).await {
-            Ok(r) => r.map(tonic::Response::into_inner),
-            Err(_) => Err(Status::deadline_exceeded(format!(
-                "no answer within {limit:?}"
-            ))),
+            Ok(r) => r
+                .map(tonic::Response::into_inner)
+                .map_err(CallError::Status),
+            Err(_) => Err(CallError::TimedOut(limit)),
         }
     }
 
@@ -129,14 +151,7 @@ impl Executor {
         self.limited(4, is.pull_image(req))
             .await
             .map(|r| r.image_ref)
-            .map_err(|s| {
-                format!(
-                    "cannot pull {}: {:?}: {}",
-                    self.opts.image,
-                    s.code(),
-                    s.message()
-                )
-            })
+            .map_err(|e| format!("cannot pull {}: {e}", self.opts.image))
     }
 
     fn pull_request(&self) -> cri::PullImageRequest {
@@ -395,7 +410,7 @@ impl Executor {
                 }),
             )
             .await
-            .map_err(|s| format!("ListPodSandbox: {:?}: {}", s.code(), s.message()))?;
+            .map_err(|e| format!("ListPodSandbox: {e}"))?;
         let ctrs = self
             .limited(
                 1,
@@ -407,7 +422,7 @@ impl Executor {
                 }),
             )
             .await
-            .map_err(|s| format!("ListContainers: {:?}: {}", s.code(), s.message()))?;
+            .map_err(|e| format!("ListContainers: {e}"))?;
         Ok((
             pods.items
                 .into_iter()
@@ -475,7 +490,7 @@ impl Executor {
                 }),
             )
             .await
-            .map_err(|s| format!("ListPodSandbox: {:?}: {}", s.code(), s.message()))?;
+            .map_err(|e| format!("ListPodSandbox: {e}"))?;
         let n = pods.items.len();
         for p in pods.items {
             let _ = self
@@ -493,7 +508,7 @@ impl Executor {
                 }),
             )
             .await
-            .map_err(|s| format!("RemovePodSandbox {}: {:?}: {}", p.id, s.code(), s.message()))?;
+            .map_err(|e| format!("RemovePodSandbox {}: {e}", p.id))?;
         }
         Ok(n)
     }
@@ -537,4 +552,28 @@ pub async fn replay(opts: PropsOptions, ops: &[Op]) -> Result<Vec<String>, Strin
     result?;
     swept?;
     Ok(trace.lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A timed-out RPC reaches the model as a timeout, never as DeadlineExceeded (which the
+    /// model may take as a refusal), and enum values outside the CRI's are kept as such.
+    #[test]
+    fn timeouts_and_unknown_enum_values_are_not_disguised() {
+        let limit = Duration::from_secs(3);
+        let r: Result<(), CallError> = Err(CallError::TimedOut(limit));
+        assert_eq!(reply_of(r, |_| Reply::Ok), Reply::TimedOut(limit));
+        let r: Result<(), CallError> = Err(CallError::Status(Status::deadline_exceeded("slow")));
+        assert_eq!(
+            reply_of(r, |_| Reply::Ok),
+            Reply::Err(Code::DeadlineExceeded, "slow".into())
+        );
+        assert_eq!(pod_state(0), PodState::Ready);
+        assert_eq!(pod_state(1), PodState::NotReady);
+        assert_eq!(pod_state(7), PodState::Invalid(7));
+        assert_eq!(ctr_state(9), CState::Unknown);
+        assert_eq!(ctr_state(3), CState::Unknown);
+    }
 }

@@ -380,7 +380,7 @@ mod tests {
                 },
                 Op::StopContainer(i) => match m.ctr_target(i) {
                     Some((_, id)) if !stopped.insert(id.to_owned()) => {
-                        Reply::Err(tonic::Code::NotFound, "already stopped".into())
+                        Reply::Err(tonic::Code::FailedPrecondition, "already stopped".into())
                     }
                     _ => Reply::Ok,
                 },

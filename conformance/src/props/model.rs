@@ -23,6 +23,8 @@ pub enum PodState {
     NotReady,
     /// Removed (or never existed): status is NotFound, lists leave it out.
     Removed,
+    /// A value outside PodSandboxState, as the endpoint sent it: never accepted.
+    Invalid(i32),
 }
 
 /// A container's state as the endpoint reports it.
@@ -105,6 +107,23 @@ pub enum Reply {
     Listed,
     /// An error status.
     Err(Code, String),
+    /// No answer within the time limit: a hang, never a valid refusal.
+    TimedOut(std::time::Duration),
+}
+
+/// Codes that refuse an op for the state of its object (starting a container that is not
+/// created, stopping one that never started): FailedPrecondition, as the CRI's state rules
+/// call for, or Unknown, which runtimes written in Go answer for errors that carry no
+/// status (containerd). Not DeadlineExceeded, Unimplemented, Unavailable, Internal, or a
+/// code about the request itself (InvalidArgument, NotFound of an object that exists).
+fn state_refusal(code: Code) -> bool {
+    matches!(code, Code::FailedPrecondition | Code::Unknown)
+}
+
+/// Codes that refuse an op in a stopped pod (a new container, a start): a state refusal,
+/// or Internal when the runtime itself fails to join the stopped pod's namespaces.
+fn stopped_pod_refusal(code: Code) -> bool {
+    state_refusal(code) || code == Code::Internal
 }
 
 /// One pod of the model.
@@ -205,6 +224,11 @@ impl Model {
     /// run. An error names the op, what was allowed and what came back.
     pub fn step(&mut self, op: &Op, image: &str, reply: Reply) -> Result<(), String> {
         use Reply as R;
+        if let R::TimedOut(limit) = reply {
+            return Err(format!(
+                "{op}: no answer within {limit:?} (a hang is never a valid answer)"
+            ));
+        }
         match *op {
             Op::RunPod => match reply {
                 R::Created(id) if !id.is_empty() => {
@@ -296,7 +320,7 @@ impl Model {
                         Ok(())
                     }
                     // The CRI does not say whether a stopped pod takes new containers.
-                    (PodState::NotReady, R::Err(..)) => Ok(()),
+                    (PodState::NotReady, R::Err(code, _)) if stopped_pod_refusal(code) => Ok(()),
                     (PodState::Removed, R::Err(Code::NotFound, _)) => Ok(()),
                     (PodState::Removed, other) => {
                         Err(unexpected(op, "NotFound for a removed pod", &other))
@@ -321,13 +345,13 @@ impl Model {
                     }
                     // In a stopped pod even a created container may fail to start (and the
                     // runtime may then mark it exited).
-                    R::Err(..) if !pod_ready => {
+                    R::Err(code, _) if !pod_ready && stopped_pod_refusal(code) => {
                         self.ctrs[i].states = states.union(States::EXITED);
                         Ok(())
                     }
                     // Only a created container starts: refusing one that may be running or
                     // exited is right, and tells the model it was not created.
-                    R::Err(..) if !states.only(States::CREATED) => {
+                    R::Err(code, _) if !states.only(States::CREATED) && state_refusal(code) => {
                         self.ctrs[i].states = States(states.0 & !States::CREATED.0);
                         Ok(())
                     }
@@ -375,7 +399,7 @@ impl Model {
                     }
                     // Stopping a stopped container must succeed (idempotent); only a
                     // never-started one may be refused.
-                    R::Err(..) if states.has(States::CREATED) => {
+                    R::Err(code, _) if states.has(States::CREATED) && state_refusal(code) => {
                         self.ctrs[i].states = States::CREATED;
                         Ok(())
                     }
@@ -588,11 +612,16 @@ mod tests {
             )
             .contains("running")
         );
-        // Starting a running container is refused, with any code.
+        // Starting a running container is refused, as a state refusal.
         ok(
             &mut m,
             Op::StartContainer(0),
             Reply::Err(Code::FailedPrecondition, "running".into()),
+        );
+        ok(
+            &mut m,
+            Op::StartContainer(0),
+            Reply::Err(Code::Unknown, "running".into()),
         );
         assert!(bad(&mut m, Op::StartContainer(0), Reply::Ok).contains("an error"));
         ok(&mut m, Op::StopContainer(0), Reply::Ok);
@@ -678,6 +707,76 @@ mod tests {
         );
         assert!(bad(&mut m, Op::PullImage, Reply::Pulled("sha256:bb".into())).contains("changed"));
         assert_eq!(m.pulled(), Some(IMG));
+    }
+
+    /// The four places where a refusal is allowed take only refusal codes: a hang, a
+    /// server that does not serve the RPC, or an internal failure is not a refusal.
+    #[test]
+    fn refusals_need_a_refusal_code_and_a_timeout_is_never_one() {
+        let not_refusals = [
+            Code::DeadlineExceeded,
+            Code::Unimplemented,
+            Code::Unavailable,
+            Code::Cancelled,
+            Code::InvalidArgument,
+        ];
+        let mut m = Model::default();
+        ok(&mut m, Op::RunPod, Reply::Created("p1".into()));
+        ok(&mut m, Op::CreateContainer(0), Reply::Created("c1".into()));
+        ok(&mut m, Op::CreateContainer(0), Reply::Created("c2".into()));
+        ok(&mut m, Op::StartContainer(0), Reply::Ok);
+        for code in not_refusals.into_iter().chain([Code::Internal]) {
+            // Starting a running container.
+            bad(&mut m, Op::StartContainer(0), Reply::Err(code, "x".into()));
+            // Stopping a created container.
+            bad(&mut m, Op::StopContainer(1), Reply::Err(code, "x".into()));
+        }
+        let timed_out = Reply::TimedOut(std::time::Duration::from_secs(30));
+        for op in [Op::StartContainer(0), Op::StopContainer(1), Op::ListPods] {
+            assert!(bad(&mut m, op, timed_out.clone()).contains("no answer within 30s"));
+        }
+        ok(&mut m, Op::StopPod(0), Reply::Ok);
+        m.observe(
+            &pods(&[("p1", PodState::NotReady)]),
+            &ctrs(&[("c1", CState::Exited), ("c2", CState::Created)]),
+        )
+        .unwrap();
+        for code in not_refusals {
+            // A new container, or a start, in a stopped pod.
+            bad(&mut m, Op::CreateContainer(0), Reply::Err(code, "x".into()));
+            bad(&mut m, Op::StartContainer(1), Reply::Err(code, "x".into()));
+        }
+        bad(&mut m, Op::CreateContainer(0), timed_out.clone());
+        bad(&mut m, Op::StartContainer(1), timed_out);
+        // The runtime failing to join a stopped pod is a refusal there.
+        ok(
+            &mut m,
+            Op::StartContainer(1),
+            Reply::Err(Code::Internal, "runtime: netns gone".into()),
+        );
+        ok(
+            &mut m,
+            Op::CreateContainer(0),
+            Reply::Err(Code::FailedPrecondition, "pod not ready".into()),
+        );
+    }
+
+    #[test]
+    fn pod_states_outside_the_enum_are_refused() {
+        let mut m = Model::default();
+        ok(&mut m, Op::RunPod, Reply::Created("p1".into()));
+        assert!(
+            bad(
+                &mut m,
+                Op::PodStatus(0),
+                Reply::PodStatus(PodState::Invalid(7))
+            )
+            .contains("Invalid(7)")
+        );
+        assert!(
+            m.observe(&pods(&[("p1", PodState::Invalid(7))]), &ctrs(&[]))
+                .is_err()
+        );
     }
 
     #[test]
