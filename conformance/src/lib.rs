@@ -10,6 +10,7 @@ pub mod baseline;
 pub mod cases;
 pub mod drivers;
 pub mod fixtures;
+pub mod kubelet_corpus;
 pub mod props;
 pub mod report;
 pub mod runner;

@@ -195,10 +195,29 @@ enum Command {
     Traceability,
     /// Compare a JUnit report with a runtime's baseline; non-zero on any unexplained difference.
     Compare(crid_conformance::baseline::CompareArgs),
+    /// The kubelet's captured CRI calls, the test data of the `kubelet-replay` cases.
+    KubeletCorpus {
+        #[command(subcommand)]
+        action: KubeletCorpusAction,
+    },
     /// Local test images in a real registry (Debian's docker-registry on loopback).
     Fixtures {
         #[command(subcommand)]
         action: FixturesAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KubeletCorpusAction {
+    /// Cut a capture (`calls.jsonl`) into one trace per pod plus a README, as committed
+    /// under conformance/testdata/kubelet-1.36/.
+    Extract {
+        /// The capture's directory (holds calls.jsonl).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Where the traces go (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -369,6 +388,14 @@ async fn main() -> ExitCode {
         Command::Compare(args) => {
             crid_conformance::baseline::compare_command(&args).map_err(anyhow::Error::from)
         }
+        Command::KubeletCorpus {
+            action: KubeletCorpusAction::Extract { from, out },
+        } => crid_conformance::kubelet_corpus::extract::extract_dir(&from, &out)
+            .map(|readme| {
+                print!("{readme}");
+                true
+            })
+            .map_err(anyhow::Error::from),
         Command::Fixtures { action } => fixtures(action).await,
     };
     match result {

@@ -10,6 +10,7 @@ mod container;
 mod events;
 mod exec;
 mod image;
+mod kubelet_replay;
 mod logs;
 mod networking;
 mod pod_sandbox;
@@ -54,11 +55,13 @@ pub enum Area {
     Stats,
     /// GetContainerEvents.
     Events,
+    /// A real kubelet's captured requests, replayed in its order.
+    KubeletReplay,
 }
 
 impl Area {
     /// Every area, in report order.
-    pub const ALL: [Area; 12] = [
+    pub const ALL: [Area; 13] = [
         Area::RuntimeInfo,
         Area::ApiSurface,
         Area::PodSandbox,
@@ -71,6 +74,7 @@ impl Area {
         Area::Resources,
         Area::Stats,
         Area::Events,
+        Area::KubeletReplay,
     ];
 
     /// The name used in reports and JUnit suite names.
@@ -88,6 +92,7 @@ impl Area {
             Area::Resources => "resources",
             Area::Stats => "stats",
             Area::Events => "events",
+            Area::KubeletReplay => "kubelet-replay",
         }
     }
 }
@@ -214,6 +219,7 @@ pub fn catalogue() -> Vec<Case> {
     all.extend(resources::cases());
     all.extend(stats::cases());
     all.extend(events::cases());
+    all.extend(kubelet_replay::cases());
     all
 }
 

@@ -150,6 +150,11 @@ impl Scope {
         self.lock().pods.push(id.to_owned());
     }
 
+    /// Records a directory under [`log_root`] for removal at cleanup, after the pods.
+    pub fn track_dir(&self, dir: &std::path::Path) {
+        self.lock().dirs.push(dir.to_owned());
+    }
+
     /// ImageStatus: `None` when the endpoint says the image is absent.
     pub async fn image_status(&self, image: &str) -> Result<Option<cri::Image>, String> {
         self.is()
