@@ -9,6 +9,7 @@
 pub mod baseline;
 pub mod cases;
 pub mod drivers;
+pub mod fields;
 pub mod fixtures;
 pub mod kubelet_corpus;
 pub mod props;

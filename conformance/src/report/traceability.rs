@@ -194,6 +194,8 @@ pub fn to_traceability(cases: &[Case]) -> String {
     }
     s.push('\n');
 
+    s.push_str(&field_section());
+
     s.push_str("## Differences between runtimes\n\n");
     s.push_str(
         "Cases listed in exactly one of conformance/baseline/crid.toml and \
@@ -222,6 +224,78 @@ pub fn to_traceability(cases: &[Case]) -> String {
             );
         }
     }
+    s
+}
+
+/// The field-level matrix: coverage of the request fields per RPC and overall, then every
+/// field with the cases that check it or the reason none does.
+fn field_section() -> String {
+    use crate::fields::{Trace, field_report, map, unchecked};
+    let unchecked = unchecked();
+    let r = field_report(map::FIELDS, &unchecked);
+    let o = r.overall;
+    let mut s = String::from("## Request fields\n\n");
+    let _ = writeln!(
+        s,
+        "Every field of every request message of both services, nested fields included \
+         (conformance/src/fields/). A field is checked when a case sends it with a value \
+         whose effect it checks, or checks the runtime's answer to it \
+         (conformance/src/fields/map.rs); otherwise \
+         conformance/traceability/unchecked.toml says why, and whether it carries behaviour. \
+         A test fails when a proto field is in neither.\n\n\
+         **{} of {} behaviour-carrying request fields are checked ({:.1}%).** {} fields in \
+         all: {} checked, {} carrying behaviour but unchecked, {} carrying none (Windows \
+         only, deprecated, informational, copies of fields traced elsewhere).\n",
+        o.checked,
+        o.behaviour(),
+        o.percent(),
+        o.total(),
+        o.checked,
+        o.unchecked_behaviour + o.untraced,
+        o.unchecked_other
+    );
+    s.push_str(
+        "| service | RPC | fields | checked | unchecked (behaviour) | no behaviour | checked of behaviour |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for (service, rpc, c) in &r.per_rpc {
+        let _ = writeln!(
+            s,
+            "| {service} | `{rpc}` | {} | {} | {} | {} | {:.0}% |",
+            c.total(),
+            c.checked,
+            c.unchecked_behaviour + c.untraced,
+            c.unchecked_other,
+            c.percent()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| **all** | | **{}** | **{}** | **{}** | **{}** | **{:.1}%** |\n",
+        o.total(),
+        o.checked,
+        o.unchecked_behaviour + o.untraced,
+        o.unchecked_other,
+        o.percent()
+    );
+    s.push_str("### Every request field\n\n| field | checked by, or why not |\n|---|---|\n");
+    for (f, t) in &r.rows {
+        let how = match t {
+            Trace::Checked(ids) => ids
+                .iter()
+                .map(|id| format!("`{}`", cell(id)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Trace::Unchecked(u) => format!(
+                "unchecked{}: {}",
+                if u.behaviour { "" } else { " (no behaviour)" },
+                cell(&u.reason)
+            ),
+            Trace::Untraced => "**untraced**: in neither table".to_owned(),
+        };
+        let _ = writeln!(s, "| `{}` | {how} |", cell(&f.path));
+    }
+    s.push('\n');
     s
 }
 
