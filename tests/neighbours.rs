@@ -288,3 +288,159 @@ async fn crashing_runtime_fails_only_its_own_container_needs_root() {
     remove_all(&mut rs).await;
     assert_nothing_left(&c.daemon, &ids);
 }
+
+/// A CNI plugin that, on ADD, does what `<dir>/mode` says: `hang` (sleeps past any
+/// timeout), `crash` (binary garbage, exit 1) or `garbage` (exit 0 with broken JSON).
+/// VERSION answers; DEL succeeds.
+fn misbehaving_plugin(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let script = bin.join("misbehave");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$CNI_COMMAND\" in\n\
+             VERSION) echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}}'; exit 0;;\n\
+             ADD) ;;\n*) cat >/dev/null; exit 0;;\nesac\n\
+             case \"$(cat {d}/mode)\" in\n\
+             hang) exec sleep 4321;;\n\
+             crash) head -c 20000 /dev/urandom; echo 'misbehave: plugin garbage' >&2; exit 1;;\n\
+             garbage) echo '{{\"cniVersion\": \"1.0.0\", \"ips\": [garb'; exit 0;;\n\
+             esac\n",
+            d = dir.display()
+        ),
+    )
+    .expect("write plugin");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Live processes running `sleep 4321` (the hung plugin).
+fn hung_plugins() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| {
+            alive(*pid)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c == b"sleep\x004321\x00")
+        })
+        .collect()
+}
+
+// A CNI plugin that hangs past network.plugin_timeout_secs, crashes with garbage, or prints
+// broken JSON: RunPodSandbox fails within its deadline naming the plugin, and leaves no
+// pin, mount, veth or lease behind (the real bridge plugin before it is rolled back); a pod
+// on a sane network works afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_cni_plugin_fails_only_its_pod_needs_root() {
+    use crid_conformance::fixtures::registry::{Registry, RegistryOptions};
+    let dir = tempfile::Builder::new()
+        .prefix("crid-cni-")
+        .tempdir()
+        .expect("tempdir");
+    misbehaving_plugin(dir.path());
+    let registry = Registry::start(RegistryOptions::plain())
+        .await
+        .expect("start docker-registry (run scripts/setup.sh)");
+    registry.push_all_fixtures().await.expect("push fixtures");
+    let host = registry.host();
+    let mut daemon = support::TestDaemon::prepare(&format!(
+        "[image]\ninsecure_registries = [\"{host}\"]\npause_image = \"{host}/pause:latest\"\n"
+    ));
+    daemon.write(
+        "crid.d/10-network.toml",
+        &format!(
+            "[network]\ncni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\nplugin_timeout_secs = 2\n",
+            dir.path().join("bin").display()
+        ),
+    );
+    daemon.spawn();
+    daemon.wait_ready();
+    let c = Cluster { daemon, registry };
+    let net = support::cri::TestNetwork::install(&c.daemon, "mb", 77);
+    let sane: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.daemon.path().join("net.d/10-test.conflist")).expect("read"),
+    )
+    .expect("conflist");
+    let mut broken = sane.clone();
+    broken["plugins"]
+        .as_array_mut()
+        .expect("plugins")
+        .push(serde_json::json!({"type": "misbehave"}));
+    std::fs::write(
+        c.daemon.path().join("net.d/10-test.conflist"),
+        broken.to_string(),
+    )
+    .expect("write conflist");
+    let mut rs = c.rs().await;
+
+    for (i, mode) in ["hang", "crash", "garbage"].into_iter().enumerate() {
+        std::fs::write(dir.path().join("mode"), mode).expect("mode");
+        let pc = pod_config(&format!("cni-{mode}"), &c.log_dir());
+        let t = Instant::now();
+        let err = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pc),
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect_err(mode);
+        let took = t.elapsed();
+        eprintln!(
+            "CNI plugin {mode} -> {:?} after {took:?}: {}",
+            err.code(),
+            err.message()
+        );
+        assert!(took < Duration::from_secs(20), "{mode}: {took:?}");
+        assert!(
+            err.message().contains("misbehave"),
+            "{mode}: names the plugin: {err}"
+        );
+        assert!(err.message().len() < 16 << 10, "{mode}: bounded");
+        if i == 0 {
+            assert!(err.message().contains("timed out"), "{err}");
+        }
+        let pods = rs
+            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await
+            .expect("list")
+            .into_inner()
+            .items;
+        assert!(pods.is_empty(), "{mode}: no pod kept: {pods:?}");
+        assert!(net.leases().is_empty(), "{mode}: leases {:?}", net.leases());
+        assert!(net.ports().is_empty(), "{mode}: veths {:?}", net.ports());
+        assert!(
+            hung_plugins().is_empty(),
+            "{mode}: the hung plugin was killed"
+        );
+        assert_nothing_left(&c.daemon, &[]);
+    }
+
+    // The same daemon, a sane network: a pod runs.
+    std::fs::write(
+        c.daemon.path().join("net.d/10-test.conflist"),
+        sane.to_string(),
+    )
+    .expect("write conflist");
+    let image = c.pull("busybox").await;
+    let pc = pod_config("cni-sane", &c.log_dir());
+    let pod = run_pod(&mut rs, &pc, "").await;
+    let ctr = run_container(
+        &mut rs,
+        &pod,
+        &pc,
+        container_config("sane", &image, &["sleep", "1000"]),
+    )
+    .await;
+    let r = exec(&mut rs, &ctr, &["echo", "sane"], 10)
+        .await
+        .expect("exec");
+    assert_eq!(r.stdout, b"sane\n");
+    assert_eq!(net.leases().len(), 1, "{:?}", net.leases());
+    let ids = support::object_ids(c.daemon.path());
+    remove_all(&mut rs).await;
+    assert_nothing_left(&c.daemon, &ids);
+    assert!(net.leases().is_empty(), "{:?}", net.leases());
+}
