@@ -64,7 +64,7 @@ fn alive(pid: i32) -> bool {
 // the container, and reports it EXITED with reason MonitorDied; other containers go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_monitor_is_reported_as_exited_with_a_reason_needs_root() {
-    let c = Cluster::start("").await;
+    let mut c = Cluster::start("").await;
     let image = c.pull("busybox").await;
     let mut rs = c.rs().await;
     let pc = pod_config("orphan", &c.log_dir());
@@ -149,6 +149,28 @@ async fn killed_monitor_is_reported_as_exited_with_a_reason_needs_root() {
         "monitor SIGKILL -> EXITED {} after {took:?}: {}",
         s.reason, s.message
     );
+
+    // After a daemon restart (kill -9), the adopted monitors are watched too.
+    drop(rs);
+    c.daemon
+        .signal_and_wait(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5));
+    c.daemon.spawn();
+    c.daemon.wait_ready();
+    let mut rs = c.rs().await;
+    let monitor = monitor_of(&other).expect("the neighbour's monitor survived the restart");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the adopted monitor");
+    let s = wait_state(
+        &mut rs,
+        &other,
+        cri::ContainerState::ContainerExited,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(s.reason, "MonitorDied", "{s:?}");
 
     let ids = support::object_ids(c.daemon.path());
     remove_all(&mut rs).await;
