@@ -57,8 +57,11 @@ fn listing(dir: &Path) -> BTreeSet<String> {
     out
 }
 
+/// One entry of [`raw_tar`]: name, type, mode, link name, device (major, minor).
+type RawEntry<'a> = (&'a str, tar::EntryType, u32, &'a str, (u32, u32));
+
 /// A tar with entries of any type: mode, device numbers and link names as given.
-fn raw_tar(entries: &[(&str, tar::EntryType, u32, &str, (u32, u32))]) -> Vec<u8> {
+fn raw_tar(entries: &[RawEntry<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, kind, mode, link, (major, minor)) in entries {
         let mut h = tar::Header::new_gnu();
