@@ -134,6 +134,7 @@ impl TestNet {
                 &NetworkConfig {
                     cni_config_dir: dir.path().join("net.d"),
                     cni_plugin_dirs: vec![dir.path().join("bin"), PathBuf::from(PLUGIN_DIR)],
+                    ..Default::default()
                 },
                 dir.path().join("cni-cache"),
             ),
@@ -459,6 +460,7 @@ async fn del_uses_the_cache_is_idempotent_and_tolerates_a_missing_netns_needs_ro
         &NetworkConfig {
             cni_config_dir: net.dir.path().join("net.d"),
             cni_plugin_dirs: vec![PathBuf::from(PLUGIN_DIR)],
+            ..Default::default()
         },
         net.cni.cache_dir().to_path_buf(),
     );

@@ -144,6 +144,9 @@ pub struct NetworkConfig {
     pub cni_config_dir: PathBuf,
     /// Directories searched for plugin binaries, in order.
     pub cni_plugin_dirs: Vec<PathBuf>,
+    /// How long one plugin call (ADD, CHECK, DEL) may take before its process group is
+    /// killed and the pod operation fails.
+    pub plugin_timeout_secs: u64,
 }
 
 /// `[streaming]`: the exec/attach/port-forward server.
@@ -284,6 +287,7 @@ impl Default for NetworkConfig {
             cni_config_dir: PathBuf::from("/etc/cni/net.d"),
             // /opt/cni/bin is upstream's convention, /usr/lib/cni is where Debian installs.
             cni_plugin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+            plugin_timeout_secs: crate::network::DEFAULT_PLUGIN_TIMEOUT.as_secs(),
         }
     }
 }

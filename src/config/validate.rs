@@ -124,6 +124,12 @@ pub(super) fn check(config: &Config, origins: &Origins) -> Vec<Problem> {
         "network.cni_config_dir",
         &mut bad,
     );
+    if config.network.plugin_timeout_secs == 0 {
+        bad(
+            "network.plugin_timeout_secs".into(),
+            "must be at least 1".into(),
+        );
+    }
     if config.network.cni_plugin_dirs.is_empty() {
         bad(
             "network.cni_plugin_dirs".into(),

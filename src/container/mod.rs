@@ -208,7 +208,7 @@ impl Lifecycle {
     }
 
     async fn setup_container(
-        &self,
+        self: &Arc<Self>,
         container: &Arc<Object<ContainerRecord>>,
         pod: &PodRecord,
         image: &crate::image::ImageRecord,
@@ -318,6 +318,7 @@ impl Lifecycle {
             })
             .map_err(io(format!("container {id}: writing its record")))?;
         tracing::info!(container = %id, pod = %pod.id, "container created");
+        self.watch_monitor(&id, created.monitor_pid);
         self.emit(&id, &pod.id, EventKind::Created);
         Ok(())
     }

@@ -483,7 +483,7 @@ async fn fetch_layer(
                         reference: reference.clone(),
                         what: "blob",
                         expected: format!("{} ({} bytes)", desc.digest, desc.size),
-                        actual: format!("more than {} bytes", desc.size),
+                        actual: format!("unknown: the download is longer than {} bytes", desc.size),
                     });
                     let _ = tx
                         .send(Err(io::Error::other("blob larger than its descriptor")))

@@ -195,6 +195,12 @@ impl std::fmt::Debug for Lifecycle {
 /// monitor and asks the runtime instead.
 pub(crate) const KILL_GRACE: Duration = Duration::from_secs(10);
 
+/// How long after a monitor ends its exit file may still be on its way through inotify.
+const MONITOR_EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// ContainerStatus.reason of a container whose monitor died without recording its exit.
+pub const MONITOR_DIED: &str = "MonitorDied";
+
 impl Lifecycle {
     /// Opens the core: loads the records, reconciles them with the runtimes, the exit
     /// files and the mount table, and starts watching for exits.
@@ -252,6 +258,18 @@ impl Lifecycle {
             .map_err(io("watching the exit directory"))?;
         lifecycle.recover().await?;
         tokio::spawn(Self::exit_loop(Arc::downgrade(&lifecycle), exits));
+        for c in lifecycle.all_containers(None) {
+            let (id, pid, live) = c.read(|r| {
+                (
+                    r.id.clone(),
+                    r.monitor_pid,
+                    matches!(r.state, ContainerState::Created | ContainerState::Running),
+                )
+            });
+            if live {
+                lifecycle.watch_monitor(&id, pid);
+            }
+        }
         Ok(lifecycle)
     }
 
@@ -305,6 +323,84 @@ impl Lifecycle {
             Err(e) => tracing::error!(container = id, "cannot persist the exit: {e}"),
         }
         true
+    }
+
+    /// Watches the life of container `id`'s monitor (`pid`): should it end without an exit
+    /// file (SIGKILL, the OOM killer), the container is killed and recorded as exited, as
+    /// CRI-O does when conmon dies, instead of being left "running" with nobody to report
+    /// its exit. Called after CreateContainer and, for live containers, after recovery.
+    pub(crate) fn watch_monitor(self: &Arc<Self>, id: &str, pid: i32) {
+        let fd = crate::monitor::liveness::Pidfd::open(pid);
+        // Opened first, then checked: a PID reused since the record was written is not
+        // this container's monitor, and the pidfd then points at the wrong process.
+        let alive = fd.is_ok() && crate::container::is_monitor_of(pid, id);
+        let weak = Arc::downgrade(self);
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            if let (true, Ok(fd)) = (alive, fd)
+                && let Err(e) = fd.exited().await
+            {
+                tracing::warn!(container = %id, monitor = pid, "cannot watch the monitor: {e}");
+                return;
+            }
+            // A monitor that ended normally wrote its exit file just before: let the
+            // inotify watch deliver it first.
+            tokio::time::sleep(MONITOR_EXIT_GRACE).await;
+            if let Some(l) = weak.upgrade() {
+                l.monitor_ended(&id, pid).await;
+            }
+        });
+    }
+
+    /// Container `id`'s monitor `pid` has ended: apply its exit file, or, when it wrote
+    /// none, kill what is left of the container and record it as exited.
+    async fn monitor_ended(&self, id: &str, pid: i32) {
+        if self.record_exit(id) {
+            return;
+        }
+        let Some(c) = self.container(id) else {
+            return;
+        };
+        let record = c.get();
+        if record.monitor_pid != pid
+            || !matches!(
+                record.state,
+                ContainerState::Created | ContainerState::Running
+            )
+        {
+            return;
+        }
+        tracing::warn!(container = %id, monitor = pid, "the container's monitor died without recording an exit; killing the container");
+        let killed = match self.runtime_of(&record) {
+            Ok(rt) => match rt.kill(id, "KILL", false).await {
+                Ok(()) => "its processes were killed",
+                Err(e) => {
+                    tracing::warn!(container = %id, "killing a container whose monitor died: {e}");
+                    "killing its processes failed (see the daemon log)"
+                }
+            },
+            Err(_) => "its runtime handler is gone",
+        };
+        // The exit file may have landed while the runtime was asked.
+        if self.record_exit(id) {
+            return;
+        }
+        let message = format!(
+            "crid-monitor (pid {pid}) died without recording the exit; {killed}; the exit code is unknown"
+        );
+        let result = c.update(|r| {
+            let live = matches!(r.state, ContainerState::Created | ContainerState::Running);
+            if live {
+                mark_exited(r, 255, crate::state::now_ns(), false, &message);
+                r.reason = MONITOR_DIED.to_owned();
+            }
+            live.then(|| r.pod_id.clone())
+        });
+        match result {
+            Ok(Some(pod_id)) => self.emit(id, &pod_id, EventKind::Stopped),
+            Ok(None) => {}
+            Err(e) => tracing::error!(container = id, "cannot persist the exit: {e}"),
+        }
     }
 
     /// Every event from now on.

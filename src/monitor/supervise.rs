@@ -187,30 +187,32 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
         });
     }
     let mut master = None;
-    let created = match &console {
-        None => cmd.status().map_err(sys("run the runtime's create")),
-        Some(c) => cmd
-            .spawn()
-            .map_err(sys("run the runtime's create"))
-            .and_then(|mut child| {
+    let created = cmd
+        .spawn()
+        .map_err(sys("run the runtime's create"))
+        .and_then(|mut child| {
+            if let Some(c) = &console {
                 master = c
                     .receive(&mut child, CONSOLE_WAIT)
                     .map_err(sys("receive the container's terminal"))?;
-                child.wait().map_err(sys("wait for the runtime's create"))
-            }),
-    };
+            }
+            wait_draining(&mut child, [&out_r, &err_r])
+                .map_err(sys("wait for the runtime's create"))
+        });
     // Our copies of the write ends went with `cmd`; only the container holds them now.
     drop(cmd);
     drop(console);
-    let created = created?;
+    let (created, printed) = created?;
     if !created.success() {
-        let mut stderr = String::new();
-        set_nonblocking(&err_r)?;
-        let _ = File::from(err_r.try_clone().map_err(sys("dup"))?).read_to_string(&mut stderr);
+        let said = if printed[1].is_empty() {
+            &printed[0]
+        } else {
+            &printed[1]
+        };
         let err = MonitorError::Create {
             runtime: args.runtime.display().to_string(),
             status: created,
-            stderr: stderr.trim().to_owned(),
+            stderr: quote_bounded(said),
         };
         let _ = writeln!(
             status,
@@ -233,6 +235,14 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
 
     if let (Some(a), Some(m)) = (attach.as_mut(), master.as_ref()) {
         let _ = a.set_terminal(m);
+    }
+    // What the runtime printed while creating went through the container's pipes: log it
+    // as the pipes would have.
+    for (stream, bytes) in [(Stream::Stdout, &printed[0]), (Stream::Stderr, &printed[1])] {
+        if !bytes.is_empty() {
+            log.write_chunk(stream, bytes, SystemTime::now())
+                .map_err(sys("write the log"))?;
+        }
     }
     let mut output = Output::new(out_r, err_r, master, attach)?;
     let exit_code = copy(
@@ -484,6 +494,70 @@ pub fn oom_killed(cgroup: &std::path::Path) -> bool {
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), MonitorError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))
+}
+
+/// Most bytes of each stream kept from the runtime's `create`.
+const CREATE_OUTPUT_MAX: usize = 1 << 20;
+/// Most bytes of the runtime's output quoted in an error.
+const CREATE_QUOTE_MAX: usize = 4 << 10;
+
+/// Waits for the runtime's `create` while reading what it prints into the container's
+/// stdout and stderr pipes: a runtime that prints more than a pipe holds would otherwise
+/// block on a monitor that only reads after it exits. Keeps up to [`CREATE_OUTPUT_MAX`]
+/// bytes of each stream.
+fn wait_draining(
+    child: &mut std::process::Child,
+    pipes: [&OwnedFd; 2],
+) -> io::Result<(std::process::ExitStatus, [Vec<u8>; 2])> {
+    let mut files = Vec::with_capacity(2);
+    for fd in pipes {
+        set_nonblocking(fd).map_err(|e| io::Error::other(e.to_string()))?;
+        files.push(Some(File::from(fd.try_clone()?)));
+    }
+    let mut kept = [Vec::new(), Vec::new()];
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // The status first, then a full drain: all it wrote before exiting is read.
+        let status = child.try_wait()?;
+        for (i, slot) in files.iter_mut().enumerate() {
+            while let Some(f) = slot.as_mut() {
+                match f.read(&mut buf) {
+                    Ok(0) => *slot = None,
+                    Ok(n) => {
+                        let room = CREATE_OUTPUT_MAX.saturating_sub(kept[i].len());
+                        kept[i].extend_from_slice(&buf[..n.min(room)]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        if let Some(status) = status {
+            return Ok((status, kept));
+        }
+        let mut fds: Vec<PollFd<'_>> = files
+            .iter()
+            .flatten()
+            .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if fds.is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        } else {
+            let _ = poll(&mut fds, PollTimeout::from(50u8));
+        }
+    }
+}
+
+/// The runtime's output for an error message: lossy UTF-8, trimmed, at most
+/// [`CREATE_QUOTE_MAX`] bytes, with how much was left out.
+fn quote_bounded(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(CREATE_QUOTE_MAX)]);
+    let text = text.trim();
+    if bytes.len() > CREATE_QUOTE_MAX {
+        format!("{text} [{} more bytes]", bytes.len() - CREATE_QUOTE_MAX)
+    } else {
+        text.to_owned()
+    }
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<(), MonitorError> {

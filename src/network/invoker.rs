@@ -76,7 +76,7 @@ impl Cni {
             config_dir: config.cni_config_dir.clone(),
             plugin_dirs: config.cni_plugin_dirs.clone(),
             cache: Cache::new(cache_dir),
-            timeout: DEFAULT_PLUGIN_TIMEOUT,
+            timeout: Duration::from_secs(config.plugin_timeout_secs),
             locks: Locks::default(),
         }
     }
@@ -607,6 +607,7 @@ mod tests {
             &crate::config::NetworkConfig {
                 cni_config_dir: dir.path().join("net.d"),
                 cni_plugin_dirs: vec![first.clone(), second.clone()],
+                ..Default::default()
             },
             dir.path().join("cache"),
         );

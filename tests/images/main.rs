@@ -10,6 +10,7 @@ mod support;
 
 mod build;
 mod gateway;
+mod hostile;
 mod proxy;
 mod security;
 

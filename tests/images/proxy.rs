@@ -20,6 +20,9 @@ pub enum Mode {
     /// Forward this many response bytes per connection, then nothing more (the connection
     /// stays open): a registry that stopped sending.
     StallAfter(u64),
+    /// Forward this many response bytes per connection, then close it: a registry (or a
+    /// network) that cut a blob short.
+    CutAfter(u64),
 }
 
 #[derive(Default)]
@@ -130,7 +133,7 @@ fn spawn_copy(
                 );
             }
             let mut chunk = &buf[..n];
-            if let Mode::StallAfter(limit) = mode {
+            if let Mode::StallAfter(limit) | Mode::CutAfter(limit) = mode {
                 let room = limit.saturating_sub(sent) as usize;
                 if room < chunk.len() {
                     chunk = &chunk[..room];
@@ -147,6 +150,11 @@ fn spawn_copy(
                 while !shared.stop.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
+                break;
+            }
+            if let Mode::CutAfter(limit) = mode
+                && sent >= limit
+            {
                 break;
             }
             if let Mode::Throttle(_) = mode {

@@ -1,0 +1,60 @@
+//! The daemon's watch on its monitors' lives: a pidfd per monitor, which becomes readable
+//! when the process ends, whoever its parent is (the daemon, or init after a daemon
+//! restart). A monitor that ends without writing an exit file was killed (SIGKILL, the OOM
+//! killer): the daemon learns it here, without polling.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+/// A handle on one process, open before the caller checks the PID is still the process it
+/// means (so a reused PID cannot be watched by mistake).
+#[derive(Debug)]
+pub struct Pidfd(OwnedFd);
+
+impl Pidfd {
+    /// `pidfd_open(pid)`. Fails with ESRCH when no such process exists (a zombie still
+    /// counts: its pidfd is readable at once).
+    pub fn open(pid: i32) -> io::Result<Pidfd> {
+        if pid <= 0 {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = i32::try_from(fd).map_err(io::Error::other)?;
+        // SAFETY: the descriptor was just returned to us and nothing else owns it.
+        Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Resolves when the process has ended. Needs a tokio runtime.
+    pub async fn exited(self) -> io::Result<()> {
+        // SAFETY: the AsyncFd owns the descriptor, open until it is dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(self.0, Interest::READABLE) }?;
+        let _ready = fd.readable().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_pidfd_is_readable_once_its_process_ends() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.3")
+            .spawn()
+            .expect("sleep");
+        let fd = Pidfd::open(child.id() as i32).expect("pidfd_open");
+        let waited = tokio::time::timeout(Duration::from_secs(10), fd.exited()).await;
+        assert!(matches!(waited, Ok(Ok(()))), "{waited:?}");
+        let _ = child.wait();
+        assert!(Pidfd::open(0).is_err());
+    }
+}

@@ -1,0 +1,468 @@
+//! Misbehaving neighbours (issue 16, part 5) through the real daemon on real runc (root):
+//! a crid-monitor killed with SIGKILL, and a runtime binary that crashes printing garbage.
+//! Each fails only its own container, within its deadline, with a clear status, and
+//! leaves nothing behind. (A registry that stalls mid-blob is
+//! tests/images `stalled_pull_is_cancelled_with_a_clear_error_needs_root`.)
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crid_api::runtime::v1 as cri;
+use support::cri::{
+    Cluster, assert_nothing_left, container_config, exec, pod_config, remove_all, run_container,
+    run_pod, status, wait_state,
+};
+
+/// PIDs whose `/proc/<pid>/stat` names `parent` as their parent.
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The crid-monitor of container `id`.
+fn monitor_of(id: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.first().is_some_and(|a| a.ends_with(b"crid-monitor"))
+                    && args
+                        .windows(2)
+                        .any(|w| w[0] == b"--id" && w[1] == id.as_bytes())
+            })
+        })
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+// A monitor killed with SIGKILL writes no exit file: crid learns of its death (pidfd), kills
+// the container, and reports it EXITED with reason MonitorDied; other containers go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_monitor_is_reported_as_exited_with_a_reason_needs_root() {
+    let mut c = Cluster::start("").await;
+    let image = c.pull("busybox").await;
+    let mut rs = c.rs().await;
+    let pc = pod_config("orphan", &c.log_dir());
+    let pod = run_pod(&mut rs, &pc, "").await;
+    let victim = run_container(
+        &mut rs,
+        &pod,
+        &pc,
+        container_config("victim", &image, &["sleep", "1000"]),
+    )
+    .await;
+    let other = run_container(
+        &mut rs,
+        &pod,
+        &pc,
+        container_config("other", &image, &["sleep", "1000"]),
+    )
+    .await;
+    for id in [&victim, &other] {
+        wait_state(
+            &mut rs,
+            id,
+            cri::ContainerState::ContainerRunning,
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+    let monitor = monitor_of(&victim).expect("the victim's monitor");
+    // The monitor's child is the container's init (runc's create leaves it there).
+    let init: Vec<i32> = children_of(monitor);
+    assert!(!init.is_empty(), "the monitor has the container as child");
+
+    let t = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the monitor");
+    let s = wait_state(
+        &mut rs,
+        &victim,
+        cri::ContainerState::ContainerExited,
+        Duration::from_secs(10),
+    )
+    .await;
+    let took = t.elapsed();
+    assert_eq!(s.reason, "MonitorDied", "{s:?}");
+    assert_eq!(s.exit_code, 255, "{s:?}");
+    assert!(
+        s.message.contains("crid-monitor") && s.message.contains("died"),
+        "{s:?}"
+    );
+    assert!(s.finished_at > 0, "{s:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while init.iter().any(|p| alive(*p)) {
+        assert!(
+            Instant::now() < deadline,
+            "the container's processes outlived its monitor: {init:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let listed = rs
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
+    let state_of = |id: &str| listed.iter().find(|c| c.id == id).map(|c| c.state);
+    assert_eq!(
+        state_of(&victim),
+        Some(cri::ContainerState::ContainerExited as i32)
+    );
+    assert_eq!(
+        state_of(&other),
+        Some(cri::ContainerState::ContainerRunning as i32)
+    );
+    let r = exec(&mut rs, &other, &["echo", "fine"], 10)
+        .await
+        .expect("exec in the neighbour");
+    assert_eq!(r.stdout, b"fine\n");
+    eprintln!(
+        "monitor SIGKILL -> EXITED {} after {took:?}: {}",
+        s.reason, s.message
+    );
+
+    // After a daemon restart (kill -9), the adopted monitors are watched too.
+    drop(rs);
+    c.daemon
+        .signal_and_wait(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5));
+    c.daemon.spawn();
+    c.daemon.wait_ready();
+    let mut rs = c.rs().await;
+    let monitor = monitor_of(&other).expect("the neighbour's monitor survived the restart");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the adopted monitor");
+    let s = wait_state(
+        &mut rs,
+        &other,
+        cri::ContainerState::ContainerExited,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(s.reason, "MonitorDied", "{s:?}");
+
+    let ids = support::object_ids(c.daemon.path());
+    remove_all(&mut rs).await;
+    assert_nothing_left(&c.daemon, &ids);
+}
+
+/// A wrapper around runc that, while `<dir>/crash-<command>` exists, prints binary garbage
+/// on stdout and stderr and exits 1 instead of running `<command>`.
+fn crash_wrapper(dir: &Path) -> std::path::PathBuf {
+    let script = dir.join("crash-runtime");
+    let d = dir.display();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in create|start) cmd=$a; break;; esac; done\n\
+             if [ -n \"$cmd\" ] && [ -e \"{d}/crash-$cmd\" ]; then\n  \
+             head -c 65536 /dev/urandom\n  printf 'garbage\\377\\376{{{{\\n' >&2\n  \
+             head -c 65536 /dev/urandom >&2\n  exit 1\nfi\nexec runc \"$@\"\n"
+        ),
+    )
+    .expect("write wrapper");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
+}
+
+// A runtime that crashes with garbage in create or start fails that container only, at
+// once, with a bounded message; a pod on another handler runs meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashing_runtime_fails_only_its_own_container_needs_root() {
+    let dir = tempfile::Builder::new()
+        .prefix("crid-crash-")
+        .tempdir()
+        .expect("tempdir");
+    let wrapper = crash_wrapper(dir.path());
+    let c = Cluster::start(&format!(
+        "[runtime.runtimes.crash]\npath = \"{}\"\n",
+        wrapper.display()
+    ))
+    .await;
+    let image = c.pull("busybox").await;
+    let mut rs = c.rs().await;
+    let pc = pod_config("crashy", &c.log_dir());
+    let pod = run_pod(&mut rs, &pc, "crash").await;
+    let create = |name: &str| cri::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(container_config(name, &image, &["sleep", "1000"])),
+        sandbox_config: Some(pc.clone()),
+    };
+
+    // create crashes.
+    std::fs::write(dir.path().join("crash-create"), "").expect("arm");
+    let t = Instant::now();
+    let err = rs
+        .create_container(create("c1"))
+        .await
+        .expect_err("the runtime's create crashed");
+    let took = t.elapsed();
+    eprintln!(
+        "runtime create crash -> {:?} after {took:?}: {}",
+        err.code(),
+        err.message()
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert!(
+        err.message().contains("garbage"),
+        "quotes the runtime: {err}"
+    );
+    assert!(
+        err.message().len() < 16 << 10,
+        "bounded: {} bytes",
+        err.message().len()
+    );
+    std::fs::remove_file(dir.path().join("crash-create")).expect("disarm");
+    let listed = rs
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
+    assert!(listed.is_empty(), "no half container: {listed:?}");
+
+    // start crashes.
+    let id = rs
+        .create_container(create("c2"))
+        .await
+        .expect("create")
+        .into_inner()
+        .container_id;
+    std::fs::write(dir.path().join("crash-start"), "").expect("arm");
+    let t = Instant::now();
+    let err = rs
+        .start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect_err("the runtime's start crashed");
+    let took = t.elapsed();
+    eprintln!(
+        "runtime start crash -> {:?} after {took:?}: {}",
+        err.code(),
+        err.message()
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert!(
+        err.message().contains("garbage"),
+        "quotes the runtime: {err}"
+    );
+    assert!(
+        err.message().len() < 16 << 10,
+        "bounded: {} bytes",
+        err.message().len()
+    );
+    std::fs::remove_file(dir.path().join("crash-start")).expect("disarm");
+    let s = status(&mut rs, &id).await;
+    assert_ne!(
+        s.state,
+        cri::ContainerState::ContainerRunning as i32,
+        "{s:?}"
+    );
+
+    // A neighbour on runc is unaffected.
+    let pc2 = pod_config("calm", &c.log_dir());
+    let pod2 = run_pod(&mut rs, &pc2, "").await;
+    let calm = run_container(
+        &mut rs,
+        &pod2,
+        &pc2,
+        container_config("calm", &image, &["sleep", "1000"]),
+    )
+    .await;
+    let r = exec(&mut rs, &calm, &["echo", "calm"], 10)
+        .await
+        .expect("exec");
+    assert_eq!(r.stdout, b"calm\n");
+
+    let ids = support::object_ids(c.daemon.path());
+    remove_all(&mut rs).await;
+    assert_nothing_left(&c.daemon, &ids);
+}
+
+/// A CNI plugin that, on ADD, does what `<dir>/mode` says: `hang` (sleeps past any
+/// timeout), `crash` (binary garbage, exit 1) or `garbage` (exit 0 with broken JSON).
+/// VERSION answers; DEL succeeds.
+fn misbehaving_plugin(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let script = bin.join("misbehave");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$CNI_COMMAND\" in\n\
+             VERSION) echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}}'; exit 0;;\n\
+             ADD) ;;\n*) cat >/dev/null; exit 0;;\nesac\n\
+             case \"$(cat {d}/mode)\" in\n\
+             hang) exec sleep 4321;;\n\
+             crash) head -c 20000 /dev/urandom; echo 'misbehave: plugin garbage' >&2; exit 1;;\n\
+             garbage) echo '{{\"cniVersion\": \"1.0.0\", \"ips\": [garb'; exit 0;;\n\
+             esac\n",
+            d = dir.display()
+        ),
+    )
+    .expect("write plugin");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Live processes running `sleep 4321` (the hung plugin).
+fn hung_plugins() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| {
+            alive(*pid)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c == b"sleep\x004321\x00")
+        })
+        .collect()
+}
+
+// A CNI plugin that hangs past network.plugin_timeout_secs, crashes with garbage, or prints
+// broken JSON: RunPodSandbox fails within its deadline naming the plugin, and leaves no
+// pin, mount, veth or lease behind (the real bridge plugin before it is rolled back); a pod
+// on a sane network works afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_cni_plugin_fails_only_its_pod_needs_root() {
+    use crid_conformance::fixtures::registry::{Registry, RegistryOptions};
+    let dir = tempfile::Builder::new()
+        .prefix("crid-cni-")
+        .tempdir()
+        .expect("tempdir");
+    misbehaving_plugin(dir.path());
+    let registry = Registry::start(RegistryOptions::plain())
+        .await
+        .expect("start docker-registry (run scripts/setup.sh)");
+    registry.push_all_fixtures().await.expect("push fixtures");
+    let host = registry.host();
+    let mut daemon = support::TestDaemon::prepare(&format!(
+        "[image]\ninsecure_registries = [\"{host}\"]\npause_image = \"{host}/pause:latest\"\n"
+    ));
+    daemon.write(
+        "crid.d/10-network.toml",
+        &format!(
+            "[network]\ncni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\nplugin_timeout_secs = 2\n",
+            dir.path().join("bin").display()
+        ),
+    );
+    daemon.spawn();
+    daemon.wait_ready();
+    let c = Cluster { daemon, registry };
+    let net = support::cri::TestNetwork::install(&c.daemon, "mb", 77);
+    let sane: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.daemon.path().join("net.d/10-test.conflist")).expect("read"),
+    )
+    .expect("conflist");
+    let mut broken = sane.clone();
+    broken["plugins"]
+        .as_array_mut()
+        .expect("plugins")
+        .push(serde_json::json!({"type": "misbehave"}));
+    std::fs::write(
+        c.daemon.path().join("net.d/10-test.conflist"),
+        broken.to_string(),
+    )
+    .expect("write conflist");
+    let mut rs = c.rs().await;
+
+    for (i, mode) in ["hang", "crash", "garbage"].into_iter().enumerate() {
+        std::fs::write(dir.path().join("mode"), mode).expect("mode");
+        let pc = pod_config(&format!("cni-{mode}"), &c.log_dir());
+        let t = Instant::now();
+        let err = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pc),
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect_err(mode);
+        let took = t.elapsed();
+        eprintln!(
+            "CNI plugin {mode} -> {:?} after {took:?}: {}",
+            err.code(),
+            err.message()
+        );
+        assert!(took < Duration::from_secs(20), "{mode}: {took:?}");
+        assert!(
+            err.message().contains("misbehave"),
+            "{mode}: names the plugin: {err}"
+        );
+        assert!(err.message().len() < 16 << 10, "{mode}: bounded");
+        if i == 0 {
+            assert!(err.message().contains("timed out"), "{err}");
+        }
+        let pods = rs
+            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await
+            .expect("list")
+            .into_inner()
+            .items;
+        assert!(pods.is_empty(), "{mode}: no pod kept: {pods:?}");
+        assert!(net.leases().is_empty(), "{mode}: leases {:?}", net.leases());
+        assert!(net.ports().is_empty(), "{mode}: veths {:?}", net.ports());
+        assert!(
+            hung_plugins().is_empty(),
+            "{mode}: the hung plugin was killed"
+        );
+        assert_nothing_left(&c.daemon, &[]);
+    }
+
+    // The same daemon, a sane network: a pod runs.
+    std::fs::write(
+        c.daemon.path().join("net.d/10-test.conflist"),
+        sane.to_string(),
+    )
+    .expect("write conflist");
+    let image = c.pull("busybox").await;
+    let pc = pod_config("cni-sane", &c.log_dir());
+    let pod = run_pod(&mut rs, &pc, "").await;
+    let ctr = run_container(
+        &mut rs,
+        &pod,
+        &pc,
+        container_config("sane", &image, &["sleep", "1000"]),
+    )
+    .await;
+    let r = exec(&mut rs, &ctr, &["echo", "sane"], 10)
+        .await
+        .expect("exec");
+    assert_eq!(r.stdout, b"sane\n");
+    assert_eq!(net.leases().len(), 1, "{:?}", net.leases());
+    let ids = support::object_ids(c.daemon.path());
+    remove_all(&mut rs).await;
+    assert_nothing_left(&c.daemon, &ids);
+    assert!(net.leases().is_empty(), "{:?}", net.leases());
+}
