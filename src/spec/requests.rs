@@ -16,10 +16,10 @@ fn refuse(field: &'static str, reason: impl Into<String>) -> Result<(), SpecErro
 /// A user namespace other than the host's (`userns_options.mode` POD): crid reports
 /// `user_namespaces: false` in Status, so a client must not ask for one. An absent
 /// `userns_options` is the host's, as older kubelets send it.
-fn userns(ns: Option<&cri::NamespaceOption>, field: &'static str) -> Result<(), SpecError> {
+fn userns(ns: Option<&cri::NamespaceOption>) -> Result<(), SpecError> {
     match ns.and_then(|n| n.userns_options.as_ref()) {
         Some(u) if u.mode != cri::NamespaceMode::Node as i32 => refuse(
-            field,
+            "config.linux.security_context.namespace_options.userns_options.mode",
             format!(
                 "user namespaces ({}) are not supported; only NODE is (Status reports user_namespaces false)",
                 cri::NamespaceMode::try_from(u.mode)
@@ -32,27 +32,23 @@ fn userns(ns: Option<&cri::NamespaceOption>, field: &'static str) -> Result<(), 
 
 /// Refuses what RunPodSandbox cannot honour.
 pub fn check_pod(config: &cri::PodSandboxConfig) -> Result<(), SpecError> {
-    let ns = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.as_ref());
     userns(
-        ns,
-        "config.linux.security_context.namespace_options.userns_options.mode",
+        config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref()),
     )
 }
 
 /// Refuses what CreateContainer cannot honour.
 pub fn check_container(config: &cri::ContainerConfig) -> Result<(), SpecError> {
-    let ns = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.as_ref());
     userns(
-        ns,
-        "config.linux.security_context.namespace_options.userns_options.mode",
+        config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref()),
     )?;
     if let Some(d) = config.cdi_devices.first() {
         refuse(

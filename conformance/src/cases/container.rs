@@ -626,16 +626,7 @@ async fn stop_signal_field(s: Arc<Scope>) -> CaseResult {
     // Let the shell install its traps.
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.stop(&id, 10).await?;
-    let st = s.container_status(&id).await?;
-    ensure(
-        st.state == cri::ContainerState::ContainerExited as i32,
-        || {
-            format!(
-                "after StopContainer the state is {}",
-                container_state_name(st.state)
-            )
-        },
-    )?;
+    let st = exited_after_stop(&s, &id).await?;
     ensure(st.exit_code == 7, || {
         format!(
             "exit code {}: the container exits 7 only on SIGQUIT (3 on SIGTERM)",
@@ -929,6 +920,21 @@ async fn remove_unknown(s: Arc<Scope>) -> CaseResult {
     Ok(String::new())
 }
 
+/// The container's status after StopContainer returned, which must be EXITED.
+async fn exited_after_stop(s: &Scope, id: &str) -> Result<cri::ContainerStatus, String> {
+    let st = s.container_status(id).await?;
+    ensure(
+        st.state == cri::ContainerState::ContainerExited as i32,
+        || {
+            format!(
+                "after StopContainer the state is {}",
+                container_state_name(st.state)
+            )
+        },
+    )?;
+    Ok(st)
+}
+
 async fn stop_unknown(s: Arc<Scope>) -> CaseResult {
     s.rs()
         .stop_container(cri::StopContainerRequest {
@@ -970,16 +976,7 @@ async fn exit_is_init_exit(s: Arc<Scope>) -> CaseResult {
     let start = Instant::now();
     s.stop(&id, 10).await?;
     let took = start.elapsed();
-    let st = s.container_status(&id).await?;
-    ensure(
-        st.state == cri::ContainerState::ContainerExited as i32,
-        || {
-            format!(
-                "after StopContainer the state is {}",
-                container_state_name(st.state)
-            )
-        },
-    )?;
+    let st = exited_after_stop(&s, &id).await?;
     ensure(st.exit_code == 0, || {
         format!("init exits 0 on SIGTERM, status says {}", st.exit_code)
     })?;

@@ -230,16 +230,7 @@ async fn reopen(s: Arc<Scope>) -> CaseResult {
         .await?;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let st = s.container_status(&id).await?;
-    let rotated = format!("{}.1", st.log_path);
-    tokio::fs::rename(&st.log_path, &rotated)
-        .await
-        .map_err(|e| format!("renaming {}: {e}", st.log_path))?;
-    s.rs()
-        .reopen_container_log(cri::ReopenContainerLogRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .map_err(|e| format!("ReopenContainerLog: {}", status_text(&e)))?;
+    rotate(&s, &id, &st.log_path).await?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (path, lines) = read_log(&s, &id)
         .await
@@ -248,6 +239,21 @@ async fn reopen(s: Arc<Scope>) -> CaseResult {
         format!("{path} has no new lines after reopen: {lines:?}")
     })?;
     Ok(String::new())
+}
+
+/// The kubelet's rotation: rename the log file, then ReopenContainerLog.
+async fn rotate(s: &Scope, id: &str, log_path: &str) -> Result<(), String> {
+    let rotated = format!("{log_path}.1");
+    tokio::fs::rename(log_path, &rotated)
+        .await
+        .map_err(|e| format!("renaming {log_path}: {e}"))?;
+    s.rs()
+        .reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: id.to_owned(),
+        })
+        .await
+        .map(drop)
+        .map_err(|e| format!("ReopenContainerLog: {}", status_text(&e)))
 }
 
 async fn reopen_synchronous(s: Arc<Scope>) -> CaseResult {
@@ -263,16 +269,7 @@ async fn reopen_synchronous(s: Arc<Scope>) -> CaseResult {
         })?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let rotated = format!("{}.1", st.log_path);
-    tokio::fs::rename(&st.log_path, &rotated)
-        .await
-        .map_err(|e| format!("renaming {}: {e}", st.log_path))?;
-    s.rs()
-        .reopen_container_log(cri::ReopenContainerLogRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .map_err(|e| format!("ReopenContainerLog: {}", status_text(&e)))?;
+    rotate(&s, &id, &st.log_path).await?;
     let exists = tokio::fs::try_exists(&st.log_path).await.unwrap_or(false);
     ensure(exists, || {
         format!(
