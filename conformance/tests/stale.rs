@@ -21,6 +21,8 @@ struct Left {
     registry_pid: u32,
     registry_dir: PathBuf,
     containerd: Option<Instance>,
+    /// The running pod's sandbox ID (containerd's pause container has that ID).
+    pod: Option<String>,
 }
 
 /// Not a test: the process the real tests kill. Starts the fixtures `CRID_STALE_HELPER`
@@ -35,32 +37,38 @@ async fn stale_helper() {
         .await
         .expect("registry");
     let mut containerd = None;
+    let mut pod_id = None;
     if mode == "containerd" {
         registry.push_all_fixtures().await.expect("push");
         let ctd = Containerd::start(ContainerdOptions::new(registry.host()))
             .await
             .expect("containerd");
         let mut rs = RuntimeServiceClient::new(ctd.channel().await.expect("channel"));
-        rs.run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(cri::PodSandboxConfig {
-                metadata: Some(cri::PodSandboxMetadata {
-                    name: "stale-pod".into(),
-                    uid: "stale-pod-uid".into(),
-                    namespace: "fixture".into(),
-                    attempt: 0,
+        let pod = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(cri::PodSandboxConfig {
+                    metadata: Some(cri::PodSandboxMetadata {
+                        name: "stale-pod".into(),
+                        uid: "stale-pod-uid".into(),
+                        namespace: "fixture".into(),
+                        attempt: 0,
+                    }),
+                    ..Default::default()
                 }),
-                ..Default::default()
-            }),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("RunPodSandbox");
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id;
+        pod_id = Some(pod);
         containerd = Some(ctd);
     }
     let left = Left {
         registry_pid: registry.pid().expect("pid"),
         registry_dir: registry.dir().to_owned(),
         containerd: containerd.as_ref().map(|c| c.instance().clone()),
+        pod: pod_id,
     };
     println!("LEFT {}", serde_json::to_string(&left).expect("json"));
     loop {
@@ -150,5 +158,17 @@ async fn a_killed_runs_containerd_is_swept_at_the_next_start_needs_root() {
     assert!(!link_exists(&old.bridge), "its bridge was deleted");
     assert!(mounts_under(&old.dir).is_empty(), "its mounts were removed");
     assert!(!old.dir.exists(), "{} was removed", old.dir.display());
+    // The pod's own processes: once its shim is gone, nothing but runc reaches them.
+    let pod = left.pod.as_deref().expect("the helper ran a pod");
+    let left_behind: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| std::fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(pod)))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left_behind.is_empty(),
+        "processes of the killed run's pod survive: {left_behind:?}"
+    );
     next.shutdown().await.expect("teardown");
 }
