@@ -43,8 +43,9 @@ pub fn normalize(driver: CgroupDriver, raw: &str) -> Result<String, BadParent> {
     let is_slice = |p: &str| p.ends_with(".slice") && p.len() > ".slice".len();
     match driver {
         CgroupDriver::Cgroupfs if parts.len() == 1 && is_slice(last) => {
-            // `a-b-c.slice` is systemd's `a.slice/a-b.slice/a-b-c.slice`.
-            Ok(slice_path(last))
+            // Where systemd would put the slice; the stats reader expands it the same way.
+            let dir = crate::stats::slice_dir(last).ok_or_else(|| bad("not a slice name"))?;
+            Ok(format!("/{}", dir.display()))
         }
         CgroupDriver::Cgroupfs => Ok(format!("/{}", parts.join("/"))),
         // Already a slice, or a systemd path of slices whose last names the whole chain.
@@ -59,23 +60,6 @@ pub fn normalize(driver: CgroupDriver, raw: &str) -> Result<String, BadParent> {
             Ok(format!("{}.slice", name.join("-")))
         }
     }
-}
-
-/// The cgroupfs path of a systemd slice name.
-fn slice_path(slice: &str) -> String {
-    let stem = slice.trim_end_matches(".slice");
-    let mut path = String::new();
-    let mut acc = String::new();
-    for part in stem.split('-') {
-        if !acc.is_empty() {
-            acc.push('-');
-        }
-        acc.push_str(part);
-        path.push('/');
-        path.push_str(&acc);
-        path.push_str(".slice");
-    }
-    path
 }
 
 #[cfg(test)]

@@ -109,26 +109,28 @@ pub fn relative_dir(cgroups_path: &str) -> Option<PathBuf> {
     let mut parts = cgroups_path.split(':');
     let (first, prefix, name) = (parts.next()?, parts.next(), parts.next());
     let rel = match (prefix, name) {
-        (Some(prefix), Some(name)) => {
-            // `a-b-c.slice` lives at `a.slice/a-b.slice/a-b-c.slice`.
-            let stem = first.strip_suffix(".slice")?;
-            let mut dir = PathBuf::new();
-            let mut acc = String::new();
-            for part in stem.split('-') {
-                if !acc.is_empty() {
-                    acc.push('-');
-                }
-                acc.push_str(part);
-                dir.push(format!("{acc}.slice"));
-            }
-            dir.join(format!("{prefix}-{name}.scope"))
-        }
+        (Some(prefix), Some(name)) => slice_dir(first)?.join(format!("{prefix}-{name}.scope")),
         _ => PathBuf::from(first.trim_start_matches('/')),
     };
     (!rel
         .components()
         .any(|c| matches!(c, std::path::Component::ParentDir)))
     .then_some(rel)
+}
+
+/// Where systemd puts slice `a-b-c.slice`: `a.slice/a-b.slice/a-b-c.slice`.
+pub fn slice_dir(slice: &str) -> Option<PathBuf> {
+    let stem = slice.strip_suffix(".slice")?;
+    let mut dir = PathBuf::new();
+    let mut acc = String::new();
+    for part in stem.split('-') {
+        if !acc.is_empty() {
+            acc.push('-');
+        }
+        acc.push_str(part);
+        dir.push(format!("{acc}.slice"));
+    }
+    Some(dir)
 }
 
 /// Reads the usage of `cgroups_path` from the host's cgroup hierarchies.

@@ -1,7 +1,7 @@
 //! `exec`: a process in a running container, its output, its exit code, and no leftovers.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -10,7 +10,69 @@ use crate::runtime::RuntimeError;
 use crate::runtime::invoke::{self, Capture, Running};
 use crate::spec::oci::Process;
 
+/// The scratch files of one `exec`: the process spec the runtime reads and the pid file it
+/// writes, in a directory removed on drop.
+pub(super) struct ExecFiles {
+    dir: tempfile::TempDir,
+    process_file: PathBuf,
+    pub(super) pid_file: PathBuf,
+}
+
+impl ExecFiles {
+    /// The runtime operation that runs the process these files describe in container `id`.
+    pub(super) fn op<'a>(&'a self, id: &'a str) -> Op<'a> {
+        Op::Exec {
+            id,
+            process: &self.process_file,
+            pid_file: &self.pid_file,
+        }
+    }
+
+    /// Keeps the directory alive as long as the returned guard.
+    pub(super) fn into_dir(self) -> tempfile::TempDir {
+        self.dir
+    }
+}
+
 impl OciRuntime {
+    /// An `exec` failure of container `id`, naming this handler.
+    pub(super) fn exec_error(&self, id: &str, source: io::Error) -> RuntimeError {
+        RuntimeError::Io {
+            handler: self.name.clone(),
+            command: "exec",
+            id: id.to_owned(),
+            source,
+        }
+    }
+
+    /// Writes `process` (with `terminal` set as given) for `exec` in container `id`.
+    pub(super) fn exec_files(
+        &self,
+        id: &str,
+        process: &Process,
+        terminal: bool,
+    ) -> Result<ExecFiles, RuntimeError> {
+        self.check_id(id)?;
+        let io_err = |source| self.exec_error(id, source);
+        let dir = tempfile::Builder::new()
+            .prefix("crid-exec-")
+            .tempdir()
+            .map_err(io_err)?;
+        let process_file = dir.path().join("process.json");
+        let pid_file = dir.path().join("pid");
+        let process = Process {
+            terminal,
+            ..process.clone()
+        };
+        let json = serde_json::to_vec(&process).map_err(|e| io_err(io::Error::other(e)))?;
+        std::fs::write(&process_file, json).map_err(io_err)?;
+        Ok(ExecFiles {
+            dir,
+            process_file,
+            pid_file,
+        })
+    }
+
     /// Runs `process` in the container with `exec` and collects its output (each stream
     /// capped at [`EXEC_OUTPUT_CAP`]) and exit code. `process.terminal` is ignored (no TTY).
     /// When `timeout` expires the process (and its process group) is killed by host PID and
@@ -28,40 +90,19 @@ impl OciRuntime {
         process: &Process,
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, RuntimeError> {
-        self.check_id(id)?;
-        let io_err = |source| RuntimeError::Io {
-            handler: self.name.clone(),
-            command: "exec",
-            id: id.to_owned(),
-            source,
-        };
-        let dir = tempfile::Builder::new()
-            .prefix("crid-exec-")
-            .tempdir()
-            .map_err(io_err)?;
-        let process_file = dir.path().join("process.json");
-        let pid_file = dir.path().join("pid");
-        let process = Process {
-            terminal: false,
-            ..process.clone()
-        };
-        let json = serde_json::to_vec(&process).map_err(|e| io_err(io::Error::other(e)))?;
-        std::fs::write(&process_file, json).map_err(io_err)?;
-        let op = Op::Exec {
-            id,
-            process: &process_file,
-            pid_file: &pid_file,
-        };
-        let cmd = self.command(&op);
-        // Declared after `dir`, so dropped (and run) before the pid file goes with it.
+        let io_err = |source| self.exec_error(id, source);
+        let files = self.exec_files(id, process, false)?;
+        let pid_file = files.pid_file.as_path();
+        let cmd = self.command(&files.op(id));
+        // Declared after `files`, so dropped (and run) before the pid file goes with it.
         let mut cancel = ExecCancelGuard {
-            pid_file: &pid_file,
+            pid_file,
             armed: true,
         };
         let mut running = Running::spawn(cmd, Capture::Pipes, EXEC_OUTPUT_CAP).map_err(io_err)?;
         // The exec'd process's group, once known: what a timeout or leftovers kill.
         let group = std::sync::OnceLock::new();
-        let leftovers = leftovers_after_exit(&pid_file, &group);
+        let leftovers = leftovers_after_exit(pid_file, &group);
         tokio::pin!(leftovers);
         let deadline = async {
             match timeout {
@@ -76,7 +117,7 @@ impl OciRuntime {
                 r = running.wait() => break (Some(r.map_err(io_err)?), false),
                 () = &mut deadline => {
                     tracing::debug!(handler = %self.name, id, "exec timed out, killing it");
-                    if let Some(pid) = read_pid(&pid_file) {
+                    if let Some(pid) = read_pid(pid_file) {
                         kill_exec_process(pid, group.get().copied());
                     }
                     let status = match running.wait_for(EXEC_KILL_GRACE).await {
@@ -84,7 +125,7 @@ impl OciRuntime {
                         _ => running.kill().await.ok().flatten(),
                     };
                     // The process may have started while we were looking.
-                    if let Some(pid) = read_pid(&pid_file) {
+                    if let Some(pid) = read_pid(pid_file) {
                         kill_exec_process(pid, group.get().copied());
                     }
                     break (status, true);
@@ -97,7 +138,7 @@ impl OciRuntime {
                     let g = group.get().copied().or_else(|| {
                         // It exited before we saw it. runc made it a group leader, and its
                         // group outlives it in what it left behind.
-                        read_pid(&pid_file)
+                        read_pid(pid_file)
                             .map(nix::unistd::Pid::from_raw)
                             .filter(|pid| group_has_members(*pid))
                     });
@@ -108,7 +149,7 @@ impl OciRuntime {
                 }
             }
         };
-        let started = read_pid(&pid_file).is_some();
+        let started = read_pid(pid_file).is_some();
         let out = running.finish().await;
         cancel.armed = false;
         let exit_code = status.map(exit_code).unwrap_or(128 + libc::SIGKILL);

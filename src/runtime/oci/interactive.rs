@@ -20,8 +20,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::process::Command;
 
+use super::OciRuntime;
 use super::exec::{exit_code, kill_exec_process, read_pid};
-use super::{OciRuntime, Op};
 use crate::runtime::RuntimeError;
 use crate::spec::oci::Process;
 
@@ -267,34 +267,12 @@ impl OciRuntime {
         process: &Process,
         streams: Streams,
     ) -> Result<Interactive, RuntimeError> {
-        self.check_id(id)?;
-        let io_err = |source| RuntimeError::Io {
-            handler: self.name.clone(),
-            command: "exec",
-            id: id.to_owned(),
-            source,
-        };
-        let dir = tempfile::Builder::new()
-            .prefix("crid-exec-")
-            .tempdir()
-            .map_err(io_err)?;
-        let process_file = dir.path().join("process.json");
-        let pid_file = dir.path().join("pid");
-        let process = Process {
-            terminal: streams.tty,
-            ..process.clone()
-        };
-        let json = serde_json::to_vec(&process).map_err(|e| io_err(io::Error::other(e)))?;
-        std::fs::write(&process_file, json).map_err(io_err)?;
-        let op = Op::Exec {
-            id,
-            process: &process_file,
-            pid_file: &pid_file,
-        };
+        let files = self.exec_files(id, process, streams.tty)?;
         tracing::debug!(handler = %self.name, id, tty = streams.tty, "interactive exec");
-        let mut running = Interactive::spawn(self.command(&op), streams).map_err(io_err)?;
-        running.pid_file = Some(pid_file);
-        running._dir = Some(dir);
+        let mut running = Interactive::spawn(self.command(&files.op(id)), streams)
+            .map_err(|e| self.exec_error(id, e))?;
+        running.pid_file = Some(files.pid_file.clone());
+        running._dir = Some(files.into_dir());
         Ok(running)
     }
 }
