@@ -84,14 +84,16 @@ impl fmt::Display for Report {
 pub async fn run(config: &Config) -> Report {
     let mut report = Report::default();
 
-    for (name, handler) in &config.runtime.runtimes {
+    // The same registry the daemon's Status and RunPodSandbox ask.
+    let runtimes = runtime::RuntimeRegistry::new(config, crate::monitor::binary());
+    for name in config.runtime.runtimes.keys() {
         let is_default = *name == config.runtime.default_runtime;
         let subject = if is_default {
             format!("runtime {name} (default)")
         } else {
             format!("runtime {name}")
         };
-        match runtime::probe(name, handler).await {
+        match runtimes.probe(name).await {
             Ok(p) => report.push(
                 Level::Ok,
                 subject,
@@ -260,8 +262,8 @@ fn check_modes(report: &mut Report, config: &Config) {
     // A root others can list is untidy; a content directory others can enter is the hole.
     let mut level = Level::Warn;
     for (dir, access) in layout.private_dirs() {
-        let problem = crate::storage::access::mode_problem(&dir, access);
-        if access == crate::storage::access::Access::Private && !matches!(problem, Ok(None)) {
+        let problem = crate::state::access::mode_problem(&dir, access);
+        if access == crate::state::access::Access::Private && !matches!(problem, Ok(None)) {
             level = Level::Fail;
         }
         match problem {

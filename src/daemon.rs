@@ -1,12 +1,21 @@
-//! The daemon's core: configuration, shared state, and the runtime-information operations
-//! of the CRI (version, status, runtime config). The gRPC edge translates to and from these.
+//! The composition root: [`Daemon::open`] takes the storage root, opens the image store and
+//! the runtime registry, builds the pod and container services over their seams and runs
+//! recovery; `server` only serves and translates. The daemon also answers the
+//! runtime-information operations of the CRI (version, status, runtime config).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crate::config::{CgroupDriver, Config};
-use crate::{host, network, runtime};
+use crate::container::{ContainerService, Settings};
+use crate::image::{ImageService, LocalImages};
+use crate::pod::PodService;
+use crate::registry::Registry;
+use crate::runtime::RuntimeRegistry;
+use crate::state::Layout;
+use crate::state::store::DiskRecords;
+use crate::{host, network};
 
 /// The name crid reports in `VersionResponse.runtime_name`.
 pub const RUNTIME_NAME: &str = "crid";
@@ -16,6 +25,24 @@ pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const RUNTIME_API_VERSION: &str = "v1";
 /// The kubelet runtime API version reported in `VersionResponse.version` (fixed at 0.1.0 upstream).
 pub const KUBELET_API_VERSION: &str = "0.1.0";
+
+/// Why the daemon could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The storage root could not be locked (another crid uses it) or its directories
+    /// could not be created or secured.
+    #[error("{0}")]
+    Root(std::io::Error),
+    /// The image store could not be opened.
+    #[error("cannot open the image store: {0}")]
+    Images(#[from] crate::image::ImageError),
+    /// The exit directory could not be watched.
+    #[error("cannot watch the exit directory: {0}")]
+    Exits(std::io::Error),
+    /// Pods and containers could not be recovered.
+    #[error("cannot recover pods and containers: {0}")]
+    Recovery(#[from] crate::error::Error),
+}
 
 /// Errors of the core operations; the gRPC edge maps each variant to one status code.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +101,23 @@ pub struct HandlerFeatures {
     pub user_namespaces: bool,
 }
 
+/// Everything a running daemon serves: built by [`Daemon::open`].
+#[derive(Debug)]
+pub struct Services {
+    /// Runtime information.
+    pub daemon: Arc<Daemon>,
+    /// The image store.
+    pub images: Arc<ImageService>,
+    /// Pods and containers, and their events.
+    pub registry: Arc<Registry>,
+    /// The pod service.
+    pub pods: Arc<PodService>,
+    /// The container service.
+    pub containers: Arc<ContainerService>,
+    /// The storage root, held for the daemon's lifetime.
+    _root_lock: nix::fcntl::Flock<std::fs::File>,
+}
+
 /// What `Status` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeStatus {
@@ -83,20 +127,76 @@ pub struct RuntimeStatus {
     pub handlers: Vec<HandlerFeatures>,
 }
 
-/// The daemon's shared core. One instance serves all RPCs; it holds no global lock.
+/// The daemon's runtime information. One instance serves all RPCs; it holds no global lock.
 #[derive(Debug)]
 pub struct Daemon {
     config: Config,
+    runtimes: Arc<RuntimeRegistry>,
+    host_resources: crate::spec::HostResources,
     pod_cidr: RwLock<String>,
 }
 
 impl Daemon {
-    /// A core over an already validated configuration.
-    pub fn new(config: Config) -> Self {
+    /// A core over an already validated configuration, resolving handlers through
+    /// `runtimes`.
+    pub fn new(
+        config: Config,
+        runtimes: Arc<RuntimeRegistry>,
+        host_resources: crate::spec::HostResources,
+    ) -> Self {
         Self {
             config,
+            runtimes,
+            host_resources,
             pod_cidr: RwLock::new(String::new()),
         }
+    }
+
+    /// Opens everything a serving daemon needs, in order: the storage root's lock (a second
+    /// crid on the same root would "recover" this one's pods and pulls), its directories
+    /// (an older crid's modes are repaired before any content is read), the image store
+    /// (which removes what an interrupted pull left), the runtime registry, the services,
+    /// the exit watch and recovery. Nothing is served before this returns, so a client
+    /// never sees half-recovered state.
+    pub async fn open(config: Config) -> Result<Services, OpenError> {
+        let storage = &config.storage;
+        let layout = Layout::new(&storage.root, &storage.runroot);
+        let root_lock = layout.lock().map_err(OpenError::Root)?;
+        layout.create().map_err(OpenError::Root)?;
+        let images = Arc::new(ImageService::open(&config)?);
+        let runtimes = Arc::new(RuntimeRegistry::new(&config, crate::monitor::binary()));
+        let host_resources = host::probe_resources();
+        let registry = Registry::new(Arc::new(DiskRecords::new(layout.clone())));
+        let containers = ContainerService::new(
+            registry.clone(),
+            runtimes.clone(),
+            Arc::new(host::Linux),
+            Arc::new(LocalImages(images.clone())),
+            layout,
+            Settings::new(&config, host_resources.clone()),
+        );
+        let pods = PodService::new(
+            registry.clone(),
+            containers.clone(),
+            Arc::new(network::Cni::from_config(&config)),
+        );
+        // Watch before recovering, so an exit during recovery is not missed.
+        containers.watch_exits().map_err(OpenError::Exits)?;
+        crate::recover::recover(&pods).await?;
+        containers.watch_live_monitors();
+        Ok(Services {
+            daemon: Arc::new(Daemon::new(config, runtimes, host_resources)),
+            images,
+            registry,
+            pods,
+            containers,
+            _root_lock: root_lock,
+        })
+    }
+
+    /// What the host's cgroups can enforce, as probed at start.
+    pub fn host_resources(&self) -> &crate::spec::HostResources {
+        &self.host_resources
     }
 
     /// The effective configuration.
@@ -108,17 +208,16 @@ impl Daemon {
     /// valid CNI configuration exists. Both are checked afresh on every call, so a runtime
     /// installed or a CNI config written later is picked up without a restart.
     pub async fn status(&self) -> RuntimeStatus {
-        let default = &self.config.runtime.default_runtime;
-        let runtime = match self.config.runtime.runtimes.get(default) {
-            None => Condition::not_ready(
+        let default = self.runtimes.default_name().to_owned();
+        // The same registry RunPodSandbox asks: both see a runtime as it is now.
+        let runtime = match self.runtimes.probe(&default).await {
+            Ok(_) => Condition::ready("RuntimeReady"),
+            Err(crate::runtime::HandlerError::Unknown { .. }) => Condition::not_ready(
                 "RuntimeReady",
                 "RuntimeHandlerMissing",
                 format!("default runtime handler {default} is not configured"),
             ),
-            Some(handler) => match runtime::probe(default, handler).await {
-                Ok(_) => Condition::ready("RuntimeReady"),
-                Err(e) => Condition::not_ready("RuntimeReady", "RuntimeNotReady", e.to_string()),
-            },
+            Err(e) => Condition::not_ready("RuntimeReady", "RuntimeNotReady", e.to_string()),
         };
 
         let dir = &self.config.network.cni_config_dir;
@@ -143,18 +242,17 @@ impl Daemon {
         };
 
         let mut handlers: Vec<_> = self
-            .config
-            .runtime
             .runtimes
-            .keys()
+            .names()
+            .into_iter()
             .map(|name| HandlerFeatures {
-                name: name.clone(),
+                name,
                 recursive_read_only_mounts: false,
                 user_namespaces: false,
             })
             .collect();
         // The kubelet looks up the empty name for pods that ask for no handler.
-        if let Some(d) = handlers.iter().find(|h| &h.name == default).cloned() {
+        if let Some(d) = handlers.iter().find(|h| h.name == default).cloned() {
             handlers.insert(
                 0,
                 HandlerFeatures {
@@ -179,6 +277,10 @@ impl Daemon {
             (
                 "cgroupMode".to_owned(),
                 json(host::cgroup_mode().to_string().into()),
+            ),
+            (
+                "hostResources".to_owned(),
+                serde_json::to_string(&self.host_resources).unwrap_or_default(),
             ),
         ])
     }
@@ -231,9 +333,15 @@ fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
 mod tests {
     use super::*;
 
+    fn daemon() -> Daemon {
+        let config = Config::default();
+        let runtimes = Arc::new(RuntimeRegistry::new(&config, "crid-monitor".into()));
+        Daemon::new(config, runtimes, Default::default())
+    }
+
     #[test]
     fn pod_cidr_accepts_single_and_dual_stack() {
-        let d = Daemon::new(Config::default());
+        let d = daemon();
         d.update_pod_cidr("10.88.0.0/16").expect("v4");
         assert_eq!(d.pod_cidr(), "10.88.0.0/16");
         d.update_pod_cidr("10.88.0.0/16,fd00::/64").expect("dual");
@@ -244,7 +352,7 @@ mod tests {
 
     #[test]
     fn bad_pod_cidr_names_the_field_and_keeps_the_old_value() {
-        let d = Daemon::new(Config::default());
+        let d = daemon();
         d.update_pod_cidr("10.0.0.0/8").expect("v4");
         for bad in [
             "10.0.0.0",

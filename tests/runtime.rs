@@ -37,13 +37,14 @@ macro_rules! for_each_handler {
     };
 }
 
-fn runtime(b: &Bundle, handler: &str) -> OciRuntime {
+async fn runtime(b: &Bundle, handler: &str) -> OciRuntime {
     let h = RuntimeHandler {
         path: handler.into(),
         root: Some(b.root_for(handler)),
         kind: RuntimeKind::Oci,
     };
     let rt = OciRuntime::new(handler, &h, b.dir.path(), CgroupDriver::Cgroupfs)
+        .await
         .expect("runtime (apt-get install runc crun)");
     // On this hybrid host crun must run in the private mount namespace; runc never.
     let hybrid = CgroupLayout::detect().is_hybrid();
@@ -181,7 +182,7 @@ async fn lifecycle(handler: &str) {
         ],
         0,
     );
-    let rt = runtime(&b, handler);
+    let rt = runtime(&b, handler).await;
     let (req, created) = create(&rt, &b).await;
     assert_eq!(
         rt.state(&b.id).await.expect("state"),
@@ -248,7 +249,7 @@ for_each_handler!(lifecycle);
 // runtime process, no container.
 async fn create_failure(handler: &str) {
     let b = Bundle::new(&["/bin/does-not-exist"], 0);
-    let rt = runtime(&b, handler);
+    let rt = runtime(&b, handler).await;
     let err = rt
         .create(Path::new(MONITOR), &request(&b))
         .await
@@ -270,7 +271,7 @@ for_each_handler!(create_failure);
 // what it started), reaps it, and leaves the container as it was.
 async fn exec(handler: &str) {
     let b = Bundle::new(&["/bin/sleep", "3600"], 0);
-    let rt = runtime(&b, handler);
+    let rt = runtime(&b, handler).await;
     let (_, created) = create(&rt, &b).await;
     rt.start(&b.id).await.expect("start");
 
@@ -353,7 +354,7 @@ for_each_handler!(exec);
 async fn update(handler: &str) {
     const MIB: i64 = 1 << 20;
     let b = Bundle::new(&["/bin/sleep", "3600"], 64 * MIB);
-    let rt = runtime(&b, handler);
+    let rt = runtime(&b, handler).await;
     let (req, created) = create(&rt, &b).await;
     rt.start(&b.id).await.expect("start");
     let cg = b.memory_cgroup();
@@ -403,7 +404,7 @@ for_each_handler!(update);
 // The daemon learns of an exit from inotify on the exit directory, without polling.
 async fn watch(handler: &str) {
     let b = Bundle::new(&["/bin/sh", "-c", "sleep 0.3; exit 5"], 0);
-    let rt = runtime(&b, handler);
+    let rt = runtime(&b, handler).await;
     let req = request(&b);
     let dir = req.exit_file.parent().map(PathBuf::from).expect("exit dir");
     let mut exits = watch_exits(&dir).expect("watch");
@@ -433,7 +434,7 @@ async fn kill_all_host_pid(handler: &str) {
         0,
         PidNamespace::Host,
     );
-    let rt = runtime(&b, handler);
+    let rt = runtime(&b, handler).await;
     let (req, created) = create(&rt, &b).await;
     rt.start(&b.id).await.expect("start");
     eventually("the child sleep started", Duration::from_secs(10), || {
@@ -482,13 +483,14 @@ fn hanging_runc(b: &Bundle, command: &str) -> PathBuf {
     wrapper
 }
 
-fn hanging_runtime(b: &Bundle, wrapper: &Path) -> OciRuntime {
+async fn hanging_runtime(b: &Bundle, wrapper: &Path) -> OciRuntime {
     let h = RuntimeHandler {
         path: wrapper.to_path_buf(),
         root: Some(b.runc_root()),
         kind: RuntimeKind::Oci,
     };
     OciRuntime::new("hanging-runc", &h, b.dir.path(), CgroupDriver::Cgroupfs)
+        .await
         .expect("runtime")
         .with_timeout(Duration::from_secs(1))
 }
@@ -507,7 +509,7 @@ fn recorded_pid(b: &Bundle, file: &str) -> i32 {
 async fn start_timeout_kills_the_runtime_needs_root() {
     let b = Bundle::new(&["/bin/sleep", "3600"], 0);
     let wrapper = hanging_runc(&b, "start");
-    let rt = hanging_runtime(&b, &wrapper);
+    let rt = hanging_runtime(&b, &wrapper).await;
     let _ = create(&rt, &b).await;
     let started = Instant::now();
     let err = rt.start(&b.id).await.expect_err("start must time out");
@@ -547,7 +549,7 @@ async fn start_timeout_kills_the_runtime_needs_root() {
 async fn create_timeout_leaves_nothing_needs_root() {
     let b = Bundle::new(&["/bin/sleep", "3600"], 0);
     let wrapper = hanging_runc(&b, "create");
-    let rt = hanging_runtime(&b, &wrapper);
+    let rt = hanging_runtime(&b, &wrapper).await;
     let started = Instant::now();
     let err = rt
         .create(Path::new(MONITOR), &request(&b))

@@ -2,11 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use crid::config::{self, Config, LoadOptions, LogLevel, Overrides};
-use crid::daemon::Daemon;
 
 /// A Kubernetes CRI daemon: serves runtime.v1 on a unix socket.
 #[derive(Debug, Parser)]
@@ -129,11 +127,10 @@ async fn serve(config: Config) -> ExitCode {
         .with_target(false)
         .init();
 
-    let daemon = Arc::new(Daemon::new(config));
     // Handlers go in before the socket exists: a SIGTERM sent as soon as the socket
     // answers must stop crid cleanly, not kill it with the default action.
     let shutdown = shutdown_signal();
-    match crid::server::serve(daemon, shutdown).await {
+    match crid::server::serve(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -7,16 +7,17 @@ use std::path::{Path, PathBuf};
 
 use crid_api::cri;
 
+use super::ContainerService;
+use crate::error::{Error, Result};
 use crate::image::ImageRecord;
-use crate::image::reference::Digest;
-use crate::lifecycle::{Lifecycle, LifecycleError, Result, io};
+use crate::runtime::RuntimeHandler;
 use crate::spec::{ResolvedDevice, UserDb, oci};
-use crate::storage::overlay::{self, RootfsLayout};
+use crate::storage::overlay::RootfsLayout;
 
 /// Largest /etc/passwd or /etc/group crid reads from an image.
 const MAX_USER_DB: u64 = 4 * 1024 * 1024;
 
-impl Lifecycle {
+impl ContainerService {
     /// The rootfs layout of container (or infra container) `id`.
     pub(crate) fn rootfs_layout(&self, id: &str) -> RootfsLayout {
         RootfsLayout {
@@ -27,55 +28,48 @@ impl Lifecycle {
 
     /// Mounts the container's root filesystem over the image's layers.
     pub(crate) fn mount_rootfs(&self, id: &str, image: &ImageRecord) -> Result<PathBuf> {
-        let lower = image
-            .diff_ids()
-            .map(|d| {
-                Digest::parse(d)
-                    .map(|d| self.images.layers().diff_dir(&d))
-                    .map_err(|e| LifecycleError::Internal {
-                        what: format!("image {}", image.id),
-                        detail: format!("bad diff ID {d}: {e}"),
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let lower = self.images.layer_dirs(image)?;
         let layout = self.rootfs_layout(id);
-        overlay::mount_rootfs(&layout, &lower)
-            .map_err(io(format!("container {id}: mounting the root filesystem")))?;
+        self.host
+            .mount_rootfs(&layout, &lower)
+            .map_err(Error::host(format!(
+                "container {id}: mounting the root filesystem"
+            )))?;
         Ok(layout.target)
     }
 
     /// Removes everything a container (or infra container) may have on the host: the
     /// runtime's container, the rootfs mount and writable layer, the bundle and exit file.
     /// Idempotent; every step is tried even when one fails.
-    pub(crate) async fn remove_container_resources(
+    pub(crate) async fn remove_resources(
         &self,
-        runtime: &crate::runtime::oci::OciRuntime,
+        runtime: &dyn RuntimeHandler,
         id: &str,
         pod: Option<&crate::state::PodRecord>,
     ) -> Result<()> {
         let deleted = runtime
             .delete(id, true)
             .await
-            .map_err(LifecycleError::runtime(format!(
-                "container {id}: deleting it"
-            )));
+            .map_err(Error::runtime(format!("container {id}: deleting it")));
         // What an interrupted `create` left in the cgroup, which `delete` does not know.
         if let Some(pod) = pod
-            && self.cgroup_driver == crate::config::CgroupDriver::Cgroupfs
+            && self.settings.cgroup_driver == crate::config::CgroupDriver::Cgroupfs
         {
             let path = self.cgroups_path(pod, id);
-            let killed = tokio::task::spawn_blocking(move || {
-                crate::runtime::cgroups::kill_and_remove(&path)
-            })
-            .await;
-            if let Ok(Err(e)) = killed {
+            let host = self.host.clone();
+            let removed = tokio::task::spawn_blocking(move || host.remove_cgroup(&path)).await;
+            if let Ok(Err(e)) = removed {
                 tracing::warn!(container = id, "cgroup cleanup: {e}");
             }
         }
-        let rootfs = overlay::remove_rootfs(&self.rootfs_layout(id))
-            .map_err(io(format!("container {id}: removing its root filesystem")));
+        let rootfs = self
+            .host
+            .remove_rootfs(&self.rootfs_layout(id))
+            .map_err(Error::host(format!(
+                "container {id}: removing its root filesystem"
+            )));
         let bundle = crate::state::remove_dir_all(&self.layout.bundle(id))
-            .map_err(io(format!("container {id}: removing its bundle")));
+            .map_err(Error::host(format!("container {id}: removing its bundle")));
         let _ = crate::state::remove_file(&self.layout.exit_file(id));
         deleted?;
         rootfs?;
@@ -107,7 +101,7 @@ pub(crate) fn check_mount_sources(mounts: &[cri::Mount]) -> Result<()> {
             } else {
                 format!("`{}`: {e}", m.host_path)
             };
-            return Err(LifecycleError::invalid(
+            return Err(Error::invalid(
                 format!("config.mounts[{i}].host_path"),
                 reason,
             ));
@@ -121,26 +115,26 @@ pub(crate) fn resolve_devices(devices: &[cri::Device]) -> Result<Vec<ResolvedDev
         .iter()
         .map(|d| {
             if !d.container_path.starts_with('/') {
-                return Err(LifecycleError::invalid(
+                return Err(Error::invalid(
                     "config.devices.container_path",
                     format!("`{}` is not an absolute path", d.container_path),
                 ));
             }
             let meta = std::fs::metadata(&d.host_path).map_err(|e| {
-                LifecycleError::invalid("config.devices.host_path", format!("{}: {e}", d.host_path))
+                Error::invalid("config.devices.host_path", format!("{}: {e}", d.host_path))
             })?;
             let permissions = if d.permissions.is_empty() {
                 "rwm".to_owned()
             } else if d.permissions.chars().all(|c| "rwm".contains(c)) {
                 d.permissions.clone()
             } else {
-                return Err(LifecycleError::invalid(
+                return Err(Error::invalid(
                     "config.devices.permissions",
                     format!("`{}` is not a combination of r, w and m", d.permissions),
                 ));
             };
             device(&meta, &d.container_path, permissions).ok_or_else(|| {
-                LifecycleError::invalid(
+                Error::invalid(
                     "config.devices.host_path",
                     format!("{} is not a device node", d.host_path),
                 )
@@ -225,16 +219,15 @@ pub(crate) fn localhost_seccomp(
         .strip_prefix("localhost/")
         .unwrap_or(&p.localhost_ref);
     if !path.starts_with('/') {
-        return Err(LifecycleError::invalid(
+        return Err(Error::invalid(
             field,
             format!("`{path}` is not an absolute path"),
         ));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| LifecycleError::invalid(field, format!("{path}: {e}")))?;
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        LifecycleError::invalid(field, format!("{path} is not an OCI seccomp profile: {e}"))
-    })
+    let bytes = std::fs::read(path).map_err(|e| Error::invalid(field, format!("{path}: {e}")))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::invalid(field, format!("{path} is not an OCI seccomp profile: {e}")))
 }
 
 #[cfg(test)]
@@ -253,7 +246,7 @@ mod tests {
         let gone = dir.path().join("gone").display().to_string();
         check_mount_sources(&[mount(&here)]).expect("exists");
         let err = check_mount_sources(&[mount(&here), mount(&gone)]).expect_err("missing");
-        assert!(matches!(err, LifecycleError::InvalidArgument { .. }));
+        assert!(matches!(err, Error::InvalidArgument { .. }));
         assert!(
             err.to_string().starts_with("config.mounts[1].host_path: `"),
             "{err}"

@@ -5,7 +5,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::lifecycle::{LifecycleError, Result};
+use crate::error::{Error, Result};
 
 const FIELD: &str = "config.log_path";
 
@@ -48,12 +48,11 @@ pub fn create(log_directory: &str, log_path: &str) -> Result<Option<PathBuf>> {
     if log_directory.is_empty() || log_path.is_empty() {
         return Ok(None);
     }
-    check(log_path).map_err(|reason| LifecycleError::invalid(FIELD, reason))?;
+    check(log_path).map_err(|reason| Error::invalid(FIELD, reason))?;
     let dir = Path::new(log_directory);
-    std::fs::create_dir_all(dir).map_err(|e| LifecycleError::Internal {
-        what: format!("creating the log directory {log_directory}"),
-        detail: e.to_string(),
-    })?;
+    std::fs::create_dir_all(dir).map_err(Error::host(format!(
+        "creating the log directory {log_directory}"
+    )))?;
     match crate::storage::create_beneath(dir, Path::new(log_path)) {
         Ok(_) => Ok(Some(dir.join(log_path))),
         // A symlink as a directory is ENOTDIR (O_DIRECTORY|O_NOFOLLOW), as the file ELOOP.
@@ -63,7 +62,7 @@ pub fn create(log_directory: &str, log_path: &str) -> Result<Option<PathBuf>> {
                 Some(libc::ELOOP | libc::EXDEV | libc::ENOTDIR)
             ) =>
         {
-            Err(LifecycleError::invalid(
+            Err(Error::invalid(
                 FIELD,
                 format!(
                     "`{log_path}` goes through a symlink or a non-directory inside {log_directory}; it could lead outside"
@@ -71,12 +70,11 @@ pub fn create(log_directory: &str, log_path: &str) -> Result<Option<PathBuf>> {
             ))
         }
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-            Err(LifecycleError::invalid(FIELD, format!("`{log_path}`: {e}")))
+            Err(Error::invalid(FIELD, format!("`{log_path}`: {e}")))
         }
-        Err(e) => Err(LifecycleError::Internal {
-            what: format!("creating the log file {log_path} in {log_directory}"),
-            detail: e.to_string(),
-        }),
+        Err(e) => Err(Error::host(format!(
+            "creating the log file {log_path} in {log_directory}"
+        ))(e)),
     }
 }
 
@@ -113,9 +111,9 @@ mod tests {
         let d = logs.to_str().expect("utf-8");
         let err = create(d, "c/0.log").expect_err("through a symlink");
         assert!(err.to_string().starts_with("config.log_path: "), "{err}");
-        assert!(matches!(err, LifecycleError::InvalidArgument { .. }));
+        assert!(matches!(err, Error::InvalidArgument { .. }));
         let err = create(d, "../etc/x").expect_err("dot-dot");
-        assert!(matches!(err, LifecycleError::InvalidArgument { .. }));
+        assert!(matches!(err, Error::InvalidArgument { .. }));
         assert_eq!(std::fs::read_dir(&outside).expect("ls").count(), 0);
 
         let made = create(d, "real/0.log").expect("create").expect("a path");

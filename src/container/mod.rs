@@ -1,11 +1,17 @@
-//! The container lifecycle state machine: created -> running -> exited, and removal.
+//! The container service: created -> running -> exited, and removal.
 //!
-//! CreateContainer mounts the rootfs, builds the OCI spec (`crate::spec`, pure) and has
-//! crid-monitor run the runtime's `create`; exits come back through the exit files the
-//! monitor writes (`crate::lifecycle` watches them), so nothing polls containers.
+//! CreateContainer mounts the rootfs, builds the OCI spec (`crate::spec`, pure) and has the
+//! pod's runtime handler create the container; exits come back through the exit files the
+//! handler writes (`exits` watches them), so nothing polls containers. The service holds
+//! only what it uses, each behind a seam: the shared [`Registry`], the [`RuntimeRegistry`],
+//! the [`Host`] for the kernel side and an [`ImageSource`].
 
 pub mod bundle;
+mod exits;
 pub mod log_path;
+pub mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,44 +20,211 @@ use std::time::Duration;
 use cri::NamespaceMode;
 use crid_api::cri;
 
-use crate::lifecycle::{
-    EventKind, KILL_GRACE, Lifecycle, LifecycleError, Object, Result, io, mark_exited,
-};
-use crate::runtime::oci::{CreateRequest, Created, OciRuntime};
-use crate::spec::{self, PidNamespace, PodFiles, SpecInput, oci};
-use crate::state::{self, ContainerRecord, ContainerState, PodRecord, PodState};
+pub use exits::MONITOR_DIED;
+
+use crate::config::{CgroupDriver, Config};
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::image::ImageSource;
+use crate::registry::{EventKind, Object, Registry};
+use crate::runtime::{CreateRequest, Created, ExecOutput, RuntimeHandler, RuntimeRegistry};
+use crate::spec::{self, HostResources, PidNamespace, PodFiles, PodNamespaces, SpecInput, oci};
+use crate::state::{self, ContainerRecord, ContainerState, Layout, PodRecord, PodState};
 
 /// Most bytes of stdout and of stderr ExecSync returns (the kubelet's message limit is 16 MiB).
 pub const EXEC_OUTPUT_LIMIT: usize = 8 * 1024 * 1024;
 
-fn not_found(id: &str) -> LifecycleError {
-    LifecycleError::NotFound {
+/// How long a container may take to die after SIGKILL before crid stops waiting for its
+/// exit record and asks the runtime instead.
+pub(crate) const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// How long ReopenContainerLog waits for the monitor to open the new file.
+const REOPEN_LIMIT: Duration = Duration::from_secs(5);
+
+/// What the configuration and the host decide for every container.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The cgroup driver, which decides the cgroups path syntax.
+    pub cgroup_driver: CgroupDriver,
+    /// The log size cap handed to the monitor.
+    pub log_size_max: Option<u64>,
+    /// The pause image of infra containers.
+    pub pause_image: String,
+    /// The capabilities this host can grant.
+    pub host_capabilities: Vec<String>,
+    /// What the host's cgroups can enforce, probed once at start.
+    pub host_resources: HostResources,
+    /// `[runtime] tolerate_missing_hugetlb_controller`.
+    pub tolerate_missing_hugetlb: bool,
+    /// `[runtime] tolerate_unsupported_resources`.
+    pub tolerate_unsupported: bool,
+    /// Whether containers get a cgroup namespace (cgroup v2 hosts).
+    pub cgroup_namespace: bool,
+}
+
+impl Settings {
+    /// The settings of `config` on a host with `host_resources`.
+    pub fn new(config: &Config, host_resources: HostResources) -> Settings {
+        Settings {
+            cgroup_driver: config.runtime.cgroup_driver,
+            log_size_max: (config.runtime.log_size_max > 0).then_some(config.runtime.log_size_max),
+            pause_image: config.image.pause_image.clone(),
+            host_capabilities: crate::host::bounding_capabilities(),
+            host_resources,
+            tolerate_missing_hugetlb: config.runtime.tolerate_missing_hugetlb_controller,
+            tolerate_unsupported: config.runtime.tolerate_unsupported_resources,
+            cgroup_namespace: crate::host::cgroup_mode() == crate::host::CgroupMode::Unified,
+        }
+    }
+}
+
+/// The container service.
+#[derive(Debug)]
+pub struct ContainerService {
+    registry: Arc<Registry>,
+    runtimes: Arc<RuntimeRegistry>,
+    host: Arc<dyn Host>,
+    images: Arc<dyn ImageSource>,
+    layout: Layout,
+    settings: Settings,
+    cpu_rates: crate::stats::CpuRates,
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound {
         kind: "container",
         id: id.to_owned(),
     }
 }
 
-impl Lifecycle {
-    /// Writes the bundle's config.json and has crid-monitor create the container.
+fn is_live(s: ContainerState) -> bool {
+    matches!(s, ContainerState::Created | ContainerState::Running)
+}
+
+impl ContainerService {
+    /// A service over these parts.
+    pub fn new(
+        registry: Arc<Registry>,
+        runtimes: Arc<RuntimeRegistry>,
+        host: Arc<dyn Host>,
+        images: Arc<dyn ImageSource>,
+        layout: Layout,
+        settings: Settings,
+    ) -> Arc<Self> {
+        Arc::new(ContainerService {
+            registry,
+            runtimes,
+            host,
+            images,
+            layout,
+            settings,
+            cpu_rates: crate::stats::CpuRates::default(),
+        })
+    }
+
+    /// The settings every container gets.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The state layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The host seam.
+    pub fn host(&self) -> &Arc<dyn Host> {
+        &self.host
+    }
+
+    /// The images.
+    pub fn images(&self) -> &Arc<dyn ImageSource> {
+        &self.images
+    }
+
+    /// The runtime registry.
+    pub fn runtimes(&self) -> &Arc<RuntimeRegistry> {
+        &self.runtimes
+    }
+
+    /// Applies the host's limits to a container's resources: what it cannot enforce is
+    /// dropped with a debug line naming it, or refused with FailedPrecondition when the
+    /// configuration says so.
+    pub(crate) fn check_enforceable(
+        &self,
+        id: &str,
+        resources: Option<&cri::LinuxContainerResources>,
+    ) -> Result<()> {
+        let Some(r) = resources else { return Ok(()) };
+        for lack in spec::host::enforceable(r, &self.settings.host_resources).1 {
+            let tolerated = match lack.lack {
+                spec::Lack::HugetlbController => self.settings.tolerate_missing_hugetlb,
+                spec::Lack::Other => self.settings.tolerate_unsupported,
+            };
+            if !tolerated {
+                return Err(Error::Unsupported(format!(
+                    "container {id}: {lack} (the host cannot enforce it, and crid is configured to refuse)"
+                )));
+            }
+            tracing::debug!(container = %id, "dropped from the OCI spec: {lack}");
+        }
+        Ok(())
+    }
+
+    /// The cgroups path of container `id` in `pod`, in the configured driver's syntax.
+    pub(crate) fn cgroups_path(&self, pod: &PodRecord, id: &str) -> String {
+        cgroups_path(self.settings.cgroup_driver, &pod.cgroup_parent, id)
+    }
+
+    /// The namespaces a container of `pod` joins.
+    pub(crate) fn pod_namespaces(&self, pod: &PodRecord, pid: PidNamespace) -> PodNamespaces {
+        let s = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        PodNamespaces {
+            network: s(&pod.netns),
+            ipc: s(&pod.ipcns),
+            uts: s(&pod.utsns),
+            pid,
+            cgroup: self.settings.cgroup_namespace,
+        }
+    }
+
+    /// The runtime of the pod `pod_id` runs on.
+    pub(crate) async fn runtime_of_pod(&self, pod_id: &str) -> Result<Arc<dyn RuntimeHandler>> {
+        let handler = self
+            .registry
+            .pod(pod_id)
+            .map(|p| p.read(|r| r.runtime_handler.clone()))
+            .unwrap_or_default();
+        Ok(self.runtimes.get(&handler).await?.1)
+    }
+
+    /// Writes the bundle's config.json and has the handler create the container.
     pub(crate) async fn create_in_runtime(
         &self,
-        runtime: &OciRuntime,
+        runtime: &dyn RuntimeHandler,
         id: &str,
         spec: &oci::Spec,
         log_path: &Path,
         pod: &PodRecord,
     ) -> Result<Created> {
         let bundle = self.layout.bundle(id);
-        let json = serde_json::to_vec_pretty(spec).map_err(LifecycleError::internal(format!(
-            "container {id}: encoding its spec"
-        )))?;
-        state::write_atomic(&bundle.join("config.json"), &json)
-            .map_err(io(format!("container {id}: writing config.json")))?;
+        let json = serde_json::to_vec_pretty(spec).map_err(|e| {
+            Error::host(format!("container {id}: encoding its spec"))(std::io::Error::other(e))
+        })?;
+        // The bundle lives on the runroot (a tmpfs): atomic, not durable.
+        state::write_volatile(&bundle.join("config.json"), &json)
+            .map_err(Error::host(format!("container {id}: writing config.json")))?;
         // Where the monitor reads OOM kills: the same path rules as the stats reader, so
         // cgroupfs and systemd scopes both work.
-        let memory_root = match crate::host::cgroup_mode() {
-            crate::host::CgroupMode::Unified => Path::new("/sys/fs/cgroup"),
-            _ => Path::new("/sys/fs/cgroup/memory"),
+        let memory_root = if self.settings.cgroup_namespace {
+            Path::new("/sys/fs/cgroup")
+        } else {
+            Path::new("/sys/fs/cgroup/memory")
         };
         let memory_cgroup = crate::stats::relative_dir(&self.cgroups_path(pod, id))
             .map(|rel| memory_root.join(rel));
@@ -59,85 +232,90 @@ impl Lifecycle {
             id: id.to_owned(),
             bundle: bundle.clone(),
             log_path: log_path.to_path_buf(),
-            log_max_size: self.log_size_max,
+            log_max_size: self.settings.log_size_max,
             exit_file: self.layout.exit_file(id),
             pid_file: bundle.join("pid"),
             memory_cgroup,
         };
         runtime
-            .create(&self.monitor, &req)
+            .create(&req)
             .await
-            .map_err(LifecycleError::runtime(format!(
-                "container {id}: creating it"
-            )))
+            .map_err(Error::runtime(format!("container {id}: creating it")))
     }
 
-    /// cri:RuntimeService.CreateContainer. Returns the new container's ID.
-    pub async fn create_container(
-        self: &Arc<Self>,
-        pod_id: &str,
-        config: cri::ContainerConfig,
-    ) -> Result<String> {
+    /// Checks a CreateContainer request before anything is reserved or created.
+    fn validate(pod_id: &str, config: &cri::ContainerConfig) -> Result<()> {
         if pod_id.is_empty() {
-            return Err(LifecycleError::invalid(
-                "pod_sandbox_id",
-                "must not be empty",
-            ));
+            return Err(Error::invalid("pod_sandbox_id", "must not be empty"));
         }
         let md = config
             .metadata
             .as_ref()
-            .ok_or_else(|| LifecycleError::invalid("config.metadata", "is required"))?;
+            .ok_or_else(|| Error::invalid("config.metadata", "is required"))?;
         if md.name.is_empty() {
-            return Err(LifecycleError::invalid(
-                "config.metadata.name",
-                "must not be empty",
-            ));
+            return Err(Error::invalid("config.metadata.name", "must not be empty"));
         }
-        // Before anything is reserved or created: a log path that leaves the pod's log
-        // directory is refused outright.
+        // A log path that leaves the pod's log directory is refused outright.
         if !config.log_path.is_empty() {
             log_path::check(&config.log_path)
-                .map_err(|reason| LifecycleError::invalid("config.log_path", reason))?;
+                .map_err(|reason| Error::invalid("config.log_path", reason))?;
         }
         bundle::check_mount_sources(&config.mounts)?;
-        let image_name = config
-            .image
-            .as_ref()
-            .map(|i| i.image.as_str())
-            .unwrap_or_default();
-        if image_name.is_empty() {
-            return Err(LifecycleError::invalid(
-                "config.image.image",
-                "must not be empty",
-            ));
+        if config.image.as_ref().is_none_or(|i| i.image.is_empty()) {
+            return Err(Error::invalid("config.image.image", "must not be empty"));
         }
-        spec::requests::check_container(&config).map_err(
-            |spec::SpecError::Invalid { field, reason }| LifecycleError::invalid(field, reason),
-        )?;
+        spec::requests::check_container(config)?;
+        Ok(())
+    }
+
+    /// cri:RuntimeService.CreateContainer. Returns the new container's ID. On any failure
+    /// everything done so far is undone.
+    pub async fn create(
+        self: &Arc<Self>,
+        pod_id: &str,
+        config: cri::ContainerConfig,
+    ) -> Result<String> {
+        Self::validate(pod_id, &config)?;
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         self.check_enforceable(
-            &md.name,
+            &name,
             config.linux.as_ref().and_then(|l| l.resources.as_ref()),
         )?;
-        let pod = self.pod(pod_id).ok_or_else(|| LifecycleError::NotFound {
+        let pod = self.registry.pod(pod_id).ok_or_else(|| Error::NotFound {
             kind: "pod sandbox",
             id: pod_id.to_owned(),
         })?;
+        // Under the pod's lock from this check until the container is reserved and locked:
+        // a StopPodSandbox either ran before (the pod is not ready) or finds the container
+        // and stops it once its creation is done.
+        let pod_op = pod.lock().await;
         let pod_record = pod.get();
         if pod_record.state != PodState::Ready {
-            return Err(LifecycleError::FailedPrecondition(format!(
-                "pod sandbox {pod_id} is not ready"
-            )));
+            return Err(Error::InvalidState {
+                kind: "pod sandbox",
+                id: pod_id.to_owned(),
+                state: pod_record.state.cri_name().to_owned(),
+                wanted: "containers are created only in a ready pod",
+            });
         }
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
         let image = self
             .images
-            .find(image_name, "config.image.image")?
-            .ok_or_else(|| LifecycleError::NotFound {
+            .find(&image_name, "config.image.image")?
+            .ok_or_else(|| Error::NotFound {
                 kind: "image",
-                id: image_name.to_owned(),
+                id: image_name.clone(),
             })?;
-        let (_, runtime) = self.runtime(&pod_record.runtime_handler)?;
-        let id = state::new_id().map_err(io("generating a container ID"))?;
+        let (_, runtime) = self.runtimes.get(&pod_record.runtime_handler).await?;
+        let id = state::new_id().map_err(Error::host("generating a container ID"))?;
         let record = ContainerRecord {
             id: id.clone(),
             pod_id: pod_id.to_owned(),
@@ -164,55 +342,47 @@ impl Lifecycle {
             additional_gids: Vec::new(),
             config,
         };
-        let container = Object::new(&id, self.layout.container_record(&id), record.clone());
+        let reserved = record.reserved_name();
+        let container =
+            self.registry
+                .reserve_container(record)
+                .map_err(|other| Error::NameReserved {
+                    kind: "container",
+                    name: format!("{reserved} in pod {pod_id}"),
+                    by: format!("container {other}"),
+                })?;
         let _op = container.lock().await;
-        {
-            let mut all = self.containers.write().unwrap_or_else(|p| p.into_inner());
-            let name = record.reserved_name();
-            if let Some(other) = all
-                .values()
-                .find(|c| c.read(|r| r.pod_id == pod_id && r.reserved_name() == name))
-            {
-                return Err(LifecycleError::AlreadyExists(format!(
-                    "container name {name} is reserved in pod {pod_id} by container {}",
-                    other.id()
-                )));
-            }
-            all.insert(id.clone(), container.clone());
-        }
+        drop(pod_op);
         let setup = async {
-            container
-                .persist()
-                .map_err(io(format!("container {id}: writing its record")))?;
-            self.setup_container(&container, &pod_record, &image, &runtime)
+            container.persist().await?;
+            self.setup(&container, &pod_record, &image, runtime.as_ref())
                 .await
         };
         match setup.await {
             Ok(()) => Ok(id),
             Err(e) => {
                 tracing::warn!(container = %id, "CreateContainer failed, rolling back: {e}");
-                if let Err(c) = self
-                    .remove_container_resources(&runtime, &id, Some(&pod_record))
-                    .await
-                {
+                let mut cleanup = self
+                    .remove_resources(runtime.as_ref(), &id, Some(&pod_record))
+                    .await;
+                if let Err(f) = container.forget().await {
+                    cleanup = cleanup.and(Err(f.into()));
+                }
+                self.registry.drop_container(&id);
+                if let Err(c) = &cleanup {
                     tracing::error!(container = %id, "rollback incomplete: {c}");
                 }
-                let _ = container.forget();
-                self.containers
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-                Err(e)
+                Err(e.with_cleanup(cleanup))
             }
         }
     }
 
-    async fn setup_container(
+    async fn setup(
         self: &Arc<Self>,
         container: &Arc<Object<ContainerRecord>>,
         pod: &PodRecord,
         image: &crate::image::ImageRecord,
-        runtime: &OciRuntime,
+        runtime: &dyn RuntimeHandler,
     ) -> Result<()> {
         let record = container.get();
         let id = record.id.clone();
@@ -246,12 +416,13 @@ impl Lifecycle {
                     .map(|n| n.target_id.clone())
                     .unwrap_or_default();
                 let t = self
+                    .registry
                     .container(&target)
                     .filter(|t| {
                         t.read(|r| r.pod_id == pod.id && r.state == ContainerState::Running)
                     })
                     .ok_or_else(|| {
-                        LifecycleError::invalid(
+                        Error::invalid(
                             "config.linux.security_context.namespace_options.target_id",
                             format!("`{target}` is not a running container of pod {}", pod.id),
                         )
@@ -262,7 +433,7 @@ impl Lifecycle {
         };
         let rootfs = self.mount_rootfs(&id, image)?;
         let users = bundle::user_db(&rootfs);
-        let paths = self.pod_paths(&pod.id);
+        let paths = self.layout.pod_files(&pod.id);
         let own_ipc = pod.ipcns.is_some();
         let files = PodFiles {
             hostname: Some(paths.hostname().display().to_string()),
@@ -285,14 +456,11 @@ impl Lifecycle {
             namespaces: &self.pod_namespaces(pod, pid),
             files: &files,
             cgroups_path: &self.cgroups_path(pod, &id),
-            host_capabilities: &self.host_capabilities,
+            host_capabilities: &self.settings.host_capabilities,
             devices: &devices,
             host_devices: &host_devices,
             localhost_seccomp: seccomp.as_ref(),
-            host: &self.host_resources,
-        })
-        .map_err(|spec::SpecError::Invalid { field, reason }| {
-            LifecycleError::invalid(field, reason)
+            host: &self.settings.host_resources,
         })?;
 
         let log_path =
@@ -316,56 +484,50 @@ impl Lifecycle {
                 r.gid = spec.process.user.gid;
                 r.additional_gids = spec.process.user.additional_gids.clone();
             })
-            .map_err(io(format!("container {id}: writing its record")))?;
+            .await?;
         tracing::info!(container = %id, pod = %pod.id, "container created");
         self.watch_monitor(&id, created.monitor_pid);
-        self.emit(&id, &pod.id, EventKind::Created);
+        self.registry.emit(&id, &pod.id, EventKind::Created);
         Ok(())
     }
 
+    /// A container past creation; InvalidArgument for an empty ID.
     fn live_container(&self, id: &str) -> Result<Arc<Object<ContainerRecord>>> {
         if id.is_empty() {
-            return Err(LifecycleError::invalid("container_id", "must not be empty"));
+            return Err(Error::invalid("container_id", "must not be empty"));
         }
-        self.container(id)
+        self.registry
+            .container(id)
             .filter(|c| c.read(|r| r.state != ContainerState::Creating))
             .ok_or_else(|| not_found(id))
     }
 
-    pub(crate) fn runtime_of(&self, c: &ContainerRecord) -> Result<Arc<OciRuntime>> {
-        let handler = self
-            .pod(&c.pod_id)
-            .map(|p| p.read(|r| r.runtime_handler.clone()))
-            .unwrap_or_default();
-        Ok(self.runtime(&handler)?.1)
-    }
-
     /// cri:RuntimeService.StartContainer: only a created container starts.
-    pub async fn start_container(&self, id: &str) -> Result<()> {
+    pub async fn start(&self, id: &str) -> Result<()> {
         let c = self.live_container(id)?;
         let _op = c.lock().await;
         let record = c.get();
         if record.state != ContainerState::Created {
-            return Err(LifecycleError::FailedPrecondition(format!(
-                "container {id} is {:?}, only a created container can be started",
-                record.state
-            )));
+            return Err(Error::InvalidState {
+                kind: "container",
+                id: id.to_owned(),
+                state: record.state.cri_name().to_owned(),
+                wanted: "only a created container can be started",
+            });
         }
-        let runtime = self.runtime_of(&record)?;
+        let runtime = self.runtime_of_pod(&record.pod_id).await?;
         runtime
             .start(id)
             .await
-            .map_err(LifecycleError::runtime(format!(
-                "container {id}: starting it"
-            )))?;
+            .map_err(Error::runtime(format!("container {id}: starting it")))?;
         c.update(|r| {
             r.started_at_ns = state::now_ns();
             if r.state == ContainerState::Created {
                 r.state = ContainerState::Running;
             }
         })
-        .map_err(io(format!("container {id}: writing its record")))?;
-        self.emit(id, &record.pod_id, EventKind::Started);
+        .await?;
+        self.registry.emit(id, &record.pod_id, EventKind::Started);
         // It may have exited before the record said Running.
         self.record_exit(id);
         tracing::info!(container = %id, "container started");
@@ -376,10 +538,10 @@ impl Lifecycle {
     /// Idempotent, and an unknown ID is not an error: the kubelet retries stops after
     /// restarts and treats NotFound as a failure (api.proto: "must not return an error if
     /// the container has already been stopped").
-    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
+    pub async fn stop(&self, id: &str, timeout: i64) -> Result<()> {
         match self.live_container(id) {
-            Ok(c) => self.stop_container_obj(&c, timeout).await,
-            Err(LifecycleError::NotFound { .. }) => {
+            Ok(c) => self.stop_object(&c, timeout).await,
+            Err(Error::NotFound { .. }) => {
                 tracing::debug!(container = %id, "StopContainer of an unknown container: nothing to do");
                 Ok(())
             }
@@ -387,44 +549,49 @@ impl Lifecycle {
         }
     }
 
-    pub(crate) async fn stop_container_obj(
-        &self,
-        c: &Arc<Object<ContainerRecord>>,
-        timeout: i64,
-    ) -> Result<()> {
+    /// Stops every container of pod `pod_id` forcibly (StopPodSandbox).
+    pub(crate) async fn stop_all(&self, pod_id: &str) -> Result<()> {
+        for c in self.registry.containers(Some(pod_id)) {
+            self.stop_object(&c, 0).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every container of pod `pod_id` (RemovePodSandbox).
+    pub(crate) async fn remove_all(&self, pod_id: &str) -> Result<()> {
+        for c in self.registry.containers(Some(pod_id)) {
+            self.remove_object(&c).await?;
+        }
+        Ok(())
+    }
+
+    async fn stop_object(&self, c: &Arc<Object<ContainerRecord>>, timeout: i64) -> Result<()> {
         let _op = c.lock().await;
         let id = c.id().to_owned();
         let record = c.get();
-        if !self.record_exit(&id)
-            && c.read(|r| matches!(r.state, ContainerState::Created | ContainerState::Running))
-        {
+        if !self.record_exit(&id) && c.read(|r| is_live(r.state)) {
             self.signal_until_exit(c, &record, timeout).await?;
         }
         // The container is its init: once that has exited the container has, but processes
         // it left in a pod-shared or the host's PID namespace live on in its cgroup (and
         // would hold its output pipes). Nothing of a stopped container may survive.
         if record.state != ContainerState::Created
-            && let Some(pod) = self.pod(&record.pod_id).map(|p| p.get())
+            && let Some(pod) = self.registry.pod(&record.pod_id).map(|p| p.get())
         {
             let path = self.cgroups_path(&pod, &id);
-            match tokio::task::spawn_blocking(move || {
-                crate::runtime::cgroups::kill_remaining(&path, KILL_GRACE)
-            })
-            .await
-            {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => {
+            let host = self.host.clone();
+            let swept = tokio::task::spawn_blocking(move || host.kill_remaining(&path, KILL_GRACE))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|r| r);
+            match swept {
+                Ok(0) => {}
+                Ok(n) => {
                     tracing::debug!(container = %id, killed = n, "killed processes that outlived the container's init")
                 }
-                Ok(Err(e)) => {
-                    return Err(LifecycleError::Internal {
-                        what: format!("container {id}: killing what outlived its init"),
-                        detail: e.to_string(),
-                    });
-                }
                 Err(e) => {
-                    return Err(LifecycleError::internal(format!(
-                        "container {id}: cgroup sweep"
+                    return Err(Error::host(format!(
+                        "container {id}: killing what outlived its init"
                     ))(e));
                 }
             }
@@ -440,13 +607,13 @@ impl Lifecycle {
         timeout: i64,
     ) -> Result<()> {
         let id = record.id.clone();
-        let runtime = self.runtime_of(record)?;
+        let runtime = self.runtime_of_pod(&record.pod_id).await?;
         let all = shares_host_pid(&record.config);
         if timeout > 0 {
             runtime
                 .kill(&id, &record.stop_signal, all)
                 .await
-                .map_err(LifecycleError::runtime(format!(
+                .map_err(Error::runtime(format!(
                     "container {id}: sending {}",
                     record.stop_signal
                 )))?;
@@ -457,20 +624,19 @@ impl Lifecycle {
         runtime
             .kill(&id, "KILL", all)
             .await
-            .map_err(LifecycleError::runtime(format!(
-                "container {id}: sending SIGKILL"
-            )))?;
+            .map_err(Error::runtime(format!("container {id}: sending SIGKILL")))?;
         if self.wait_exit(c, KILL_GRACE).await {
             return Ok(());
         }
-        // The monitor did not report: ask the runtime whether the container is gone.
+        // No exit record came: ask the runtime whether the container is gone.
         match runtime.state(&id).await {
             Ok(None) => {}
             Ok(Some(s)) if s.status == "stopped" => {}
             _ => {
-                return Err(LifecycleError::DeadlineExceeded(format!(
-                    "container {id} did not exit within {KILL_GRACE:?} of SIGKILL"
-                )));
+                return Err(Error::Timeout {
+                    what: format!("container {id}: exiting after SIGKILL"),
+                    limit: KILL_GRACE,
+                });
             }
         }
         c.update(|r| {
@@ -482,7 +648,7 @@ impl Lifecycle {
                 "the monitor recorded no exit; the runtime reports the container stopped",
             )
         })
-        .map_err(io(format!("container {id}: writing its record")))?;
+        .await?;
         Ok(())
     }
 
@@ -505,104 +671,99 @@ impl Lifecycle {
 
     /// cri:RuntimeService.RemoveContainer: kills it if running, removes everything.
     /// Idempotent: an unknown ID is not an error.
-    pub async fn remove_container(&self, id: &str) -> Result<()> {
+    pub async fn remove(&self, id: &str) -> Result<()> {
         if id.is_empty() {
-            return Err(LifecycleError::invalid("container_id", "must not be empty"));
+            return Err(Error::invalid("container_id", "must not be empty"));
         }
-        match self.container(id) {
-            Some(c) => self.remove_container_obj(&c).await,
+        match self.registry.container(id) {
+            Some(c) => self.remove_object(&c).await,
             None => Ok(()),
         }
     }
 
-    pub(crate) async fn remove_container_obj(
-        &self,
-        c: &Arc<Object<ContainerRecord>>,
-    ) -> Result<()> {
-        self.stop_container_obj(c, 0).await?;
+    async fn remove_object(&self, c: &Arc<Object<ContainerRecord>>) -> Result<()> {
+        self.stop_object(c, 0).await?;
         let _op = c.lock().await;
         let id = c.id().to_owned();
         let record = c.get();
-        let runtime = self.runtime_of(&record)?;
-        let pod = self.pod(&record.pod_id).map(|p| p.get());
-        self.remove_container_resources(&runtime, &id, pod.as_ref())
+        let runtime = self.runtime_of_pod(&record.pod_id).await?;
+        let pod = self.registry.pod(&record.pod_id).map(|p| p.get());
+        self.remove_resources(runtime.as_ref(), &id, pod.as_ref())
             .await?;
-        c.forget()
-            .map_err(io(format!("container {id}: removing its record")))?;
-        self.containers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        c.forget().await?;
+        self.registry.drop_container(&id);
         tracing::info!(container = %id, "container removed");
-        self.emit(&id, &record.pod_id, EventKind::Deleted);
+        self.registry.emit(&id, &record.pod_id, EventKind::Deleted);
         Ok(())
     }
 
     /// A container's record (cri:RuntimeService.ContainerStatus).
-    pub fn container_status(&self, id: &str) -> Result<ContainerRecord> {
+    pub fn status(&self, id: &str) -> Result<ContainerRecord> {
         let c = self.live_container(id)?;
         self.record_exit(id);
         Ok(c.get())
     }
 
     /// Every container past creation (cri:RuntimeService.ListContainers; the edge filters).
-    pub fn list_containers(&self) -> Vec<ContainerRecord> {
-        let mut v: Vec<ContainerRecord> = self
-            .all_containers(None)
-            .iter()
-            .map(|c| c.get())
-            .filter(|r| r.state != ContainerState::Creating)
-            .collect();
-        v.sort_by_key(|a| a.created_at_ns);
-        v
+    pub fn list(&self) -> Vec<ContainerRecord> {
+        self.registry.container_records(None)
     }
 
     /// cri:RuntimeService.ExecSync: runs `cmd` in the running container; a timeout of 0
     /// means none. Past the timeout the process is killed and DeadlineExceeded returned.
-    pub async fn exec_sync(
-        &self,
-        id: &str,
-        cmd: Vec<String>,
-        timeout: i64,
-    ) -> Result<crate::runtime::oci::ExecOutput> {
-        let (runtime, mut process) = self.exec_target(id, cmd)?;
+    pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: i64) -> Result<ExecOutput> {
+        let (runtime, mut process) = self.exec_target(id, cmd).await?;
         process.terminal = false;
         let limit = (timeout > 0).then(|| Duration::from_secs(timeout as u64));
         let out = runtime
             .exec(id, &process, limit)
             .await
-            .map_err(LifecycleError::runtime(format!("container {id}: exec")))?;
+            .map_err(Error::runtime(format!("container {id}: exec")))?;
         if out.timed_out {
-            return Err(LifecycleError::DeadlineExceeded(format!(
-                "command in container {id} timed out after {timeout}s"
-            )));
+            return Err(Error::ExecTimeout {
+                id: id.to_owned(),
+                secs: timeout,
+            });
         }
         Ok(out)
+    }
+
+    fn running(&self, id: &str) -> Result<Arc<Object<ContainerRecord>>> {
+        let c = self.live_container(id)?;
+        let state = c.read(|r| r.state);
+        if state != ContainerState::Running || self.record_exit(id) {
+            return Err(Error::InvalidState {
+                kind: "container",
+                id: id.to_owned(),
+                state: state.cri_name().to_owned(),
+                wanted: "it must be running",
+            });
+        }
+        Ok(c)
     }
 
     /// What runs `cmd` in running container `id`: its runtime, and its process with `cmd`
     /// as arguments (cri:RuntimeService.ExecSync and Exec; Exec checks when it issues the
     /// URL and again when the client connects).
-    pub fn exec_target(
+    pub async fn exec_target(
         &self,
         id: &str,
         cmd: Vec<String>,
-    ) -> Result<(Arc<OciRuntime>, oci::Process)> {
+    ) -> Result<(Arc<dyn RuntimeHandler>, oci::Process)> {
         let c = self.live_container(id)?;
         if cmd.is_empty() {
-            return Err(LifecycleError::invalid("cmd", "must not be empty"));
+            return Err(Error::invalid("cmd", "must not be empty"));
         }
-        if !c.read(|r| r.state == ContainerState::Running) || self.record_exit(id) {
-            return Err(LifecycleError::FailedPrecondition(format!(
-                "container {id} is not running"
-            )));
-        }
+        self.running(id)?;
         let record = c.get();
-        let runtime = self.runtime_of(&record)?;
+        let runtime = self.runtime_of_pod(&record.pod_id).await?;
         let spec: oci::Spec = state::read_json(&self.layout.bundle(id).join("config.json"))
-            .map_err(io(format!("container {id}: reading config.json")))?
-            .ok_or_else(|| {
-                LifecycleError::FailedPrecondition(format!("container {id} has no bundle"))
+            .map_err(Error::host(format!("container {id}: reading config.json")))?
+            .ok_or_else(|| Error::InvalidState {
+                kind: "container",
+                id: id.to_owned(),
+                state: "without a bundle".into(),
+                wanted: "it must have been created by this crid",
             })?;
         let mut process = spec.process;
         process.args = cmd;
@@ -612,17 +773,12 @@ impl Lifecycle {
     /// The bundle of running container `id`, where its monitor's attach socket is
     /// (cri:RuntimeService.Attach).
     pub fn attach_target(&self, id: &str) -> Result<PathBuf> {
-        let c = self.live_container(id)?;
-        if !c.read(|r| r.state == ContainerState::Running) || self.record_exit(id) {
-            return Err(LifecycleError::FailedPrecondition(format!(
-                "container {id} is not running"
-            )));
-        }
+        self.running(id)?;
         Ok(self.layout.bundle(id))
     }
 
     /// cri:RuntimeService.UpdateContainerResources.
-    pub async fn update_container_resources(
+    pub async fn update_resources(
         &self,
         id: &str,
         resources: Option<cri::LinuxContainerResources>,
@@ -632,68 +788,64 @@ impl Lifecycle {
         let Some(resources) = resources else {
             return Ok(());
         };
-        if !c.read(|r| matches!(r.state, ContainerState::Created | ContainerState::Running)) {
-            return Err(LifecycleError::FailedPrecondition(format!(
-                "container {id} has exited; its resources cannot change"
-            )));
-        }
         let record = c.get();
-        let runtime = self.runtime_of(&record)?;
+        if !is_live(record.state) {
+            return Err(Error::InvalidState {
+                kind: "container",
+                id: id.to_owned(),
+                state: record.state.cri_name().to_owned(),
+                wanted: "an exited container's resources cannot change",
+            });
+        }
+        let runtime = self.runtime_of_pod(&record.pod_id).await?;
         let mut config = record.config.clone();
         config.linux.get_or_insert_with(Default::default).resources = Some(resources.clone());
         self.check_enforceable(id, Some(&resources))?;
-        let oci_resources = spec::resources(&config, &self.host_resources);
+        let oci_resources = spec::resources(&config, &self.settings.host_resources);
         runtime
             .update(id, &oci_resources)
             .await
-            .map_err(LifecycleError::runtime(format!(
+            .map_err(Error::runtime(format!(
                 "container {id}: updating resources"
             )))?;
-        c.update(|r| r.resources = Some(resources))
-            .map_err(io(format!("container {id}: writing its record")))?;
+        c.update(|r| r.resources = Some(resources)).await?;
         Ok(())
     }
 
     /// cri:RuntimeService.ReopenContainerLog: the monitor reopens the log file. Returns once
     /// the monitor writes to the file now at the log path: the kubelet's rotation renames
     /// the file, calls this, and reads the new file at once.
-    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
-        let c = self.live_container(id)?;
+    pub async fn reopen_log(&self, id: &str) -> Result<()> {
+        let c = self.running(id)?;
         let record = c.get();
-        if record.state != ContainerState::Running || self.record_exit(id) {
-            return Err(LifecycleError::FailedPrecondition(format!(
-                "container {id} is not running"
-            )));
-        }
         if record.log_path.as_os_str().is_empty() {
             return Ok(());
         }
         if !is_monitor_of(record.monitor_pid, id) {
-            return Err(LifecycleError::FailedPrecondition(format!(
-                "the monitor of container {id} (pid {}) is gone",
-                record.monitor_pid
-            )));
+            return Err(Error::InvalidState {
+                kind: "container",
+                id: id.to_owned(),
+                state: format!("without its monitor (pid {} is gone)", record.monitor_pid),
+                wanted: "its monitor reopens the log",
+            });
         }
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(record.monitor_pid),
             nix::sys::signal::Signal::SIGUSR1,
         )
-        .map_err(|e| LifecycleError::Internal {
-            what: format!("container {id}: signalling its monitor"),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| Error::host(format!("container {id}: signalling its monitor"))(e.into()))?;
         let deadline = tokio::time::Instant::now() + REOPEN_LIMIT;
         loop {
             if holds_file(record.monitor_pid, &record.log_path) {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(LifecycleError::Internal {
-                    what: format!("container {id}: reopening its log"),
-                    detail: format!(
-                        "the monitor did not open {} within {REOPEN_LIMIT:?}",
+                return Err(Error::Timeout {
+                    what: format!(
+                        "container {id}: its monitor opening {}",
                         record.log_path.display()
                     ),
+                    limit: REOPEN_LIMIT,
                 });
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -701,8 +853,54 @@ impl Lifecycle {
     }
 }
 
-/// How long ReopenContainerLog waits for the monitor to open the new file.
-const REOPEN_LIMIT: Duration = Duration::from_secs(5);
+impl crate::image::ImageUsers for ContainerService {
+    fn containers_using(&self, image_id: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .registry
+            .containers(None)
+            .iter()
+            .filter(|c| c.read(|r| r.image_id == image_id))
+            .map(|c| c.id().to_owned())
+            .collect();
+        // Infra containers use the pause image.
+        for p in self.registry.pods() {
+            if p.read(|r| r.infra.as_ref().is_some_and(|i| i.image_id == image_id)) {
+                ids.push(p.id().to_owned());
+            }
+        }
+        ids
+    }
+}
+
+/// The cgroups path of container `id` under `parent`, in `driver`'s syntax.
+pub fn cgroups_path(driver: CgroupDriver, parent: &str, id: &str) -> String {
+    match driver {
+        CgroupDriver::Cgroupfs => format!("{}/crid-{id}", parent.trim_end_matches('/')),
+        CgroupDriver::Systemd => format!("{parent}:crid:{id}"),
+    }
+}
+
+/// Sets the exit fields of a record: the reason follows the CRI's convention.
+pub(crate) fn mark_exited(
+    r: &mut ContainerRecord,
+    exit_code: i32,
+    exited_at_ns: i64,
+    oom_killed: bool,
+    message: &str,
+) {
+    r.state = ContainerState::Exited;
+    r.exit_code = exit_code;
+    r.finished_at_ns = exited_at_ns;
+    r.reason = if oom_killed {
+        "OOMKilled"
+    } else if exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    }
+    .to_owned();
+    r.message = message.to_owned();
+}
 
 /// Whether process `pid` has the file now at `path` open (same device and inode).
 fn holds_file(pid: i32, path: &Path) -> bool {

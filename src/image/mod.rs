@@ -40,6 +40,66 @@ pub trait ImageUsers: Send + Sync {
     fn containers_using(&self, image_id: &str) -> Vec<String>;
 }
 
+/// What the container and pod services need of images: find one, read its process
+/// config, know its layers' directories, and pull (the pause image). [`LocalImages`] is the
+/// real one.
+#[async_trait::async_trait]
+pub trait ImageSource: Send + Sync + std::fmt::Debug {
+    /// The stored image `image` names (see [`ImageService::find`]).
+    fn find(&self, image: &str, field: &'static str) -> Result<Option<ImageRecord>, ImageError>;
+    /// The image's process config and stop signal (see [`ImageService::process_config`]).
+    fn process_config(
+        &self,
+        record: &ImageRecord,
+    ) -> Result<(crate::spec::ImageProcess, String), ImageError>;
+    /// The directories of the image's unpacked layers, bottom first.
+    fn layer_dirs(&self, record: &ImageRecord) -> Result<Vec<PathBuf>, ImageError>;
+    /// Pulls `image` without credentials; returns its ID.
+    async fn pull(&self, image: &str) -> Result<String, ImageError>;
+}
+
+/// The daemon's image store as an [`ImageSource`].
+#[derive(Debug, Clone)]
+pub struct LocalImages(pub Arc<ImageService>);
+
+#[async_trait::async_trait]
+impl ImageSource for LocalImages {
+    fn find(&self, image: &str, field: &'static str) -> Result<Option<ImageRecord>, ImageError> {
+        self.0.find(image, field)
+    }
+
+    fn process_config(
+        &self,
+        record: &ImageRecord,
+    ) -> Result<(crate::spec::ImageProcess, String), ImageError> {
+        self.0.process_config(record)
+    }
+
+    fn layer_dirs(&self, record: &ImageRecord) -> Result<Vec<PathBuf>, ImageError> {
+        record
+            .diff_ids()
+            .map(|d| {
+                Digest::parse(d)
+                    .map(|d| self.0.layers().diff_dir(&d))
+                    .map_err(|e| ImageError::Internal {
+                        reference: record.id.clone(),
+                        detail: format!("bad diff ID {d}: {e}"),
+                    })
+            })
+            .collect()
+    }
+
+    async fn pull(&self, image: &str) -> Result<String, ImageError> {
+        self.0
+            .pull(image, Default::default())
+            .await
+            .map_err(|e| ImageError::Internal {
+                reference: image.to_owned(),
+                detail: e.to_string(),
+            })
+    }
+}
+
 /// No containers yet, so no image is in use.
 #[derive(Debug, Default)]
 pub struct NoUsers;
@@ -105,7 +165,7 @@ pub struct ImageService {
     settings: Settings,
     http: reqwest::Client,
     root: PathBuf,
-    store: Store,
+    store: Arc<Store>,
     layers: Arc<LayerStore>,
     records: RwLock<BTreeMap<String, ImageRecord>>,
     commit: tokio::sync::Mutex<()>,
@@ -137,7 +197,7 @@ impl ImageService {
         let layers =
             LayerStore::open(&layers_dir).map_err(ImageError::store("opening", &layers_dir))?;
         let containers = crate::storage::containers_dir(root);
-        crate::storage::access::secure_dir(&containers, crate::storage::access::Access::Private)
+        crate::state::access::secure_dir(&containers, crate::state::access::Access::Private)
             .map_err(ImageError::store("creating", &containers))?;
         let http = registry::http_client(settings.stall_timeout).map_err(|detail| {
             ImageError::Internal {
@@ -191,7 +251,7 @@ impl ImageService {
             settings,
             http,
             root: root.to_path_buf(),
-            store,
+            store: Arc::new(store),
             layers: Arc::new(layers),
             records: RwLock::new(records),
             commit: tokio::sync::Mutex::new(()),
@@ -314,7 +374,8 @@ impl ImageService {
         })?;
         // The record goes first: from then on the image is gone even if GC is interrupted,
         // and the next start's consistency check drops nothing that is still referenced.
-        self.store.remove_record(&id)?;
+        let rid = id.clone();
+        self.on_store(move |s| s.remove_record(&rid)).await?;
         let remaining: Vec<ImageRecord> = {
             let mut records = match self.records.write() {
                 Ok(r) => r,
@@ -362,14 +423,40 @@ impl ImageService {
         if let Err(e) = result {
             tracing::error!(error = %e, "layer removal task failed");
         }
-        for b in &gone.blobs {
-            if !used_blobs.contains(b.as_str())
-                && let Ok(d) = Digest::parse(b)
-                && let Err(e) = self.store.remove_blob(&d)
-            {
-                tracing::error!(blob = %d, error = %e, "cannot remove an unused blob");
-            }
+        let unused: Vec<Digest> = gone
+            .blobs
+            .iter()
+            .filter(|b| !used_blobs.contains(b.as_str()))
+            .filter_map(|b| Digest::parse(b).ok())
+            .collect();
+        let removed = self
+            .on_store(move |s| {
+                for d in unused {
+                    if let Err(e) = s.remove_blob(&d) {
+                        tracing::error!(blob = %d, error = %e, "cannot remove an unused blob");
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = removed {
+            tracing::error!(error = %e, "blob removal task failed");
         }
+    }
+
+    /// Runs `f` on the content store on a blocking thread: its writes fsync, which must
+    /// never stall an async worker.
+    pub(crate) async fn on_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, ImageError> + Send + 'static,
+    ) -> Result<T, ImageError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ImageError::Internal {
+                reference: String::new(),
+                detail: format!("content store task: {e}"),
+            })?
     }
 
     /// Verbose ImageStatus info: the config and manifest digest, as JSON.

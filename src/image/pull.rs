@@ -227,11 +227,15 @@ impl ImageService {
         }
 
         // Documents, then the record: the image is visible from the record's rename on.
-        for (d, b) in &documents {
-            self.store
-                .put_blob(d, b)
-                .map_err(|e| with_reference(e, &reference))?;
-        }
+        let docs = documents.clone();
+        self.on_store(move |s| {
+            for (d, b) in &docs {
+                s.put_blob(d, b)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| with_reference(e, &reference))?;
         let record = ImageRecord {
             id: id.to_string(),
             repo_tags: r
@@ -270,15 +274,26 @@ impl ImageService {
             .flat_map(|r| r.diff_ids().map(str::to_owned).collect::<Vec<_>>())
             .collect();
         let leases = self.leases.lock().map(|l| l.clone()).unwrap_or_default();
-        for d in ids {
-            // Our own lease counts 1; more means another pull is using the layer.
-            if !used.contains(d.as_str()) && leases.get(d).copied().unwrap_or(0) <= 1 {
-                if let Err(e) = self.layers.remove(d) {
+        // Our own lease counts 1; more means another pull is using the layer.
+        let discard: Vec<Digest> = ids
+            .iter()
+            .filter(|d| !used.contains(d.as_str()) && leases.get(*d).copied().unwrap_or(0) <= 1)
+            .cloned()
+            .collect();
+        let layers = self.layers.clone();
+        // Removal fsyncs the layer directory: off the async workers.
+        let done = tokio::task::spawn_blocking(move || {
+            for d in discard {
+                if let Err(e) = layers.remove(&d) {
                     tracing::error!(layer = %d, error = %e, "cannot discard the layer of a failed pull");
                 } else {
                     tracing::debug!(layer = %d, "discarded a layer of a failed pull");
                 }
             }
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "layer discard task failed");
         }
     }
 
@@ -323,11 +338,18 @@ impl ImageService {
         };
         merged.repo_tags.sort();
         merged.repo_digests.sort();
-        self.store.write_record(&merged)?;
         for o in &changed {
             tracing::info!(image = %o.id, tags = ?o.repo_tags, "a tag moved to another image");
-            self.store.write_record(o)?;
         }
+        let (m, c) = (merged.clone(), changed.clone());
+        self.on_store(move |s| {
+            s.write_record(&m)?;
+            for o in &c {
+                s.write_record(o)?;
+            }
+            Ok(())
+        })
+        .await?;
         let mut records = match self.records.write() {
             Ok(r) => r,
             Err(p) => p.into_inner(),

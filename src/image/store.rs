@@ -77,7 +77,7 @@ impl Store {
             ingest: dir.join("ingest"),
             images: dir.join("images"),
         };
-        crate::storage::access::secure_dir(dir, crate::storage::access::Access::Private)
+        crate::state::access::secure_dir(dir, crate::state::access::Access::Private)
             .map_err(ImageError::store("creating", dir))?;
         for d in [&store.blobs, &store.ingest, &store.images] {
             std::fs::create_dir_all(d).map_err(ImageError::store("creating", d))?;

@@ -10,3 +10,16 @@ pub mod liveness;
 pub mod log;
 pub mod supervise;
 pub mod watch;
+
+/// The crid-monitor binary: next to the running executable (how it is installed and
+/// built), else in PATH.
+pub fn binary() -> std::path::PathBuf {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("crid-monitor")));
+    match beside {
+        Some(p) if p.is_file() => p,
+        _ => crate::runtime::resolve_binary(std::path::Path::new("crid-monitor"))
+            .unwrap_or_else(|| std::path::PathBuf::from("crid-monitor")),
+    }
+}

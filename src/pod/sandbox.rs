@@ -10,12 +10,14 @@ use std::sync::Arc;
 use cri::NamespaceMode;
 use crid_api::cri;
 
-use super::files;
-use super::namespaces::{self, PinRequest};
-use crate::config::CgroupDriver;
-use crate::lifecycle::{Lifecycle, LifecycleError, Object, Result, io};
-use crate::spec::{self, PidNamespace, PodFiles, PodNamespaces, SpecInput};
-use crate::state::{self, PodRecord, PodState, records::InfraRecord};
+use super::{files, sysctl};
+use crate::container::ContainerService;
+use crate::error::{Error, Result};
+use crate::host::PinRequest;
+use crate::network::Attacher;
+use crate::registry::{Object, Registry};
+use crate::spec::{self, PidNamespace, PodFiles, SpecInput};
+use crate::state::{self, Layout, PodRecord, PodState, records::InfraRecord};
 
 /// The namespace options of a pod config (all `POD` when absent).
 pub fn namespace_options(config: &cri::PodSandboxConfig) -> cri::NamespaceOption {
@@ -50,34 +52,35 @@ fn mode(v: i32) -> NamespaceMode {
     NamespaceMode::try_from(v).unwrap_or(NamespaceMode::Pod)
 }
 
-/// The pod's paths in its volatile directory.
-pub(crate) struct PodPaths {
-    pub dir: PathBuf,
+/// The pod service. It holds the container service: a pod's stop and removal stop and
+/// remove its containers first.
+#[derive(Debug)]
+pub struct PodService {
+    registry: Arc<Registry>,
+    containers: Arc<ContainerService>,
+    network: Arc<dyn Attacher>,
+    layout: Layout,
 }
 
-impl PodPaths {
-    pub fn ns(&self) -> PathBuf {
-        self.dir.join("ns")
+impl PodService {
+    /// A service over these parts.
+    pub fn new(
+        registry: Arc<Registry>,
+        containers: Arc<ContainerService>,
+        network: Arc<dyn Attacher>,
+    ) -> Arc<Self> {
+        let layout = containers.layout().clone();
+        Arc::new(PodService {
+            registry,
+            containers,
+            network,
+            layout,
+        })
     }
-    pub fn shm(&self) -> PathBuf {
-        self.dir.join("shm")
-    }
-    pub fn hostname(&self) -> PathBuf {
-        self.dir.join("hostname")
-    }
-    pub fn hosts(&self) -> PathBuf {
-        self.dir.join("hosts")
-    }
-    pub fn resolv_conf(&self) -> PathBuf {
-        self.dir.join("resolv.conf")
-    }
-}
 
-impl Lifecycle {
-    pub(crate) fn pod_paths(&self, id: &str) -> PodPaths {
-        PodPaths {
-            dir: self.layout.pod_dir(id),
-        }
+    /// The container service.
+    pub fn containers(&self) -> &Arc<ContainerService> {
+        &self.containers
     }
 
     /// Checks a RunPodSandbox config; returns the namespaced sysctls.
@@ -85,39 +88,39 @@ impl Lifecycle {
         let md = config
             .metadata
             .as_ref()
-            .ok_or_else(|| LifecycleError::invalid("config.metadata", "is required"))?;
+            .ok_or_else(|| Error::invalid("config.metadata", "is required"))?;
         for (field, v) in [
             ("config.metadata.name", &md.name),
             ("config.metadata.namespace", &md.namespace),
             ("config.metadata.uid", &md.uid),
         ] {
             if v.is_empty() {
-                return Err(LifecycleError::invalid(field, "must not be empty"));
+                return Err(Error::invalid(field, "must not be empty"));
             }
         }
         if !config.hostname.is_empty() {
             files::validate_hostname(&config.hostname)
-                .map_err(|e| LifecycleError::invalid(format!("config.{}", e.field), e.reason))?;
+                .map_err(|e| Error::invalid(format!("config.{}", e.field), e.reason))?;
         }
         files::resolv_conf(config.dns_config.as_ref())
-            .map_err(|e| LifecycleError::invalid(format!("config.{}", e.field), e.reason))?;
+            .map_err(|e| Error::invalid(format!("config.{}", e.field), e.reason))?;
         if !config.log_directory.is_empty() {
             check_log_directory(&config.log_directory)
-                .map_err(|reason| LifecycleError::invalid("config.log_directory", reason))?;
+                .map_err(|reason| Error::invalid("config.log_directory", reason))?;
         }
         let host_net = mode(namespace_options(config).network) == NamespaceMode::Node;
         let mut sysctls = Vec::new();
         if let Some(linux) = &config.linux {
             for (k, v) in &linux.sysctls {
-                match namespaces::sysctl_namespace(k) {
+                match sysctl::sysctl_namespace(k) {
                     None => {
-                        return Err(LifecycleError::invalid(
+                        return Err(Error::invalid(
                             "config.linux.sysctls",
                             format!("{k} is not a namespaced sysctl a pod may set"),
                         ));
                     }
                     Some("net") if host_net => {
-                        return Err(LifecycleError::invalid(
+                        return Err(Error::invalid(
                             "config.linux.sysctls",
                             format!(
                                 "{k} needs the pod's own network namespace (the pod uses the host's)"
@@ -133,44 +136,40 @@ impl Lifecycle {
 
     /// cri:RuntimeService.RunPodSandbox. Returns the new sandbox ID. On any failure
     /// everything done so far is undone.
-    pub async fn run_pod(
+    pub async fn run(
         self: &Arc<Self>,
         config: cri::PodSandboxConfig,
         handler: &str,
     ) -> Result<String> {
-        crate::spec::requests::check_pod(&config).map_err(
-            |crate::spec::SpecError::Invalid { field, reason }| {
-                LifecycleError::invalid(field, reason)
-            },
-        )?;
+        crate::spec::requests::check_pod(&config)?;
         let mut sysctls = Self::validate_pod(&config)?;
         // A sysctl this kernel lacks cannot be set; drop it unless told to refuse.
         let mut lacking = Vec::new();
         sysctls.retain(|(k, _)| {
-            let exists = crate::host::sysctl_exists(k);
+            let exists = self.containers.host().sysctl_exists(k);
             if !exists {
                 lacking.push(k.clone());
             }
             exists
         });
         for k in lacking {
-            if !self.tolerate_unsupported {
-                return Err(LifecycleError::FailedPrecondition(format!(
+            if !self.containers.settings().tolerate_unsupported {
+                return Err(Error::Unsupported(format!(
                     "config.linux.sysctls: this kernel has no sysctl {k} (crid is configured to refuse what the host cannot enforce)"
                 )));
             }
             tracing::debug!(sysctl = %k, "dropped: this kernel has no such sysctl");
         }
-        let (handler, _) = self.runtime(handler)?;
-        let id = state::new_id().map_err(io("generating a sandbox ID"))?;
+        let (handler, _) = self.containers.runtimes().get(handler).await?;
+        let id = state::new_id().map_err(Error::host("generating a sandbox ID"))?;
         let cgroup_parent = super::cgroup::normalize(
-            self.cgroup_driver,
+            self.containers.settings().cgroup_driver,
             config
                 .linux
                 .as_ref()
                 .map_or("", |l| l.cgroup_parent.as_str()),
         )
-        .map_err(|e| LifecycleError::invalid("config.linux.cgroup_parent", e.to_string()))?;
+        .map_err(|e| Error::invalid("config.linux.cgroup_parent", e.to_string()))?;
         let record = PodRecord {
             id: id.clone(),
             config,
@@ -185,70 +184,65 @@ impl Lifecycle {
             network_attached: false,
             cgroup_parent,
         };
-        let pod = Object::new(&id, self.layout.pod_record(&id), record.clone());
+        let name = record.reserved_name();
+        let pod = self
+            .registry
+            .reserve_pod(record)
+            .map_err(|other| Error::NameReserved {
+                kind: "pod",
+                name,
+                by: format!("sandbox {other}"),
+            })?;
         let _op = pod.lock().await;
-        {
-            let mut pods = self.pods.write().unwrap_or_else(|p| p.into_inner());
-            let name = record.reserved_name();
-            if let Some(other) = pods
-                .values()
-                .find(|p| p.read(|r| r.reserved_name() == name))
-            {
-                return Err(LifecycleError::AlreadyExists(format!(
-                    "pod name {name} is reserved by sandbox {}",
-                    other.id()
-                )));
-            }
-            pods.insert(id.clone(), pod.clone());
-        }
         let setup = async {
-            pod.persist()
-                .map_err(io(format!("pod {id}: writing its record")))?;
-            self.setup_pod(&pod, &sysctls).await
+            pod.persist().await?;
+            self.setup(&pod, &sysctls).await
         };
         match setup.await {
             Ok(()) => {
-                pod.update(|r| r.state = PodState::Ready)
-                    .map_err(io(format!("pod {id}: writing its record")))?;
+                pod.update(|r| r.state = PodState::Ready).await?;
                 tracing::info!(pod = %id, "pod sandbox ready");
                 Ok(id)
             }
             Err(e) => {
                 tracing::warn!(pod = %id, "RunPodSandbox failed, rolling back: {e}");
-                if let Err(c) = self.release_pod(&pod).await {
+                let mut cleanup = self.release(&pod).await;
+                if let Err(d) = state::remove_dir_all(&self.layout.pod_dir(&id)) {
+                    cleanup = cleanup.and(Err(Error::host(format!(
+                        "pod {id}: removing its directory"
+                    ))(d)));
+                }
+                if let Err(f) = pod.forget().await {
+                    cleanup = cleanup.and(Err(f.into()));
+                }
+                self.registry.drop_pod(&id);
+                if let Err(c) = &cleanup {
                     tracing::error!(pod = %id, "rollback incomplete: {c}");
                 }
-                let _ = crate::state::remove_dir_all(&self.layout.pod_dir(&id));
-                let _ = pod.forget();
-                self.pods
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-                Err(e)
+                Err(e.with_cleanup(cleanup))
             }
         }
     }
 
-    async fn setup_pod(
+    async fn setup(
         self: &Arc<Self>,
         pod: &Arc<Object<PodRecord>>,
         sysctls: &[(String, String)],
     ) -> Result<()> {
         let record = pod.get();
         let id = record.id.clone();
-        let paths = self.pod_paths(&id);
+        let paths = self.layout.pod_files(&id);
         std::fs::create_dir_all(&paths.dir)
-            .map_err(io(format!("pod {id}: creating its directory")))?;
+            .map_err(Error::host(format!("pod {id}: creating its directory")))?;
         let ns = namespace_options(&record.config);
         let host_net = mode(ns.network) == NamespaceMode::Node;
         let host_ipc = mode(ns.ipc) == NamespaceMode::Node;
         let c = &record.config;
 
         // Shared files. A host-network pod sees the host's names.
+        let host = self.containers.host().clone();
         let hostname = if host_net || c.hostname.is_empty() {
-            nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default()
+            host.hostname()
         } else {
             c.hostname.clone()
         };
@@ -266,12 +260,15 @@ impl Lifecycle {
             (paths.hosts(), hosts),
             (paths.resolv_conf(), resolv),
         ] {
-            state::write_atomic(&path, text.as_bytes())
-                .map_err(io(format!("pod {id}: writing {}", path.display())))?;
+            // The pod directory is on the runroot (a tmpfs): atomic, not durable.
+            state::write_volatile(&path, text.as_bytes())
+                .map_err(Error::host(format!("pod {id}: writing {}", path.display())))?;
         }
         if !host_ipc {
-            namespaces::mount_shm(&paths.shm())
-                .map_err(LifecycleError::internal(format!("pod {id}")))?;
+            host.mount_shm(&paths.shm()).map_err(|e| Error::Host {
+                what: format!("pod {id}: {}", e.what),
+                source: e.source,
+            })?;
         }
 
         let req = PinRequest {
@@ -281,21 +278,23 @@ impl Lifecycle {
             uts: (!host_net).then(|| hostname.clone()),
             sysctls: sysctls.to_vec(),
         };
-        let pinned = tokio::task::spawn_blocking(move || namespaces::pin(&req))
+        let pinned = tokio::task::spawn_blocking(move || host.pin_namespaces(&req))
             .await
-            .map_err(LifecycleError::internal(format!(
-                "pod {id}: namespace task"
-            )))?
-            .map_err(|e| LifecycleError::Internal {
-                what: format!("pod {id}: creating its namespaces"),
-                detail: e.to_string(),
+            .map_err(|e| {
+                Error::host(format!("pod {id}: namespace task"))(std::io::Error::other(
+                    e.to_string(),
+                ))
+            })?
+            .map_err(|e| Error::Host {
+                what: format!("pod {id}: creating its namespaces: {}", e.what),
+                source: e.source,
             })?;
         pod.update(|r| {
             r.netns = pinned.net.clone();
             r.ipcns = pinned.ipc.clone();
             r.utsns = pinned.uts.clone();
         })
-        .map_err(io(format!("pod {id}: writing its record")))?;
+        .await?;
 
         if let Some(netns) = &pinned.net {
             self.attach_network(pod, netns, &hostname).await?;
@@ -326,7 +325,7 @@ impl Lifecycle {
             .map(|p| {
                 let port = |v: i32, field: &str| {
                     u16::try_from(v).map_err(|_| {
-                        LifecycleError::invalid(
+                        Error::invalid(
                             format!("config.port_mappings.{field}"),
                             format!("{v} is not a port"),
                         )
@@ -345,10 +344,9 @@ impl Lifecycle {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        pod.update(|r| r.network_attached = true)
-            .map_err(io(format!("pod {id}: writing its record")))?;
+        pod.update(|r| r.network_attached = true).await?;
         let attached = self
-            .cni
+            .network
             .setup(&crate::network::Attachment {
                 container_id: id.clone(),
                 netns: netns.to_path_buf(),
@@ -364,8 +362,7 @@ impl Lifecycle {
             Err(e) => {
                 // A failed ADD has already been rolled back by the invoker (DEL of the chain);
                 // no network configured ran no plugin at all.
-                pod.update(|r| r.network_attached = false)
-                    .map_err(io(format!("pod {id}: writing its record")))?;
+                pod.update(|r| r.network_attached = false).await?;
                 if let crate::network::CniError::NoNetwork { dir } = &e {
                     tracing::warn!(pod = %id, dir = %dir.display(), "no CNI network configured: the pod has loopback only");
                     return Ok(());
@@ -375,13 +372,12 @@ impl Lifecycle {
         };
         let ips: Vec<String> = network.ips.iter().map(ToString::to_string).collect();
         tracing::info!(pod = %id, network = %network.network, ?ips, "pod network attached");
-        state::write_atomic(
-            &self.pod_paths(id).hosts(),
+        state::write_volatile(
+            &self.layout.pod_files(id).hosts(),
             files::hosts(hostname, &network.ips).as_bytes(),
         )
-        .map_err(io(format!("pod {id}: writing its hosts file")))?;
-        pod.update(|r| r.ips = ips)
-            .map_err(io(format!("pod {id}: writing its record")))?;
+        .map_err(Error::host(format!("pod {id}: writing its hosts file")))?;
+        pod.update(|r| r.ips = ips).await?;
         Ok(())
     }
 
@@ -389,29 +385,22 @@ impl Lifecycle {
     async fn start_infra(self: &Arc<Self>, pod: &Arc<Object<PodRecord>>) -> Result<()> {
         let record = pod.get();
         let id = record.id.clone();
-        let (_, runtime) = self.runtime(&record.runtime_handler)?;
+        let c = &self.containers;
+        let (_, runtime) = c.runtimes().get(&record.runtime_handler).await?;
         let field = "image.pause_image";
-        let image = match self.images.find(&self.pause_image, field)? {
+        let pause = c.settings().pause_image.clone();
+        let image = match c.images().find(&pause, field)? {
             Some(i) => i,
             None => {
-                tracing::info!(image = %self.pause_image, "pulling the pause image");
-                self.images
-                    .pull(&self.pause_image, Default::default())
-                    .await
-                    .map_err(|e| LifecycleError::Internal {
-                        what: format!("pod {id}: pulling the pause image {}", self.pause_image),
-                        detail: e.to_string(),
-                    })?;
-                self.images.find(&self.pause_image, field)?.ok_or_else(|| {
-                    LifecycleError::FailedPrecondition(format!(
-                        "pause image {} is missing after its pull",
-                        self.pause_image
-                    ))
+                tracing::info!(image = %pause, "pulling the pause image");
+                c.images().pull(&pause).await?;
+                c.images().find(&pause, field)?.ok_or_else(|| {
+                    Error::Unsupported(format!("pause image {pause} is missing after its pull"))
                 })?
             }
         };
-        let (process, _) = self.images.process_config(&image)?;
-        let rootfs = self.mount_rootfs(&id, &image)?;
+        let (process, _) = c.images().process_config(&image)?;
+        let rootfs = c.mount_rootfs(&id, &image)?;
         let container = cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {
                 name: "POD".into(),
@@ -434,8 +423,9 @@ impl Lifecycle {
             }),
             ..Default::default()
         };
-        let paths = self.pod_paths(&id);
-        let spec = spec::build(&SpecInput {
+        let paths = self.layout.pod_files(&id);
+        let settings = c.settings();
+        let mut spec = spec::build(&SpecInput {
             container: &container,
             sandbox: &record.config,
             sandbox_id: &id,
@@ -443,29 +433,30 @@ impl Lifecycle {
             image: &process,
             users: &crate::container::bundle::user_db(&rootfs),
             rootfs: &rootfs.display().to_string(),
-            namespaces: &self.pod_namespaces(&record, PidNamespace::Private),
+            namespaces: &c.pod_namespaces(&record, PidNamespace::Private),
             files: &PodFiles {
                 hostname: Some(paths.hostname().display().to_string()),
                 hosts: None,
                 resolv_conf: None,
                 shm: None,
             },
-            cgroups_path: &self.cgroups_path(&record, &id),
-            host_capabilities: &self.host_capabilities,
+            cgroups_path: &c.cgroups_path(&record, &id),
+            host_capabilities: &settings.host_capabilities,
             devices: &[],
             host_devices: &[],
             localhost_seccomp: None,
-            host: &self.host_resources,
-        })
-        .map_err(|e| LifecycleError::Internal {
-            what: format!("pod {id}: the infra container's spec"),
-            detail: e.to_string(),
+            host: &settings.host_resources,
         })?;
-        let mut spec = spec;
         spec.annotations
             .insert("io.kubernetes.cri.container-type".into(), "sandbox".into());
-        let created = self
-            .create_in_runtime(&runtime, &id, &spec, &PathBuf::from("/dev/null"), &record)
+        let created = c
+            .create_in_runtime(
+                runtime.as_ref(),
+                &id,
+                &spec,
+                &PathBuf::from("/dev/null"),
+                &record,
+            )
             .await?;
         pod.update(|r| {
             r.infra = Some(InfraRecord {
@@ -474,75 +465,60 @@ impl Lifecycle {
                 image_id: image.id.clone(),
             })
         })
-        .map_err(io(format!("pod {id}: writing its record")))?;
-        runtime
-            .start(&id)
-            .await
-            .map_err(LifecycleError::runtime(format!(
-                "pod {id}: starting the infra container"
-            )))?;
+        .await?;
+        runtime.start(&id).await.map_err(Error::runtime(format!(
+            "pod {id}: starting the infra container"
+        )))?;
         Ok(())
-    }
-
-    /// The namespaces a container of `pod` joins.
-    pub(crate) fn pod_namespaces(&self, pod: &PodRecord, pid: PidNamespace) -> PodNamespaces {
-        let s = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
-        PodNamespaces {
-            network: s(&pod.netns),
-            ipc: s(&pod.ipcns),
-            uts: s(&pod.utsns),
-            pid,
-            cgroup: crate::host::cgroup_mode() == crate::host::CgroupMode::Unified,
-        }
-    }
-
-    /// The cgroups path of container `id` in `pod`, in the configured driver's syntax.
-    pub(crate) fn cgroups_path(&self, pod: &PodRecord, id: &str) -> String {
-        match self.cgroup_driver {
-            CgroupDriver::Cgroupfs => {
-                format!("{}/crid-{id}", pod.cgroup_parent.trim_end_matches('/'))
-            }
-            CgroupDriver::Systemd => format!("{}:crid:{id}", pod.cgroup_parent),
-        }
     }
 
     /// Stops the pod's infra container, unpins its namespaces and unmounts its shm.
     /// Idempotent; every step is tried.
-    pub(crate) async fn release_pod(&self, pod: &Arc<Object<PodRecord>>) -> Result<()> {
+    pub(crate) async fn release(&self, pod: &Arc<Object<PodRecord>>) -> Result<()> {
         let record = pod.get();
         let id = &record.id;
         let mut first_err = None;
-        if let Ok((_, runtime)) = self.runtime(&record.runtime_handler) {
+        if let Ok((_, runtime)) = self
+            .containers
+            .runtimes()
+            .get(&record.runtime_handler)
+            .await
+        {
             // The infra container shares the pod's ID; delete --force kills it.
             if let Err(e) = self
-                .remove_container_resources(&runtime, id, Some(&record))
+                .containers
+                .remove_resources(runtime.as_ref(), id, Some(&record))
                 .await
             {
                 first_err.get_or_insert(e);
             }
         }
-        let paths = self.pod_paths(id);
+        let paths = self.layout.pod_files(id);
         if record.network_attached {
             let netns = paths.ns().join("net");
-            match self.cni.teardown(id, Some(&netns)).await {
+            match self.network.teardown(id, Some(&netns)).await {
                 Ok(()) => {
                     pod.update(|r| {
                         r.network_attached = false;
                         r.ips.clear();
                     })
-                    .map_err(io(format!("pod {id}: writing its record")))?;
+                    .await?;
                 }
                 // The namespace stays pinned, so a retried StopPodSandbox can try again.
                 Err(e) => return Err(e.into()),
             }
         }
+        let host = self.containers.host();
         for p in ["net", "ipc", "uts"].map(|k| paths.ns().join(k)) {
-            if let Err(e) = namespaces::unpin(&p) {
-                first_err.get_or_insert(io(format!("pod {id}: unpinning {}", p.display()))(e));
+            if let Err(e) = host.unpin(&p) {
+                first_err
+                    .get_or_insert(Error::host(format!("pod {id}: unpinning {}", p.display()))(
+                        e,
+                    ));
             }
         }
-        if let Err(e) = namespaces::unmount(&paths.shm()) {
-            first_err.get_or_insert(io(format!("pod {id}: unmounting its shm"))(e));
+        if let Err(e) = host.unmount(&paths.shm()) {
+            first_err.get_or_insert(Error::host(format!("pod {id}: unmounting its shm"))(e));
         }
         match first_err {
             Some(e) => Err(e),
@@ -553,68 +529,68 @@ impl Lifecycle {
     /// cri:RuntimeService.StopPodSandbox: stops every container of the pod (forcibly: the
     /// kubelet has already stopped them gracefully), releases the namespaces. Idempotent;
     /// an unknown ID is not an error.
-    pub async fn stop_pod(self: &Arc<Self>, id: &str) -> Result<()> {
-        let Some(pod) = self.pod(id) else {
+    pub async fn stop(&self, id: &str) -> Result<()> {
+        let Some(pod) = self.registry.pod(id) else {
             return Ok(());
         };
         let _op = pod.lock().await;
-        for c in self.all_containers(Some(id)) {
-            self.stop_container_obj(&c, 0).await?;
-        }
-        self.release_pod(&pod).await?;
+        self.containers.stop_all(id).await?;
+        self.release(&pod).await?;
         pod.update(|r| {
             r.state = PodState::NotReady;
             r.infra = None;
         })
-        .map_err(io(format!("pod {id}: writing its record")))?;
+        .await?;
         tracing::info!(pod = %id, "pod sandbox stopped");
         Ok(())
     }
 
     /// cri:RuntimeService.RemovePodSandbox: stops and removes every container and
     /// everything the pod has on disk. Idempotent; an unknown ID is not an error.
-    pub async fn remove_pod(self: &Arc<Self>, id: &str) -> Result<()> {
-        let Some(pod) = self.pod(id) else {
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let Some(pod) = self.registry.pod(id) else {
             return Ok(());
         };
         let _op = pod.lock().await;
-        for c in self.all_containers(Some(id)) {
-            self.remove_container_obj(&c).await?;
-        }
-        self.release_pod(&pod).await?;
-        crate::state::remove_dir_all(&self.layout.pod_dir(id))
-            .map_err(io(format!("pod {id}: removing its directory")))?;
-        pod.forget()
-            .map_err(io(format!("pod {id}: removing its record")))?;
-        self.pods
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.containers.remove_all(id).await?;
+        self.release(&pod).await?;
+        state::remove_dir_all(&self.layout.pod_dir(id))
+            .map_err(Error::host(format!("pod {id}: removing its directory")))?;
+        pod.forget().await?;
+        self.registry.drop_pod(id);
         tracing::info!(pod = %id, "pod sandbox removed");
         Ok(())
     }
 
     /// A pod's record (cri:RuntimeService.PodSandboxStatus).
-    pub fn pod_status(&self, id: &str) -> Result<PodRecord> {
-        self.pod(id)
+    pub fn status(&self, id: &str) -> Result<PodRecord> {
+        self.registry
+            .pod(id)
             .map(|p| p.get())
             .filter(|r| r.state != PodState::Creating)
-            .ok_or_else(|| LifecycleError::NotFound {
+            .ok_or_else(|| Error::NotFound {
                 kind: "pod sandbox",
                 id: id.to_owned(),
             })
     }
 
     /// Every pod past creation (cri:RuntimeService.ListPodSandbox; the edge filters).
-    pub fn list_pods(&self) -> Vec<PodRecord> {
-        let mut v: Vec<PodRecord> = self
-            .all_pods()
-            .iter()
-            .map(|p| p.get())
-            .filter(|r| r.state != PodState::Creating)
-            .collect();
-        v.sort_by_key(|a| a.created_at_ns);
-        v
+    pub fn list(&self) -> Vec<PodRecord> {
+        self.registry.pod_records()
+    }
+
+    /// The network namespace of pod `pod_id`, which must be ready (cri:PortForward).
+    pub fn netns(&self, pod_id: &str) -> Result<Option<PathBuf>> {
+        let pod = self.status(pod_id)?;
+        if pod.state != PodState::Ready {
+            return Err(Error::InvalidState {
+                kind: "pod sandbox",
+                id: pod_id.to_owned(),
+                state: pod.state.cri_name().to_owned(),
+                wanted: "it must be ready",
+            });
+        }
+        Ok(pod.netns)
     }
 }
 

@@ -1,19 +1,29 @@
 //! Runtime handlers: OCI runtime CLIs (runc, crun, runsc, youki) and VM shims (shim v2).
 //!
-//! This module finds a handler's binary and asks it for its version, which is what
-//! `Status` (RuntimeReady) and `crid check` need. [`oci`] drives the container lifecycle
-//! through an OCI runtime CLI; [`hybrid`] holds the crun workaround for hybrid cgroup hosts.
+//! [`RuntimeHandler`] is what the pod and container services use; [`RuntimeRegistry`]
+//! resolves handler names to runtimes, for them and for `Status` and `crid check` alike.
+//! This module finds a handler's binary and asks it for its version. [`oci`] drives the
+//! container lifecycle through an OCI runtime CLI; [`hybrid`] holds the crun workaround for
+//! hybrid cgroup hosts.
 
-pub mod cgroups;
+#[cfg(test)]
+pub mod fake;
+pub mod handler;
 pub mod hybrid;
 mod invoke;
 pub mod oci;
+pub mod registry;
+
+pub use handler::{Features, OciHandler, RuntimeHandler};
+pub use oci::interactive::{Interactive, Streams};
+pub use oci::{CreateRequest, Created, ExecOutput, State};
+pub use registry::{HandlerError, RuntimeRegistry};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::config::{RuntimeHandler, RuntimeKind};
+use crate::config::{RuntimeHandler as HandlerConfig, RuntimeKind};
 
 /// How long a runtime may take to print its version before it counts as broken.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -184,14 +194,14 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Finds the handler's binary and runs it with its version flag, bounded by [`PROBE_TIMEOUT`].
-pub async fn probe(name: &str, handler: &RuntimeHandler) -> Result<HandlerProbe, RuntimeError> {
+pub async fn probe(name: &str, handler: &HandlerConfig) -> Result<HandlerProbe, RuntimeError> {
     probe_within(name, handler, PROBE_TIMEOUT).await
 }
 
 /// [`probe`] with an explicit time limit.
 pub async fn probe_within(
     name: &str,
-    handler: &RuntimeHandler,
+    handler: &HandlerConfig,
     timeout: Duration,
 ) -> Result<HandlerProbe, RuntimeError> {
     let binary = resolve_binary(&handler.path).ok_or_else(|| RuntimeError::NotFound {
@@ -266,8 +276,8 @@ mod tests {
         p
     }
 
-    fn oci(path: PathBuf) -> RuntimeHandler {
-        RuntimeHandler {
+    fn oci(path: PathBuf) -> HandlerConfig {
+        HandlerConfig {
             path,
             root: None,
             kind: RuntimeKind::Oci,

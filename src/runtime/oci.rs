@@ -16,7 +16,6 @@
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -204,7 +203,7 @@ impl OciRuntime {
     /// A runtime for handler `name`. Its `--root` is `handler.root`, else
     /// `<runroot>/runtimes/<name>`; the systemd cgroup driver adds `--systemd-cgroup`.
     /// On a hybrid cgroup host the binary is asked for its version to tell crun apart.
-    pub fn new(
+    pub async fn new(
         name: &str,
         handler: &RuntimeHandler,
         runroot: &Path,
@@ -222,8 +221,8 @@ impl OciRuntime {
         })?;
         let layout = CgroupLayout::detect();
         let private_mount_ns = layout.is_hybrid() && {
-            let version = version_blocking(name, &binary, PROBE_TIMEOUT)?;
-            hybrid::needs_private_mount_ns(&version, layout)
+            let probe = super::probe_within(name, handler, PROBE_TIMEOUT).await?;
+            hybrid::needs_private_mount_ns(&probe.version, layout)
         };
         Ok(OciRuntime {
             name: name.to_owned(),
@@ -469,55 +468,6 @@ fn is_not_running(stderr: &str) -> bool {
         .any(|m| stderr.contains(m))
 }
 
-/// Runs `binary --version` synchronously (for [`OciRuntime::new`]), bounded by `limit`.
-fn version_blocking(name: &str, binary: &Path, limit: Duration) -> Result<String, RuntimeError> {
-    use std::io::Read;
-    let exec_err = |source| RuntimeError::Exec {
-        handler: name.to_owned(),
-        binary: binary.to_path_buf(),
-        source,
-    };
-    let mut child = std::process::Command::new(binary)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(exec_err)?;
-    let deadline = std::time::Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(exec_err)? {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(RuntimeError::Timeout {
-                handler: name.to_owned(),
-                binary: binary.to_path_buf(),
-                command: "--version".into(),
-                id: None,
-                timeout: limit,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = stdout.read_to_string(&mut out);
-    }
-    if !status.success() {
-        return Err(RuntimeError::Failed {
-            handler: name.to_owned(),
-            binary: binary.to_path_buf(),
-            arg: "--version",
-            status,
-            stderr: String::new(),
-        });
-    }
-    Ok(out.lines().next().unwrap_or_default().trim().to_owned())
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -528,7 +478,16 @@ pub(crate) mod tests {
             root: root.map(PathBuf::from),
             kind: RuntimeKind::Oci,
         };
-        OciRuntime::new("runc", &handler, Path::new("/run/crid"), driver)
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt")
+            .block_on(OciRuntime::new(
+                "runc",
+                &handler,
+                Path::new("/run/crid"),
+                driver,
+            ))
             .expect("runtime")
             .with_private_mount_ns(false)
     }
@@ -699,7 +658,16 @@ pub(crate) mod tests {
             root: None,
             kind: RuntimeKind::Vm,
         };
-        let err = OciRuntime::new("kata", &handler, Path::new("/run"), CgroupDriver::Cgroupfs)
+        let err = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt")
+            .block_on(OciRuntime::new(
+                "kata",
+                &handler,
+                Path::new("/run"),
+                CgroupDriver::Cgroupfs,
+            ))
             .expect_err("vm");
         assert!(matches!(err, RuntimeError::NotOci { .. }), "{err}");
     }

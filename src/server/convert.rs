@@ -148,12 +148,10 @@ pub fn container_status(r: &ContainerRecord) -> cri::ContainerStatus {
     }
 }
 
-/// cri:ContainerEventResponse, with the pod's and the container's status as they are now.
-pub fn event(
-    lifecycle: &crate::lifecycle::Lifecycle,
-    e: &crate::lifecycle::Event,
-) -> cri::ContainerEventResponse {
-    use crate::lifecycle::EventKind;
+/// cri:ContainerEventResponse, with the pod's and its containers' status as they were when
+/// the event happened.
+pub fn event(e: &crate::registry::Event) -> cri::ContainerEventResponse {
+    use crate::registry::EventKind;
     let kind = match e.kind {
         EventKind::Created => cri::ContainerEventType::ContainerCreatedEvent,
         EventKind::Started => cri::ContainerEventType::ContainerStartedEvent,
@@ -164,13 +162,8 @@ pub fn event(
         container_id: e.container_id.clone(),
         container_event_type: kind as i32,
         created_at: e.at_ns,
-        pod_sandbox_status: lifecycle.pod_status(&e.pod_id).ok().map(|p| pod_status(&p)),
-        containers_statuses: lifecycle
-            .list_containers()
-            .iter()
-            .filter(|c| c.pod_id == e.pod_id)
-            .map(container_status)
-            .collect(),
+        pod_sandbox_status: e.pod.as_ref().map(pod_status),
+        containers_statuses: e.containers.iter().map(container_status).collect(),
     }
 }
 
@@ -201,7 +194,7 @@ fn memory(at: i64, u: &crate::stats::Usage) -> cri::MemoryUsage {
 }
 
 /// cri:ContainerStats.
-pub fn container_stats(c: &crate::lifecycle::stats::ContainerUsage) -> cri::ContainerStats {
+pub fn container_stats(c: &crate::container::stats::ContainerUsage) -> cri::ContainerStats {
     let r = &c.record;
     cri::ContainerStats {
         attributes: Some(cri::ContainerAttributes {
@@ -234,7 +227,7 @@ pub fn container_stats_match(f: Option<&cri::ContainerStatsFilter>, r: &Containe
 }
 
 /// cri:PodSandboxStats.
-pub fn pod_stats(p: &crate::lifecycle::stats::PodUsage) -> cri::PodSandboxStats {
+pub fn pod_stats(p: &crate::container::stats::PodUsage) -> cri::PodSandboxStats {
     let r = &p.record;
     cri::PodSandboxStats {
         attributes: Some(cri::PodSandboxAttributes {

@@ -7,8 +7,9 @@
 use tonic::Status;
 
 use crate::daemon::DaemonError;
+use crate::error::Error;
 use crate::image::ImageError;
-use crate::lifecycle::LifecycleError;
+use crate::runtime::HandlerError;
 use crate::storage::layers::LayerError;
 
 impl From<DaemonError> for Status {
@@ -55,25 +56,30 @@ impl From<ImageError> for Status {
     }
 }
 
-/// Pod and container errors: the message names the object and the cause.
-impl From<LifecycleError> for Status {
-    fn from(err: LifecycleError) -> Self {
-        let msg = bounded(&err);
-        match err {
-            LifecycleError::InvalidArgument { .. } => Status::invalid_argument(msg),
-            LifecycleError::NotFound { .. } => Status::not_found(msg),
-            LifecycleError::AlreadyExists(_) => Status::already_exists(msg),
-            LifecycleError::FailedPrecondition(_) => Status::failed_precondition(msg),
-            LifecycleError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
-            LifecycleError::Image(e) => image_status(&e),
-            LifecycleError::Network(e)
-                if matches!(*e, crate::network::CniError::Timeout { .. }) =>
-            {
+/// Pod and container errors: the message names the object and every cause.
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let msg = bounded(&crate::error::chain(&err));
+        // A failed rollback answers as what failed first.
+        match err.root() {
+            Error::InvalidArgument { .. } => Status::invalid_argument(msg),
+            Error::NotFound { .. } => Status::not_found(msg),
+            Error::NameReserved { .. } => Status::already_exists(msg),
+            Error::InvalidState { .. } | Error::Unsupported(_) => Status::failed_precondition(msg),
+            Error::Handler(h) if matches!(**h, HandlerError::Unknown { .. }) => {
+                Status::invalid_argument(msg)
+            }
+            Error::Handler(_) => Status::failed_precondition(msg),
+            Error::Timeout { .. } | Error::ExecTimeout { .. } => Status::deadline_exceeded(msg),
+            Error::Image(e) => Status::new(image_status(e).code(), msg),
+            Error::Network(e) if matches!(**e, crate::network::CniError::Timeout { .. }) => {
                 Status::deadline_exceeded(msg)
             }
-            LifecycleError::Runtime { .. }
-            | LifecycleError::Network(_)
-            | LifecycleError::Internal { .. } => Status::internal(msg),
+            Error::Runtime { .. }
+            | Error::Network(_)
+            | Error::Persist(_)
+            | Error::Host { .. }
+            | Error::Rollback { .. } => Status::internal(msg),
         }
     }
 }
@@ -137,7 +143,7 @@ mod tests {
     #[test]
     fn echoed_input_is_capped_and_the_cause_kept() {
         let huge = "a".repeat(1 << 20);
-        let status = Status::from(LifecycleError::NotFound {
+        let status = Status::from(Error::NotFound {
             kind: "container",
             id: huge.clone(),
         });
@@ -149,7 +155,7 @@ mod tests {
 
         // Normal messages pass untouched, IDs and all.
         let id = "f".repeat(64);
-        let status = Status::from(LifecycleError::NotFound {
+        let status = Status::from(Error::NotFound {
             kind: "container",
             id: id.clone(),
         });
@@ -157,7 +163,7 @@ mod tests {
 
         // Many short words (spaces in a name) are capped as a whole, on a char boundary.
         let many = "é ".repeat(1 << 20);
-        let status = Status::from(LifecycleError::invalid("config.metadata.name", many));
+        let status = Status::from(Error::invalid("config.metadata.name", many));
         assert!(status.message().len() <= MAX_MESSAGE + 20);
         assert!(status.message().ends_with("…(truncated)"));
         assert!(status.message().starts_with("config.metadata.name: é é"));

@@ -1,7 +1,8 @@
 //! The gRPC edge: serves the CRI RuntimeService and ImageService on the unix socket.
 //!
-//! Handlers validate and translate, call the core, and map errors once (in `error`). The
-//! socket's ownership and cleanup live in `socket`.
+//! Handlers validate and translate, call a service, and map errors once (in `error`). The
+//! socket's ownership and cleanup live in `socket`; everything behind the socket is opened
+//! by the composition root, [`Daemon::open`].
 
 mod convert;
 mod decode;
@@ -19,7 +20,8 @@ use crid_api::runtime::v1::image_service_server::ImageServiceServer;
 use crid_api::runtime::v1::runtime_service_server::RuntimeServiceServer;
 use tokio_stream::wrappers::UnixListenerStream;
 
-use crate::daemon::Daemon;
+use crate::config::Config;
+use crate::daemon::{Daemon, OpenError};
 pub use image_service::ImageApi;
 pub use runtime_service::RuntimeApi;
 
@@ -32,16 +34,9 @@ pub enum ServeError {
     /// The socket could not be taken.
     #[error(transparent)]
     Socket(#[from] socket::SocketError),
-    /// The image store could not be opened.
-    #[error("cannot open the image store: {0}")]
-    Images(#[from] crate::image::ImageError),
-    /// The storage root could not be locked (another crid uses it) or its directories
-    /// could not be created or secured.
-    #[error("{0}")]
-    Root(std::io::Error),
-    /// Pods and containers could not be recovered.
-    #[error("cannot recover pods and containers: {0}")]
-    Lifecycle(#[from] crate::lifecycle::LifecycleError),
+    /// The daemon could not open its state.
+    #[error(transparent)]
+    Open(#[from] OpenError),
     /// The streaming server could not start.
     #[error(transparent)]
     Streaming(#[from] crate::streaming::StreamingError),
@@ -57,47 +52,36 @@ pub enum ServeError {
 
 /// Serves both CRI services until `shutdown` resolves, then stops accepting, lets in-flight
 /// calls finish for up to `server.shutdown_timeout_secs`, and removes the socket.
-pub async fn serve(
-    daemon: Arc<Daemon>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServeError> {
-    let config = &daemon.config().server;
-    let grace = Duration::from_secs(config.shutdown_timeout_secs);
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    let grace = Duration::from_secs(config.server.shutdown_timeout_secs);
     // The socket first: its lock refuses a second crid before it can touch any state.
-    let mut owned = socket::bind(&config.listen)?;
-    // Then the storage root, for the daemon's lifetime: a second crid on another socket but
-    // the same root would otherwise "recover" this one's pods and pulls.
-    let storage = &daemon.config().storage;
-    let layout = crate::state::Layout::new(&storage.root, &storage.runroot);
-    let _root_lock = layout.lock().map_err(ServeError::Root)?;
-    // Before any content is read or written: an existing root from an older crid may have
-    // directories other users can walk into; they are repaired here.
-    layout.create().map_err(ServeError::Root)?;
-    // Opening the store also removes what an interrupted pull left behind.
-    let images = Arc::new(crate::image::ImageService::open(daemon.config())?);
-    // Recovery runs before anything is served (clients wait in the listen backlog), so a
-    // client never sees half-recovered state.
-    let lifecycle = crate::lifecycle::Lifecycle::open(daemon.config(), images.clone()).await?;
+    let mut owned = socket::bind(&config.server.listen)?;
+    let streaming_config = config.streaming.clone();
+    // Clients wait in the listen backlog while the daemon opens and recovers.
+    let services = Daemon::open(config).await?;
     let socket_path = owned.path().to_path_buf();
     let Some(listener) = owned.take_listener() else {
         unreachable!("a freshly bound socket has its listener");
     };
 
     let streaming = crate::streaming::StreamingServer::start(
-        &daemon.config().streaming,
-        Arc::new(crate::streaming::LifecycleBackend(lifecycle.clone())),
+        &streaming_config,
+        Arc::new(crate::streaming::ServiceBackend {
+            pods: services.pods.clone(),
+            containers: services.containers.clone(),
+        }),
     )
     .await?;
-    let runtime = RuntimeServiceServer::new(RuntimeApi::new(
-        daemon.clone(),
-        lifecycle.clone(),
-        streaming,
+    let runtime = RuntimeServiceServer::new(RuntimeApi::new(&services, streaming))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let image = ImageServiceServer::new(ImageApi::new(
+        services.daemon.clone(),
+        services.images.clone(),
+        services.containers.clone(),
     ))
     .max_decoding_message_size(MAX_MESSAGE_SIZE)
     .max_encoding_message_size(MAX_MESSAGE_SIZE);
-    let image = ImageServiceServer::new(ImageApi::new(daemon.clone(), images, lifecycle))
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE);
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()

@@ -8,32 +8,33 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::macros::{BoxStream, cri_service};
 use crate::config::CgroupDriver;
-use crate::daemon::{self, Daemon};
-use crate::lifecycle::{Lifecycle, LifecycleError};
-use crate::runtime::oci::interactive::Streams;
-use crate::streaming::{
-    ExecRequest, LifecycleBackend, PortForwardRequest, StreamRequest, StreamingServer,
-};
+use crate::container::ContainerService;
+use crate::daemon::{self, Daemon, Services};
+use crate::error::Error;
+use crate::pod::PodService;
+use crate::registry::Registry;
+use crate::runtime::Streams;
+use crate::streaming::{ExecRequest, PortForwardRequest, StreamRequest, StreamingServer};
 
 /// The RuntimeService endpoint.
 #[derive(Debug, Clone)]
 pub struct RuntimeApi {
     daemon: Arc<Daemon>,
-    lifecycle: Arc<Lifecycle>,
+    registry: Arc<Registry>,
+    pods: Arc<PodService>,
+    containers: Arc<ContainerService>,
     streaming: Arc<StreamingServer>,
 }
 
 impl RuntimeApi {
-    /// Serves RuntimeService from `daemon` (runtime information), `lifecycle` (pods and
-    /// containers) and `streaming` (the URLs of Exec and PortForward).
-    pub fn new(
-        daemon: Arc<Daemon>,
-        lifecycle: Arc<Lifecycle>,
-        streaming: Arc<StreamingServer>,
-    ) -> Self {
+    /// Serves RuntimeService from the daemon's services (runtime information, pods and
+    /// containers) and `streaming` (the URLs of Exec, Attach and PortForward).
+    pub fn new(services: &Services, streaming: Arc<StreamingServer>) -> Self {
         Self {
-            daemon,
-            lifecycle,
+            daemon: services.daemon.clone(),
+            registry: services.registry.clone(),
+            pods: services.pods.clone(),
+            containers: services.containers.clone(),
             streaming,
         }
     }
@@ -88,12 +89,7 @@ cri_service! {
                 })
                 .collect();
             let info = if request.get_ref().verbose {
-                let mut info = self.daemon.status_info();
-                info.insert(
-                    "hostResources".to_owned(),
-                    serde_json::to_string(self.lifecycle.host_resources()).unwrap_or_default(),
-                );
-                info.into_iter().collect()
+                self.daemon.status_info().into_iter().collect()
             } else {
                 Default::default()
             };
@@ -138,7 +134,7 @@ cri_service! {
         async fn run_pod_sandbox(&self, request: Request<cri::RunPodSandboxRequest>) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
             let r = request.into_inner();
             let config = r.config.ok_or_else(|| Status::invalid_argument("config: is required"))?;
-            let pod_sandbox_id = self.lifecycle.run_pod(config, &r.runtime_handler).await?;
+            let pod_sandbox_id = self.pods.run(config, &r.runtime_handler).await?;
             Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
         }
 
@@ -148,7 +144,7 @@ cri_service! {
             if id.is_empty() {
                 return Err(Status::invalid_argument("pod_sandbox_id: must not be empty"));
             }
-            self.lifecycle.stop_pod(&id).await?;
+            self.pods.stop(&id).await?;
             Ok(Response::new(cri::StopPodSandboxResponse {}))
         }
 
@@ -158,7 +154,7 @@ cri_service! {
             if id.is_empty() {
                 return Err(Status::invalid_argument("pod_sandbox_id: must not be empty"));
             }
-            self.lifecycle.remove_pod(&id).await?;
+            self.pods.remove(&id).await?;
             Ok(Response::new(cri::RemovePodSandboxResponse {}))
         }
 
@@ -168,7 +164,7 @@ cri_service! {
             if r.pod_sandbox_id.is_empty() {
                 return Err(Status::invalid_argument("pod_sandbox_id: must not be empty"));
             }
-            let record = self.lifecycle.pod_status(&r.pod_sandbox_id)?;
+            let record = self.pods.status(&r.pod_sandbox_id)?;
             let info = verbose_info(r.verbose, || serde_json::json!({
                 "runtimeHandler": record.runtime_handler,
                 "netns": record.netns,
@@ -187,8 +183,8 @@ cri_service! {
         async fn list_pod_sandbox(&self, request: Request<cri::ListPodSandboxRequest>) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
             let filter = request.into_inner().filter;
             let items = self
-                .lifecycle
-                .list_pods()
+                .pods
+                .list()
                 .iter()
                 .filter(|r| convert::pod_matches(filter.as_ref(), r))
                 .map(convert::pod)
@@ -200,26 +196,26 @@ cri_service! {
         async fn create_container(&self, request: Request<cri::CreateContainerRequest>) -> Result<Response<cri::CreateContainerResponse>, Status> {
             let r = request.into_inner();
             let config = r.config.ok_or_else(|| Status::invalid_argument("config: is required"))?;
-            let container_id = self.lifecycle.create_container(&r.pod_sandbox_id, config).await?;
+            let container_id = self.containers.create(&r.pod_sandbox_id, config).await?;
             Ok(Response::new(cri::CreateContainerResponse { container_id }))
         }
 
         // cri:RuntimeService.StartContainer: created -> running.
         async fn start_container(&self, request: Request<cri::StartContainerRequest>) -> Result<Response<cri::StartContainerResponse>, Status> {
-            self.lifecycle.start_container(&request.into_inner().container_id).await?;
+            self.containers.start(&request.into_inner().container_id).await?;
             Ok(Response::new(cri::StartContainerResponse {}))
         }
 
         // cri:RuntimeService.StopContainer: stop signal, timeout, SIGKILL; idempotent.
         async fn stop_container(&self, request: Request<cri::StopContainerRequest>) -> Result<Response<cri::StopContainerResponse>, Status> {
             let r = request.into_inner();
-            self.lifecycle.stop_container(&r.container_id, r.timeout).await?;
+            self.containers.stop(&r.container_id, r.timeout).await?;
             Ok(Response::new(cri::StopContainerResponse {}))
         }
 
         // cri:RuntimeService.RemoveContainer: idempotent, forcible.
         async fn remove_container(&self, request: Request<cri::RemoveContainerRequest>) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-            self.lifecycle.remove_container(&request.into_inner().container_id).await?;
+            self.containers.remove(&request.into_inner().container_id).await?;
             Ok(Response::new(cri::RemoveContainerResponse {}))
         }
 
@@ -227,8 +223,8 @@ cri_service! {
         async fn list_containers(&self, request: Request<cri::ListContainersRequest>) -> Result<Response<cri::ListContainersResponse>, Status> {
             let filter = request.into_inner().filter;
             let containers = self
-                .lifecycle
-                .list_containers()
+                .containers
+                .list()
                 .iter()
                 .filter(|r| convert::container_matches(filter.as_ref(), r))
                 .map(convert::container)
@@ -239,7 +235,7 @@ cri_service! {
         // cri:RuntimeService.ContainerStatus: NotFound when absent.
         async fn container_status(&self, request: Request<cri::ContainerStatusRequest>) -> Result<Response<cri::ContainerStatusResponse>, Status> {
             let r = request.into_inner();
-            let record = self.lifecycle.container_status(&r.container_id)?;
+            let record = self.containers.status(&r.container_id)?;
             let info = verbose_info(r.verbose, || serde_json::json!({
                 "sandboxID": record.pod_id,
                 "pid": record.pid,
@@ -254,13 +250,13 @@ cri_service! {
         // cri:RuntimeService.UpdateContainerResources: the runtime's update.
         async fn update_container_resources(&self, request: Request<cri::UpdateContainerResourcesRequest>) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
             let r = request.into_inner();
-            self.lifecycle.update_container_resources(&r.container_id, r.linux).await?;
+            self.containers.update_resources(&r.container_id, r.linux).await?;
             Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
         }
 
         // cri:RuntimeService.ReopenContainerLog: the monitor reopens the file.
         async fn reopen_container_log(&self, request: Request<cri::ReopenContainerLogRequest>) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
-            self.lifecycle.reopen_container_log(&request.into_inner().container_id).await?;
+            self.containers.reopen_log(&request.into_inner().container_id).await?;
             Ok(Response::new(cri::ReopenContainerLogResponse {}))
         }
 
@@ -269,12 +265,12 @@ cri_service! {
         async fn exec(&self, request: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>, Status> {
             let r = request.into_inner();
             if !(r.stdin || r.stdout || r.stderr) {
-                return Err(LifecycleError::invalid("stdin, stdout, stderr", "one of them must be set").into());
+                return Err(Error::invalid("stdin, stdout, stderr", "one of them must be set").into());
             }
             if r.tty && r.stderr {
-                return Err(LifecycleError::invalid("stderr", "cannot be set with tty (the terminal carries both outputs)").into());
+                return Err(Error::invalid("stderr", "cannot be set with tty (the terminal carries both outputs)").into());
             }
-            self.lifecycle.exec_target(&r.container_id, r.cmd.clone())?;
+            self.containers.exec_target(&r.container_id, r.cmd.clone()).await?;
             let url = self.streaming.url(StreamRequest::Exec(ExecRequest {
                 container_id: r.container_id,
                 cmd: r.cmd,
@@ -289,12 +285,12 @@ cri_service! {
         async fn attach(&self, request: Request<cri::AttachRequest>) -> Result<Response<cri::AttachResponse>, Status> {
             let r = request.into_inner();
             if !(r.stdin || r.stdout || r.stderr) {
-                return Err(LifecycleError::invalid("stdin, stdout, stderr", "one of them must be set").into());
+                return Err(Error::invalid("stdin, stdout, stderr", "one of them must be set").into());
             }
             if r.tty && r.stderr {
-                return Err(LifecycleError::invalid("stderr", "cannot be set with tty (the terminal carries both outputs)").into());
+                return Err(Error::invalid("stderr", "cannot be set with tty (the terminal carries both outputs)").into());
             }
-            self.lifecycle.attach_target(&r.container_id)?;
+            self.containers.attach_target(&r.container_id)?;
             let url = self.streaming.url(StreamRequest::Exec(ExecRequest {
                 container_id: r.container_id,
                 cmd: Vec::new(),
@@ -308,16 +304,16 @@ cri_service! {
         async fn port_forward(&self, request: Request<cri::PortForwardRequest>) -> Result<Response<cri::PortForwardResponse>, Status> {
             let r = request.into_inner();
             if r.pod_sandbox_id.is_empty() {
-                return Err(LifecycleError::invalid("pod_sandbox_id", "must not be empty").into());
+                return Err(Error::invalid("pod_sandbox_id", "must not be empty").into());
             }
             let mut ports = Vec::with_capacity(r.port.len());
             for p in r.port {
                 match u16::try_from(p) {
                     Ok(p) if p > 0 => ports.push(p),
-                    _ => return Err(LifecycleError::invalid("port", format!("{p} is not a TCP port")).into()),
+                    _ => return Err(Error::invalid("port", format!("{p} is not a TCP port")).into()),
                 }
             }
-            LifecycleBackend::pod_netns(&self.lifecycle, &r.pod_sandbox_id)?;
+            self.pods.netns(&r.pod_sandbox_id)?;
             let url = self.streaming.url(StreamRequest::PortForward(PortForwardRequest {
                 pod_id: r.pod_sandbox_id,
                 ports,
@@ -328,7 +324,7 @@ cri_service! {
         // cri:RuntimeService.ExecSync: output, exit code, timeout honoured.
         async fn exec_sync(&self, request: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
             let r = request.into_inner();
-            let out = self.lifecycle.exec_sync(&r.container_id, r.cmd, r.timeout).await?;
+            let out = self.containers.exec_sync(&r.container_id, r.cmd, r.timeout).await?;
             Ok(Response::new(cri::ExecSyncResponse {
                 stdout: out.stdout,
                 stderr: out.stderr,
@@ -338,7 +334,7 @@ cri_service! {
 
         // cri:RuntimeService.ContainerStats: cgroup usage and the writable layer.
         async fn container_stats(&self, request: Request<cri::ContainerStatsRequest>) -> Result<Response<cri::ContainerStatsResponse>, Status> {
-            let usage = self.lifecycle.container_stats(&request.into_inner().container_id)?;
+            let usage = self.containers.stats(&request.into_inner().container_id)?;
             Ok(Response::new(cri::ContainerStatsResponse { stats: Some(convert::container_stats(&usage)) }))
         }
 
@@ -346,8 +342,8 @@ cri_service! {
         async fn list_container_stats(&self, request: Request<cri::ListContainerStatsRequest>) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
             let filter = request.into_inner().filter;
             let stats = self
-                .lifecycle
-                .list_container_stats()
+                .containers
+                .list_stats()
                 .iter()
                 .filter(|c| convert::container_stats_match(filter.as_ref(), &c.record))
                 .map(convert::container_stats)
@@ -361,7 +357,7 @@ cri_service! {
             if id.is_empty() {
                 return Err(Status::invalid_argument("pod_sandbox_id: must not be empty"));
             }
-            let usage = self.lifecycle.pod_stats(&id)?;
+            let usage = self.containers.pod_stats(&id)?;
             Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(convert::pod_stats(&usage)) }))
         }
 
@@ -369,7 +365,7 @@ cri_service! {
         async fn list_pod_sandbox_stats(&self, request: Request<cri::ListPodSandboxStatsRequest>) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
             let filter = request.into_inner().filter;
             let stats = self
-                .lifecycle
+                .containers
                 .list_pod_stats()
                 .iter()
                 .filter(|p| convert::pod_stats_match(filter.as_ref(), &p.record))
@@ -382,10 +378,9 @@ cri_service! {
 
         // cri:RuntimeService.GetContainerEvents: created, started, stopped, deleted, as they happen.
         async fn get_container_events(&self, _request: Request<cri::GetEventsRequest>) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-            let lifecycle = self.lifecycle.clone();
-            let events = tokio_stream::wrappers::BroadcastStream::new(self.lifecycle.subscribe());
+            let events = tokio_stream::wrappers::BroadcastStream::new(self.registry.subscribe());
             let stream = tokio_stream::StreamExt::filter_map(events, move |e| match e {
-                Ok(e) => Some(Ok(convert::event(&lifecycle, &e))),
+                Ok(e) => Some(Ok(convert::event(&e))),
                 // A subscriber that fell behind misses events; the kubelet relists.
                 Err(lagged) => {
                     tracing::warn!("a GetContainerEvents subscriber fell behind: {lagged}");

@@ -2,7 +2,9 @@
 //! never sees half a record, even after `kill -9` of the daemon or a power cut, and the
 //! on-disk layout of pods and containers.
 
+pub mod access;
 pub mod records;
+pub mod store;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::storage::access::{Access, secure_dir};
+use access::{Access, secure_dir};
 
 pub use records::{ContainerRecord, ContainerState, PodRecord, PodState};
 
@@ -22,6 +24,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `path` atomically (temp file and rename) but not durably: for files
+/// under `storage.runroot`, a tmpfs in production, which a reboot empties anyway.
+pub fn write_volatile(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Serializes `value` as JSON into `path` with [`write_atomic`].
@@ -55,6 +67,46 @@ pub fn remove_dir_all(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// A pod's volatile directory (see [`Layout::pod_dir`]) and the paths in it.
+#[derive(Debug, Clone)]
+pub struct PodDir {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl PodDir {
+    /// Namespace pins (`net`, `ipc`, `uts`).
+    pub fn ns(&self) -> PathBuf {
+        self.dir.join("ns")
+    }
+    /// The pod's /dev/shm mount.
+    pub fn shm(&self) -> PathBuf {
+        self.dir.join("shm")
+    }
+    /// The hostname file.
+    pub fn hostname(&self) -> PathBuf {
+        self.dir.join("hostname")
+    }
+    /// The hosts file.
+    pub fn hosts(&self) -> PathBuf {
+        self.dir.join("hosts")
+    }
+    /// The resolv.conf file.
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.dir.join("resolv.conf")
+    }
+}
+
+/// `<root>/storage/layers`: unpacked layers by diff ID.
+pub fn layers_dir(root: &Path) -> PathBuf {
+    root.join("storage").join("layers")
+}
+
+/// `<root>/storage/containers`: container writable layers.
+pub fn containers_dir(root: &Path) -> PathBuf {
+    root.join("storage").join("containers")
 }
 
 /// Where pods and containers keep their state.
@@ -115,8 +167,8 @@ impl Layout {
         vec![
             (self.root.clone(), Access::Traverse),
             private(self.root.join("storage")),
-            private(crate::storage::layers_dir(&self.root)),
-            private(crate::storage::containers_dir(&self.root)),
+            private(layers_dir(&self.root)),
+            private(containers_dir(&self.root)),
             // Image configs and manifests (env values may be secrets).
             private(self.root.join("image")),
             private(self.root.join("state")),
@@ -159,6 +211,13 @@ impl Layout {
         self.runroot.join("pods").join(id)
     }
 
+    /// A pod's volatile directory with the paths of what it holds.
+    pub fn pod_files(&self, id: &str) -> PodDir {
+        PodDir {
+            dir: self.pod_dir(id),
+        }
+    }
+
     /// A container's bundle directory (config.json, rootfs mount point, pid file).
     pub fn bundle(&self, id: &str) -> PathBuf {
         self.runroot.join("containers").join(id)
@@ -166,7 +225,7 @@ impl Layout {
 
     /// A container's writable layer (overlay upper and work directories).
     pub fn container_storage(&self, id: &str) -> PathBuf {
-        crate::storage::containers_dir(&self.root).join(id)
+        containers_dir(&self.root).join(id)
     }
 
     /// The directory crid-monitor writes exit files into; the daemon watches it.

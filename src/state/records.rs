@@ -22,6 +22,17 @@ pub enum PodState {
     NotReady,
 }
 
+impl PodState {
+    /// The CRI's name of the state, for messages.
+    pub fn cri_name(self) -> &'static str {
+        match self {
+            PodState::Creating => "being created",
+            PodState::Ready => "SANDBOX_READY",
+            PodState::NotReady => "SANDBOX_NOTREADY",
+        }
+    }
+}
+
 /// The pod's infra container, when its PID namespace needs a PID 1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InfraRecord {
@@ -91,6 +102,18 @@ pub enum ContainerState {
     Running,
     /// `CONTAINER_EXITED`.
     Exited,
+}
+
+impl ContainerState {
+    /// The CRI's name of the state, for messages.
+    pub fn cri_name(self) -> &'static str {
+        match self {
+            ContainerState::Creating => "being created",
+            ContainerState::Created => "CONTAINER_CREATED",
+            ContainerState::Running => "CONTAINER_RUNNING",
+            ContainerState::Exited => "CONTAINER_EXITED",
+        }
+    }
 }
 
 /// A container.

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::Digest as _;
 
 use super::sys::*;
-use crate::image::reference::{Digest, hex};
+use crate::digest::{Digest, hex};
 
 /// Prefix of in-progress unpacks (and of layers being deleted).
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -177,7 +177,7 @@ impl LayerStore {
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<LayerStore> {
         let dir = dir.into();
         // Layers keep their setuid files and device nodes: nobody else may reach them.
-        super::access::secure_dir(&dir, super::access::Access::Private)?;
+        crate::state::access::secure_dir(&dir, crate::state::access::Access::Private)?;
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             if entry

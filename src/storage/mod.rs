@@ -4,22 +4,22 @@
 //! Container writable layers live in `<root>/storage/containers`, under overlay mounts of
 //! the image layers (`overlay`).
 
-pub mod access;
 pub mod layers;
 pub mod overlay;
 mod sys;
 pub mod usage;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// `<root>/storage/layers`: unpacked layers by diff ID.
-pub fn layers_dir(root: &Path) -> PathBuf {
-    root.join("storage").join("layers")
-}
+pub use crate::state::{containers_dir, layers_dir};
 
-/// `<root>/storage/containers`: container writable layers.
-pub fn containers_dir(root: &Path) -> PathBuf {
-    root.join("storage").join("containers")
+/// Lazily unmounts `path` (MNT_DETACH); not mounted or absent is fine.
+pub fn unmount(path: &Path) -> std::io::Result<()> {
+    use nix::mount::{MntFlags, umount2};
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reads at most `max` bytes of the file `rel` inside the directory tree `root`, resolving

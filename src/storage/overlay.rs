@@ -83,7 +83,7 @@ pub fn is_mounted(path: &Path) -> bool {
 
 /// Unmounts the root filesystem and removes the container's storage; idempotent.
 pub fn remove_rootfs(layout: &RootfsLayout) -> io::Result<()> {
-    crate::pod::namespaces::unmount(&layout.target)?;
+    super::unmount(&layout.target)?;
     let _ = std::fs::remove_dir(&layout.target);
     crate::state::remove_dir_all(&layout.storage)
 }

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::StreamingConfig;
-use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::container::ContainerService;
+use crate::pod::PodService;
 use crate::runtime::oci::interactive::Streams;
-use crate::state::PodState;
 
 /// What a token stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,10 +55,11 @@ pub struct PortForwardRequest {
 }
 
 /// What the sessions need from the rest of crid; a seam for tests.
+#[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// Starts the request's command in its container, or connects to the container's
     /// attach socket.
-    fn exec(&self, request: &ExecRequest) -> Result<exec::Source, String>;
+    async fn exec(&self, request: &ExecRequest) -> Result<exec::Source, String>;
     /// The pod's pinned network namespace; `None` for a host-network pod.
     fn netns(&self, pod_id: &str) -> Result<Option<PathBuf>, String>;
 }
@@ -154,40 +155,32 @@ impl StreamingServer {
     }
 }
 
-/// The daemon's [`Backend`]: containers and pods as the core knows them.
-pub struct LifecycleBackend(pub Arc<Lifecycle>);
-
-impl LifecycleBackend {
-    /// The network namespace of pod `pod_id`, which must be ready (cri:PortForward).
-    pub fn pod_netns(
-        lifecycle: &Lifecycle,
-        pod_id: &str,
-    ) -> Result<Option<PathBuf>, LifecycleError> {
-        let pod = lifecycle.pod_status(pod_id)?;
-        if pod.state != PodState::Ready {
-            return Err(LifecycleError::FailedPrecondition(format!(
-                "pod sandbox {pod_id} is not ready"
-            )));
-        }
-        Ok(pod.netns)
-    }
+/// The daemon's [`Backend`]: containers and pods as their services know them.
+pub struct ServiceBackend {
+    /// Pods, for port forwarding.
+    pub pods: Arc<PodService>,
+    /// Containers, for exec and attach.
+    pub containers: Arc<ContainerService>,
 }
 
-impl Backend for LifecycleBackend {
-    fn exec(&self, request: &ExecRequest) -> Result<exec::Source, String> {
+#[async_trait::async_trait]
+impl Backend for ServiceBackend {
+    async fn exec(&self, request: &ExecRequest) -> Result<exec::Source, String> {
+        let chain = |e: crate::error::Error| crate::error::chain(&e);
         if request.attach {
             let bundle = self
-                .0
+                .containers
                 .attach_target(&request.container_id)
-                .map_err(|e| e.to_string())?;
+                .map_err(chain)?;
             return attach::connect(&bundle)
                 .map(exec::Source::Attach)
                 .map_err(|e| format!("container {}: attach socket: {e}", request.container_id));
         }
         let (runtime, process) = self
-            .0
+            .containers
             .exec_target(&request.container_id, request.cmd.clone())
-            .map_err(|e| e.to_string())?;
+            .await
+            .map_err(chain)?;
         runtime
             .exec_interactive(&request.container_id, &process, request.streams)
             .map(|p| exec::Source::Process(Box::new(p)))
@@ -195,7 +188,7 @@ impl Backend for LifecycleBackend {
     }
 
     fn netns(&self, pod_id: &str) -> Result<Option<PathBuf>, String> {
-        Self::pod_netns(&self.0, pod_id).map_err(|e| e.to_string())
+        self.pods.netns(pod_id).map_err(|e| crate::error::chain(&e))
     }
 }
 
@@ -211,8 +204,9 @@ mod tests {
     /// Runs commands on the host with `sh`; dials the host's loopback.
     struct HostBackend;
 
+    #[async_trait::async_trait]
     impl Backend for HostBackend {
-        fn exec(&self, r: &ExecRequest) -> Result<exec::Source, String> {
+        async fn exec(&self, r: &ExecRequest) -> Result<exec::Source, String> {
             let mut c = tokio::process::Command::new("/bin/sh");
             c.arg("-c").arg(r.cmd.join(" "));
             Interactive::spawn(c, r.streams)

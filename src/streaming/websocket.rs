@@ -69,7 +69,7 @@ pub(super) async fn exec(
     peer: SocketAddr,
 ) {
     let (mut sink, mut stream) = ws.split();
-    let process = match backend.exec(&request) {
+    let process = match backend.exec(&request).await {
         Ok(p) => p,
         Err(e) => {
             tracing::info!(%peer, container = %request.container_id, error = %e, "exec failed to start");

@@ -81,7 +81,7 @@ pub(super) async fn exec(
     let Some(error) = streams.remove("error") else {
         return session.close().await;
     };
-    let process = match backend.exec(&request) {
+    let process = match backend.exec(&request).await {
         Ok(p) => p,
         Err(e) => {
             tracing::info!(%peer, container = %request.container_id, error = %e, "exec failed to start");

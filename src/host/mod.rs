@@ -1,8 +1,53 @@
-//! Facts about the host that decide what crid can do: cgroup layout, what its cgroups can
-//! enforce, capabilities, sysctls and overlayfs.
+//! The kernel side of crid: facts about the host that decide what crid can do (cgroup
+//! layout, what its cgroups can enforce, capabilities, sysctls, overlayfs), and the [`Host`]
+//! seam through which the pod and container services change it (namespace pins, mounts,
+//! cgroups). [`Linux`] is the real implementation; [`fake::Recording`] records calls and
+//! keeps a model of what exists, so the services' rules are tested without root.
+
+pub mod cgroups;
+#[cfg(test)]
+pub mod fake;
+mod linux;
+pub mod namespaces;
+
+pub use linux::Linux;
+pub use namespaces::{NamespaceError, PinRequest, Pinned};
 
 use std::fmt;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::storage::overlay::RootfsLayout;
+
+/// What the pod and container services ask of the kernel. Every method is idempotent
+/// where the name says remove, unpin or unmount: absent is fine. Methods may block
+/// (`pin_namespaces` and the cgroup sweeps do): callers run those on blocking threads.
+pub trait Host: Send + Sync + fmt::Debug {
+    /// Creates and pins the namespaces `req` asks for (see [`namespaces::pin`]).
+    fn pin_namespaces(&self, req: &PinRequest) -> Result<Pinned, NamespaceError>;
+    /// Unpins a namespace and removes its file.
+    fn unpin(&self, path: &Path) -> io::Result<()>;
+    /// Whether `path` is a live namespace pin.
+    fn is_pinned(&self, path: &Path) -> bool;
+    /// Mounts a pod's /dev/shm tmpfs at `path`.
+    fn mount_shm(&self, path: &Path) -> Result<(), NamespaceError>;
+    /// Lazily unmounts `path`.
+    fn unmount(&self, path: &Path) -> io::Result<()>;
+    /// Mounts a container's overlay root filesystem over `lower` (topmost first).
+    fn mount_rootfs(&self, layout: &RootfsLayout, lower: &[PathBuf]) -> io::Result<()>;
+    /// Unmounts and removes a container's root filesystem and writable layer.
+    fn remove_rootfs(&self, layout: &RootfsLayout) -> io::Result<()>;
+    /// Kills what is left in the cgroup `cgroups_path` and waits up to `limit` for it to
+    /// go; returns how many processes were signalled.
+    fn kill_remaining(&self, cgroups_path: &str, limit: Duration) -> io::Result<usize>;
+    /// Kills what is in the cgroup and removes its directory in every hierarchy.
+    fn remove_cgroup(&self, cgroups_path: &str) -> io::Result<()>;
+    /// Whether the kernel has the sysctl `key`.
+    fn sysctl_exists(&self, key: &str) -> bool;
+    /// The host's name.
+    fn hostname(&self) -> String;
+}
 
 /// How cgroups are mounted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MsFlags, mount};
 use nix::sched::CloneFlags;
 
 /// NSFS_MAGIC: the filesystem type of a namespace file (a pin is a mount of one).
@@ -200,13 +200,7 @@ pub fn unpin(path: &Path) -> io::Result<()> {
     crate::state::remove_file(path)
 }
 
-/// Lazily unmounts `path`; not mounted or absent is fine.
-pub fn unmount(path: &Path) -> io::Result<()> {
-    match umount2(path, MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
+pub use crate::storage::unmount;
 
 /// Mounts the pod's /dev/shm: a 64 MiB tmpfs, as Docker, containerd and CRI-O size it.
 pub fn mount_shm(path: &Path) -> Result<(), NamespaceError> {
@@ -224,42 +218,9 @@ pub fn mount_shm(path: &Path) -> Result<(), NamespaceError> {
     .map_err(err(format!("mounting the pod's shm at {}", path.display())))
 }
 
-/// Namespaced sysctls a pod may set, and the namespace each belongs to
-/// (cri:LinuxPodSandboxConfig#sysctls; the kubelet's safe and unsafe namespaced sets).
-pub fn sysctl_namespace(key: &str) -> Option<&'static str> {
-    const IPC: [&str; 6] = [
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-        "kernel.msgmax",
-        "kernel.msgmnb",
-    ];
-    if key.starts_with("net.") {
-        Some("net")
-    } else if IPC.contains(&key)
-        || key == "kernel.msgmni"
-        || key == "kernel.sem"
-        || key.starts_with("fs.mqueue.")
-    {
-        Some("ipc")
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sysctls_are_classified_by_namespace() {
-        assert_eq!(sysctl_namespace("net.ipv4.ip_forward"), Some("net"));
-        assert_eq!(sysctl_namespace("kernel.shm_rmid_forced"), Some("ipc"));
-        assert_eq!(sysctl_namespace("fs.mqueue.msg_max"), Some("ipc"));
-        assert_eq!(sysctl_namespace("kernel.hostname"), None);
-        assert_eq!(sysctl_namespace("vm.swappiness"), None);
-    }
 
     // oci-runtime:config-linux.md#namespaces (a path joins an existing namespace)
     #[test]

@@ -1,7 +1,8 @@
 //! ContainerStats and PodSandboxStats: cgroup usage of live containers, the writable
 //! layer's disk usage, and CPU rates from the previous sample.
 
-use super::{Lifecycle, Result};
+use super::ContainerService;
+use crate::error::{Error, Result};
 use crate::state::{ContainerRecord, ContainerState, PodRecord, PodState};
 use crate::stats::Usage;
 
@@ -37,7 +38,7 @@ pub struct PodUsage {
     pub containers: Vec<ContainerUsage>,
 }
 
-impl Lifecycle {
+impl ContainerService {
     fn usage_of(&self, record: ContainerRecord) -> ContainerUsage {
         let at_ns = crate::state::now_ns();
         let live = matches!(
@@ -45,7 +46,7 @@ impl Lifecycle {
             ContainerState::Created | ContainerState::Running
         );
         let usage = live
-            .then(|| self.pod(&record.pod_id).map(|p| p.get()))
+            .then(|| self.registry.pod(&record.pod_id).map(|p| p.get()))
             .flatten()
             .and_then(|pod| crate::stats::read(&self.cgroups_path(&pod, &record.id)).ok());
         let nano_cores = usage
@@ -67,33 +68,44 @@ impl Lifecycle {
     }
 
     /// cri:RuntimeService.ContainerStats.
-    pub fn container_stats(&self, id: &str) -> Result<ContainerUsage> {
-        let record = self.container_status(id)?;
+    pub fn stats(&self, id: &str) -> Result<ContainerUsage> {
+        let record = self.status(id)?;
         Ok(self.usage_of(record))
     }
 
     /// cri:RuntimeService.ListContainerStats: every created or running container (the
     /// edge filters).
-    pub fn list_container_stats(&self) -> Vec<ContainerUsage> {
+    pub fn list_stats(&self) -> Vec<ContainerUsage> {
         let live: Vec<ContainerRecord> = self
-            .list_containers()
+            .list()
             .into_iter()
             .filter(|r| matches!(r.state, ContainerState::Created | ContainerState::Running))
             .collect();
-        self.cpu_rates
-            .retain(&|id| self.container(id).is_some() || self.pod(id).is_some());
+        self.cpu_rates.retain(&|id| {
+            let id = id.strip_prefix("pod:").unwrap_or(id);
+            self.registry.container(id).is_some() || self.registry.pod(id).is_some()
+        });
         live.into_iter().map(|r| self.usage_of(r)).collect()
     }
 
     /// cri:RuntimeService.PodSandboxStats.
     pub fn pod_stats(&self, id: &str) -> Result<PodUsage> {
-        let record = self.pod_status(id)?;
+        let record = self
+            .registry
+            .pod(id)
+            .map(|p| p.get())
+            .filter(|r| r.state != PodState::Creating)
+            .ok_or_else(|| Error::NotFound {
+                kind: "pod sandbox",
+                id: id.to_owned(),
+            })?;
         Ok(self.pod_usage(record))
     }
 
     /// cri:RuntimeService.ListPodSandboxStats: every ready pod (the edge filters).
     pub fn list_pod_stats(&self) -> Vec<PodUsage> {
-        self.list_pods()
+        self.registry
+            .pod_records()
             .into_iter()
             .filter(|p| p.state == PodState::Ready)
             .map(|p| self.pod_usage(p))
@@ -103,9 +115,9 @@ impl Lifecycle {
     fn pod_usage(&self, record: PodRecord) -> PodUsage {
         let at_ns = crate::state::now_ns();
         let containers: Vec<ContainerUsage> = self
-            .list_containers()
+            .registry
+            .container_records(Some(&record.id))
             .into_iter()
-            .filter(|c| c.pod_id == record.id)
             .map(|c| self.usage_of(c))
             .collect();
         let infra = record

@@ -1,0 +1,387 @@
+//! The pod service's rules, without root: the services run over a recording host, a fake
+//! runtime, an in-memory record store and a fake network (see `crate::testkit`).
+
+use std::time::Duration;
+
+use crid_api::cri;
+use tonic::Code;
+
+use crate::state::store::RecordKind;
+use crate::state::{PodRecord, PodState};
+use crate::testkit::{Kit, code};
+
+/// Nothing of any pod is left: no record, no pin or mount, no network attachment, no
+/// runtime container, no pod directory.
+fn assert_no_pod_left(kit: &Kit) {
+    assert!(kit.registry.pods().is_empty(), "registry");
+    assert!(kit.store.ids(RecordKind::Pod).is_empty(), "records");
+    assert!(kit.host.model().is_clean(), "{:?}", kit.host.model());
+    assert!(kit.network.attached().is_empty(), "network");
+    assert!(kit.runtime.containers().is_empty(), "runtime");
+    assert!(
+        kit.entries("run/pods").is_empty(),
+        "{:?}",
+        kit.entries("run/pods")
+    );
+}
+
+fn shared_pid(mut config: cri::PodSandboxConfig) -> cri::PodSandboxConfig {
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .namespace_options
+        .get_or_insert_with(Default::default)
+        .pid = cri::NamespaceMode::Pod as i32;
+    config
+}
+
+// cri:RuntimeService.RunPodSandbox: the pod is SANDBOX_READY with its namespaces, shm,
+// network and durable record.
+#[tokio::test]
+async fn a_pod_runs_with_its_namespaces_network_and_record() {
+    let kit = Kit::new();
+    let id = kit.pod("web").await;
+    let pod = kit.pods.status(&id).expect("status");
+    assert_eq!(pod.state, PodState::Ready);
+    assert_eq!(pod.ips, ["10.0.0.2"]);
+    assert!(pod.network_attached);
+    let stored: PodRecord = kit.store.get(RecordKind::Pod, &id).expect("stored");
+    assert_eq!(stored.state, PodState::Ready);
+    let model = kit.host.model();
+    assert_eq!(model.pins.len(), 3, "{model:?}");
+    assert_eq!(model.mounts.len(), 1, "the pod's shm: {model:?}");
+    let hosts =
+        std::fs::read_to_string(kit.containers.layout().pod_files(&id).hosts()).expect("hosts");
+    assert!(hosts.contains("10.0.0.2\tweb"), "{hosts}");
+    assert_eq!(kit.pods.list().len(), 1);
+    // Namespaces are pinned: no infra container without a shared PID namespace.
+    assert!(kit.runtime.containers().is_empty());
+}
+
+// cri:RuntimeService.RunPodSandbox: a pod-shared PID namespace gets an infra container.
+#[tokio::test]
+async fn a_shared_pid_namespace_runs_an_infra_container() {
+    let kit = Kit::new();
+    let id = kit
+        .pods
+        .run(shared_pid(kit.pod_config("shared")), "")
+        .await
+        .expect("run");
+    assert_eq!(kit.runtime.containers(), std::slice::from_ref(&id));
+    assert!(kit.pods.status(&id).expect("status").infra.is_some());
+    kit.pods.stop(&id).await.expect("stop");
+    assert!(kit.runtime.containers().is_empty(), "infra deleted");
+    assert!(kit.pods.status(&id).expect("status").infra.is_none());
+}
+
+/// Each step of RunPodSandbox failing in turn: the error's code, and nothing left behind.
+#[tokio::test]
+async fn every_failing_step_of_run_pod_sandbox_rolls_back() {
+    type Inject = fn(&Kit, bool);
+    let steps: [(&str, Inject, Code); 6] = [
+        (
+            "record write",
+            |k, on| k.store.fail_writes(on),
+            Code::Internal,
+        ),
+        (
+            "namespace pins",
+            |k, on| {
+                if on {
+                    k.host.fail("pin_namespaces")
+                } else {
+                    k.host.heal("pin_namespaces")
+                }
+            },
+            Code::Internal,
+        ),
+        (
+            "shm mount",
+            |k, on| {
+                if on {
+                    k.host.fail("mount_shm")
+                } else {
+                    k.host.heal("mount_shm")
+                }
+            },
+            Code::Internal,
+        ),
+        (
+            "infra rootfs",
+            |k, on| {
+                if on {
+                    k.host.fail("mount_rootfs")
+                } else {
+                    k.host.heal("mount_rootfs")
+                }
+            },
+            Code::Internal,
+        ),
+        (
+            "infra create",
+            |k, on| {
+                if on {
+                    k.runtime.fail("create")
+                } else {
+                    k.runtime.heal("create")
+                }
+            },
+            Code::Internal,
+        ),
+        (
+            "infra start",
+            |k, on| {
+                if on {
+                    k.runtime.fail("start")
+                } else {
+                    k.runtime.heal("start")
+                }
+            },
+            Code::Internal,
+        ),
+    ];
+    for (step, inject, want) in steps {
+        let kit = Kit::new();
+        inject(&kit, true);
+        let err = kit
+            .pods
+            .run(shared_pid(kit.pod_config("p")), "")
+            .await
+            .expect_err(step);
+        assert_eq!(code(err), want, "{step}");
+        assert_no_pod_left(&kit);
+        // The same request succeeds once the fault is gone: the name was released.
+        inject(&kit, false);
+        kit.pods
+            .run(shared_pid(kit.pod_config("p")), "")
+            .await
+            .unwrap_or_else(|e| panic!("{step}: retry: {e}"));
+    }
+}
+
+// A broken network plugin fails RunPodSandbox and leaves nothing.
+#[tokio::test]
+async fn a_failing_network_rolls_back() {
+    let kit = Kit::new();
+    kit.network.fail(true);
+    let err = kit
+        .pods
+        .run(kit.pod_config("n"), "")
+        .await
+        .expect_err("fails");
+    let text = err.to_string();
+    assert!(text.contains("injected failure"), "{text}");
+    assert_eq!(code(err), Code::Internal);
+    assert_no_pod_left(&kit);
+}
+
+// cri:RuntimeService.RunPodSandbox: a pod name is reserved (name, namespace, uid, attempt).
+#[tokio::test]
+async fn concurrent_runs_of_one_name_give_one_pod() {
+    let kit = Kit::new();
+    let config = kit.pod_config("twin");
+    let runs = (0..8).map(|_| kit.pods.run(config.clone(), ""));
+    let results = futures_util::future::join_all(runs).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 1, "{results:?}");
+    for r in results.into_iter().filter_map(Result::err) {
+        let text = r.to_string();
+        assert_eq!(code(r), Code::AlreadyExists, "{text}");
+    }
+    assert_eq!(kit.pods.list().len(), 1);
+    // Removing the pod frees its name.
+    let id = kit.pods.list()[0].id.clone();
+    kit.pods.remove(&id).await.expect("remove");
+    kit.pods.run(config, "").await.expect("name free again");
+}
+
+// cri:RuntimeService.StopPodSandbox and RemovePodSandbox are idempotent, and unknown IDs
+// are not errors.
+#[tokio::test]
+async fn stop_and_remove_are_idempotent() {
+    let kit = Kit::new();
+    let id = kit.pod("idem").await;
+    let c = kit.running(&id, "app").await;
+    for _ in 0..2 {
+        kit.pods.stop(&id).await.expect("stop");
+    }
+    assert_eq!(
+        kit.pods.status(&id).expect("status").state,
+        PodState::NotReady
+    );
+    assert!(kit.host.model().pins.is_empty(), "namespaces released");
+    assert!(kit.network.attached().is_empty(), "network detached");
+    assert_eq!(
+        kit.containers.status(&c).expect("status").state,
+        crate::state::ContainerState::Exited
+    );
+    for _ in 0..2 {
+        kit.pods.remove(&id).await.expect("remove");
+    }
+    assert_eq!(
+        code(kit.pods.status(&id).expect_err("gone")),
+        Code::NotFound
+    );
+    assert!(kit.registry.containers(None).is_empty());
+    assert!(kit.store.ids(RecordKind::Container).is_empty());
+    assert_no_pod_left(&kit);
+    kit.pods.stop("no-such-pod").await.expect("unknown stop");
+    kit.pods
+        .remove("no-such-pod")
+        .await
+        .expect("unknown remove");
+}
+
+// The refusals of RunPodSandbox, each with its code and naming its field.
+#[tokio::test]
+async fn run_pod_sandbox_refusals_have_their_codes() {
+    let kit = Kit::new();
+    let mut no_metadata = kit.pod_config("x");
+    no_metadata.metadata = None;
+    let mut no_uid = kit.pod_config("x");
+    if let Some(m) = no_uid.metadata.as_mut() {
+        m.uid.clear();
+    }
+    let mut bad_sysctl = kit.pod_config("x");
+    bad_sysctl
+        .linux
+        .get_or_insert_with(Default::default)
+        .sysctls
+        .insert("kernel.hostname".into(), "x".into());
+    let mut relative_logs = kit.pod_config("x");
+    relative_logs.log_directory = "var/log".into();
+    let mut bad_parent = kit.pod_config("x");
+    bad_parent
+        .linux
+        .get_or_insert_with(Default::default)
+        .cgroup_parent = "/kubepods/../../etc".into();
+    let cases = [
+        (no_metadata, "", Code::InvalidArgument, "config.metadata"),
+        (no_uid, "", Code::InvalidArgument, "config.metadata.uid"),
+        (
+            bad_sysctl,
+            "",
+            Code::InvalidArgument,
+            "config.linux.sysctls",
+        ),
+        (
+            relative_logs,
+            "",
+            Code::InvalidArgument,
+            "config.log_directory",
+        ),
+        (
+            bad_parent,
+            "",
+            Code::InvalidArgument,
+            "config.linux.cgroup_parent",
+        ),
+        (
+            kit.pod_config("x"),
+            "no-such-handler",
+            Code::InvalidArgument,
+            "runtime_handler",
+        ),
+    ];
+    for (config, handler, want, field) in cases {
+        let e = kit.pods.run(config, handler).await.expect_err(field);
+        let text = e.to_string();
+        assert!(text.starts_with(field), "{text}");
+        assert_eq!(code(e), want, "{text}");
+    }
+    assert_no_pod_left(&kit);
+}
+
+// A sysctl the kernel lacks is dropped, or refused with FailedPrecondition by configuration.
+#[tokio::test]
+async fn a_sysctl_the_kernel_lacks_is_dropped_or_refused() {
+    let mut config = Kit::new().pod_config("s");
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .sysctls
+        .insert("net.no.such.sysctl".into(), "1".into());
+    let tolerant = Kit::new();
+    tolerant
+        .pods
+        .run(config.clone(), "")
+        .await
+        .expect("dropped");
+    let strict = Kit::with_settings(|s| s.tolerate_unsupported = false);
+    let e = strict.pods.run(config, "").await.expect_err("refused");
+    assert_eq!(code(e), Code::FailedPrecondition);
+    assert_no_pod_left(&strict);
+}
+
+// cri:RuntimeService.PodSandboxStatus of an unknown or empty ID.
+#[tokio::test]
+async fn status_of_unknown_pods_is_not_found() {
+    let kit = Kit::new();
+    assert_eq!(
+        code(kit.pods.status("nope").expect_err("x")),
+        Code::NotFound
+    );
+    assert_eq!(code(kit.pods.netns("nope").expect_err("x")), Code::NotFound);
+    let id = kit.pod("pf").await;
+    kit.pods.stop(&id).await.expect("stop");
+    // PortForward needs a ready pod.
+    assert_eq!(
+        code(kit.pods.netns(&id).expect_err("not ready")),
+        Code::FailedPrecondition
+    );
+}
+
+/// A stalled disk blocks only its object: with every record write held, a RunPodSandbox
+/// waits, and List and Status of other objects still answer at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_disk_blocks_only_its_object() {
+    let kit = Kit::new();
+    let other = kit.pod("other").await;
+    let c = kit.running(&other, "app").await;
+    let held = kit.store.hold().await;
+    let pods = kit.pods.clone();
+    let config = kit.pod_config("stalled");
+    let stalled = tokio::spawn(async move { pods.run(config, "").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!stalled.is_finished(), "the write is held");
+    let limit = Duration::from_millis(50);
+    let answers = tokio::time::timeout(limit, async {
+        (
+            kit.pods.list(),
+            kit.pods.status(&other),
+            kit.containers.status(&c),
+            kit.containers.list(),
+        )
+    })
+    .await
+    .expect("List and Status answer within 50 ms");
+    assert_eq!(answers.0.len(), 1, "the stalled pod is still being created");
+    assert!(answers.1.is_ok() && answers.2.is_ok());
+    assert_eq!(answers.3.len(), 1);
+    drop(held);
+    let id = tokio::time::timeout(Duration::from_secs(5), stalled)
+        .await
+        .expect("finishes once the disk is back")
+        .expect("join")
+        .expect("run");
+    assert_eq!(kit.pods.status(&id).expect("status").state, PodState::Ready);
+}
+
+// A pause image that is missing and cannot be pulled fails the pod that needs an infra
+// container with the image's own code, and leaves nothing.
+#[tokio::test]
+async fn a_missing_pause_image_fails_cleanly() {
+    let kit = Kit::new();
+    kit.images.remove("pause");
+    let e = kit
+        .pods
+        .run(shared_pid(kit.pod_config("nopause")), "")
+        .await
+        .expect_err("no pause image");
+    assert_eq!(code(e), Code::NotFound);
+    assert_no_pod_left(&kit);
+    // A pod without a shared PID namespace needs no pause image.
+    kit.pod("plain").await;
+}

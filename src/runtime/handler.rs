@@ -1,0 +1,139 @@
+//! The runtime-handler trait: what the pod and container services ask of a runtime. The
+//! OCI CLI driver ([`OciHandler`]) is one implementation; a shim v2 client or a VM runtime
+//! is another, behind the same calls: a handler creates a container from a bundle, reports
+//! its exit by writing [`CreateRequest::exit_file`] (crid watches that directory), and
+//! runs the rest of its life by ID.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::RuntimeError;
+use super::oci::interactive::{Interactive, Streams};
+use super::oci::{CreateRequest, Created, ExecOutput, OciRuntime, State};
+use crate::config::RuntimeKind;
+use crate::spec::oci::{Process, Resources};
+
+/// What a handler supports, as `StatusResponse.runtime_handlers` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Features {
+    /// Recursive read-only mounts.
+    pub recursive_read_only_mounts: bool,
+    /// User namespaces for pods.
+    pub user_namespaces: bool,
+}
+
+/// A container runtime behind a handler name.
+#[async_trait::async_trait]
+pub trait RuntimeHandler: Send + Sync + fmt::Debug {
+    /// The handler's name.
+    fn name(&self) -> &str;
+    /// What kind of runtime it is.
+    fn kind(&self) -> RuntimeKind;
+    /// What it supports.
+    fn features(&self) -> Features;
+    /// Creates the container of `req.bundle`; its exit will be written to `req.exit_file`.
+    /// `Created::monitor_pid` is the process that writes it, 0 when the handler has none.
+    async fn create(&self, req: &CreateRequest) -> Result<Created, RuntimeError>;
+    /// Starts a created container's process.
+    async fn start(&self, id: &str) -> Result<(), RuntimeError>;
+    /// The container's state; `None` when the runtime does not know it.
+    async fn state(&self, id: &str) -> Result<Option<State>, RuntimeError>;
+    /// Signals the container's init (`all`: every process of the container).
+    async fn kill(&self, id: &str, signal: &str, all: bool) -> Result<(), RuntimeError>;
+    /// Deletes the container (`force`: kills it first); unknown is not an error.
+    async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError>;
+    /// Runs `process` in the container to completion, killed after `timeout`.
+    async fn exec(
+        &self,
+        id: &str,
+        process: &Process,
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput, RuntimeError>;
+    /// Starts `process` in the container for an interactive session.
+    fn exec_interactive(
+        &self,
+        id: &str,
+        process: &Process,
+        streams: Streams,
+    ) -> Result<Interactive, RuntimeError>;
+    /// Changes the container's resources.
+    async fn update(&self, id: &str, resources: &Resources) -> Result<(), RuntimeError>;
+}
+
+/// An OCI runtime CLI whose containers run under crid-monitor.
+#[derive(Debug)]
+pub struct OciHandler {
+    runtime: OciRuntime,
+    monitor: PathBuf,
+}
+
+impl OciHandler {
+    /// `runtime`, with containers created under the crid-monitor binary `monitor`.
+    pub fn new(runtime: OciRuntime, monitor: PathBuf) -> Self {
+        OciHandler { runtime, monitor }
+    }
+
+    /// The runtime driven.
+    pub fn runtime(&self) -> &OciRuntime {
+        &self.runtime
+    }
+}
+
+#[async_trait::async_trait]
+impl RuntimeHandler for OciHandler {
+    fn name(&self) -> &str {
+        self.runtime.name()
+    }
+
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Oci
+    }
+
+    fn features(&self) -> Features {
+        // crid refuses both in requests until it implements them (spec::requests).
+        Features::default()
+    }
+
+    async fn create(&self, req: &CreateRequest) -> Result<Created, RuntimeError> {
+        self.runtime.create(&self.monitor, req).await
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.runtime.start(id).await
+    }
+
+    async fn state(&self, id: &str) -> Result<Option<State>, RuntimeError> {
+        self.runtime.state(id).await
+    }
+
+    async fn kill(&self, id: &str, signal: &str, all: bool) -> Result<(), RuntimeError> {
+        self.runtime.kill(id, signal, all).await
+    }
+
+    async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        self.runtime.delete(id, force).await
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        process: &Process,
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput, RuntimeError> {
+        self.runtime.exec(id, process, timeout).await
+    }
+
+    fn exec_interactive(
+        &self,
+        id: &str,
+        process: &Process,
+        streams: Streams,
+    ) -> Result<Interactive, RuntimeError> {
+        self.runtime.exec_interactive(id, process, streams)
+    }
+
+    async fn update(&self, id: &str, resources: &Resources) -> Result<(), RuntimeError> {
+        self.runtime.update(id, resources).await
+    }
+}
