@@ -10,7 +10,7 @@ use tonic::Code;
 use super::support::{
     SLEEP_SCRIPT, Scope, container_state_name, ok_or_not_found, refused, refused_duplicate, scoped,
 };
-use super::{Area, Case, CaseResult, Needs, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, Needs, ensure, status_text};
 use crate::fixtures::image::catalogue::IMAGE_ENV;
 use crate::fixtures::image::rootfs::{IMAGE_MARKER, WHITED_OUT};
 use crate::fixtures::image::{BUSYBOX, BUSYBOX_STOPSIGNAL, LATEST, PAUSE};
@@ -27,225 +27,188 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 const EXIT_WAIT: Duration = Duration::from_secs(20);
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, summary, run| Case {
-        id,
-        clause,
-        area: Area::Container,
-        requirement,
-        needs: CONTAINER_NEEDS,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let cases = Area::Container
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(CASE_TIMEOUT);
     vec![
-        case(
+        cases.required(
             "container/create-created",
             "cri:RuntimeService.CreateContainer#container_id",
-            Required,
             "a created container is CONTAINER_CREATED with created_at set and started_at 0",
             |ctx| Box::pin(scoped(ctx, "cc", create_created)),
         ),
-        case(
+        cases.required(
             "container/start-running",
             "cri:RuntimeService.StartContainer#state",
-            Required,
             "a started container is CONTAINER_RUNNING with started_at >= created_at",
             |ctx| Box::pin(scoped(ctx, "cs", start_running)),
         ),
-        case(
+        cases.required(
             "container/exit-code",
             "cri:RuntimeService.ContainerStatus#status.exit_code",
-            Required,
             "a container whose process exits 3 is CONTAINER_EXITED with exit_code 3 and a finished_at after its creation",
             |ctx| Box::pin(scoped(ctx, "ce", exit_code)),
         ),
-        case(
+        cases.optional(
             "container/exit-reason",
             "cri:RuntimeService.ContainerStatus#status.reason",
-            Optional,
             "an exited container carries a reason (kubectl shows it; the values are not specified)",
             |ctx| Box::pin(scoped(ctx, "cr", exit_reason)),
         ),
-        case(
+        cases.required(
             "container/status-image",
             "cri:RuntimeService.ContainerStatus#status.image_ref",
-            Required,
             "ContainerStatus names the image and an image_ref that ImageStatus resolves to the same image",
             |ctx| Box::pin(scoped(ctx, "ci", status_image)),
         ),
-        case(
+        cases.required(
             "container/status-log-path",
             "cri:RuntimeService.ContainerStatus#status.log_path",
-            Required,
             "log_path is the pod's log_directory joined with the container's log_path",
             |ctx| Box::pin(scoped(ctx, "cl", status_log_path)),
         ),
-        case(
+        cases.required(
             "container/status-labels-annotations",
             "cri:RuntimeService.ContainerStatus#status.labels",
-            Required,
             "ContainerStatus returns the config's metadata, labels and annotations",
             |ctx| Box::pin(scoped(ctx, "ca", status_labels)),
         ),
-        case(
+        cases.required(
             "container/mount-host-path",
             "cri:RuntimeService.CreateContainer#config.mounts",
-            Required,
             "a host directory mounted read-write is shared with the host; a read-only one refuses writes",
             |ctx| Box::pin(scoped(ctx, "cm", mount_host_path)),
         ),
-        case(
+        cases.optional(
             "container/status-mounts",
             "cri:RuntimeService.ContainerStatus#status.mounts",
-            Optional,
             "ContainerStatus lists the configured mounts",
             |ctx| Box::pin(scoped(ctx, "csm", status_mounts)),
         ),
-        case(
+        cases.required(
             "container/env-merge",
             "oci-image:config.md#Env",
-            Required,
             "the container sees the image's Env and the config's envs, the config winning on conflicts",
             |ctx| Box::pin(scoped(ctx, "cv", env_merge)),
         ),
-        case(
+        cases.required(
             "container/command-args-workdir",
             "cri:RuntimeService.CreateContainer#config.command",
-            Required,
             "command replaces the image Entrypoint, args its Cmd, working_dir its WorkingDir",
             |ctx| Box::pin(scoped(ctx, "cw", command_args)),
         ),
-        case(
+        cases.required(
             "container/image-layers-whiteout",
             "oci-image:layer.md#whiteouts",
-            Required,
             "the rootfs is the image's layers applied in order: the top layer's marker is there, a whited-out file is not",
             |ctx| Box::pin(scoped(ctx, "cwo", layers_whiteout)),
         ),
-        case(
+        cases.required(
             "container/stop-exits",
             "cri:RuntimeService.StopContainer#timeout",
-            Required,
             "StopContainer of a container that exits on SIGTERM leaves it CONTAINER_EXITED with exit code 0",
             |ctx| Box::pin(scoped(ctx, "cst", stop_exits)),
         ),
-        case(
+        cases.required(
             "container/stop-timeout-kills",
             "cri:RuntimeService.StopContainer#timeout",
-            Required,
             "a container ignoring SIGTERM is killed once the grace period passes",
             |ctx| Box::pin(scoped(ctx, "ck", stop_kills)),
         ),
-        case(
+        cases.required(
             "container/stop-signal-from-image",
             "oci-image:config.md#StopSignal",
-            Required,
             "StopContainer sends the image's StopSignal (SIGUSR1), not SIGTERM: the container is EXITED with code 0",
             |ctx| Box::pin(scoped(ctx, "cg", stop_signal)),
         ),
-        case(
+        cases.optional(
             "container/stop-signal-field",
             "cri:RuntimeService.CreateContainer#config.stop_signal",
-            Optional,
             "StopContainer sends the signal config.stop_signal names (SIGQUIT), over the image's and SIGTERM",
             |ctx| Box::pin(scoped(ctx, "cq", stop_signal_field)),
         ),
-        case(
+        cases.required(
             "container/stop-idempotent",
             "cri:RuntimeService.StopContainer#idempotent",
-            Required,
             "StopContainer of a stopped container succeeds",
             |ctx| Box::pin(scoped(ctx, "csi", stop_idempotent)),
         ),
-        case(
+        cases.required(
             "container/remove-idempotent",
             "cri:RuntimeService.RemoveContainer#idempotent",
-            Required,
             "RemoveContainer twice succeeds; the container is then NotFound and unlisted",
             |ctx| Box::pin(scoped(ctx, "cri", remove_idempotent)),
         ),
-        case(
+        cases.required(
             "container/remove-unknown-id",
             "cri:RuntimeService.RemoveContainer#idempotent",
-            Required,
             "RemoveContainer of an id never seen answers OK or NotFound (the kubelet treats both as removed)",
             |ctx| Box::pin(scoped(ctx, "cru", remove_unknown)),
         ),
-        case(
+        cases.required(
             "container/stop-unknown-id",
             "cri:RuntimeService.StopContainer#idempotent",
-            Required,
             "StopContainer of an id never seen succeeds: the kubelet retries stops after restarts and treats NotFound as a failure",
             |ctx| Box::pin(scoped(ctx, "csu", stop_unknown)),
         ),
-        case(
+        cases.required(
             "container/exit-is-init-exit",
             "cri:RuntimeService.StopContainer#timeout",
-            Required,
             "in a pod-shared PID namespace, a container whose init exits on SIGTERM while a child it started lives on is EXITED as soon as init exits (not at the grace period's end), and StopContainer leaves none of its processes behind",
             |ctx| Box::pin(scoped(ctx, "cei", exit_is_init_exit)),
         ),
-        case(
+        cases.required(
             "container/remove-running-forces",
             "cri:RuntimeService.RemoveContainer#force",
-            Required,
             "RemoveContainer of a running container forcibly removes it: ContainerStatus says NotFound and its processes are gone from the host",
             |ctx| Box::pin(scoped(ctx, "crf", remove_running)),
         ),
-        case(
+        cases.optional(
             "container/start-after-exit-refused",
             "cri:RuntimeService.StartContainer#container_id",
-            Optional,
             "StartContainer of an exited container is refused (the kubelet creates a new attempt instead)",
             |ctx| Box::pin(scoped(ctx, "cx", start_after_exit)),
         ),
-        case(
+        cases.required(
             "container/create-in-unknown-pod",
             "cri:RuntimeService.CreateContainer#pod_sandbox_id",
-            Required,
             "CreateContainer in a pod that does not exist is refused",
             |ctx| Box::pin(scoped(ctx, "cu", create_unknown_pod)),
         ),
-        case(
+        cases.optional(
             "container/duplicate-name-refused",
             "cri:RuntimeService.CreateContainer#config.metadata",
-            Optional,
             "a second CreateContainer with the metadata of a container in the same pod is refused for the name (AlreadyExists, or an error naming it), and the first container stays the only one",
             |ctx| Box::pin(scoped(ctx, "cdu", duplicate_name)),
         ),
-        case(
+        cases.required(
             "container/tty",
             "cri:RuntimeService.CreateContainer#config.tty",
-            Required,
             "with tty set the container's stdout is a terminal (kubectl run -t)",
             |ctx| Box::pin(scoped(ctx, "ctt", tty)),
         ),
-        case(
+        cases.required(
             "container/list-filter-id",
             "cri:RuntimeService.ListContainers#filter.id",
-            Required,
             "ListContainers with an id filter returns exactly that container",
             |ctx| Box::pin(scoped(ctx, "cfi", list_filter_id)),
         ),
-        case(
+        cases.required(
             "container/list-filter-state",
             "cri:RuntimeService.ListContainers#filter.state",
-            Required,
             "ListContainers with a state filter separates created, running and exited containers",
             |ctx| Box::pin(scoped(ctx, "cfs", list_filter_state)),
         ),
-        case(
+        cases.required(
             "container/list-filter-pod",
             "cri:RuntimeService.ListContainers#filter.pod_sandbox_id",
-            Required,
             "ListContainers with a pod filter returns that pod's containers only",
             |ctx| Box::pin(scoped(ctx, "cfp", list_filter_pod)),
         ),
-        case(
+        cases.required(
             "container/list-filter-label-selector",
             "cri:RuntimeService.ListContainers#filter.label_selector",
-            Required,
             "ListContainers with a label selector returns only containers carrying every selected label",
             |ctx| Box::pin(scoped(ctx, "cfl", list_filter_labels)),
         ),

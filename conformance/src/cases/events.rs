@@ -7,22 +7,22 @@ use crid_api::cri;
 
 use super::container::CONTAINER_NEEDS;
 use super::support::{SLEEP_SCRIPT, Scope, scoped};
-use super::{Area, Case, CaseResult, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, ensure, status_text};
 use crate::fixtures::image::{BUSYBOX, LATEST};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 pub(super) fn cases() -> Vec<Case> {
-    vec![Case {
-        id: "events/container-lifecycle",
-        clause: "cri:RuntimeService.GetContainerEvents#container_event_type",
-        area: Area::Events,
-        requirement: Requirement::Optional,
-        needs: CONTAINER_NEEDS,
-        summary: "GetContainerEvents streams CREATED, STARTED, STOPPED and DELETED for a container, in order (evented PLEG is a kubelet feature gate)",
-        timeout: Duration::from_secs(90),
-        run: |ctx| Box::pin(scoped(ctx, "vl", lifecycle)),
-    }]
+    let cases = Area::Events
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(Duration::from_secs(90));
+    vec![cases.optional(
+        "events/container-lifecycle",
+        "cri:RuntimeService.GetContainerEvents#container_event_type",
+        "GetContainerEvents streams CREATED, STARTED, STOPPED and DELETED for a container, in order (evented PLEG is a kubelet feature gate)",
+        |ctx| Box::pin(scoped(ctx, "vl", lifecycle)),
+    )]
 }
 
 async fn lifecycle(s: Arc<Scope>) -> CaseResult {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crid_api::cri;
 
 use super::support::{Scope, scoped, spec};
-use super::{Area, Case, CaseResult, Needs, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, Needs, ensure, status_text};
 use crate::fixtures::image::{
     BUSYBOX, BUSYBOX_DOCKER, BUSYBOX_MULTIARCH, BUSYBOX_MULTIARCH_DOCKER, BUSYBOX_USER, LATEST,
     USER_NAME, USER_UID, fixture_set,
@@ -29,151 +29,108 @@ const RUN: Needs = Needs {
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, needs, summary, run| Case {
-        id,
-        clause,
-        area: Area::Image,
-        requirement,
-        needs,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let pull = Area::Image.cases().needs(PULL).timeout(CASE_TIMEOUT);
+    let run = pull.needs(RUN);
     vec![
-        case(
+        pull.required(
             "image/pull-tag",
             "cri:ImageService.PullImage#image_ref",
-            Required,
-            PULL,
             "PullImage by tag returns an image_ref; ImageStatus then finds the image with that tag and a size",
             |ctx| Box::pin(scoped(ctx, "it", pull_tag)),
         ),
-        case(
+        pull.required(
             "image/pull-digest",
             "cri:ImageService.PullImage#image.image",
-            Required,
-            PULL,
             "PullImage by digest succeeds and ImageStatus lists name@digest in repo_digests",
             |ctx| Box::pin(scoped(ctx, "id", pull_digest)),
         ),
-        case(
+        pull.required(
             "image/multi-tag",
             "cri:ImageService.ImageStatus#image.repo_tags",
-            Required,
-            PULL,
             "two tags of one manifest are one image (same id) listing both tags",
             |ctx| Box::pin(scoped(ctx, "im", multi_tag)),
         ),
-        case(
+        pull.required(
             "image/list-contains-pulled",
             "cri:ImageService.ListImages#images",
-            Required,
-            PULL,
             "ListImages includes a pulled image with its id, tag and size",
             |ctx| Box::pin(scoped(ctx, "il", list_contains)),
         ),
-        case(
+        pull.required(
             "image/status-absent-unset",
             "cri:ImageService.ImageStatus#image",
-            Required,
-            PULL,
             "ImageStatus of an absent image answers OK with image unset, not an error",
             |ctx| Box::pin(scoped(ctx, "ia", status_absent)),
         ),
-        case(
+        pull.required(
             "image/remove-idempotent",
             "cri:ImageService.RemoveImage#idempotent",
-            Required,
-            PULL,
             "RemoveImage twice succeeds; the image is then absent",
             |ctx| Box::pin(scoped(ctx, "ir", remove_idempotent)),
         ),
-        case(
+        pull.required(
             "image/remove-tag-removes-all-tags",
             "cri:ImageService.RemoveImage#all-tags",
-            Required,
-            PULL,
             "RemoveImage by one tag removes the image with every tag naming it (cri-api 0.31 and later)",
             |ctx| Box::pin(scoped(ctx, "ia2", remove_tag_all_tags)),
         ),
-        case(
+        pull.required(
             "image/remove-by-id",
             "cri:ImageService.RemoveImage#image",
-            Required,
-            PULL,
             "RemoveImage by image id (as the kubelet's image GC does) removes the image with all its tags",
             |ctx| Box::pin(scoped(ctx, "ii", remove_by_id)),
         ),
-        case(
+        pull.required(
             "image/image-ref-consistency",
             "cri:ImageService.PullImage#image_ref",
-            Required,
-            PULL,
             "PullImage's image_ref, ImageStatus(image_ref).id and ImageStatus(tag).id name the same image",
             |ctx| Box::pin(scoped(ctx, "ic", image_ref_consistency)),
         ),
-        case(
+        run.required(
             "image/index-host-platform",
             "oci-image:image-index.md#platform",
-            Required,
-            RUN,
             "an index whose first entries are foreign platforms resolves to the host's entry, which runs",
             |ctx| Box::pin(scoped(ctx, "ix", index_host_platform)),
         ),
-        case(
+        run.optional(
             "image/docker-schema2",
             "oci-image:media-types.md#compatibility-matrix",
-            Optional,
-            RUN,
             "a Docker schema2 image pulls and runs (not in the OCI spec; every registry serves it)",
             |ctx| Box::pin(scoped(ctx, "ik", docker_schema2)),
         ),
-        case(
+        run.optional(
             "image/docker-manifest-list",
             "oci-image:media-types.md#compatibility-matrix",
-            Optional,
-            RUN,
             "a Docker manifest list resolves to the host's platform and runs",
             |ctx| Box::pin(scoped(ctx, "ij", docker_manifest_list)),
         ),
-        case(
+        pull.required(
             "image/status-user",
             "cri:ImageService.ImageStatus#image.uid",
-            Required,
-            PULL,
             "ImageStatus reports the image's User: a numeric one as uid, a name as username (runAsNonRoot relies on it)",
             |ctx| Box::pin(scoped(ctx, "iu", status_user)),
         ),
-        case(
+        pull.required(
             "image/pull-auth",
             "cri:ImageService.PullImage#auth",
-            Required,
-            PULL,
             "from a registry requiring basic auth, PullImage with AuthConfig succeeds and without it fails",
             |ctx| Box::pin(scoped(ctx, "iau", pull_auth)),
         ),
-        case(
+        pull.optional(
             "image/pull-auth-server-address",
             "cri:ImageService.PullImage#auth.server_address",
-            Optional,
-            PULL,
             "AuthConfig.server_address given as host:port (how docker config keys name a registry) is accepted",
             |ctx| Box::pin(scoped(ctx, "ias", pull_auth_server_address)),
         ),
-        case(
+        pull.required(
             "image/pull-missing-fails",
             "cri:ImageService.PullImage#image",
-            Required,
-            PULL,
             "PullImage of a tag the registry does not have fails, and no image appears",
             |ctx| Box::pin(scoped(ctx, "iq", pull_missing)),
         ),
-        case(
+        pull.required(
             "image/fs-info",
             "cri:ImageService.ImageFsInfo#image_filesystems",
-            Required,
-            PULL,
             "with an image pulled, ImageFsInfo reports an image filesystem with its mountpoint and non-zero used bytes (the kubelet's eviction needs it)",
             |ctx| Box::pin(scoped(ctx, "if", fs_info)),
         ),

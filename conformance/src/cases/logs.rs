@@ -9,63 +9,50 @@ use crid_api::cri;
 
 use super::container::CONTAINER_NEEDS;
 use super::support::{Scope, scoped};
-use super::{Area, Case, CaseResult, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, ensure, status_text};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 const FORMAT_CLAUSE: &str = "cri:RuntimeService.CreateContainer#config.log_path";
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, summary, run| Case {
-        id,
-        clause,
-        area: Area::Logs,
-        requirement,
-        needs: CONTAINER_NEEDS,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let cases = Area::Logs
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(CASE_TIMEOUT);
     vec![
-        case(
+        cases.required(
             "logs/cri-format",
             FORMAT_CLAUSE,
-            Required,
             "every log line is `<RFC3339Nano> <stdout|stderr> <P|F> <content>` and carries what the process wrote (kubectl logs parses it)",
             |ctx| Box::pin(scoped(ctx, "lf", cri_format)),
         ),
-        case(
+        cases.optional(
             "logs/long-line-reassembles",
             FORMAT_CLAUSE,
-            Optional,
             "a 40000-byte line is logged as P-tagged parts ending in an F part that concatenate to the line",
             |ctx| Box::pin(scoped(ctx, "ll", long_line)),
         ),
-        case(
+        cases.required(
             "logs/reopen",
             "cri:RuntimeService.ReopenContainerLog#container_id",
-            Required,
             "after the log file is renamed, ReopenContainerLog makes the runtime write a new file at log_path (kubelet log rotation)",
             |ctx| Box::pin(scoped(ctx, "lr", reopen)),
         ),
-        case(
+        cases.required(
             "logs/reopen-synchronous",
             "cri:RuntimeService.ReopenContainerLog#container_id",
-            Required,
             "when ReopenContainerLog returns, the new file already exists at log_path (the kubelet's rotation reads it at once)",
             |ctx| Box::pin(scoped(ctx, "ls", reopen_synchronous)),
         ),
-        case(
+        cases.required(
             "logs/reopen-exited",
             "cri:RuntimeService.ReopenContainerLog#not-running",
-            Required,
             "ReopenContainerLog of an exited container either creates a new log file and succeeds, or fails and creates none",
             |ctx| Box::pin(scoped(ctx, "lx", reopen_exited)),
         ),
-        case(
+        cases.required(
             "logs/log-path-traversal-refused",
             "cri:ContainerConfig#log_path",
-            Required,
             "a log_path that leaves the pod's log_directory (`..`, absolute, through a symlink in the directory) is refused, and nothing is written outside",
             |ctx| Box::pin(scoped(ctx, "lt", log_path_traversal)),
         ),

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::container::CONTAINER_NEEDS;
 use super::support::{SLEEP_SCRIPT, Scope, scoped};
-use super::{Area, Case, CaseResult, Needs, Requirement, ensure};
+use super::{Area, Case, CaseResult, Needs, ensure};
 use crate::fixtures::image::rootfs::INDEX_HTML;
 use crate::fixtures::image::{HTTPD, HTTPD_PORT, LATEST};
 
@@ -21,55 +21,39 @@ const HTTPD_NEEDS: Needs = Needs {
 };
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, needs, summary, run| Case {
-        id,
-        clause,
-        area: Area::Networking,
-        requirement,
-        needs,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let cases = Area::Networking
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(CASE_TIMEOUT);
+    let httpd = cases.needs(HTTPD_NEEDS);
     vec![
-        case(
+        cases.required(
             "networking/pod-ip",
             "cri:RuntimeService.PodSandboxStatus#status.network.ip",
-            Required,
-            CONTAINER_NEEDS,
             "a pod in its own network namespace reports an IP address, and its container has that address",
             |ctx| Box::pin(scoped(ctx, "np", pod_ip)),
         ),
-        case(
+        cases.required(
             "networking/dns-config",
             "cri:RuntimeService.RunPodSandbox#config.dns_config",
-            Required,
-            CONTAINER_NEEDS,
             "dns_config servers, searches and options are the container's /etc/resolv.conf",
             |ctx| Box::pin(scoped(ctx, "nd", dns_config)),
         ),
-        case(
+        cases.required(
             "networking/hostname",
             "cri:RuntimeService.RunPodSandbox#config.hostname",
-            Required,
-            CONTAINER_NEEDS,
             "the pod's hostname is the container's hostname",
             |ctx| Box::pin(scoped(ctx, "nh", hostname)),
         ),
-        case(
+        httpd.optional(
             "networking/port-mapping-host-port",
             "cri:RuntimeService.RunPodSandbox#config.port_mappings",
-            Optional,
-            HTTPD_NEEDS,
             "a port mapping to 127.0.0.1:host_port reaches the pod's httpd (hostPort; needs CNI portmap)",
             |ctx| Box::pin(scoped(ctx, "nm", port_mapping)),
         ),
-        case(
+        httpd.required(
             "networking/pod-to-pod",
             "cri:RuntimeService.PodSandboxStatus#status.network.ip",
-            Required,
-            HTTPD_NEEDS,
             "a pod reaches another pod's httpd at the IP PodSandboxStatus reports (Kubernetes network model)",
             |ctx| Box::pin(scoped(ctx, "nn", pod_to_pod)),
         ),
