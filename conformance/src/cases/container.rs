@@ -8,7 +8,8 @@ use crid_api::cri;
 use tonic::Code;
 
 use super::support::{
-    SLEEP_SCRIPT, Scope, container_state_name, ok_or_not_found, refused, refused_duplicate, scoped,
+    SLEEP_SCRIPT, Scope, container_state_name, namespaces, ok_or_not_found, pod_sc, refused,
+    refused_duplicate, scoped,
 };
 use super::{Area, Case, CaseResult, Needs, ensure, status_text};
 use crate::fixtures::image::catalogue::IMAGE_ENV;
@@ -231,21 +232,8 @@ async fn list(s: &Scope, filter: cri::ContainerFilter) -> Result<Vec<String>, St
         .map_err(|e| format!("ListContainers: {}", status_text(&e)))
 }
 
-/// A pod and a created (not started) busybox container running `script`.
-async fn created(
-    s: &Scope,
-    script: &str,
-) -> Result<(String, String, cri::PodSandboxConfig), String> {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
-    let (pod_id, pod) = s.pod().await?;
-    let config = s.container_config(&pod, &image, &["sh", "-c", script]);
-    let id = s.create(&pod_id, &pod, &config).await?;
-    Ok((pod_id, id, pod))
-}
-
 async fn create_created(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = created(&s, "true").await?;
+    let (_, id, _) = s.busybox_created("true").await?;
     let st = s.container_status(&id).await?;
     ensure(
         st.state == cri::ContainerState::ContainerCreated as i32,
@@ -275,10 +263,7 @@ async fn start_running(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn exit_code(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s.busybox("exit 3", |_| {}, |_| {}).await?;
-    let st = s
-        .wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
-        .await?;
+    let (_, st) = s.busybox_exited("exit 3", |_| {}, EXIT_WAIT).await?;
     ensure(st.exit_code == 3, || format!("exit_code {}", st.exit_code))?;
     // Not finished_at >= started_at: the spec orders neither, and runtimes take the start
     // time after the start call returns, which a fast exit can precede.
@@ -295,10 +280,7 @@ async fn exit_code(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn exit_reason(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s.busybox("exit 3", |_| {}, |_| {}).await?;
-    let st = s
-        .wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
-        .await?;
+    let (_, st) = s.busybox_exited("exit 3", |_| {}, EXIT_WAIT).await?;
     ensure(!st.reason.is_empty(), || "reason is empty".into())?;
     Ok(format!("reason {:?}", st.reason))
 }
@@ -330,7 +312,7 @@ async fn status_image(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn status_log_path(s: Arc<Scope>) -> CaseResult {
-    let (_, id, pod) = created(&s, "true").await?;
+    let (_, id, pod) = s.busybox_created("true").await?;
     let st = s.container_status(&id).await?;
     let name = st
         .metadata
@@ -345,8 +327,7 @@ async fn status_log_path(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn status_labels(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let (pod_id, pod) = s.pod().await?;
     let mut config = s.container_config(&pod, &image, &["true"]);
     config.labels.insert("role".into(), "probe".into());
@@ -465,13 +446,18 @@ async fn env_merge(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn command_args(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
-    let (pod_id, pod) = s.pod().await?;
-    let mut config = s.container_config(&pod, &image, &["sh", "-c"]);
-    config.args = vec!["pwd; echo $0-$1".into(), "zero".into(), "one".into()];
-    config.working_dir = "/tmp".into();
-    let id = s.run(&pod_id, &pod, &config).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
+    let (_, id, _) = s
+        .started_in_new_pod(
+            &image,
+            &["sh", "-c"],
+            |_| {},
+            |c| {
+                c.args = vec!["pwd; echo $0-$1".into(), "zero".into(), "one".into()];
+                c.working_dir = "/tmp".into();
+            },
+        )
+        .await?;
     s.wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
         .await?;
     let st = s.container_status(&id).await?;
@@ -548,11 +534,8 @@ async fn stop_kills(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn stop_signal(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX_STOPSIGNAL, LATEST)?;
-    s.pull_ref(&image, None).await?;
-    let (pod_id, pod) = s.pod().await?;
-    let config = s.container_config(&pod, &image, &[]);
-    let id = s.run(&pod_id, &pod, &config).await?;
+    let image = s.pulled(BUSYBOX_STOPSIGNAL, LATEST).await?;
+    let (_, id, _) = s.started_in_new_pod(&image, &[], |_| {}, |_| {}).await?;
     s.stop(&id, 10).await?;
     judge_stop_signal(&s.container_status(&id).await?)
 }
@@ -608,33 +591,28 @@ async fn stop_idempotent(s: Arc<Scope>) -> CaseResult {
     Ok(String::new())
 }
 
-async fn remove_container(s: &Scope, id: &str) -> Result<(), String> {
-    s.rs()
-        .remove_container(cri::RemoveContainerRequest {
-            container_id: id.to_owned(),
-        })
-        .await
-        .map(drop)
-        .map_err(|e| format!("RemoveContainer: {}", status_text(&e)))
-}
-
-async fn remove_idempotent(s: Arc<Scope>) -> CaseResult {
-    let (pod, id) = s.running(|_| {}).await?;
-    s.stop(&id, 10).await?;
-    remove_container(&s, &id).await?;
-    remove_container(&s, &id)
-        .await
-        .map_err(|e| format!("second remove: {e}"))?;
+/// Requires ContainerStatus of the removed container `id` to answer NotFound.
+async fn removed_is_not_found(s: &Scope, id: &str) -> Result<(), String> {
     let r = s
         .rs()
         .container_status(cri::ContainerStatusRequest {
-            container_id: id.clone(),
+            container_id: id.to_owned(),
             verbose: false,
         })
         .await;
     ensure(matches!(&r, Err(e) if e.code() == Code::NotFound), || {
         format!("ContainerStatus after remove: {r:?}, expected NotFound")
-    })?;
+    })
+}
+
+async fn remove_idempotent(s: Arc<Scope>) -> CaseResult {
+    let (pod, id) = s.running(|_| {}).await?;
+    s.stop(&id, 10).await?;
+    s.remove_container(&id).await?;
+    s.remove_container(&id)
+        .await
+        .map_err(|e| format!("second remove: {e}"))?;
+    removed_is_not_found(&s, &id).await?;
     let left = list(
         &s,
         cri::ContainerFilter {
@@ -656,26 +634,15 @@ async fn remove_running(s: Arc<Scope>) -> CaseResult {
         .busybox(&format!("{SLEEP_SCRIPT} # {marker}"), |_| {}, |_| {})
         .await?;
     s.wait_processes(&watcher, &marker, true).await?;
-    remove_container(&s, &id).await?;
-    let r = s
-        .rs()
-        .container_status(cri::ContainerStatusRequest {
-            container_id: id,
-            verbose: false,
-        })
-        .await;
-    ensure(matches!(&r, Err(e) if e.code() == Code::NotFound), || {
-        format!("ContainerStatus after remove: {r:?}, expected NotFound")
-    })?;
+    s.remove_container(&id).await?;
+    removed_is_not_found(&s, &id).await?;
     // Removed from the records is not enough: its processes must be gone.
     s.wait_processes(&watcher, &marker, false).await?;
     Ok(String::new())
 }
 
 async fn start_after_exit(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s.busybox("exit 0", |_| {}, |_| {}).await?;
-    s.wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
-        .await?;
+    let (id, _) = s.busybox_exited("exit 0", |_| {}, EXIT_WAIT).await?;
     let r = s
         .rs()
         .start_container(cri::StartContainerRequest {
@@ -703,8 +670,7 @@ async fn create_unknown_pod(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn duplicate_name(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let (pod_id, pod) = s.pod().await?;
     let config = s.container_config(&pod, &image, &["true"]);
     let first = s.create(&pod_id, &pod, &config).await?;
@@ -742,15 +708,12 @@ async fn duplicate_name(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn tty(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s
-        .busybox(
+    let (_, st) = s
+        .busybox_exited(
             "if [ -t 1 ]; then echo is-a-tty; else echo not-a-tty; fi",
-            |_| {},
             |c| c.tty = true,
+            EXIT_WAIT,
         )
-        .await?;
-    let st = s
-        .wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
         .await?;
     let log = std::fs::read_to_string(&st.log_path)
         .map_err(|e| format!("reading {}: {e}", st.log_path))?;
@@ -759,7 +722,7 @@ async fn tty(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn list_filter_id(s: Arc<Scope>) -> CaseResult {
-    let (pod_id, a, pod) = created(&s, "true").await?;
+    let (pod_id, a, pod) = s.busybox_created("true").await?;
     let image = s.image(BUSYBOX, LATEST)?;
     let other = s.container_config(&pod, &image, &["true"]);
     s.create(&pod_id, &pod, &other).await?;
@@ -778,8 +741,7 @@ async fn list_filter_id(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn list_filter_state(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let (pod_id, pod) = s.pod().await?;
     let created = s
         .create(&pod_id, &pod, &s.container_config(&pod, &image, &["true"]))
@@ -788,7 +750,7 @@ async fn list_filter_state(s: Arc<Scope>) -> CaseResult {
         .run(
             &pod_id,
             &pod,
-            &s.container_config(&pod, &image, &["sh", "-c", super::support::SLEEP_SCRIPT]),
+            &s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]),
         )
         .await?;
     let exited = s
@@ -823,8 +785,8 @@ async fn list_filter_state(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn list_filter_pod(s: Arc<Scope>) -> CaseResult {
-    let (pod_a, a, _) = created(&s, "true").await?;
-    let (_pod_b, _b, _) = created(&s, "true").await?;
+    let (pod_a, a, _) = s.busybox_created("true").await?;
+    let (_pod_b, _b, _) = s.busybox_created("true").await?;
     let got = list(
         &s,
         cri::ContainerFilter {
@@ -840,8 +802,7 @@ async fn list_filter_pod(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn list_filter_labels(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let (pod_id, pod) = s.pod().await?;
     let mut ca = s.container_config(&pod, &image, &["true"]);
     ca.labels.insert("tier".into(), "front".into());
@@ -851,11 +812,7 @@ async fn list_filter_labels(s: Arc<Scope>) -> CaseResult {
     let a = s.create(&pod_id, &pod, &ca).await?;
     let b = s.create(&pod_id, &pod, &cb).await?;
     let select = |pairs: &[(&str, &str)]| cri::ContainerFilter {
-        label_selector: pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .chain([("crid-conformance".to_owned(), s.tag.clone())])
-            .collect(),
+        label_selector: s.selector(pairs),
         ..Default::default()
     };
     let mut both = list(&s, select(&[("tier", "front")])).await?;
@@ -914,11 +871,7 @@ async fn stop_unknown(s: Arc<Scope>) -> CaseResult {
 async fn exit_is_init_exit(s: Arc<Scope>) -> CaseResult {
     const MARK: &str = "3599";
     let shared = |p: &mut cri::PodSandboxConfig| {
-        p.linux
-            .get_or_insert_with(Default::default)
-            .security_context
-            .get_or_insert_with(Default::default)
-            .namespace_options = Some(super::support::namespaces(cri::NamespaceMode::Pod));
+        pod_sc(p).namespace_options = Some(namespaces(cri::NamespaceMode::Pod));
     };
     let script = format!("trap 'exit 0' TERM; sleep {MARK} & wait");
     let (pod_id, id, pod) = s.busybox(&script, shared, |_| {}).await?;

@@ -26,8 +26,7 @@ pub(super) fn cases() -> Vec<Case> {
 }
 
 async fn lifecycle(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let (pod_id, pod) = s.pod().await?;
     let mut stream = s
         .rs()
@@ -38,12 +37,7 @@ async fn lifecycle(s: Arc<Scope>) -> CaseResult {
     let config = s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]);
     let id = s.run(&pod_id, &pod, &config).await?;
     s.stop(&id, 10).await?;
-    s.rs()
-        .remove_container(cri::RemoveContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .map_err(|e| format!("RemoveContainer: {}", status_text(&e)))?;
+    s.remove_container(&id).await?;
     use cri::ContainerEventType as T;
     let want = [
         T::ContainerCreatedEvent,

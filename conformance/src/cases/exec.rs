@@ -9,8 +9,8 @@ use tonic::Code;
 use super::container::CONTAINER_NEEDS;
 use super::support::{Scope, scoped};
 use super::{Area, Case, CaseResult, ensure, status_text};
+use crate::fixtures::image::HTTPD_PORT;
 use crate::fixtures::image::rootfs::INDEX_HTML;
-use crate::fixtures::image::{HTTPD, HTTPD_PORT, LATEST};
 use crate::stream::{self, ExecOptions};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -134,13 +134,9 @@ async fn sync_unknown(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn sync_exited(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s.busybox("exit 0", |_| {}, |_| {}).await?;
-    s.wait_state(
-        &id,
-        cri::ContainerState::ContainerExited,
-        Duration::from_secs(20),
-    )
-    .await?;
+    let (id, _) = s
+        .busybox_exited("exit 0", |_| {}, Duration::from_secs(20))
+        .await?;
     let r = s
         .rs()
         .exec_sync(cri::ExecSyncRequest {
@@ -241,12 +237,7 @@ async fn attach_url(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn port_forward_url(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(HTTPD, LATEST)?;
-    s.pull_ref(&image, None).await?;
-    let pod = s.pod_config();
-    let pod_id = s.run_pod(&pod).await?;
-    let config = s.container_config(&pod, &image, &[]);
-    s.run(&pod_id, &pod, &config).await?;
+    let pod_id = s.httpd(|_| {}).await?;
     let request = b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n";
     let mut done = Vec::new();
     for protocol in ["websocket", "spdy"] {

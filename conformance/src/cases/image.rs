@@ -182,10 +182,8 @@ async fn pull_digest(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn multi_tag(s: Arc<Scope>) -> CaseResult {
-    let a = s.image(BUSYBOX, "1.0")?;
-    let b = s.image(BUSYBOX, "1.1")?;
-    s.pull_ref(&a, None).await?;
-    s.pull_ref(&b, None).await?;
+    let a = s.pulled(BUSYBOX, "1.0").await?;
+    let b = s.pulled(BUSYBOX, "1.1").await?;
     let ia = status(&s, &a).await?;
     let ib = status(&s, &b).await?;
     ensure(ia.id == ib.id, || {
@@ -200,8 +198,7 @@ async fn multi_tag(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn list_contains(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let id = status(&s, &image).await?.id;
     let images = s
         .is()
@@ -228,8 +225,7 @@ async fn status_absent(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn remove_idempotent(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, "1.1")?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, "1.1").await?;
     remove(&s, &image).await?;
     remove(&s, &image)
         .await
@@ -242,10 +238,8 @@ async fn remove_idempotent(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn remove_by_id(s: Arc<Scope>) -> CaseResult {
-    let a = s.image(BUSYBOX, "1.0")?;
-    let b = s.image(BUSYBOX, "1.1")?;
-    s.pull_ref(&a, None).await?;
-    s.pull_ref(&b, None).await?;
+    let a = s.pulled(BUSYBOX, "1.0").await?;
+    let b = s.pulled(BUSYBOX, "1.1").await?;
     let id = status(&s, &a).await?.id;
     // Another case's images are absent by now (each cleans up), so `latest` may share the
     // id only if it was present before this run; then this case cannot judge.
@@ -263,10 +257,8 @@ async fn remove_by_id(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn remove_tag_all_tags(s: Arc<Scope>) -> CaseResult {
-    let a = s.image(BUSYBOX, "1.0")?;
-    let b = s.image(BUSYBOX, "1.1")?;
-    s.pull_ref(&a, None).await?;
-    s.pull_ref(&b, None).await?;
+    let a = s.pulled(BUSYBOX, "1.0").await?;
+    let b = s.pulled(BUSYBOX, "1.1").await?;
     remove(&s, &a).await?;
     let left = s.image_status(&b).await?;
     ensure(left.is_none(), || {
@@ -294,11 +286,10 @@ async fn image_ref_consistency(s: Arc<Scope>) -> CaseResult {
 
 /// Pulls `name:latest` and runs `true` in it; the container must exit 0.
 async fn pull_and_run(s: &Scope, name: &str) -> CaseResult {
-    let image = s.image(name, LATEST)?;
-    s.pull_ref(&image, None).await?;
-    let (pod_id, pod) = s.pod().await?;
-    let config = s.container_config(&pod, &image, &["true"]);
-    let id = s.run(&pod_id, &pod, &config).await?;
+    let image = s.pulled(name, LATEST).await?;
+    let (_, id, _) = s
+        .started_in_new_pod(&image, &["true"], |_| {}, |_| {})
+        .await?;
     let st = s
         .wait_state(
             &id,
@@ -325,10 +316,8 @@ async fn docker_manifest_list(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn status_user(s: Arc<Scope>) -> CaseResult {
-    let uid = s.image(BUSYBOX_USER, USER_UID)?;
-    let name = s.image(BUSYBOX_USER, USER_NAME)?;
-    s.pull_ref(&uid, None).await?;
-    s.pull_ref(&name, None).await?;
+    let uid = s.pulled(BUSYBOX_USER, USER_UID).await?;
+    let name = s.pulled(BUSYBOX_USER, USER_NAME).await?;
     let a = status(&s, &uid).await?;
     ensure(a.uid.map(|u| u.value) == Some(1000), || {
         format!("User \"1000\": uid {:?}, username {:?}", a.uid, a.username)
@@ -454,7 +443,7 @@ const FS_INFO_WAIT: Duration = Duration::from_secs(25);
 
 async fn fs_info(s: Arc<Scope>) -> CaseResult {
     // An image is on the filesystem, so the bytes it uses cannot be zero.
-    s.pull_ref(&s.image(BUSYBOX, LATEST)?, None).await?;
+    s.pulled(BUSYBOX, LATEST).await?;
     let deadline = std::time::Instant::now() + FS_INFO_WAIT;
     loop {
         let r = s

@@ -12,7 +12,7 @@ use super::container::CONTAINER_NEEDS;
 use super::support::{SLEEP_SCRIPT, Scope, scoped};
 use super::{Area, Case, CaseResult, Needs, ensure};
 use crate::fixtures::image::rootfs::INDEX_HTML;
-use crate::fixtures::image::{HTTPD, HTTPD_PORT, LATEST};
+use crate::fixtures::image::{HTTPD, HTTPD_PORT};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 const HTTPD_NEEDS: Needs = Needs {
@@ -117,21 +117,6 @@ async fn hostname(s: Arc<Scope>) -> CaseResult {
     Ok(String::new())
 }
 
-/// Starts an httpd pod (with `edit` applied to its config); returns the pod id.
-async fn httpd_pod(
-    s: &Scope,
-    edit: impl FnOnce(&mut cri::PodSandboxConfig),
-) -> Result<String, String> {
-    let image = s.image(HTTPD, LATEST)?;
-    s.pull_ref(&image, None).await?;
-    let mut pod = s.pod_config();
-    edit(&mut pod);
-    let pod_id = s.run_pod(&pod).await?;
-    let config = s.container_config(&pod, &image, &[]);
-    s.run(&pod_id, &pod, &config).await?;
-    Ok(pod_id)
-}
-
 /// A plain HTTP/1.0 GET on loopback, retried while the server starts.
 async fn http_get(port: u16) -> Result<String, String> {
     let mut last = String::new();
@@ -167,7 +152,7 @@ fn free_port() -> Result<u16, String> {
 
 async fn port_mapping(s: Arc<Scope>) -> CaseResult {
     let port = free_port()?;
-    httpd_pod(&s, |p| {
+    s.httpd(|p| {
         p.port_mappings = vec![cri::PortMapping {
             protocol: cri::Protocol::Tcp as i32,
             container_port: i32::from(HTTPD_PORT),
@@ -184,7 +169,7 @@ async fn port_mapping(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn pod_to_pod(s: Arc<Scope>) -> CaseResult {
-    let server = httpd_pod(&s, |_| {}).await?;
+    let server = s.httpd(|_| {}).await?;
     let ip = ip_of(&s, &server).await?;
     let (_, client) = s.sleeper(|_| {}).await?;
     // nc, not wget: the static busybox's wget crashes in name resolution (glibc NSS).

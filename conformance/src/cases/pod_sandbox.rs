@@ -386,11 +386,7 @@ async fn list_filter_labels(s: Arc<Scope>) -> CaseResult {
     let a_id = s.run_pod(&a).await?;
     let b_id = s.run_pod(&b).await?;
     let select = |pairs: &[(&str, &str)]| cri::PodSandboxFilter {
-        label_selector: pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .chain([("crid-conformance".to_owned(), s.tag.clone())])
-            .collect(),
+        label_selector: s.selector(pairs),
         ..Default::default()
     };
     let mut both: Vec<_> = list(&s, select(&[("tier", "front")]))

@@ -8,9 +8,11 @@ use std::time::Duration;
 use crid_api::cri;
 
 use super::container::CONTAINER_NEEDS;
-use super::support::{SLEEP_SCRIPT, Scope, cap_eff, pod_sc, sc, scoped, status_field};
+use super::support::{
+    SLEEP_SCRIPT, Scope, cap_eff, ctr_ns, pod_ns, pod_sc, sc, scoped, status_field,
+};
 use super::{Area, Case, CaseResult, ensure};
-use crate::fixtures::image::{BUSYBOX_USER, USER_NAME, USER_UID, USER_UID_GID};
+use crate::fixtures::image::{BUSYBOX, BUSYBOX_USER, LATEST, USER_NAME, USER_UID, USER_UID_GID};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 /// CAP_CHOWN and CAP_NET_ADMIN bit numbers (linux/capability.h).
@@ -211,12 +213,14 @@ async fn run_as_username(s: Arc<Scope>) -> CaseResult {
     Ok(String::new())
 }
 
+/// A sleeping container of the `busybox-user` fixture tagged `tag` (each tag sets User
+/// another way); returns its id.
 async fn user_container(s: &Scope, tag: &str) -> Result<String, String> {
-    let image = s.image(BUSYBOX_USER, tag)?;
-    s.pull_ref(&image, None).await?;
-    let (pod_id, pod) = s.pod().await?;
-    let config = s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]);
-    s.run(&pod_id, &pod, &config).await
+    let image = s.pulled(BUSYBOX_USER, tag).await?;
+    let (_, id, _) = s
+        .started_in_new_pod(&image, &["sh", "-c", SLEEP_SCRIPT], |_| {}, |_| {})
+        .await?;
+    Ok(id)
 }
 
 async fn image_user(s: Arc<Scope>) -> CaseResult {
@@ -397,23 +401,6 @@ async fn seccomp_unconfined(s: Arc<Scope>) -> CaseResult {
     Ok(String::new())
 }
 
-fn set_ns(
-    pod: Option<&mut cri::PodSandboxConfig>,
-    ctr: Option<&mut cri::ContainerConfig>,
-    edit: impl Fn(&mut cri::NamespaceOption),
-) {
-    if let Some(p) = pod {
-        let ns = pod_sc(p)
-            .namespace_options
-            .get_or_insert_with(Default::default);
-        edit(ns);
-    }
-    if let Some(c) = ctr {
-        let ns = sc(c).namespace_options.get_or_insert_with(Default::default);
-        edit(ns);
-    }
-}
-
 /// The network namespace (`net:[inode]`) of a sleeper in a pod whose network mode is
 /// NODE (`host`) or POD.
 async fn net_ns(s: &Scope, host: bool) -> Result<String, String> {
@@ -428,14 +415,14 @@ async fn net_ns(s: &Scope, host: bool) -> Result<String, String> {
         .busybox(
             SLEEP_SCRIPT,
             |p| {
-                set_ns(Some(p), None, mode);
+                mode(pod_ns(p));
                 // As the kubelet does: a host-network pod shares the host's UTS namespace,
                 // so it gets no hostname of its own.
                 if host {
                     p.hostname.clear();
                 }
             },
-            |c| set_ns(None, Some(c), mode),
+            |c| mode(ctr_ns(c)),
         )
         .await?;
     s.sh(&id, "readlink /proc/self/ns/net").await
@@ -466,11 +453,7 @@ async fn ipc_ns(s: &Scope, host: bool) -> Result<String, String> {
         }
     };
     let (_, id, _) = s
-        .busybox(
-            SLEEP_SCRIPT,
-            |p| set_ns(Some(p), None, mode),
-            |c| set_ns(None, Some(c), mode),
-        )
+        .busybox(SLEEP_SCRIPT, |p| mode(pod_ns(p)), |c| mode(ctr_ns(c)))
         .await?;
     s.sh(&id, "readlink /proc/self/ns/ipc").await
 }
@@ -490,14 +473,7 @@ async fn host_ipc(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn host_pid(s: Arc<Scope>) -> CaseResult {
-    let host_ns = |n: &mut cri::NamespaceOption| n.pid = cri::NamespaceMode::Node as i32;
-    let (_, id, _) = s
-        .busybox(
-            SLEEP_SCRIPT,
-            |p| set_ns(Some(p), None, host_ns),
-            |c| set_ns(None, Some(c), host_ns),
-        )
-        .await?;
+    let id = s.host_pid_watcher().await?;
     let inside = s.sh(&id, "cat /proc/1/stat").await?;
     let host = std::fs::read_to_string("/proc/1/stat")
         .map_err(|e| format!("reading the host's /proc/1/stat: {e}"))?;
@@ -526,19 +502,17 @@ async fn pid_container(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn pid_pod(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(
-        crate::fixtures::image::BUSYBOX,
-        crate::fixtures::image::LATEST,
-    )?;
-    s.pull_ref(&image, None).await?;
-    let mut pod = s.pod_config();
-    let shared = |n: &mut cri::NamespaceOption| n.pid = cri::NamespaceMode::Pod as i32;
-    set_ns(Some(&mut pod), None, shared);
-    let pod_id = s.run_pod(&pod).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let marker = format!("marker-{}", s.tag);
     let script_a = format!("trap 'exit 0' TERM; while :; do sleep 0.2; done # {marker}");
-    let a = s.container_config(&pod, &image, &["sh", "-c", &script_a]);
-    s.run(&pod_id, &pod, &a).await?;
+    let (pod_id, _, pod) = s
+        .started_in_new_pod(
+            &image,
+            &["sh", "-c", &script_a],
+            |p| pod_ns(p).pid = cri::NamespaceMode::Pod as i32,
+            |_| {},
+        )
+        .await?;
     let b = s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]);
     let b_id = s.run(&pod_id, &pod, &b).await?;
     let all = s
@@ -590,27 +564,18 @@ async fn userns_mode(s: Arc<Scope>) -> CaseResult {
             length: 65536,
         }]
     };
-    let userns = |p: &mut cri::PodSandboxConfig| {
-        pod_sc(p)
-            .namespace_options
-            .get_or_insert_with(Default::default)
-            .userns_options = Some(cri::UserNamespace {
+    let pod_mode = || {
+        Some(cri::UserNamespace {
             mode: cri::NamespaceMode::Pod as i32,
             uids: range(),
             gids: range(),
-        });
+        })
     };
+    let userns = |p: &mut cri::PodSandboxConfig| pod_ns(p).userns_options = pod_mode();
     if supported {
         let (_, id, _) = s
             .busybox(SLEEP_SCRIPT, userns, |c| {
-                sc(c)
-                    .namespace_options
-                    .get_or_insert_with(Default::default)
-                    .userns_options = Some(cri::UserNamespace {
-                    mode: cri::NamespaceMode::Pod as i32,
-                    uids: range(),
-                    gids: range(),
-                });
+                ctr_ns(c).userns_options = pod_mode()
             })
             .await?;
         let map = s.sh(&id, "cat /proc/self/uid_map").await?;

@@ -79,18 +79,22 @@ fn check_stats(id: &str, st: &cri::ContainerStats) -> Result<String, String> {
     Ok(format!("working set {ws} B, CPU {cpu} ns"))
 }
 
-async fn container_stats(s: Arc<Scope>) -> CaseResult {
-    let (_, id) = s.sleeper(|_| {}).await?;
-    let st = s
-        .rs()
+/// ContainerStats of `id`.
+async fn container_stats_of(s: &Scope, id: &str) -> Result<cri::ContainerStats, String> {
+    s.rs()
         .container_stats(cri::ContainerStatsRequest {
-            container_id: id.clone(),
+            container_id: id.to_owned(),
         })
         .await
         .map_err(|e| format!("ContainerStats: {}", status_text(&e)))?
         .into_inner()
         .stats
-        .ok_or("ContainerStats answered without stats")?;
+        .ok_or_else(|| "ContainerStats answered without stats".to_owned())
+}
+
+async fn container_stats(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|_| {}).await?;
+    let st = container_stats_of(&s, &id).await?;
     check_stats(&id, &st)
 }
 
@@ -104,16 +108,7 @@ async fn writable_layer(s: Arc<Scope>) -> CaseResult {
     // Runtimes may sample disk usage periodically (containerd every 10 s): poll a while.
     let deadline = std::time::Instant::now() + USAGE_WAIT;
     loop {
-        let st = s
-            .rs()
-            .container_stats(cri::ContainerStatsRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .map_err(|e| format!("ContainerStats: {}", status_text(&e)))?
-            .into_inner()
-            .stats
-            .ok_or("ContainerStats answered without stats")?;
+        let st = container_stats_of(&s, &id).await?;
         let used = st
             .writable_layer
             .as_ref()
