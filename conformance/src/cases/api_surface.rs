@@ -6,7 +6,7 @@ use crid_api::cri;
 use crid_api::{ImageServiceClient, RuntimeServiceClient};
 use tonic::Code;
 
-use super::{Area, Case, CaseResult, Ctx, DEFAULT_TIMEOUT, Needs, Requirement, ensure};
+use super::{Area, Case, CaseResult, Ctx, ensure};
 
 /// How long one probe of an RPC may take before a unary RPC counts as hung.
 const PROBE_LIMIT: Duration = Duration::from_secs(10);
@@ -14,36 +14,27 @@ const PROBE_LIMIT: Duration = Duration::from_secs(10);
 const STREAM_GRACE: Duration = Duration::from_secs(2);
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, summary, run| Case {
-        id,
-        clause,
-        area: Area::ApiSurface,
-        requirement: Requirement::Required,
-        needs: Needs::default(),
-        summary,
-        timeout: DEFAULT_TIMEOUT,
-        run,
-    };
+    let cases = Area::ApiSurface.cases();
     vec![
-        case(
+        cases.required(
             "api-surface/every-rpc-answers",
             "grpc:status-codes#UNIMPLEMENTED",
             "each of the 41 runtime.v1 RPCs answers with a status (UNIMPLEMENTED when not served), none hangs",
             |ctx| Box::pin(every_rpc_answers(ctx)),
         ),
-        case(
+        cases.required(
             "api-surface/run-pod-sandbox-requires-config",
             "cri:RuntimeService.RunPodSandbox#config",
             "RunPodSandbox without a config is refused",
             |ctx| Box::pin(run_pod_sandbox_requires_config(ctx)),
         ),
-        case(
+        cases.required(
             "api-surface/create-container-requires-config",
             "cri:RuntimeService.CreateContainer#config",
             "CreateContainer without a pod or config is refused",
             |ctx| Box::pin(create_container_requires_config(ctx)),
         ),
-        case(
+        cases.required(
             "api-surface/pull-image-requires-image",
             "cri:ImageService.PullImage#image",
             "PullImage without an image is refused",

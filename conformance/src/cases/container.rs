@@ -8,9 +8,10 @@ use crid_api::cri;
 use tonic::Code;
 
 use super::support::{
-    SLEEP_SCRIPT, Scope, container_state_name, ok_or_not_found, refused, refused_duplicate, scoped,
+    SLEEP_SCRIPT, Scope, container_state_name, namespaces, ok_or_not_found, pod_sc, refused,
+    refused_duplicate, scoped,
 };
-use super::{Area, Case, CaseResult, Needs, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, Needs, ensure, status_text};
 use crate::fixtures::image::catalogue::IMAGE_ENV;
 use crate::fixtures::image::rootfs::{IMAGE_MARKER, WHITED_OUT};
 use crate::fixtures::image::{BUSYBOX, BUSYBOX_STOPSIGNAL, LATEST, PAUSE};
@@ -27,225 +28,188 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 const EXIT_WAIT: Duration = Duration::from_secs(20);
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, summary, run| Case {
-        id,
-        clause,
-        area: Area::Container,
-        requirement,
-        needs: CONTAINER_NEEDS,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let cases = Area::Container
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(CASE_TIMEOUT);
     vec![
-        case(
+        cases.required(
             "container/create-created",
             "cri:RuntimeService.CreateContainer#container_id",
-            Required,
             "a created container is CONTAINER_CREATED with created_at set and started_at 0",
             |ctx| Box::pin(scoped(ctx, "cc", create_created)),
         ),
-        case(
+        cases.required(
             "container/start-running",
             "cri:RuntimeService.StartContainer#state",
-            Required,
             "a started container is CONTAINER_RUNNING with started_at >= created_at",
             |ctx| Box::pin(scoped(ctx, "cs", start_running)),
         ),
-        case(
+        cases.required(
             "container/exit-code",
             "cri:RuntimeService.ContainerStatus#status.exit_code",
-            Required,
             "a container whose process exits 3 is CONTAINER_EXITED with exit_code 3 and a finished_at after its creation",
             |ctx| Box::pin(scoped(ctx, "ce", exit_code)),
         ),
-        case(
+        cases.optional(
             "container/exit-reason",
             "cri:RuntimeService.ContainerStatus#status.reason",
-            Optional,
             "an exited container carries a reason (kubectl shows it; the values are not specified)",
             |ctx| Box::pin(scoped(ctx, "cr", exit_reason)),
         ),
-        case(
+        cases.required(
             "container/status-image",
             "cri:RuntimeService.ContainerStatus#status.image_ref",
-            Required,
             "ContainerStatus names the image and an image_ref that ImageStatus resolves to the same image",
             |ctx| Box::pin(scoped(ctx, "ci", status_image)),
         ),
-        case(
+        cases.required(
             "container/status-log-path",
             "cri:RuntimeService.ContainerStatus#status.log_path",
-            Required,
             "log_path is the pod's log_directory joined with the container's log_path",
             |ctx| Box::pin(scoped(ctx, "cl", status_log_path)),
         ),
-        case(
+        cases.required(
             "container/status-labels-annotations",
             "cri:RuntimeService.ContainerStatus#status.labels",
-            Required,
             "ContainerStatus returns the config's metadata, labels and annotations",
             |ctx| Box::pin(scoped(ctx, "ca", status_labels)),
         ),
-        case(
+        cases.required(
             "container/mount-host-path",
             "cri:RuntimeService.CreateContainer#config.mounts",
-            Required,
             "a host directory mounted read-write is shared with the host; a read-only one refuses writes",
             |ctx| Box::pin(scoped(ctx, "cm", mount_host_path)),
         ),
-        case(
+        cases.optional(
             "container/status-mounts",
             "cri:RuntimeService.ContainerStatus#status.mounts",
-            Optional,
             "ContainerStatus lists the configured mounts",
             |ctx| Box::pin(scoped(ctx, "csm", status_mounts)),
         ),
-        case(
+        cases.required(
             "container/env-merge",
             "oci-image:config.md#Env",
-            Required,
             "the container sees the image's Env and the config's envs, the config winning on conflicts",
             |ctx| Box::pin(scoped(ctx, "cv", env_merge)),
         ),
-        case(
+        cases.required(
             "container/command-args-workdir",
             "cri:RuntimeService.CreateContainer#config.command",
-            Required,
             "command replaces the image Entrypoint, args its Cmd, working_dir its WorkingDir",
             |ctx| Box::pin(scoped(ctx, "cw", command_args)),
         ),
-        case(
+        cases.required(
             "container/image-layers-whiteout",
             "oci-image:layer.md#whiteouts",
-            Required,
             "the rootfs is the image's layers applied in order: the top layer's marker is there, a whited-out file is not",
             |ctx| Box::pin(scoped(ctx, "cwo", layers_whiteout)),
         ),
-        case(
+        cases.required(
             "container/stop-exits",
             "cri:RuntimeService.StopContainer#timeout",
-            Required,
             "StopContainer of a container that exits on SIGTERM leaves it CONTAINER_EXITED with exit code 0",
             |ctx| Box::pin(scoped(ctx, "cst", stop_exits)),
         ),
-        case(
+        cases.required(
             "container/stop-timeout-kills",
             "cri:RuntimeService.StopContainer#timeout",
-            Required,
             "a container ignoring SIGTERM is killed once the grace period passes",
             |ctx| Box::pin(scoped(ctx, "ck", stop_kills)),
         ),
-        case(
+        cases.required(
             "container/stop-signal-from-image",
             "oci-image:config.md#StopSignal",
-            Required,
             "StopContainer sends the image's StopSignal (SIGUSR1), not SIGTERM: the container is EXITED with code 0",
             |ctx| Box::pin(scoped(ctx, "cg", stop_signal)),
         ),
-        case(
+        cases.optional(
             "container/stop-signal-field",
             "cri:RuntimeService.CreateContainer#config.stop_signal",
-            Optional,
             "StopContainer sends the signal config.stop_signal names (SIGQUIT), over the image's and SIGTERM",
             |ctx| Box::pin(scoped(ctx, "cq", stop_signal_field)),
         ),
-        case(
+        cases.required(
             "container/stop-idempotent",
             "cri:RuntimeService.StopContainer#idempotent",
-            Required,
             "StopContainer of a stopped container succeeds",
             |ctx| Box::pin(scoped(ctx, "csi", stop_idempotent)),
         ),
-        case(
+        cases.required(
             "container/remove-idempotent",
             "cri:RuntimeService.RemoveContainer#idempotent",
-            Required,
             "RemoveContainer twice succeeds; the container is then NotFound and unlisted",
             |ctx| Box::pin(scoped(ctx, "cri", remove_idempotent)),
         ),
-        case(
+        cases.required(
             "container/remove-unknown-id",
             "cri:RuntimeService.RemoveContainer#idempotent",
-            Required,
             "RemoveContainer of an id never seen answers OK or NotFound (the kubelet treats both as removed)",
             |ctx| Box::pin(scoped(ctx, "cru", remove_unknown)),
         ),
-        case(
+        cases.required(
             "container/stop-unknown-id",
             "cri:RuntimeService.StopContainer#idempotent",
-            Required,
             "StopContainer of an id never seen succeeds: the kubelet retries stops after restarts and treats NotFound as a failure",
             |ctx| Box::pin(scoped(ctx, "csu", stop_unknown)),
         ),
-        case(
+        cases.required(
             "container/exit-is-init-exit",
             "cri:RuntimeService.StopContainer#timeout",
-            Required,
             "in a pod-shared PID namespace, a container whose init exits on SIGTERM while a child it started lives on is EXITED as soon as init exits (not at the grace period's end), and StopContainer leaves none of its processes behind",
             |ctx| Box::pin(scoped(ctx, "cei", exit_is_init_exit)),
         ),
-        case(
+        cases.required(
             "container/remove-running-forces",
             "cri:RuntimeService.RemoveContainer#force",
-            Required,
             "RemoveContainer of a running container forcibly removes it: ContainerStatus says NotFound and its processes are gone from the host",
             |ctx| Box::pin(scoped(ctx, "crf", remove_running)),
         ),
-        case(
+        cases.optional(
             "container/start-after-exit-refused",
             "cri:RuntimeService.StartContainer#container_id",
-            Optional,
             "StartContainer of an exited container is refused (the kubelet creates a new attempt instead)",
             |ctx| Box::pin(scoped(ctx, "cx", start_after_exit)),
         ),
-        case(
+        cases.required(
             "container/create-in-unknown-pod",
             "cri:RuntimeService.CreateContainer#pod_sandbox_id",
-            Required,
             "CreateContainer in a pod that does not exist is refused",
             |ctx| Box::pin(scoped(ctx, "cu", create_unknown_pod)),
         ),
-        case(
+        cases.optional(
             "container/duplicate-name-refused",
             "cri:RuntimeService.CreateContainer#config.metadata",
-            Optional,
             "a second CreateContainer with the metadata of a container in the same pod is refused for the name (AlreadyExists, or an error naming it), and the first container stays the only one",
             |ctx| Box::pin(scoped(ctx, "cdu", duplicate_name)),
         ),
-        case(
+        cases.required(
             "container/tty",
             "cri:RuntimeService.CreateContainer#config.tty",
-            Required,
             "with tty set the container's stdout is a terminal (kubectl run -t)",
             |ctx| Box::pin(scoped(ctx, "ctt", tty)),
         ),
-        case(
+        cases.required(
             "container/list-filter-id",
             "cri:RuntimeService.ListContainers#filter.id",
-            Required,
             "ListContainers with an id filter returns exactly that container",
             |ctx| Box::pin(scoped(ctx, "cfi", list_filter_id)),
         ),
-        case(
+        cases.required(
             "container/list-filter-state",
             "cri:RuntimeService.ListContainers#filter.state",
-            Required,
             "ListContainers with a state filter separates created, running and exited containers",
             |ctx| Box::pin(scoped(ctx, "cfs", list_filter_state)),
         ),
-        case(
+        cases.required(
             "container/list-filter-pod",
             "cri:RuntimeService.ListContainers#filter.pod_sandbox_id",
-            Required,
             "ListContainers with a pod filter returns that pod's containers only",
             |ctx| Box::pin(scoped(ctx, "cfp", list_filter_pod)),
         ),
-        case(
+        cases.required(
             "container/list-filter-label-selector",
             "cri:RuntimeService.ListContainers#filter.label_selector",
-            Required,
             "ListContainers with a label selector returns only containers carrying every selected label",
             |ctx| Box::pin(scoped(ctx, "cfl", list_filter_labels)),
         ),
@@ -268,21 +232,8 @@ async fn list(s: &Scope, filter: cri::ContainerFilter) -> Result<Vec<String>, St
         .map_err(|e| format!("ListContainers: {}", status_text(&e)))
 }
 
-/// A pod and a created (not started) busybox container running `script`.
-async fn created(
-    s: &Scope,
-    script: &str,
-) -> Result<(String, String, cri::PodSandboxConfig), String> {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
-    let (pod_id, pod) = s.pod().await?;
-    let config = s.container_config(&pod, &image, &["sh", "-c", script]);
-    let id = s.create(&pod_id, &pod, &config).await?;
-    Ok((pod_id, id, pod))
-}
-
 async fn create_created(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = created(&s, "true").await?;
+    let (_, id, _) = s.busybox_created("true").await?;
     let st = s.container_status(&id).await?;
     ensure(
         st.state == cri::ContainerState::ContainerCreated as i32,
@@ -312,10 +263,7 @@ async fn start_running(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn exit_code(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s.busybox("exit 3", |_| {}, |_| {}).await?;
-    let st = s
-        .wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
-        .await?;
+    let (_, st) = s.busybox_exited("exit 3", |_| {}, EXIT_WAIT).await?;
     ensure(st.exit_code == 3, || format!("exit_code {}", st.exit_code))?;
     // Not finished_at >= started_at: the spec orders neither, and runtimes take the start
     // time after the start call returns, which a fast exit can precede.
@@ -332,10 +280,7 @@ async fn exit_code(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn exit_reason(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s.busybox("exit 3", |_| {}, |_| {}).await?;
-    let st = s
-        .wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
-        .await?;
+    let (_, st) = s.busybox_exited("exit 3", |_| {}, EXIT_WAIT).await?;
     ensure(!st.reason.is_empty(), || "reason is empty".into())?;
     Ok(format!("reason {:?}", st.reason))
 }
@@ -367,7 +312,7 @@ async fn status_image(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn status_log_path(s: Arc<Scope>) -> CaseResult {
-    let (_, id, pod) = created(&s, "true").await?;
+    let (_, id, pod) = s.busybox_created("true").await?;
     let st = s.container_status(&id).await?;
     let name = st
         .metadata
@@ -382,8 +327,7 @@ async fn status_log_path(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn status_labels(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let (pod_id, pod) = s.pod().await?;
     let mut config = s.container_config(&pod, &image, &["true"]);
     config.labels.insert("role".into(), "probe".into());
@@ -502,13 +446,18 @@ async fn env_merge(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn command_args(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
-    let (pod_id, pod) = s.pod().await?;
-    let mut config = s.container_config(&pod, &image, &["sh", "-c"]);
-    config.args = vec!["pwd; echo $0-$1".into(), "zero".into(), "one".into()];
-    config.working_dir = "/tmp".into();
-    let id = s.run(&pod_id, &pod, &config).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
+    let (_, id, _) = s
+        .started_in_new_pod(
+            &image,
+            &["sh", "-c"],
+            |_| {},
+            |c| {
+                c.args = vec!["pwd; echo $0-$1".into(), "zero".into(), "one".into()];
+                c.working_dir = "/tmp".into();
+            },
+        )
+        .await?;
     s.wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
         .await?;
     let st = s.container_status(&id).await?;
@@ -585,11 +534,8 @@ async fn stop_kills(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn stop_signal(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX_STOPSIGNAL, LATEST)?;
-    s.pull_ref(&image, None).await?;
-    let (pod_id, pod) = s.pod().await?;
-    let config = s.container_config(&pod, &image, &[]);
-    let id = s.run(&pod_id, &pod, &config).await?;
+    let image = s.pulled(BUSYBOX_STOPSIGNAL, LATEST).await?;
+    let (_, id, _) = s.started_in_new_pod(&image, &[], |_| {}, |_| {}).await?;
     s.stop(&id, 10).await?;
     judge_stop_signal(&s.container_status(&id).await?)
 }
@@ -645,33 +591,28 @@ async fn stop_idempotent(s: Arc<Scope>) -> CaseResult {
     Ok(String::new())
 }
 
-async fn remove_container(s: &Scope, id: &str) -> Result<(), String> {
-    s.rs()
-        .remove_container(cri::RemoveContainerRequest {
-            container_id: id.to_owned(),
-        })
-        .await
-        .map(drop)
-        .map_err(|e| format!("RemoveContainer: {}", status_text(&e)))
-}
-
-async fn remove_idempotent(s: Arc<Scope>) -> CaseResult {
-    let (pod, id) = s.running(|_| {}).await?;
-    s.stop(&id, 10).await?;
-    remove_container(&s, &id).await?;
-    remove_container(&s, &id)
-        .await
-        .map_err(|e| format!("second remove: {e}"))?;
+/// Requires ContainerStatus of the removed container `id` to answer NotFound.
+async fn removed_is_not_found(s: &Scope, id: &str) -> Result<(), String> {
     let r = s
         .rs()
         .container_status(cri::ContainerStatusRequest {
-            container_id: id.clone(),
+            container_id: id.to_owned(),
             verbose: false,
         })
         .await;
     ensure(matches!(&r, Err(e) if e.code() == Code::NotFound), || {
         format!("ContainerStatus after remove: {r:?}, expected NotFound")
-    })?;
+    })
+}
+
+async fn remove_idempotent(s: Arc<Scope>) -> CaseResult {
+    let (pod, id) = s.running(|_| {}).await?;
+    s.stop(&id, 10).await?;
+    s.remove_container(&id).await?;
+    s.remove_container(&id)
+        .await
+        .map_err(|e| format!("second remove: {e}"))?;
+    removed_is_not_found(&s, &id).await?;
     let left = list(
         &s,
         cri::ContainerFilter {
@@ -693,26 +634,15 @@ async fn remove_running(s: Arc<Scope>) -> CaseResult {
         .busybox(&format!("{SLEEP_SCRIPT} # {marker}"), |_| {}, |_| {})
         .await?;
     s.wait_processes(&watcher, &marker, true).await?;
-    remove_container(&s, &id).await?;
-    let r = s
-        .rs()
-        .container_status(cri::ContainerStatusRequest {
-            container_id: id,
-            verbose: false,
-        })
-        .await;
-    ensure(matches!(&r, Err(e) if e.code() == Code::NotFound), || {
-        format!("ContainerStatus after remove: {r:?}, expected NotFound")
-    })?;
+    s.remove_container(&id).await?;
+    removed_is_not_found(&s, &id).await?;
     // Removed from the records is not enough: its processes must be gone.
     s.wait_processes(&watcher, &marker, false).await?;
     Ok(String::new())
 }
 
 async fn start_after_exit(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s.busybox("exit 0", |_| {}, |_| {}).await?;
-    s.wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
-        .await?;
+    let (id, _) = s.busybox_exited("exit 0", |_| {}, EXIT_WAIT).await?;
     let r = s
         .rs()
         .start_container(cri::StartContainerRequest {
@@ -740,8 +670,7 @@ async fn create_unknown_pod(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn duplicate_name(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let (pod_id, pod) = s.pod().await?;
     let config = s.container_config(&pod, &image, &["true"]);
     let first = s.create(&pod_id, &pod, &config).await?;
@@ -779,15 +708,12 @@ async fn duplicate_name(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn tty(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s
-        .busybox(
+    let (_, st) = s
+        .busybox_exited(
             "if [ -t 1 ]; then echo is-a-tty; else echo not-a-tty; fi",
-            |_| {},
             |c| c.tty = true,
+            EXIT_WAIT,
         )
-        .await?;
-    let st = s
-        .wait_state(&id, cri::ContainerState::ContainerExited, EXIT_WAIT)
         .await?;
     let log = std::fs::read_to_string(&st.log_path)
         .map_err(|e| format!("reading {}: {e}", st.log_path))?;
@@ -796,7 +722,7 @@ async fn tty(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn list_filter_id(s: Arc<Scope>) -> CaseResult {
-    let (pod_id, a, pod) = created(&s, "true").await?;
+    let (pod_id, a, pod) = s.busybox_created("true").await?;
     let image = s.image(BUSYBOX, LATEST)?;
     let other = s.container_config(&pod, &image, &["true"]);
     s.create(&pod_id, &pod, &other).await?;
@@ -815,8 +741,7 @@ async fn list_filter_id(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn list_filter_state(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let (pod_id, pod) = s.pod().await?;
     let created = s
         .create(&pod_id, &pod, &s.container_config(&pod, &image, &["true"]))
@@ -825,7 +750,7 @@ async fn list_filter_state(s: Arc<Scope>) -> CaseResult {
         .run(
             &pod_id,
             &pod,
-            &s.container_config(&pod, &image, &["sh", "-c", super::support::SLEEP_SCRIPT]),
+            &s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]),
         )
         .await?;
     let exited = s
@@ -860,8 +785,8 @@ async fn list_filter_state(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn list_filter_pod(s: Arc<Scope>) -> CaseResult {
-    let (pod_a, a, _) = created(&s, "true").await?;
-    let (_pod_b, _b, _) = created(&s, "true").await?;
+    let (pod_a, a, _) = s.busybox_created("true").await?;
+    let (_pod_b, _b, _) = s.busybox_created("true").await?;
     let got = list(
         &s,
         cri::ContainerFilter {
@@ -877,8 +802,7 @@ async fn list_filter_pod(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn list_filter_labels(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let (pod_id, pod) = s.pod().await?;
     let mut ca = s.container_config(&pod, &image, &["true"]);
     ca.labels.insert("tier".into(), "front".into());
@@ -888,11 +812,7 @@ async fn list_filter_labels(s: Arc<Scope>) -> CaseResult {
     let a = s.create(&pod_id, &pod, &ca).await?;
     let b = s.create(&pod_id, &pod, &cb).await?;
     let select = |pairs: &[(&str, &str)]| cri::ContainerFilter {
-        label_selector: pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .chain([("crid-conformance".to_owned(), s.tag.clone())])
-            .collect(),
+        label_selector: s.selector(pairs),
         ..Default::default()
     };
     let mut both = list(&s, select(&[("tier", "front")])).await?;
@@ -951,11 +871,7 @@ async fn stop_unknown(s: Arc<Scope>) -> CaseResult {
 async fn exit_is_init_exit(s: Arc<Scope>) -> CaseResult {
     const MARK: &str = "3599";
     let shared = |p: &mut cri::PodSandboxConfig| {
-        p.linux
-            .get_or_insert_with(Default::default)
-            .security_context
-            .get_or_insert_with(Default::default)
-            .namespace_options = Some(super::support::namespaces(cri::NamespaceMode::Pod));
+        pod_sc(p).namespace_options = Some(namespaces(cri::NamespaceMode::Pod));
     };
     let script = format!("trap 'exit 0' TERM; sleep {MARK} & wait");
     let (pod_id, id, pod) = s.busybox(&script, shared, |_| {}).await?;

@@ -7,27 +7,26 @@ use crid_api::cri;
 
 use super::container::CONTAINER_NEEDS;
 use super::support::{SLEEP_SCRIPT, Scope, scoped};
-use super::{Area, Case, CaseResult, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, ensure, status_text};
 use crate::fixtures::image::{BUSYBOX, LATEST};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 pub(super) fn cases() -> Vec<Case> {
-    vec![Case {
-        id: "events/container-lifecycle",
-        clause: "cri:RuntimeService.GetContainerEvents#container_event_type",
-        area: Area::Events,
-        requirement: Requirement::Optional,
-        needs: CONTAINER_NEEDS,
-        summary: "GetContainerEvents streams CREATED, STARTED, STOPPED and DELETED for a container, in order (evented PLEG is a kubelet feature gate)",
-        timeout: Duration::from_secs(90),
-        run: |ctx| Box::pin(scoped(ctx, "vl", lifecycle)),
-    }]
+    let cases = Area::Events
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(Duration::from_secs(90));
+    vec![cases.optional(
+        "events/container-lifecycle",
+        "cri:RuntimeService.GetContainerEvents#container_event_type",
+        "GetContainerEvents streams CREATED, STARTED, STOPPED and DELETED for a container, in order (evented PLEG is a kubelet feature gate)",
+        |ctx| Box::pin(scoped(ctx, "vl", lifecycle)),
+    )]
 }
 
 async fn lifecycle(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let (pod_id, pod) = s.pod().await?;
     let mut stream = s
         .rs()
@@ -38,12 +37,7 @@ async fn lifecycle(s: Arc<Scope>) -> CaseResult {
     let config = s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]);
     let id = s.run(&pod_id, &pod, &config).await?;
     s.stop(&id, 10).await?;
-    s.rs()
-        .remove_container(cri::RemoveContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .map_err(|e| format!("RemoveContainer: {}", status_text(&e)))?;
+    s.remove_container(&id).await?;
     use cri::ContainerEventType as T;
     let want = [
         T::ContainerCreatedEvent,

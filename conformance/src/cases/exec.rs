@@ -8,79 +8,64 @@ use tonic::Code;
 
 use super::container::CONTAINER_NEEDS;
 use super::support::{Scope, scoped};
-use super::{Area, Case, CaseResult, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, ensure, status_text};
+use crate::fixtures::image::HTTPD_PORT;
 use crate::fixtures::image::rootfs::INDEX_HTML;
-use crate::fixtures::image::{HTTPD, HTTPD_PORT, LATEST};
 use crate::stream::{self, ExecOptions};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, summary, run| Case {
-        id,
-        clause,
-        area: Area::Exec,
-        requirement,
-        needs: CONTAINER_NEEDS,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let cases = Area::Exec
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(CASE_TIMEOUT);
     vec![
-        case(
+        cases.required(
             "exec/sync-stdout",
             "cri:RuntimeService.ExecSync#stdout",
-            Required,
             "ExecSync returns the command's stdout and exit code 0 (exec probes rely on it)",
             |ctx| Box::pin(scoped(ctx, "es", sync_stdout)),
         ),
-        case(
+        cases.required(
             "exec/sync-stderr-exit-code",
             "cri:RuntimeService.ExecSync#exit_code",
-            Required,
             "ExecSync keeps stderr apart from stdout and returns a non-zero exit code as a result, not an error",
             |ctx| Box::pin(scoped(ctx, "ee", sync_stderr)),
         ),
-        case(
+        cases.required(
             "exec/sync-timeout",
             "cri:RuntimeService.ExecSync#timeout",
-            Required,
             "ExecSync of a command outliving its timeout returns (an error or a non-zero exit) soon after the timeout",
             |ctx| Box::pin(scoped(ctx, "et", sync_timeout)),
         ),
-        case(
+        cases.optional(
             "exec/sync-unknown-container",
             "cri:RuntimeService.ExecSync#container_id",
-            Optional,
             "ExecSync in an unknown container is NotFound",
             |ctx| Box::pin(scoped(ctx, "eu", sync_unknown)),
         ),
-        case(
+        cases.optional(
             "exec/sync-exited-container-refused",
             "cri:RuntimeService.ExecSync#container_id",
-            Optional,
             "ExecSync in an exited container is refused rather than run",
             |ctx| Box::pin(scoped(ctx, "ez", sync_exited)),
         ),
-        case(
+        cases.required(
             "exec/exec-url",
             "cri:RuntimeService.Exec#url",
-            Required,
             "Exec returns a streaming URL where a WebSocket (v4.channel.k8s.io) and a SPDY/3.1 client each run a command and get its output and exit code",
             |ctx| Box::pin(scoped(ctx, "ex", exec_url)),
         ),
-        case(
+        cases.required(
             "exec/attach-url",
             "cri:RuntimeService.Attach#url",
-            Required,
             "Attach returns a streaming URL where WebSocket and SPDY/3.1 clients write to the container's stdin (stdin: true) and read its output",
             |ctx| Box::pin(scoped(ctx, "ea", attach_url)),
         ),
-        case(
+        cases.required(
             "exec/port-forward-url",
             "cri:RuntimeService.PortForward#url",
-            Required,
             "PortForward returns a streaming URL through which WebSocket and SPDY/3.1 clients each reach the pod's httpd on its loopback",
             |ctx| Box::pin(scoped(ctx, "ep", port_forward_url)),
         ),
@@ -149,13 +134,9 @@ async fn sync_unknown(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn sync_exited(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s.busybox("exit 0", |_| {}, |_| {}).await?;
-    s.wait_state(
-        &id,
-        cri::ContainerState::ContainerExited,
-        Duration::from_secs(20),
-    )
-    .await?;
+    let (id, _) = s
+        .busybox_exited("exit 0", |_| {}, Duration::from_secs(20))
+        .await?;
     let r = s
         .rs()
         .exec_sync(cri::ExecSyncRequest {
@@ -256,12 +237,7 @@ async fn attach_url(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn port_forward_url(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(HTTPD, LATEST)?;
-    s.pull_ref(&image, None).await?;
-    let pod = s.pod_config();
-    let pod_id = s.run_pod(&pod).await?;
-    let config = s.container_config(&pod, &image, &[]);
-    s.run(&pod_id, &pod, &config).await?;
+    let pod_id = s.httpd(|_| {}).await?;
     let request = b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n";
     let mut done = Vec::new();
     for protocol in ["websocket", "spdy"] {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crid_api::cri;
 
 use super::support::{Scope, scoped, spec};
-use super::{Area, Case, CaseResult, Needs, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, Needs, ensure, status_text};
 use crate::fixtures::image::{
     BUSYBOX, BUSYBOX_DOCKER, BUSYBOX_MULTIARCH, BUSYBOX_MULTIARCH_DOCKER, BUSYBOX_USER, LATEST,
     USER_NAME, USER_UID, fixture_set,
@@ -29,151 +29,108 @@ const RUN: Needs = Needs {
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, needs, summary, run| Case {
-        id,
-        clause,
-        area: Area::Image,
-        requirement,
-        needs,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let pull = Area::Image.cases().needs(PULL).timeout(CASE_TIMEOUT);
+    let run = pull.needs(RUN);
     vec![
-        case(
+        pull.required(
             "image/pull-tag",
             "cri:ImageService.PullImage#image_ref",
-            Required,
-            PULL,
             "PullImage by tag returns an image_ref; ImageStatus then finds the image with that tag and a size",
             |ctx| Box::pin(scoped(ctx, "it", pull_tag)),
         ),
-        case(
+        pull.required(
             "image/pull-digest",
             "cri:ImageService.PullImage#image.image",
-            Required,
-            PULL,
             "PullImage by digest succeeds and ImageStatus lists name@digest in repo_digests",
             |ctx| Box::pin(scoped(ctx, "id", pull_digest)),
         ),
-        case(
+        pull.required(
             "image/multi-tag",
             "cri:ImageService.ImageStatus#image.repo_tags",
-            Required,
-            PULL,
             "two tags of one manifest are one image (same id) listing both tags",
             |ctx| Box::pin(scoped(ctx, "im", multi_tag)),
         ),
-        case(
+        pull.required(
             "image/list-contains-pulled",
             "cri:ImageService.ListImages#images",
-            Required,
-            PULL,
             "ListImages includes a pulled image with its id, tag and size",
             |ctx| Box::pin(scoped(ctx, "il", list_contains)),
         ),
-        case(
+        pull.required(
             "image/status-absent-unset",
             "cri:ImageService.ImageStatus#image",
-            Required,
-            PULL,
             "ImageStatus of an absent image answers OK with image unset, not an error",
             |ctx| Box::pin(scoped(ctx, "ia", status_absent)),
         ),
-        case(
+        pull.required(
             "image/remove-idempotent",
             "cri:ImageService.RemoveImage#idempotent",
-            Required,
-            PULL,
             "RemoveImage twice succeeds; the image is then absent",
             |ctx| Box::pin(scoped(ctx, "ir", remove_idempotent)),
         ),
-        case(
+        pull.required(
             "image/remove-tag-removes-all-tags",
             "cri:ImageService.RemoveImage#all-tags",
-            Required,
-            PULL,
             "RemoveImage by one tag removes the image with every tag naming it (cri-api 0.31 and later)",
             |ctx| Box::pin(scoped(ctx, "ia2", remove_tag_all_tags)),
         ),
-        case(
+        pull.required(
             "image/remove-by-id",
             "cri:ImageService.RemoveImage#image",
-            Required,
-            PULL,
             "RemoveImage by image id (as the kubelet's image GC does) removes the image with all its tags",
             |ctx| Box::pin(scoped(ctx, "ii", remove_by_id)),
         ),
-        case(
+        pull.required(
             "image/image-ref-consistency",
             "cri:ImageService.PullImage#image_ref",
-            Required,
-            PULL,
             "PullImage's image_ref, ImageStatus(image_ref).id and ImageStatus(tag).id name the same image",
             |ctx| Box::pin(scoped(ctx, "ic", image_ref_consistency)),
         ),
-        case(
+        run.required(
             "image/index-host-platform",
             "oci-image:image-index.md#platform",
-            Required,
-            RUN,
             "an index whose first entries are foreign platforms resolves to the host's entry, which runs",
             |ctx| Box::pin(scoped(ctx, "ix", index_host_platform)),
         ),
-        case(
+        run.optional(
             "image/docker-schema2",
             "oci-image:media-types.md#compatibility-matrix",
-            Optional,
-            RUN,
             "a Docker schema2 image pulls and runs (not in the OCI spec; every registry serves it)",
             |ctx| Box::pin(scoped(ctx, "ik", docker_schema2)),
         ),
-        case(
+        run.optional(
             "image/docker-manifest-list",
             "oci-image:media-types.md#compatibility-matrix",
-            Optional,
-            RUN,
             "a Docker manifest list resolves to the host's platform and runs",
             |ctx| Box::pin(scoped(ctx, "ij", docker_manifest_list)),
         ),
-        case(
+        pull.required(
             "image/status-user",
             "cri:ImageService.ImageStatus#image.uid",
-            Required,
-            PULL,
             "ImageStatus reports the image's User: a numeric one as uid, a name as username (runAsNonRoot relies on it)",
             |ctx| Box::pin(scoped(ctx, "iu", status_user)),
         ),
-        case(
+        pull.required(
             "image/pull-auth",
             "cri:ImageService.PullImage#auth",
-            Required,
-            PULL,
             "from a registry requiring basic auth, PullImage with AuthConfig succeeds and without it fails",
             |ctx| Box::pin(scoped(ctx, "iau", pull_auth)),
         ),
-        case(
+        pull.optional(
             "image/pull-auth-server-address",
             "cri:ImageService.PullImage#auth.server_address",
-            Optional,
-            PULL,
             "AuthConfig.server_address given as host:port (how docker config keys name a registry) is accepted",
             |ctx| Box::pin(scoped(ctx, "ias", pull_auth_server_address)),
         ),
-        case(
+        pull.required(
             "image/pull-missing-fails",
             "cri:ImageService.PullImage#image",
-            Required,
-            PULL,
             "PullImage of a tag the registry does not have fails, and no image appears",
             |ctx| Box::pin(scoped(ctx, "iq", pull_missing)),
         ),
-        case(
+        pull.required(
             "image/fs-info",
             "cri:ImageService.ImageFsInfo#image_filesystems",
-            Required,
-            PULL,
             "with an image pulled, ImageFsInfo reports an image filesystem with its mountpoint and non-zero used bytes (the kubelet's eviction needs it)",
             |ctx| Box::pin(scoped(ctx, "if", fs_info)),
         ),
@@ -225,10 +182,8 @@ async fn pull_digest(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn multi_tag(s: Arc<Scope>) -> CaseResult {
-    let a = s.image(BUSYBOX, "1.0")?;
-    let b = s.image(BUSYBOX, "1.1")?;
-    s.pull_ref(&a, None).await?;
-    s.pull_ref(&b, None).await?;
+    let a = s.pulled(BUSYBOX, "1.0").await?;
+    let b = s.pulled(BUSYBOX, "1.1").await?;
     let ia = status(&s, &a).await?;
     let ib = status(&s, &b).await?;
     ensure(ia.id == ib.id, || {
@@ -243,8 +198,7 @@ async fn multi_tag(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn list_contains(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, LATEST)?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let id = status(&s, &image).await?.id;
     let images = s
         .is()
@@ -271,8 +225,7 @@ async fn status_absent(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn remove_idempotent(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(BUSYBOX, "1.1")?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, "1.1").await?;
     remove(&s, &image).await?;
     remove(&s, &image)
         .await
@@ -285,10 +238,8 @@ async fn remove_idempotent(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn remove_by_id(s: Arc<Scope>) -> CaseResult {
-    let a = s.image(BUSYBOX, "1.0")?;
-    let b = s.image(BUSYBOX, "1.1")?;
-    s.pull_ref(&a, None).await?;
-    s.pull_ref(&b, None).await?;
+    let a = s.pulled(BUSYBOX, "1.0").await?;
+    let b = s.pulled(BUSYBOX, "1.1").await?;
     let id = status(&s, &a).await?.id;
     // Another case's images are absent by now (each cleans up), so `latest` may share the
     // id only if it was present before this run; then this case cannot judge.
@@ -306,10 +257,8 @@ async fn remove_by_id(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn remove_tag_all_tags(s: Arc<Scope>) -> CaseResult {
-    let a = s.image(BUSYBOX, "1.0")?;
-    let b = s.image(BUSYBOX, "1.1")?;
-    s.pull_ref(&a, None).await?;
-    s.pull_ref(&b, None).await?;
+    let a = s.pulled(BUSYBOX, "1.0").await?;
+    let b = s.pulled(BUSYBOX, "1.1").await?;
     remove(&s, &a).await?;
     let left = s.image_status(&b).await?;
     ensure(left.is_none(), || {
@@ -337,11 +286,10 @@ async fn image_ref_consistency(s: Arc<Scope>) -> CaseResult {
 
 /// Pulls `name:latest` and runs `true` in it; the container must exit 0.
 async fn pull_and_run(s: &Scope, name: &str) -> CaseResult {
-    let image = s.image(name, LATEST)?;
-    s.pull_ref(&image, None).await?;
-    let (pod_id, pod) = s.pod().await?;
-    let config = s.container_config(&pod, &image, &["true"]);
-    let id = s.run(&pod_id, &pod, &config).await?;
+    let image = s.pulled(name, LATEST).await?;
+    let (_, id, _) = s
+        .started_in_new_pod(&image, &["true"], |_| {}, |_| {})
+        .await?;
     let st = s
         .wait_state(
             &id,
@@ -368,10 +316,8 @@ async fn docker_manifest_list(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn status_user(s: Arc<Scope>) -> CaseResult {
-    let uid = s.image(BUSYBOX_USER, USER_UID)?;
-    let name = s.image(BUSYBOX_USER, USER_NAME)?;
-    s.pull_ref(&uid, None).await?;
-    s.pull_ref(&name, None).await?;
+    let uid = s.pulled(BUSYBOX_USER, USER_UID).await?;
+    let name = s.pulled(BUSYBOX_USER, USER_NAME).await?;
     let a = status(&s, &uid).await?;
     ensure(a.uid.map(|u| u.value) == Some(1000), || {
         format!("User \"1000\": uid {:?}, username {:?}", a.uid, a.username)
@@ -497,7 +443,7 @@ const FS_INFO_WAIT: Duration = Duration::from_secs(25);
 
 async fn fs_info(s: Arc<Scope>) -> CaseResult {
     // An image is on the filesystem, so the bytes it uses cannot be zero.
-    s.pull_ref(&s.image(BUSYBOX, LATEST)?, None).await?;
+    s.pulled(BUSYBOX, LATEST).await?;
     let deadline = std::time::Instant::now() + FS_INFO_WAIT;
     loop {
         let r = s

@@ -9,63 +9,51 @@ use crid_api::cri;
 
 use super::container::CONTAINER_NEEDS;
 use super::support::{Scope, scoped};
-use super::{Area, Case, CaseResult, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, ensure, status_text};
+use crate::fixtures::image::{BUSYBOX, LATEST};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 const FORMAT_CLAUSE: &str = "cri:RuntimeService.CreateContainer#config.log_path";
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, summary, run| Case {
-        id,
-        clause,
-        area: Area::Logs,
-        requirement,
-        needs: CONTAINER_NEEDS,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let cases = Area::Logs
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(CASE_TIMEOUT);
     vec![
-        case(
+        cases.required(
             "logs/cri-format",
             FORMAT_CLAUSE,
-            Required,
             "every log line is `<RFC3339Nano> <stdout|stderr> <P|F> <content>` and carries what the process wrote (kubectl logs parses it)",
             |ctx| Box::pin(scoped(ctx, "lf", cri_format)),
         ),
-        case(
+        cases.optional(
             "logs/long-line-reassembles",
             FORMAT_CLAUSE,
-            Optional,
             "a 40000-byte line is logged as P-tagged parts ending in an F part that concatenate to the line",
             |ctx| Box::pin(scoped(ctx, "ll", long_line)),
         ),
-        case(
+        cases.required(
             "logs/reopen",
             "cri:RuntimeService.ReopenContainerLog#container_id",
-            Required,
             "after the log file is renamed, ReopenContainerLog makes the runtime write a new file at log_path (kubelet log rotation)",
             |ctx| Box::pin(scoped(ctx, "lr", reopen)),
         ),
-        case(
+        cases.required(
             "logs/reopen-synchronous",
             "cri:RuntimeService.ReopenContainerLog#container_id",
-            Required,
             "when ReopenContainerLog returns, the new file already exists at log_path (the kubelet's rotation reads it at once)",
             |ctx| Box::pin(scoped(ctx, "ls", reopen_synchronous)),
         ),
-        case(
+        cases.required(
             "logs/reopen-exited",
             "cri:RuntimeService.ReopenContainerLog#not-running",
-            Required,
             "ReopenContainerLog of an exited container either creates a new log file and succeeds, or fails and creates none",
             |ctx| Box::pin(scoped(ctx, "lx", reopen_exited)),
         ),
-        case(
+        cases.required(
             "logs/log-path-traversal-refused",
             "cri:ContainerConfig#log_path",
-            Required,
             "a log_path that leaves the pod's log_directory (`..`, absolute, through a symlink in the directory) is refused, and nothing is written outside",
             |ctx| Box::pin(scoped(ctx, "lt", log_path_traversal)),
         ),
@@ -157,19 +145,13 @@ async fn read_log(s: &Scope, id: &str) -> Result<(String, Vec<LogLine>), String>
 }
 
 async fn cri_format(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s
-        .busybox(
+    let (id, _) = s
+        .busybox_exited(
             "echo first out; echo first err >&2; echo 'two  spaces '; exit 0",
             |_| {},
-            |_| {},
+            Duration::from_secs(20),
         )
         .await?;
-    s.wait_state(
-        &id,
-        cri::ContainerState::ContainerExited,
-        Duration::from_secs(20),
-    )
-    .await?;
     let (_, lines) = read_log(&s, &id).await?;
     let want = |stream: &str, content: &str| LogLine {
         stream: stream.into(),
@@ -187,19 +169,13 @@ async fn cri_format(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn long_line(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s
-        .busybox(
+    let (id, _) = s
+        .busybox_exited(
             "i=0; while [ $i -lt 4000 ]; do printf 0123456789; i=$((i+1)); done; echo",
             |_| {},
-            |_| {},
+            Duration::from_secs(30),
         )
         .await?;
-    s.wait_state(
-        &id,
-        cri::ContainerState::ContainerExited,
-        Duration::from_secs(30),
-    )
-    .await?;
     let (_, lines) = read_log(&s, &id).await?;
     let stdout: Vec<_> = lines.iter().filter(|l| l.stream == "stdout").collect();
     let last = stdout.last().ok_or("no stdout lines")?;
@@ -281,13 +257,8 @@ async fn reopen_synchronous(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn reopen_exited(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s.busybox("echo done", |_| {}, |_| {}).await?;
-    let st = s
-        .wait_state(
-            &id,
-            cri::ContainerState::ContainerExited,
-            Duration::from_secs(20),
-        )
+    let (id, st) = s
+        .busybox_exited("echo done", |_| {}, Duration::from_secs(20))
         .await?;
     let rotated = format!("{}.1", st.log_path);
     tokio::fs::rename(&st.log_path, &rotated)
@@ -331,11 +302,7 @@ impl Drop for RemoveOnDrop {
 /// log_path is relative to the pod's log_directory (api.proto); the runtime writes the file
 /// as root, so a path that leaves the directory would let a CRI client write any file.
 async fn log_path_traversal(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(
-        crate::fixtures::image::BUSYBOX,
-        crate::fixtures::image::LATEST,
-    )?;
-    s.pull_ref(&image, None).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let mut pod = s.pod_config();
     let base = std::path::PathBuf::from(&pod.log_directory);
     let _remove = RemoveOnDrop(base.clone());

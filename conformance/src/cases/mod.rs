@@ -204,6 +204,81 @@ impl std::fmt::Debug for Case {
 /// The default time limit of a case.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+impl Area {
+    /// A builder of this area's cases: no needs and [`DEFAULT_TIMEOUT`] until told otherwise.
+    pub(crate) fn cases(self) -> CaseBuilder {
+        CaseBuilder {
+            area: self,
+            needs: Needs::default(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// What the cases of one module share (area, needs, time limit), and the one place a
+/// [`Case`] is made from them. It is `Copy`: a case that needs something else takes
+/// `cases.needs(other).required(..)` and leaves the module's builder as it was.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CaseBuilder {
+    area: Area,
+    needs: Needs,
+    timeout: Duration,
+}
+
+impl CaseBuilder {
+    /// The same builder, its cases needing `needs`.
+    pub(crate) fn needs(self, needs: Needs) -> CaseBuilder {
+        CaseBuilder { needs, ..self }
+    }
+
+    /// The same builder, its cases limited to `timeout`.
+    pub(crate) fn timeout(self, timeout: Duration) -> CaseBuilder {
+        CaseBuilder { timeout, ..self }
+    }
+
+    /// A case checking a behaviour the spec requires.
+    pub(crate) fn required(
+        self,
+        id: &'static str,
+        clause: &'static str,
+        summary: &'static str,
+        run: CaseFn,
+    ) -> Case {
+        self.case(Requirement::Required, id, clause, summary, run)
+    }
+
+    /// A case checking a behaviour the spec recommends or allows.
+    pub(crate) fn optional(
+        self,
+        id: &'static str,
+        clause: &'static str,
+        summary: &'static str,
+        run: CaseFn,
+    ) -> Case {
+        self.case(Requirement::Optional, id, clause, summary, run)
+    }
+
+    fn case(
+        self,
+        requirement: Requirement,
+        id: &'static str,
+        clause: &'static str,
+        summary: &'static str,
+        run: CaseFn,
+    ) -> Case {
+        Case {
+            id,
+            clause,
+            area: self.area,
+            requirement,
+            needs: self.needs,
+            summary,
+            timeout: self.timeout,
+            run,
+        }
+    }
+}
+
 /// Every case, in report order.
 pub fn catalogue() -> Vec<Case> {
     let mut all = Vec::new();

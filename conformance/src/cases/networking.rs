@@ -10,9 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::container::CONTAINER_NEEDS;
 use super::support::{SLEEP_SCRIPT, Scope, scoped};
-use super::{Area, Case, CaseResult, Needs, Requirement, ensure};
+use super::{Area, Case, CaseResult, Needs, ensure};
 use crate::fixtures::image::rootfs::INDEX_HTML;
-use crate::fixtures::image::{HTTPD, HTTPD_PORT, LATEST};
+use crate::fixtures::image::{HTTPD, HTTPD_PORT};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 const HTTPD_NEEDS: Needs = Needs {
@@ -21,55 +21,39 @@ const HTTPD_NEEDS: Needs = Needs {
 };
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, needs, summary, run| Case {
-        id,
-        clause,
-        area: Area::Networking,
-        requirement,
-        needs,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let cases = Area::Networking
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(CASE_TIMEOUT);
+    let httpd = cases.needs(HTTPD_NEEDS);
     vec![
-        case(
+        cases.required(
             "networking/pod-ip",
             "cri:RuntimeService.PodSandboxStatus#status.network.ip",
-            Required,
-            CONTAINER_NEEDS,
             "a pod in its own network namespace reports an IP address, and its container has that address",
             |ctx| Box::pin(scoped(ctx, "np", pod_ip)),
         ),
-        case(
+        cases.required(
             "networking/dns-config",
             "cri:RuntimeService.RunPodSandbox#config.dns_config",
-            Required,
-            CONTAINER_NEEDS,
             "dns_config servers, searches and options are the container's /etc/resolv.conf",
             |ctx| Box::pin(scoped(ctx, "nd", dns_config)),
         ),
-        case(
+        cases.required(
             "networking/hostname",
             "cri:RuntimeService.RunPodSandbox#config.hostname",
-            Required,
-            CONTAINER_NEEDS,
             "the pod's hostname is the container's hostname",
             |ctx| Box::pin(scoped(ctx, "nh", hostname)),
         ),
-        case(
+        httpd.optional(
             "networking/port-mapping-host-port",
             "cri:RuntimeService.RunPodSandbox#config.port_mappings",
-            Optional,
-            HTTPD_NEEDS,
             "a port mapping to 127.0.0.1:host_port reaches the pod's httpd (hostPort; needs CNI portmap)",
             |ctx| Box::pin(scoped(ctx, "nm", port_mapping)),
         ),
-        case(
+        httpd.required(
             "networking/pod-to-pod",
             "cri:RuntimeService.PodSandboxStatus#status.network.ip",
-            Required,
-            HTTPD_NEEDS,
             "a pod reaches another pod's httpd at the IP PodSandboxStatus reports (Kubernetes network model)",
             |ctx| Box::pin(scoped(ctx, "nn", pod_to_pod)),
         ),
@@ -133,21 +117,6 @@ async fn hostname(s: Arc<Scope>) -> CaseResult {
     Ok(String::new())
 }
 
-/// Starts an httpd pod (with `edit` applied to its config); returns the pod id.
-async fn httpd_pod(
-    s: &Scope,
-    edit: impl FnOnce(&mut cri::PodSandboxConfig),
-) -> Result<String, String> {
-    let image = s.image(HTTPD, LATEST)?;
-    s.pull_ref(&image, None).await?;
-    let mut pod = s.pod_config();
-    edit(&mut pod);
-    let pod_id = s.run_pod(&pod).await?;
-    let config = s.container_config(&pod, &image, &[]);
-    s.run(&pod_id, &pod, &config).await?;
-    Ok(pod_id)
-}
-
 /// A plain HTTP/1.0 GET on loopback, retried while the server starts.
 async fn http_get(port: u16) -> Result<String, String> {
     let mut last = String::new();
@@ -183,7 +152,7 @@ fn free_port() -> Result<u16, String> {
 
 async fn port_mapping(s: Arc<Scope>) -> CaseResult {
     let port = free_port()?;
-    httpd_pod(&s, |p| {
+    s.httpd(|p| {
         p.port_mappings = vec![cri::PortMapping {
             protocol: cri::Protocol::Tcp as i32,
             container_port: i32::from(HTTPD_PORT),
@@ -200,7 +169,7 @@ async fn port_mapping(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn pod_to_pod(s: Arc<Scope>) -> CaseResult {
-    let server = httpd_pod(&s, |_| {}).await?;
+    let server = s.httpd(|_| {}).await?;
     let ip = ip_of(&s, &server).await?;
     let (_, client) = s.sleeper(|_| {}).await?;
     // nc, not wget: the static busybox's wget crashes in name resolution (glibc NSS).

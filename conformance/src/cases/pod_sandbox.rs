@@ -7,7 +7,7 @@ use crid_api::cri;
 use tonic::Code;
 
 use super::support::{SLEEP_SCRIPT, Scope, ok_or_not_found, refused_duplicate, scoped};
-use super::{Area, Case, CaseResult, DEFAULT_TIMEOUT, Needs, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, Needs, ensure, status_text};
 use crate::fixtures::image::PAUSE;
 
 /// Pods need root, a runtime handler and (for runtimes that pull one) the pause image.
@@ -19,113 +19,89 @@ pub(super) const POD_NEEDS: Needs = Needs {
 };
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, summary, run| Case {
-        id,
-        clause,
-        area: Area::PodSandbox,
-        requirement,
-        needs: POD_NEEDS,
-        summary,
-        timeout: DEFAULT_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let cases = Area::PodSandbox.cases().needs(POD_NEEDS);
     vec![
-        case(
+        cases.required(
             "pod-sandbox/run-ready",
             "cri:RuntimeService.RunPodSandbox#pod_sandbox_id",
-            Required,
             "RunPodSandbox returns an id whose status is SANDBOX_READY with the config's metadata and a creation time",
             |ctx| Box::pin(scoped(ctx, "pr", run_ready)),
         ),
-        case(
+        cases.required(
             "pod-sandbox/status-labels-annotations",
             "cri:RuntimeService.PodSandboxStatus#status.labels",
-            Required,
             "PodSandboxStatus returns the labels and annotations of the config (the kubelet matches pods by them)",
             |ctx| Box::pin(scoped(ctx, "pl", status_labels)),
         ),
-        case(
+        cases.required(
             "pod-sandbox/stop-not-ready",
             "cri:RuntimeService.StopPodSandbox#state",
-            Required,
             "after StopPodSandbox the pod is SANDBOX_NOTREADY",
             |ctx| Box::pin(scoped(ctx, "ps", stop_not_ready)),
         ),
-        case(
+        cases.required(
             "pod-sandbox/stop-idempotent",
             "cri:RuntimeService.StopPodSandbox#idempotent",
-            Required,
             "StopPodSandbox twice succeeds both times (the call is idempotent)",
             |ctx| Box::pin(scoped(ctx, "psi", stop_idempotent)),
         ),
-        case(
+        cases.required(
             "pod-sandbox/stop-kills-containers",
             "cri:RuntimeService.StopPodSandbox#containers",
-            Required,
             "StopPodSandbox forcibly terminates the pod's running containers",
             |ctx| Box::pin(scoped(ctx, "psk", stop_kills_containers)),
         ),
-        case(
+        cases.required(
             "pod-sandbox/remove-idempotent",
             "cri:RuntimeService.RemovePodSandbox#idempotent",
-            Required,
             "RemovePodSandbox twice succeeds both times; the pod is gone from the list",
             |ctx| Box::pin(scoped(ctx, "pri", remove_idempotent)),
         ),
-        case(
+        cases.required(
             "pod-sandbox/remove-unknown-id",
             "cri:RuntimeService.RemovePodSandbox#idempotent",
-            Required,
             "RemovePodSandbox of an id never seen answers OK or NotFound (the kubelet treats both as removed)",
             |ctx| Box::pin(scoped(ctx, "pru", remove_unknown)),
         ),
-        case(
+        cases.required(
             "pod-sandbox/stop-unknown-id",
             "cri:RuntimeService.StopPodSandbox#idempotent",
-            Required,
             "StopPodSandbox of an id never seen succeeds: the kubelet stops pods again after restarts and treats an error as a failed teardown",
             |ctx| Box::pin(scoped(ctx, "psu", stop_unknown)),
         ),
-        case(
+        cases.required(
             "pod-sandbox/remove-running-forces",
             "cri:RuntimeService.RemovePodSandbox#containers",
-            Required,
             "RemovePodSandbox of a ready pod forcibly terminates and removes its running container: it is NotFound and its processes are gone from the host (a MUST, though the kubelet stops first)",
             |ctx| Box::pin(scoped(ctx, "prf", remove_running)),
         ),
-        case(
+        cases.optional(
             "pod-sandbox/status-unknown-not-found",
             "cri:RuntimeService.PodSandboxStatus#pod_sandbox_id",
-            Optional,
             "PodSandboxStatus of an unknown id is NotFound (the kubelet checks for that code)",
             |ctx| Box::pin(scoped(ctx, "pnf", status_unknown)),
         ),
-        case(
+        cases.optional(
             "pod-sandbox/duplicate-metadata-refused",
             "cri:RuntimeService.RunPodSandbox#config.metadata",
-            Optional,
             "a second RunPodSandbox with the metadata of a pod that exists is refused for the name (AlreadyExists, or an error naming it; metadata should identify a pod uniquely), and the first pod stays ready",
             |ctx| Box::pin(scoped(ctx, "pdu", duplicate_metadata)),
         ),
-        case(
+        cases.required(
             "pod-sandbox/list-filter-id",
             "cri:RuntimeService.ListPodSandbox#filter.id",
-            Required,
             "ListPodSandbox with an id filter returns exactly that pod",
             |ctx| Box::pin(scoped(ctx, "pfi", list_filter_id)),
         ),
-        case(
+        cases.required(
             "pod-sandbox/list-filter-state",
             "cri:RuntimeService.ListPodSandbox#filter.state",
-            Required,
             "ListPodSandbox with a state filter separates ready from not-ready pods",
             |ctx| Box::pin(scoped(ctx, "pfs", list_filter_state)),
         ),
-        case(
+        cases.required(
             "pod-sandbox/list-filter-label-selector",
             "cri:RuntimeService.ListPodSandbox#filter.label_selector",
-            Required,
             "ListPodSandbox with a label selector returns only pods carrying every selected label",
             |ctx| Box::pin(scoped(ctx, "pfl", list_filter_labels)),
         ),
@@ -410,11 +386,7 @@ async fn list_filter_labels(s: Arc<Scope>) -> CaseResult {
     let a_id = s.run_pod(&a).await?;
     let b_id = s.run_pod(&b).await?;
     let select = |pairs: &[(&str, &str)]| cri::PodSandboxFilter {
-        label_selector: pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .chain([("crid-conformance".to_owned(), s.tag.clone())])
-            .collect(),
+        label_selector: s.selector(pairs),
         ..Default::default()
     };
     let mut both: Vec<_> = list(&s, select(&[("tier", "front")]))

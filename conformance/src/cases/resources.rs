@@ -9,7 +9,7 @@ use crid_api::cri;
 
 use super::container::CONTAINER_NEEDS;
 use super::support::{Scope, scoped};
-use super::{Area, Case, CaseResult, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, ensure, status_text};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 const MIB: i64 = 1024 * 1024;
@@ -23,50 +23,38 @@ const CPU_MAX: &str = "if [ -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then echo 
 const CPU_SHARES: &str = "if [ -e /sys/fs/cgroup/cpu/cpu.shares ]; then echo v1 $(cat /sys/fs/cgroup/cpu/cpu.shares); else echo v2 $(cat /sys/fs/cgroup/cpu.weight); fi";
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, summary, run| Case {
-        id,
-        clause,
-        area: Area::Resources,
-        requirement,
-        needs: CONTAINER_NEEDS,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let cases = Area::Resources
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(CASE_TIMEOUT);
     vec![
-        case(
+        cases.required(
             "resources/memory-limit",
             "cri:RuntimeService.CreateContainer#config.linux.resources.memory_limit_in_bytes",
-            Required,
             "memory_limit_in_bytes 64 MiB is the container cgroup's memory limit",
             |ctx| Box::pin(scoped(ctx, "rm", memory_limit)),
         ),
-        case(
+        cases.required(
             "resources/cpu-quota",
             "cri:RuntimeService.CreateContainer#config.linux.resources.cpu_quota",
-            Required,
             "cpu_quota 50000 over cpu_period 100000 is the container cgroup's CFS quota",
             |ctx| Box::pin(scoped(ctx, "rq", cpu_quota)),
         ),
-        case(
+        cases.required(
             "resources/cpu-shares",
             "cri:RuntimeService.CreateContainer#config.linux.resources.cpu_shares",
-            Required,
             "cpu_shares 512 is the cgroup's cpu.shares (v1) or its cpu.weight equivalent (v2)",
             |ctx| Box::pin(scoped(ctx, "rs", cpu_shares)),
         ),
-        case(
+        cases.required(
             "resources/update-container-resources",
             "cri:RuntimeService.UpdateContainerResources#linux",
-            Required,
             "UpdateContainerResources raises a running container's memory limit and CPU quota",
             |ctx| Box::pin(scoped(ctx, "ru", update)),
         ),
-        case(
+        cases.optional(
             "resources/status-resources",
             "cri:RuntimeService.ContainerStatus#status.resources",
-            Optional,
             "ContainerStatus reports the container's current memory limit (in-place pod resize reads it)",
             |ctx| Box::pin(scoped(ctx, "rr", status_resources)),
         ),

@@ -4,82 +4,62 @@ use crid_api::RuntimeServiceClient;
 use crid_api::cri;
 use tonic::Code;
 
-use super::{
-    Area, Case, CaseResult, Ctx, DEFAULT_TIMEOUT, Needs, Requirement, ensure, status_text,
-};
+use super::{Area, Case, CaseResult, Ctx, Needs, ensure, status_text};
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, summary, run| Case {
-        id,
-        clause,
-        area: Area::RuntimeInfo,
-        requirement,
-        needs: Needs::default(),
-        summary,
-        timeout: DEFAULT_TIMEOUT,
-        run,
-    };
+    let cases = Area::RuntimeInfo.cases();
     vec![
-        case(
+        cases.required(
             "runtime-info/version-api-version",
             "cri:RuntimeService.Version#runtime_api_version",
-            Requirement::Required,
             "Version reports runtime_api_version v1",
             |ctx| Box::pin(version_api_version(ctx)),
         ),
-        case(
+        cases.required(
             "runtime-info/version-runtime-identity",
             "cri:RuntimeService.Version#runtime_name",
-            Requirement::Required,
             "Version names the runtime and its version",
             |ctx| Box::pin(version_identity(ctx)),
         ),
-        case(
+        cases.required(
             "runtime-info/status-conditions",
             "cri:RuntimeService.Status#status.conditions",
-            Requirement::Required,
             "Status reports both RuntimeReady and NetworkReady",
             |ctx| Box::pin(status_conditions(ctx)),
         ),
-        Case {
-            needs: Needs {
+        cases
+            .needs(Needs {
                 not_ready_endpoint: true,
                 ..Needs::default()
-            },
-            ..case(
-                "runtime-info/status-not-ready-reason",
-                "cri:RuntimeService.Status#RuntimeCondition.reason",
-                Requirement::Required,
-                "a condition that is false carries a reason and a message: NetworkReady on an \
-                 endpoint of the same runtime started without a network configuration",
-                |ctx| Box::pin(status_not_ready_reason(ctx)),
-            )
-        },
-        case(
+            })
+            .required(
+            "runtime-info/status-not-ready-reason",
+            "cri:RuntimeService.Status#RuntimeCondition.reason",
+            "a condition that is false carries a reason and a message: NetworkReady on an \
+             endpoint of the same runtime started without a network configuration",
+            |ctx| Box::pin(status_not_ready_reason(ctx)),
+        ),
+        cases.optional(
             "runtime-info/status-verbose-info",
             "cri:RuntimeService.Status#info",
-            Requirement::Optional,
             "verbose Status returns info only when asked, with JSON values",
             |ctx| Box::pin(status_verbose_info(ctx)),
         ),
-        case(
+        cases.optional(
             "runtime-info/status-runtime-handlers",
             "cri:RuntimeService.Status#runtime_handlers",
-            Requirement::Optional,
             "runtime_handlers are listed once each, with features",
             |ctx| Box::pin(status_runtime_handlers(ctx)),
         ),
-        case(
+        cases.optional(
             "runtime-info/runtime-config-cgroup-driver",
             "cri:RuntimeService.RuntimeConfig#linux.cgroup_driver",
-            Requirement::Optional,
             "RuntimeConfig reports a cgroup driver (or is Unimplemented, which the kubelet tolerates)",
             |ctx| Box::pin(runtime_config_cgroup_driver(ctx)),
         ),
-        case(
+        cases.required(
             "runtime-info/update-runtime-config-pod-cidr",
             "cri:RuntimeService.UpdateRuntimeConfig#runtime_config.network_config.pod_cidr",
-            Requirement::Required,
             "UpdateRuntimeConfig accepts a valid pod CIDR",
             |ctx| Box::pin(update_runtime_config_pod_cidr(ctx)),
         ),

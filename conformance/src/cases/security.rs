@@ -8,9 +8,11 @@ use std::time::Duration;
 use crid_api::cri;
 
 use super::container::CONTAINER_NEEDS;
-use super::support::{SLEEP_SCRIPT, Scope, cap_eff, pod_sc, sc, scoped, status_field};
-use super::{Area, Case, CaseResult, Requirement, ensure};
-use crate::fixtures::image::{BUSYBOX_USER, USER_NAME, USER_UID, USER_UID_GID};
+use super::support::{
+    SLEEP_SCRIPT, Scope, cap_eff, ctr_ns, pod_ns, pod_sc, sc, scoped, status_field,
+};
+use super::{Area, Case, CaseResult, ensure};
+use crate::fixtures::image::{BUSYBOX, BUSYBOX_USER, LATEST, USER_NAME, USER_UID, USER_UID_GID};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 /// CAP_CHOWN and CAP_NET_ADMIN bit numbers (linux/capability.h).
@@ -27,176 +29,146 @@ macro_rules! sc_clause {
 }
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, summary, run| Case {
-        id,
-        clause,
-        area: Area::SecurityContext,
-        requirement,
-        needs: CONTAINER_NEEDS,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::Required;
+    let cases = Area::SecurityContext
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(CASE_TIMEOUT);
     vec![
-        case(
+        cases.required(
             "security-context/run-as-user",
             sc_clause!("run_as_user"),
-            Required,
             "run_as_user 1234 runs the process as uid 1234",
             |ctx| Box::pin(scoped(ctx, "su", run_as_user)),
         ),
-        case(
+        cases.required(
             "security-context/run-as-group",
             sc_clause!("run_as_group"),
-            Required,
             "run_as_group 5678 with run_as_user runs the process with gid 5678",
             |ctx| Box::pin(scoped(ctx, "sg", run_as_group)),
         ),
-        case(
+        cases.required(
             "security-context/run-as-username",
             sc_clause!("run_as_username"),
-            Required,
             "run_as_username crid resolves through the image's /etc/passwd to uid 1000",
             |ctx| Box::pin(scoped(ctx, "sn", run_as_username)),
         ),
-        case(
+        cases.required(
             "security-context/image-user",
             "oci-image:config.md#User",
-            Required,
             "the image's User (uid, name, uid:gid) sets the process's uid and gid when the config sets none",
             |ctx| Box::pin(scoped(ctx, "si", image_user)),
         ),
-        case(
+        cases.required(
             "security-context/supplemental-groups",
             sc_clause!("supplemental_groups"),
-            Required,
             "supplemental_groups appear in the process's groups",
             |ctx| Box::pin(scoped(ctx, "ss", supplemental_groups)),
         ),
-        case(
+        cases.required(
             "security-context/image-groups-merged",
             sc_clause!("supplemental_groups_policy"),
-            Required,
             "with the default Merge policy the user's groups from the image's /etc/group are kept",
             |ctx| Box::pin(scoped(ctx, "sm", image_groups)),
         ),
-        case(
+        cases.required(
             "security-context/capabilities-add",
             sc_clause!("capabilities.add_capabilities"),
-            Required,
             "adding NET_ADMIN sets its bit in CapEff",
             |ctx| Box::pin(scoped(ctx, "sca", caps_add)),
         ),
-        case(
+        cases.required(
             "security-context/capabilities-drop",
             sc_clause!("capabilities.drop_capabilities"),
-            Required,
             "dropping CHOWN clears its bit in CapEff, and chown fails",
             |ctx| Box::pin(scoped(ctx, "scd", caps_drop)),
         ),
-        case(
+        cases.required(
             "security-context/capabilities-drop-all",
             sc_clause!("capabilities.drop_capabilities"),
-            Required,
             "dropping ALL leaves CapEff empty",
             |ctx| Box::pin(scoped(ctx, "scx", caps_drop_all)),
         ),
-        case(
+        cases.required(
             "security-context/privileged",
             sc_clause!("privileged"),
-            Required,
             "a privileged container has every capability of the host's bounding set",
             |ctx| Box::pin(scoped(ctx, "sp", privileged)),
         ),
-        case(
+        cases.required(
             "security-context/readonly-rootfs",
             sc_clause!("readonly_rootfs"),
-            Required,
             "with readonly_rootfs, writing to / fails",
             |ctx| Box::pin(scoped(ctx, "sr", readonly_rootfs)),
         ),
-        case(
+        cases.required(
             "security-context/no-new-privs",
             sc_clause!("no_new_privs"),
-            Required,
             "no_new_privs sets NoNewPrivs in /proc/self/status",
             |ctx| Box::pin(scoped(ctx, "snp", no_new_privs)),
         ),
-        case(
+        cases.required(
             "security-context/masked-paths",
             sc_clause!("masked_paths"),
-            Required,
             "a masked path (/proc/version) reads as empty",
             |ctx| Box::pin(scoped(ctx, "smp", masked_paths)),
         ),
-        case(
+        cases.required(
             "security-context/readonly-paths",
             sc_clause!("readonly_paths"),
-            Required,
             "a read-only path (/etc) refuses writes while the rest of the rootfs accepts them",
             |ctx| Box::pin(scoped(ctx, "srp", readonly_paths)),
         ),
-        case(
+        cases.required(
             "security-context/seccomp-runtime-default",
             sc_clause!("seccomp"),
-            Required,
             "seccomp RuntimeDefault puts the process in seccomp filter mode (Seccomp: 2)",
             |ctx| Box::pin(scoped(ctx, "sec", seccomp_default)),
         ),
-        case(
+        cases.required(
             "security-context/seccomp-unconfined",
             sc_clause!("seccomp"),
-            Required,
             "seccomp Unconfined leaves the process without a filter (Seccomp: 0)",
             |ctx| Box::pin(scoped(ctx, "seu", seccomp_unconfined)),
         ),
-        case(
+        cases.required(
             "security-context/namespace-host-network",
             sc_clause!("namespace_options.network"),
-            Required,
             "network NODE puts the container in the host's network namespace (the same namespace, not only the same interface names), network POD in one of its own",
             |ctx| Box::pin(scoped(ctx, "snn", host_network)),
         ),
-        case(
+        cases.required(
             "security-context/namespace-host-ipc",
             sc_clause!("namespace_options.ipc"),
-            Required,
             "ipc NODE puts the container in the host's IPC namespace, ipc POD in one of its own",
             |ctx| Box::pin(scoped(ctx, "sni", host_ipc)),
         ),
-        case(
+        cases.required(
             "security-context/namespace-host-pid",
             sc_clause!("namespace_options.pid"),
-            Required,
             "pid NODE shows the host's PID 1 inside the container",
             |ctx| Box::pin(scoped(ctx, "snh", host_pid)),
         ),
-        case(
+        cases.required(
             "security-context/namespace-pid-container",
             sc_clause!("namespace_options.pid"),
-            Required,
             "pid CONTAINER makes the container's own process PID 1",
             |ctx| Box::pin(scoped(ctx, "snc", pid_container)),
         ),
-        case(
+        cases.required(
             "security-context/namespace-pid-pod",
             sc_clause!("namespace_options.pid"),
-            Required,
             "pid POD lets containers of one pod see each other's processes (shareProcessNamespace)",
             |ctx| Box::pin(scoped(ctx, "spp", pid_pod)),
         ),
-        case(
+        cases.optional(
             "security-context/userns-mode",
             "cri:RuntimeService.RunPodSandbox#config.linux.security_context.namespace_options.userns_options",
-            Requirement::Optional,
             "a pod asking for its own user namespace (mode POD, the kubelet's hostUsers: false) gets one where the handler reports user_namespaces, and is refused, leaving no pod, where it does not: never run silently in the host's",
             |ctx| Box::pin(scoped(ctx, "su", userns_mode)),
         ),
-        case(
+        cases.required(
             "security-context/sysctls",
             "cri:RuntimeService.RunPodSandbox#config.linux.sysctls",
-            Required,
             "a namespaced sysctl of the pod (kernel.shm_rmid_forced=1) is visible in its containers",
             |ctx| Box::pin(scoped(ctx, "sy", sysctls)),
         ),
@@ -241,12 +213,14 @@ async fn run_as_username(s: Arc<Scope>) -> CaseResult {
     Ok(String::new())
 }
 
+/// A sleeping container of the `busybox-user` fixture tagged `tag` (each tag sets User
+/// another way); returns its id.
 async fn user_container(s: &Scope, tag: &str) -> Result<String, String> {
-    let image = s.image(BUSYBOX_USER, tag)?;
-    s.pull_ref(&image, None).await?;
-    let (pod_id, pod) = s.pod().await?;
-    let config = s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]);
-    s.run(&pod_id, &pod, &config).await
+    let image = s.pulled(BUSYBOX_USER, tag).await?;
+    let (_, id, _) = s
+        .started_in_new_pod(&image, &["sh", "-c", SLEEP_SCRIPT], |_| {}, |_| {})
+        .await?;
+    Ok(id)
 }
 
 async fn image_user(s: Arc<Scope>) -> CaseResult {
@@ -427,23 +401,6 @@ async fn seccomp_unconfined(s: Arc<Scope>) -> CaseResult {
     Ok(String::new())
 }
 
-fn set_ns(
-    pod: Option<&mut cri::PodSandboxConfig>,
-    ctr: Option<&mut cri::ContainerConfig>,
-    edit: impl Fn(&mut cri::NamespaceOption),
-) {
-    if let Some(p) = pod {
-        let ns = pod_sc(p)
-            .namespace_options
-            .get_or_insert_with(Default::default);
-        edit(ns);
-    }
-    if let Some(c) = ctr {
-        let ns = sc(c).namespace_options.get_or_insert_with(Default::default);
-        edit(ns);
-    }
-}
-
 /// The network namespace (`net:[inode]`) of a sleeper in a pod whose network mode is
 /// NODE (`host`) or POD.
 async fn net_ns(s: &Scope, host: bool) -> Result<String, String> {
@@ -458,14 +415,14 @@ async fn net_ns(s: &Scope, host: bool) -> Result<String, String> {
         .busybox(
             SLEEP_SCRIPT,
             |p| {
-                set_ns(Some(p), None, mode);
+                mode(pod_ns(p));
                 // As the kubelet does: a host-network pod shares the host's UTS namespace,
                 // so it gets no hostname of its own.
                 if host {
                     p.hostname.clear();
                 }
             },
-            |c| set_ns(None, Some(c), mode),
+            |c| mode(ctr_ns(c)),
         )
         .await?;
     s.sh(&id, "readlink /proc/self/ns/net").await
@@ -496,11 +453,7 @@ async fn ipc_ns(s: &Scope, host: bool) -> Result<String, String> {
         }
     };
     let (_, id, _) = s
-        .busybox(
-            SLEEP_SCRIPT,
-            |p| set_ns(Some(p), None, mode),
-            |c| set_ns(None, Some(c), mode),
-        )
+        .busybox(SLEEP_SCRIPT, |p| mode(pod_ns(p)), |c| mode(ctr_ns(c)))
         .await?;
     s.sh(&id, "readlink /proc/self/ns/ipc").await
 }
@@ -520,14 +473,7 @@ async fn host_ipc(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn host_pid(s: Arc<Scope>) -> CaseResult {
-    let host_ns = |n: &mut cri::NamespaceOption| n.pid = cri::NamespaceMode::Node as i32;
-    let (_, id, _) = s
-        .busybox(
-            SLEEP_SCRIPT,
-            |p| set_ns(Some(p), None, host_ns),
-            |c| set_ns(None, Some(c), host_ns),
-        )
-        .await?;
+    let id = s.host_pid_watcher().await?;
     let inside = s.sh(&id, "cat /proc/1/stat").await?;
     let host = std::fs::read_to_string("/proc/1/stat")
         .map_err(|e| format!("reading the host's /proc/1/stat: {e}"))?;
@@ -556,19 +502,17 @@ async fn pid_container(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn pid_pod(s: Arc<Scope>) -> CaseResult {
-    let image = s.image(
-        crate::fixtures::image::BUSYBOX,
-        crate::fixtures::image::LATEST,
-    )?;
-    s.pull_ref(&image, None).await?;
-    let mut pod = s.pod_config();
-    let shared = |n: &mut cri::NamespaceOption| n.pid = cri::NamespaceMode::Pod as i32;
-    set_ns(Some(&mut pod), None, shared);
-    let pod_id = s.run_pod(&pod).await?;
+    let image = s.pulled(BUSYBOX, LATEST).await?;
     let marker = format!("marker-{}", s.tag);
     let script_a = format!("trap 'exit 0' TERM; while :; do sleep 0.2; done # {marker}");
-    let a = s.container_config(&pod, &image, &["sh", "-c", &script_a]);
-    s.run(&pod_id, &pod, &a).await?;
+    let (pod_id, _, pod) = s
+        .started_in_new_pod(
+            &image,
+            &["sh", "-c", &script_a],
+            |p| pod_ns(p).pid = cri::NamespaceMode::Pod as i32,
+            |_| {},
+        )
+        .await?;
     let b = s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]);
     let b_id = s.run(&pod_id, &pod, &b).await?;
     let all = s
@@ -620,27 +564,18 @@ async fn userns_mode(s: Arc<Scope>) -> CaseResult {
             length: 65536,
         }]
     };
-    let userns = |p: &mut cri::PodSandboxConfig| {
-        pod_sc(p)
-            .namespace_options
-            .get_or_insert_with(Default::default)
-            .userns_options = Some(cri::UserNamespace {
+    let pod_mode = || {
+        Some(cri::UserNamespace {
             mode: cri::NamespaceMode::Pod as i32,
             uids: range(),
             gids: range(),
-        });
+        })
     };
+    let userns = |p: &mut cri::PodSandboxConfig| pod_ns(p).userns_options = pod_mode();
     if supported {
         let (_, id, _) = s
             .busybox(SLEEP_SCRIPT, userns, |c| {
-                sc(c)
-                    .namespace_options
-                    .get_or_insert_with(Default::default)
-                    .userns_options = Some(cri::UserNamespace {
-                    mode: cri::NamespaceMode::Pod as i32,
-                    uids: range(),
-                    gids: range(),
-                });
+                ctr_ns(c).userns_options = pod_mode()
             })
             .await?;
         let map = s.sh(&id, "cat /proc/self/uid_map").await?;

@@ -7,57 +7,45 @@ use crid_api::cri;
 
 use super::container::CONTAINER_NEEDS;
 use super::support::{Scope, scoped};
-use super::{Area, Case, CaseResult, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, ensure, status_text};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Longer than containerd's default stats_collect_period (10 s).
 const USAGE_WAIT: Duration = Duration::from_secs(25);
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, summary, run| Case {
-        id,
-        clause,
-        area: Area::Stats,
-        requirement,
-        needs: CONTAINER_NEEDS,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let cases = Area::Stats
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(CASE_TIMEOUT);
     vec![
-        case(
+        cases.required(
             "stats/container-stats",
             "cri:RuntimeService.ContainerStats#stats.memory",
-            Required,
             "ContainerStats of a running container names it and reports non-zero memory working set and CPU usage (the kubelet's summary API)",
             |ctx| Box::pin(scoped(ctx, "tc", container_stats)),
         ),
-        case(
+        cases.required(
             "stats/list-container-stats-filter",
             "cri:RuntimeService.ListContainerStats#filter.id",
-            Required,
             "ListContainerStats filtered by id returns that container's stats only",
             |ctx| Box::pin(scoped(ctx, "tl", list_container_stats)),
         ),
-        case(
+        cases.optional(
             "stats/container-writable-layer",
             "cri:RuntimeService.ContainerStats#stats.writable_layer",
-            Optional,
             "ContainerStats reports the writable layer's usage, which grows when the container writes (ephemeral-storage eviction with CRI stats)",
             |ctx| Box::pin(scoped(ctx, "tw", writable_layer)),
         ),
-        case(
+        cases.optional(
             "stats/pod-sandbox-stats",
             "cri:RuntimeService.PodSandboxStats#stats.linux",
-            Optional,
             "PodSandboxStats reports the pod's memory and its containers (needed only with the kubelet's CRI stats provider)",
             |ctx| Box::pin(scoped(ctx, "tp", pod_stats)),
         ),
-        case(
+        cases.optional(
             "stats/list-pod-sandbox-stats-filter",
             "cri:RuntimeService.ListPodSandboxStats#filter.id",
-            Optional,
             "ListPodSandboxStats filtered by id returns that pod only",
             |ctx| Box::pin(scoped(ctx, "tq", list_pod_stats)),
         ),
@@ -91,18 +79,22 @@ fn check_stats(id: &str, st: &cri::ContainerStats) -> Result<String, String> {
     Ok(format!("working set {ws} B, CPU {cpu} ns"))
 }
 
-async fn container_stats(s: Arc<Scope>) -> CaseResult {
-    let (_, id) = s.sleeper(|_| {}).await?;
-    let st = s
-        .rs()
+/// ContainerStats of `id`.
+async fn container_stats_of(s: &Scope, id: &str) -> Result<cri::ContainerStats, String> {
+    s.rs()
         .container_stats(cri::ContainerStatsRequest {
-            container_id: id.clone(),
+            container_id: id.to_owned(),
         })
         .await
         .map_err(|e| format!("ContainerStats: {}", status_text(&e)))?
         .into_inner()
         .stats
-        .ok_or("ContainerStats answered without stats")?;
+        .ok_or_else(|| "ContainerStats answered without stats".to_owned())
+}
+
+async fn container_stats(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|_| {}).await?;
+    let st = container_stats_of(&s, &id).await?;
     check_stats(&id, &st)
 }
 
@@ -116,16 +108,7 @@ async fn writable_layer(s: Arc<Scope>) -> CaseResult {
     // Runtimes may sample disk usage periodically (containerd every 10 s): poll a while.
     let deadline = std::time::Instant::now() + USAGE_WAIT;
     loop {
-        let st = s
-            .rs()
-            .container_stats(cri::ContainerStatsRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .map_err(|e| format!("ContainerStats: {}", status_text(&e)))?
-            .into_inner()
-            .stats
-            .ok_or("ContainerStats answered without stats")?;
+        let st = container_stats_of(&s, &id).await?;
         let used = st
             .writable_layer
             .as_ref()

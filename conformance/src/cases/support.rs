@@ -7,6 +7,7 @@
 //! failing case therefore never leaves state that makes the next one fail, and a run
 //! against a shared runtime leaves it as it found it.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,10 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use super::{CaseResult, Ctx, status_text};
+use crate::fixtures::image::{BUSYBOX, HTTPD, LATEST, PAUSE};
 
+/// The label every pod and container of a scope carries, with the scope's tag as value.
+const SCOPE_LABEL: &str = "crid-conformance";
 /// How often state is polled while waiting for a transition.
 const POLL: Duration = Duration::from_millis(100);
 /// Grace period given to StopContainer in cleanup.
@@ -93,6 +97,16 @@ impl Scope {
         format!("{}-{what}-{n}", self.tag)
     }
 
+    /// The labels `pairs` and [`SCOPE_LABEL`], which every pod and container of this scope
+    /// carries: a label selector that finds only this scope's objects.
+    pub fn selector(&self, pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain([(SCOPE_LABEL.to_owned(), self.tag.clone())])
+            .collect()
+    }
+
     /// The reference of fixture image `name:tag`; fails when no fixture registry is up.
     pub fn image(&self, name: &str, tag: &str) -> Result<String, String> {
         self.ctx
@@ -133,6 +147,13 @@ impl Scope {
             self.lock().images.push(image.to_owned());
         }
         Ok(r.image_ref)
+    }
+
+    /// The reference of fixture image `name:tag`, pulled (see [`Scope::pull_ref`]).
+    pub async fn pulled(&self, name: &str, tag: &str) -> Result<String, String> {
+        let image = self.image(name, tag)?;
+        self.pull_ref(&image, None).await?;
+        Ok(image)
     }
 
     /// Records an image for removal at cleanup (for images pulled by hand).
@@ -181,7 +202,7 @@ impl Scope {
             }),
             hostname: name.clone(),
             log_directory: log_dir.display().to_string(),
-            labels: [("crid-conformance".to_owned(), self.tag.clone())].into(),
+            labels: self.selector(&[]),
             linux: Some(cri::LinuxPodSandboxConfig {
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(namespaces(cri::NamespaceMode::Container)),
@@ -240,7 +261,7 @@ impl Scope {
             image: Some(spec(image)),
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             log_path: format!("{name}.log"),
-            labels: [("crid-conformance".to_owned(), self.tag.clone())].into(),
+            labels: self.selector(&[]),
             linux: Some(cri::LinuxContainerConfig {
                 resources: None,
                 security_context: Some(cri::LinuxContainerSecurityContext {
@@ -297,22 +318,60 @@ impl Scope {
         Ok(id)
     }
 
+    /// A pod of its own (its config adjusted by `edit_pod`) with a container of the pulled
+    /// `image` running `command` (its config adjusted by `edit`), created but not started;
+    /// returns (pod id, container id, pod config).
+    pub async fn created_in_new_pod(
+        &self,
+        image: &str,
+        command: &[&str],
+        edit_pod: impl FnOnce(&mut cri::PodSandboxConfig),
+        edit: impl FnOnce(&mut cri::ContainerConfig),
+    ) -> Result<(String, String, cri::PodSandboxConfig), String> {
+        let mut pod = self.pod_config();
+        edit_pod(&mut pod);
+        let pod_id = self.run_pod(&pod).await?;
+        let mut config = self.container_config(&pod, image, command);
+        edit(&mut config);
+        let id = self.create(&pod_id, &pod, &config).await?;
+        Ok((pod_id, id, pod))
+    }
+
+    /// [`Scope::created_in_new_pod`], then started.
+    pub async fn started_in_new_pod(
+        &self,
+        image: &str,
+        command: &[&str],
+        edit_pod: impl FnOnce(&mut cri::PodSandboxConfig),
+        edit: impl FnOnce(&mut cri::ContainerConfig),
+    ) -> Result<(String, String, cri::PodSandboxConfig), String> {
+        let (pod_id, id, pod) = self
+            .created_in_new_pod(image, command, edit_pod, edit)
+            .await?;
+        self.start(&id).await?;
+        Ok((pod_id, id, pod))
+    }
+
     /// A pod with one running long-lived container (the `pause` fixture, which exits 0
     /// on SIGTERM) with `edit` applied to its config; returns (pod id, container id).
     pub async fn running(
         &self,
         edit: impl FnOnce(&mut cri::ContainerConfig),
     ) -> Result<(String, String), String> {
-        let image = self.image(
-            crate::fixtures::image::PAUSE,
-            crate::fixtures::image::LATEST,
-        )?;
-        self.pull_ref(&image, None).await?;
-        let (pod_id, pod) = self.pod().await?;
-        let mut config = self.container_config(&pod, &image, &[]);
-        edit(&mut config);
-        let id = self.run(&pod_id, &pod, &config).await?;
+        let image = self.pulled(PAUSE, LATEST).await?;
+        let (pod_id, id, _) = self.started_in_new_pod(&image, &[], |_| {}, edit).await?;
         Ok((pod_id, id))
+    }
+
+    /// A pod with a `busybox` container created (not started) to run `sh -c script`;
+    /// returns (pod id, container id, pod config).
+    pub async fn busybox_created(
+        &self,
+        script: &str,
+    ) -> Result<(String, String, cri::PodSandboxConfig), String> {
+        let image = self.pulled(BUSYBOX, LATEST).await?;
+        self.created_in_new_pod(&image, &["sh", "-c", script], |_| {}, |_| {})
+            .await
     }
 
     /// A pod with a `busybox` container running `sh -c script` in a pod whose config
@@ -323,18 +382,37 @@ impl Scope {
         edit_pod: impl FnOnce(&mut cri::PodSandboxConfig),
         edit: impl FnOnce(&mut cri::ContainerConfig),
     ) -> Result<(String, String, cri::PodSandboxConfig), String> {
-        let image = self.image(
-            crate::fixtures::image::BUSYBOX,
-            crate::fixtures::image::LATEST,
-        )?;
-        self.pull_ref(&image, None).await?;
-        let mut pod = self.pod_config();
-        edit_pod(&mut pod);
-        let pod_id = self.run_pod(&pod).await?;
-        let mut config = self.container_config(&pod, &image, &["sh", "-c", script]);
-        edit(&mut config);
-        let id = self.run(&pod_id, &pod, &config).await?;
-        Ok((pod_id, id, pod))
+        let image = self.pulled(BUSYBOX, LATEST).await?;
+        self.started_in_new_pod(&image, &["sh", "-c", script], edit_pod, edit)
+            .await
+    }
+
+    /// A `busybox` running `sh -c script` (its config adjusted by `edit`) in a pod of its
+    /// own, waited for until it is EXITED (at most `limit`); returns its id and that status.
+    pub async fn busybox_exited(
+        &self,
+        script: &str,
+        edit: impl FnOnce(&mut cri::ContainerConfig),
+        limit: Duration,
+    ) -> Result<(String, cri::ContainerStatus), String> {
+        let (_, id, _) = self.busybox(script, |_| {}, edit).await?;
+        let st = self
+            .wait_state(&id, cri::ContainerState::ContainerExited, limit)
+            .await?;
+        Ok((id, st))
+    }
+
+    /// A pod (its config adjusted by `edit_pod`) serving the `httpd` fixture on
+    /// [`HTTPD_PORT`](crate::fixtures::image::HTTPD_PORT); returns the pod id.
+    pub async fn httpd(
+        &self,
+        edit_pod: impl FnOnce(&mut cri::PodSandboxConfig),
+    ) -> Result<String, String> {
+        let image = self.pulled(HTTPD, LATEST).await?;
+        let (pod_id, _, _) = self
+            .started_in_new_pod(&image, &[], edit_pod, |_| {})
+            .await?;
+        Ok(pod_id)
     }
 
     /// A running busybox that sleeps, to exec into; `edit` adjusts its config.
@@ -352,17 +430,7 @@ impl Scope {
     pub async fn host_pid_watcher(&self) -> Result<String, String> {
         let host = |n: &mut cri::NamespaceOption| n.pid = cri::NamespaceMode::Node as i32;
         let (_, id, _) = self
-            .busybox(
-                SLEEP_SCRIPT,
-                |p| {
-                    host(
-                        pod_sc(p)
-                            .namespace_options
-                            .get_or_insert_with(Default::default),
-                    )
-                },
-                |c| host(sc(c).namespace_options.get_or_insert_with(Default::default)),
-            )
+            .busybox(SLEEP_SCRIPT, |p| host(pod_ns(p)), |c| host(ctr_ns(c)))
             .await?;
         Ok(id)
     }
@@ -468,6 +536,17 @@ impl Scope {
             .await
             .map(drop)
             .map_err(|s| format!("StopContainer: {}", status_text(&s)))
+    }
+
+    /// RemoveContainer; a gRPC error (NotFound too) is a failure.
+    pub async fn remove_container(&self, id: &str) -> Result<(), String> {
+        self.rs()
+            .remove_container(cri::RemoveContainerRequest {
+                container_id: id.to_owned(),
+            })
+            .await
+            .map(drop)
+            .map_err(|e| format!("RemoveContainer: {}", status_text(&e)))
     }
 
     /// ExecSync: (stdout, stderr, exit code); a gRPC error is a failure.
@@ -648,6 +727,20 @@ pub(crate) fn pod_sc(config: &mut cri::PodSandboxConfig) -> &mut cri::LinuxSandb
         .linux
         .get_or_insert_with(Default::default)
         .security_context
+        .get_or_insert_with(Default::default)
+}
+
+/// The container's namespace options, created when missing.
+pub(crate) fn ctr_ns(config: &mut cri::ContainerConfig) -> &mut cri::NamespaceOption {
+    sc(config)
+        .namespace_options
+        .get_or_insert_with(Default::default)
+}
+
+/// The pod's namespace options, created when missing.
+pub(crate) fn pod_ns(config: &mut cri::PodSandboxConfig) -> &mut cri::NamespaceOption {
+    pod_sc(config)
+        .namespace_options
         .get_or_insert_with(Default::default)
 }
 

@@ -23,7 +23,7 @@ use self::engine::{LEFT_BEHIND, Replay};
 use super::container::CONTAINER_NEEDS;
 use super::logs::parse_line;
 use super::support::{Scope, ok_or_not_found, scoped};
-use super::{Area, Case, CaseResult, Requirement, ensure, status_text};
+use super::{Area, Case, CaseResult, ensure, status_text};
 use crate::kubelet_corpus::{self as corpus, Call};
 
 /// A replay stops containers with the kubelet's 5 s grace period; some pods take a few.
@@ -32,22 +32,14 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(180);
 const LOG_WAIT: Duration = Duration::from_secs(10);
 
 pub(super) fn cases() -> Vec<Case> {
-    let case = |id, clause, requirement, summary, run| Case {
-        id,
-        clause,
-        area: Area::KubeletReplay,
-        requirement,
-        needs: CONTAINER_NEEDS,
-        summary,
-        timeout: CASE_TIMEOUT,
-        run,
-    };
-    use Requirement::{Optional, Required};
+    let cases = Area::KubeletReplay
+        .cases()
+        .needs(CONTAINER_NEEDS)
+        .timeout(CASE_TIMEOUT);
     vec![
-        case(
+        cases.required(
             "kubelet-replay/busybox-static",
             "cri:RuntimeService.RunPodSandbox#kubelet-sequence",
-            Required,
             "the kubelet's calls for a pod with exec probes, replayed in its order, get the answers the kubelet got (states, exit codes, IP, probes, lists, NotFound after removal); nothing is left",
             |ctx| {
                 Box::pin(scoped(ctx, "kbb", |s| {
@@ -55,10 +47,9 @@ pub(super) fn cases() -> Vec<Case> {
                 }))
             },
         ),
-        case(
+        cases.required(
             "kubelet-replay/shared-volume-static",
             "cri:RuntimeService.CreateContainer#config.mounts",
-            Required,
             "the kubelet's calls for a pod with an init container and two containers sharing an emptyDir: the init container runs to completion first and what it wrote is read by the next",
             |ctx| {
                 Box::pin(scoped(ctx, "ksv", |s| {
@@ -68,10 +59,9 @@ pub(super) fn cases() -> Vec<Case> {
                 }))
             },
         ),
-        case(
+        cases.required(
             "kubelet-replay/rich-static",
             "cri:RuntimeService.CreateContainer#config.linux.security_context",
-            Required,
             "the kubelet's calls for a pod with limits, run-as user and groups, read-only rootfs, dropped capabilities, env, a host port, a Memory emptyDir, a hostPath and a shared PID namespace; its HTTP probe answers",
             |ctx| {
                 Box::pin(scoped(ctx, "krs", |s| {
@@ -79,10 +69,9 @@ pub(super) fn cases() -> Vec<Case> {
                 }))
             },
         ),
-        case(
+        cases.required(
             "kubelet-replay/hugepage-limits-zero",
             "cri:RuntimeService.CreateContainer#config.linux.resources.hugepage_limits",
-            Required,
             "CreateContainer with the kubelet's hugepage entries (2MB and 1GB, limit 0) succeeds and the container runs, on a host with or without a hugetlb controller",
             |ctx| {
                 Box::pin(scoped(ctx, "khp", |s| {
@@ -90,10 +79,9 @@ pub(super) fn cases() -> Vec<Case> {
                 }))
             },
         ),
-        case(
+        cases.required(
             "kubelet-replay/teardown-order",
             "cri:RuntimeService.ContainerStatus#not-found-after-remove",
-            Required,
             "the kubelet's teardown (StopContainer, StopPodSandbox twice, RemoveContainer, RemovePodSandbox) succeeds in its order; statuses of what was removed answer NotFound; repeats of stop and remove are accepted",
             |ctx| {
                 Box::pin(scoped(ctx, "ktd", |s| {
@@ -101,10 +89,9 @@ pub(super) fn cases() -> Vec<Case> {
                 }))
             },
         ),
-        case(
+        cases.required(
             "kubelet-replay/probes",
             "cri:RuntimeService.ExecSync#timeout",
-            Required,
             "the kubelet's exec probes (ExecSync, timeout 1) answer exit 0 with the expected output every time; a probe outliving its timeout ends by the timeout and does not report success",
             |ctx| {
                 Box::pin(scoped(ctx, "kpr", |s| {
@@ -112,10 +99,9 @@ pub(super) fn cases() -> Vec<Case> {
                 }))
             },
         ),
-        case(
+        cases.required(
             "kubelet-replay/status-polls",
             "cri:RuntimeService.PodSandboxStatus#status.network.ip",
-            Required,
             "the kubelet's polls see a ready pod with an IP, a running container under the pod's cgroup parent, and the container's output in CRI format at log_directory/log_path",
             |ctx| {
                 Box::pin(scoped(ctx, "ksp", |s| {
@@ -123,10 +109,9 @@ pub(super) fn cases() -> Vec<Case> {
                 }))
             },
         ),
-        case(
+        cases.required(
             "kubelet-replay/refused-create-leaves-nothing",
             "cri:RuntimeService.CreateContainer#atomic",
-            Required,
             "the kubelet's CreateContainer with a seccomp profile that does not exist is refused, and with a CDI device, a recursive read-only or an ID-mapped mount it is accepted and runs or is refused; a refusal leaves no container, mount or monitor behind, and the kubelet's own request with the same name succeeds after",
             |ctx| {
                 Box::pin(scoped(ctx, "krf", |s| {
@@ -134,10 +119,9 @@ pub(super) fn cases() -> Vec<Case> {
                 }))
             },
         ),
-        case(
+        cases.optional(
             "kubelet-replay/refusal-names-field",
             "cri:RuntimeService.CreateContainer#invalid-argument",
-            Optional,
             "every refusal of those CreateContainer variants is InvalidArgument and names the field it could not honour",
             |ctx| {
                 Box::pin(scoped(ctx, "krn", |s| {
