@@ -210,3 +210,7 @@ fn sweep_strays(containers: &ContainerService) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "recover_tests.rs"]
+mod tests;

@@ -177,16 +177,47 @@ impl Kit {
     /// As [`Kit::new`], with settings changed by `f`.
     pub fn with_settings(f: impl FnOnce(&mut Settings)) -> Kit {
         let dir = tempfile::tempdir().expect("tempdir");
-        let layout = Layout::new(&dir.path().join("root"), &dir.path().join("run"));
-        layout.create().expect("layout");
-        let store = Arc::new(MemoryRecords::default());
-        let host = Arc::new(Recording::default());
-        let runtime = Arc::new(FakeRuntime::new("fake"));
         let images = Arc::new(FakeImages {
             dir: dir.path().to_path_buf(),
             names: Mutex::new(["busybox", "pause"].map(str::to_owned).into()),
         });
-        let network = Arc::new(FakeNetwork::default());
+        Self::build(
+            dir,
+            Arc::new(MemoryRecords::default()),
+            Arc::new(Recording::default()),
+            Arc::new(FakeRuntime::new("fake")),
+            images,
+            Arc::new(FakeNetwork::default()),
+            f,
+        )
+    }
+
+    /// The daemon restarted: new services (empty registry) over the same store, host,
+    /// runtime, network and directories. Recovery is the caller's to run.
+    pub fn restart(self) -> Kit {
+        let Kit {
+            dir,
+            store,
+            host,
+            runtime,
+            images,
+            network,
+            ..
+        } = self;
+        Self::build(dir, store, host, runtime, images, network, |_| {})
+    }
+
+    fn build(
+        dir: tempfile::TempDir,
+        store: Arc<MemoryRecords>,
+        host: Arc<Recording>,
+        runtime: Arc<FakeRuntime>,
+        images: Arc<FakeImages>,
+        network: Arc<FakeNetwork>,
+        f: impl FnOnce(&mut Settings),
+    ) -> Kit {
+        let layout = Layout::new(&dir.path().join("root"), &dir.path().join("run"));
+        layout.create().expect("layout");
         let registry = Registry::new(store.clone());
         let mut settings = Settings {
             cgroup_driver: CgroupDriver::Cgroupfs,
