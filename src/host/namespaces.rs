@@ -25,6 +25,20 @@ pub struct NamespaceError {
     pub source: io::Error,
 }
 
+/// How a failed sysctl write is named in [`NamespaceError::what`].
+const SETTING_SYSCTL: &str = "setting sysctl ";
+
+impl NamespaceError {
+    /// The kernel refused a sysctl's value (EINVAL, ERANGE): the request's fault.
+    pub fn is_rejected_sysctl_value(&self) -> bool {
+        self.what.starts_with(SETTING_SYSCTL)
+            && matches!(
+                self.source.raw_os_error(),
+                Some(libc::EINVAL | libc::ERANGE)
+            )
+    }
+}
+
 fn err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> NamespaceError {
     let what = what.into();
     move |e| NamespaceError {
@@ -131,7 +145,7 @@ fn pin_in_thread(req: &PinRequest, pinned: &Pinned) -> Result<(), NamespaceError
     for (key, value) in &req.sysctls {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
         std::fs::write(&path, value).map_err(|source| NamespaceError {
-            what: format!("setting sysctl {key}={value}"),
+            what: format!("{SETTING_SYSCTL}{key}={value}"),
             source,
         })?;
     }
@@ -221,6 +235,25 @@ pub fn mount_shm(path: &Path) -> Result<(), NamespaceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_sysctl_value_is_the_requests_fault() {
+        let refused = NamespaceError {
+            what: format!("{SETTING_SYSCTL}net.ipv4.ip_forward=banana"),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        assert!(refused.is_rejected_sysctl_value());
+        let denied = NamespaceError {
+            what: format!("{SETTING_SYSCTL}net.ipv4.ip_forward=1"),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert!(!denied.is_rejected_sysctl_value());
+        let other = NamespaceError {
+            what: "bringing lo up".into(),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        assert!(!other.is_rejected_sysctl_value());
+    }
 
     // oci-runtime:config-linux.md#namespaces (a path joins an existing namespace)
     #[test]

@@ -19,10 +19,12 @@ pub struct ExitRecord {
     pub oom_killed: bool,
 }
 
-/// Writes `record` to `path` atomically and durably.
+/// Writes `record` to `path` atomically (a reader sees all of it or none), not durably:
+/// exit files live on the runroot, a tmpfs in production, and a power cut that would lose
+/// one ends the container too (recovery then records the exit as unknown).
 pub fn write(path: &Path, record: &ExitRecord) -> io::Result<()> {
     let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
-    crate::state::write_atomic(path, &bytes)
+    crate::state::write_volatile(path, &bytes)
 }
 
 /// Reads an exit file; `Ok(None)` when the container has not exited (no file yet).

@@ -239,9 +239,13 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
     // What the runtime printed while creating went through the container's pipes: log it
     // as the pipes would have.
     for (stream, bytes) in [(Stream::Stdout, &printed[0]), (Stream::Stderr, &printed[1])] {
-        if !bytes.is_empty() {
-            log.write_chunk(stream, bytes, SystemTime::now())
-                .map_err(sys("write the log"))?;
+        if !bytes.is_empty()
+            && let Err(e) = log.write_chunk(stream, bytes, SystemTime::now())
+        {
+            // A full disk must not stop the container: its output is lost, not its life.
+            eprintln!(
+                "crid-monitor: the log cannot be written ({e}); the runtime's output is dropped"
+            );
         }
     }
     let mut output = Output::new(out_r, err_r, master, attach)?;
@@ -288,6 +292,9 @@ struct Output {
     pipes: Vec<(Stream, Option<File>)>,
     buf: Vec<u8>,
     attach: Option<Attach>,
+    /// Bytes of output the log could not take (a full disk): dropped, never blocking the
+    /// container on a full pipe nor ending the monitor.
+    dropped: u64,
 }
 
 impl Output {
@@ -312,6 +319,7 @@ impl Output {
             pipes,
             buf: vec![0u8; 64 * 1024],
             attach,
+            dropped: 0,
         })
     }
 
@@ -330,8 +338,24 @@ impl Output {
             Ok(0) => *file = None,
             Err(e) if e.raw_os_error() == Some(libc::EIO) => *file = None,
             Ok(n) => {
-                log.write_chunk(*stream, &self.buf[..n], SystemTime::now())
-                    .map_err(sys("write the log"))?;
+                match log.write_chunk(*stream, &self.buf[..n], SystemTime::now()) {
+                    Ok(()) if self.dropped > 0 => {
+                        eprintln!(
+                            "crid-monitor: the log is written again; {} bytes of output were dropped",
+                            self.dropped
+                        );
+                        self.dropped = 0;
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        if self.dropped == 0 {
+                            eprintln!(
+                                "crid-monitor: the log cannot be written ({e}); output is dropped until it can"
+                            );
+                        }
+                        self.dropped += n as u64;
+                    }
+                }
                 if let Some(a) = self.attach.as_mut() {
                     a.broadcast(attach_kind(*stream), &self.buf[..n]);
                 }

@@ -48,6 +48,10 @@ fn check_log_directory(dir: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Longest pod name, namespace or UID: a Kubernetes object name (DNS subdomain) is at most
+/// 253 bytes.
+const MAX_METADATA_LEN: usize = 253;
+
 fn mode(v: i32) -> NamespaceMode {
     NamespaceMode::try_from(v).unwrap_or(NamespaceMode::Pod)
 }
@@ -96,6 +100,14 @@ impl PodService {
         ] {
             if v.is_empty() {
                 return Err(Error::invalid(field, "must not be empty"));
+            }
+            // Kubernetes names are at most 253 bytes; these go into CNI_ARGS, whose one
+            // environment string the kernel caps at 128 KiB.
+            if v.len() > MAX_METADATA_LEN {
+                return Err(Error::invalid(
+                    field,
+                    format!("is {} bytes, more than {MAX_METADATA_LEN}", v.len()),
+                ));
             }
         }
         if !config.hostname.is_empty() {
@@ -285,9 +297,17 @@ impl PodService {
                     e.to_string(),
                 ))
             })?
-            .map_err(|e| Error::Host {
-                what: format!("pod {id}: creating its namespaces: {}", e.what),
-                source: e.source,
+            .map_err(|e| {
+                if e.is_rejected_sysctl_value() {
+                    return Error::invalid(
+                        "config.linux.sysctls",
+                        format!("the kernel refused it: {}: {}", e.what, e.source),
+                    );
+                }
+                Error::Host {
+                    what: format!("pod {id}: creating its namespaces: {}", e.what),
+                    source: e.source,
+                }
             })?;
         pod.update(|r| {
             r.netns = pinned.net.clone();

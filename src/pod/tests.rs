@@ -244,6 +244,10 @@ async fn run_pod_sandbox_refusals_have_their_codes() {
     if let Some(m) = no_uid.metadata.as_mut() {
         m.uid.clear();
     }
+    let mut huge_name = kit.pod_config("x");
+    if let Some(m) = huge_name.metadata.as_mut() {
+        m.name = "n".repeat(200_000);
+    }
     let mut bad_sysctl = kit.pod_config("x");
     bad_sysctl
         .linux
@@ -260,6 +264,7 @@ async fn run_pod_sandbox_refusals_have_their_codes() {
     let cases = [
         (no_metadata, "", Code::InvalidArgument, "config.metadata"),
         (no_uid, "", Code::InvalidArgument, "config.metadata.uid"),
+        (huge_name, "", Code::InvalidArgument, "config.metadata.name"),
         (
             bad_sysctl,
             "",

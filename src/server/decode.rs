@@ -6,12 +6,18 @@
 //! InvalidArgument instead, keeping tonic's message, which names the message and field.
 //! Only tonic's own decode failures are touched: they are the Internal statuses tonic puts
 //! in the response's extensions with prost's message prefix before any handler ran.
+//! A request over the size limit, which tonic answers OutOfRange, answers
+//! ResourceExhausted, the code gRPC's status code guide gives a message larger than the
+//! configured limit.
 
 use tonic::Status;
 use tonic::codegen::http;
 
 /// The prefix of tonic's decode errors (`prost::DecodeError`'s Display, behind tonic's).
 const DECODE_PREFIX: &str = "failed to decode Protobuf message";
+
+/// The prefix of tonic's answer to a message over the decoding limit.
+const TOO_LARGE_PREFIX: &str = "decoded message length too large";
 
 /// Rewrites a decode failure's status to InvalidArgument; any other response is returned
 /// as it is.
@@ -21,10 +27,14 @@ pub(super) fn decode_errors_are_invalid_argument<B>(
     let Some(status) = response.extensions().get::<Status>() else {
         return response;
     };
-    if status.code() != tonic::Code::Internal || !status.message().starts_with(DECODE_PREFIX) {
+    let message = status.message();
+    let invalid = if status.code() == tonic::Code::Internal && message.starts_with(DECODE_PREFIX) {
+        Status::invalid_argument(message.to_owned())
+    } else if status.code() == tonic::Code::OutOfRange && message.starts_with(TOO_LARGE_PREFIX) {
+        Status::resource_exhausted(message.to_owned())
+    } else {
         return response;
-    }
-    let invalid = Status::invalid_argument(status.message().to_owned());
+    };
     let headers = response.headers_mut();
     headers.remove(Status::GRPC_MESSAGE);
     if invalid.add_header(headers).is_ok() {
@@ -54,6 +64,12 @@ mod tests {
             r.extensions().get::<Status>().map(Status::code),
             Some(tonic::Code::InvalidArgument)
         );
+
+        let big = Status::out_of_range(format!(
+            "{TOO_LARGE_PREFIX}: found 17825797 bytes, the limit is: 16777216 bytes"
+        ));
+        let r = decode_errors_are_invalid_argument(big.into_http::<()>());
+        assert_eq!(r.headers()["grpc-status"], "8", "ResourceExhausted");
 
         let ours = Status::internal("pod abc: mounting shm: EPERM");
         let r = decode_errors_are_invalid_argument(ours.into_http::<()>());

@@ -42,10 +42,15 @@ pub(super) fn image_status(err: &ImageError) -> Status {
             source: LayerError::TooLarge { .. },
             ..
         } => Status::resource_exhausted(msg),
+        ImageError::Unpack {
+            source: LayerError::Io { source, .. },
+            ..
+        } if is_full(source) => Status::resource_exhausted(msg),
         // A hostile or malformed image is the image's fault, not the daemon's.
         ImageError::BadContent { .. } | ImageError::Unpack { .. } | ImageError::Registry { .. } => {
             Status::unknown(msg)
         }
+        ImageError::Store { source, .. } if is_full(source) => Status::resource_exhausted(msg),
         ImageError::Store { .. } | ImageError::Internal { .. } => Status::internal(msg),
     }
 }
@@ -75,6 +80,10 @@ impl From<Error> for Status {
             Error::Network(e) if matches!(**e, crate::network::CniError::Timeout { .. }) => {
                 Status::deadline_exceeded(msg)
             }
+            // A full disk is the node's state, not a bug: the kubelet backs off and
+            // retries, and the operator frees space (ENOSPC, EDQUOT).
+            Error::Persist(p) if is_full(&p.source) => Status::resource_exhausted(msg),
+            Error::Host { source, .. } if is_full(source) => Status::resource_exhausted(msg),
             Error::Runtime { .. }
             | Error::Network(_)
             | Error::Persist(_)
@@ -82,6 +91,16 @@ impl From<Error> for Status {
             | Error::Rollback { .. } => Status::internal(msg),
         }
     }
+}
+
+/// The filesystem is full, or the quota is spent.
+fn is_full(e: &std::io::Error) -> bool {
+    // By kind too: a wrapped error (tempfile names the path) keeps the kind, not the errno.
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(
+            e.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        )
 }
 
 /// Longest run of non-blank characters a message keeps whole: a 64-hex ID, an image
@@ -139,6 +158,32 @@ pub(super) fn unimplemented(service: &str, rpc: &str) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_resource_exhausted() {
+        let full = Error::Persist(crate::registry::PersistError {
+            kind: crate::state::store::RecordKind::Container,
+            id: "c".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        });
+        let status = Status::from(full);
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status.message().contains("No space left on device"),
+            "{}",
+            status.message()
+        );
+        let other = Error::host("container c: writing config.json")(
+            std::io::Error::from_raw_os_error(libc::EIO),
+        );
+        assert_eq!(Status::from(other).code(), tonic::Code::Internal);
+        let rollback = Error::host("mounting")(std::io::Error::from_raw_os_error(libc::EDQUOT))
+            .with_cleanup(Err(Error::invalid("x", "y")));
+        assert_eq!(
+            Status::from(rollback).code(),
+            tonic::Code::ResourceExhausted
+        );
+    }
 
     #[test]
     fn echoed_input_is_capped_and_the_cause_kept() {
