@@ -3,10 +3,12 @@
 # second crid without a network, for the NetworkReady=false case), run the conformance suite
 # against crid and print the report, then compare the results with crid's baseline
 # (conformance/baseline/crid.toml); then run the matrix across crid's runtime handlers and
-# compare every cell with the same baseline; then a bounded property-based run against crid.
+# compare every cell with the same baseline; then a bounded property-based run against crid;
+# then a bounded run of malformed and hostile requests against crid.
 # The job fails on any unexplained difference (a failure the baseline does not list, a listed
 # failure with another message, a listed case that now passes, a case missing from a report),
-# on a harness error (exit status other than 0 or 1), and on a props failure or timeout.
+# on a harness error (exit status other than 0 or 1), on a props failure or timeout, and on
+# a hostile-run failure (a wrong answer, a leaked or lost object, a panic) or timeout.
 # Reports land in target/conformance/ (or $CRID_REPORT_DIR); earlier ones are removed first.
 # CRID_BIN_DIR=target/debug reuses binaries that the test run already built (CI does this:
 # building only the binaries would unify features differently and recompile shared crates).
@@ -31,7 +33,7 @@ mkdir -p "$out"
 
 # Reports of an earlier run go first: a run that writes none must not be judged by them.
 fresh_report "$out/junit.xml" "$out/report.md" "$out/report.html" "$out/baseline.txt" \
-  "$out/matrix" "$out/matrix.txt" "$out/props.txt"
+  "$out/matrix" "$out/matrix.txt" "$out/props.txt" "$out/hostile.txt"
 
 work=$(mktemp -d /tmp/crid-conformance.XXXXXX)
 crid_pid=""
@@ -144,7 +146,24 @@ timeout --kill-after=10 "$props_limit" "$bin/crid-conformance" props \
   fi
   status=1
 }
+# Malformed and hostile requests to every RPC, seeded and bounded in number and in time: a
+# wrong answer, a leaked or lost object, a refused stream check, a panic in crid's log, a
+# harness error or running out of time fails the job.
+echo
+hostile_limit=${CRID_HOSTILE_TIMEOUT:-600}
+timeout --kill-after=10 "$hostile_limit" "$bin/crid-conformance" hostile \
+  --endpoint "unix://$work/crid.sock" --registry-state "$work/fixtures" \
+  --requests "${CRID_HOSTILE_REQUESTS:-2000}" --seed "${CRID_HOSTILE_SEED:-16}" --op-timeout 30 \
+  --daemon-log "$out/crid.log" | tee "$out/hostile.txt" || {
+  rc=$?
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "hostile: no verdict within ${hostile_limit}s (a hang is a failure)" | tee -a "$out/hostile.txt"
+  else
+    echo "hostile: failed (exit $rc)" | tee -a "$out/hostile.txt"
+  fi
+  status=1
+}
 echo
 echo "matrix: $out/matrix/report.html, $out/matrix/summary.md, $out/matrix/baseline.txt"
-echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt, $out/props.txt (daemon log: $out/crid.log)"
+echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt, $out/props.txt, $out/hostile.txt (daemon log: $out/crid.log)"
 exit "$status"

@@ -188,6 +188,35 @@ enum Command {
         #[arg(long, value_name = "SEQUENCE")]
         replay: Option<String>,
     },
+    /// Malformed and hostile RPCs: seeded random and mutated requests to every RPC (huge
+    /// strings, deep label maps, bytes that are not UTF-8, IDs of other objects, escaping
+    /// paths, concurrent duplicates), each answer judged by its code; then the streaming
+    /// tokens, the socket's mode, the daemon's liveness and log, and no leaked or lost
+    /// object. Exits 1 on any wrong answer.
+    Hostile {
+        /// The CRI endpoint.
+        #[arg(long)]
+        endpoint: String,
+        /// The fixture registry started by `fixtures up --state-dir DIR` (containers run its
+        /// busybox image).
+        #[arg(long, value_name = "DIR")]
+        registry_state: PathBuf,
+        /// Generated requests to send.
+        #[arg(long, default_value_t = 10_000)]
+        requests: u64,
+        /// Seed of the generator (default: from the clock; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Time limit of one request, in seconds.
+        #[arg(long, default_value_t = 30)]
+        op_timeout: u64,
+        /// The daemon's log (stderr): a panic in it fails the run.
+        #[arg(long, value_name = "FILE")]
+        daemon_log: Option<PathBuf>,
+        /// Also write the report (Markdown) here.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
     /// List the catalogue: case, clause, area, requirement.
     List,
     /// Print the traceability matrix (Markdown): every runtime.v1 RPC with the cases that
@@ -374,6 +403,26 @@ async fn main() -> ExitCode {
                 },
                 op_timeout: std::time::Duration::from_secs(op_timeout),
                 replay,
+            })
+            .await
+        }
+        Command::Hostile {
+            endpoint,
+            registry_state,
+            requests,
+            seed,
+            op_timeout,
+            daemon_log,
+            report,
+        } => {
+            hostile(HostileArgs {
+                endpoint,
+                registry_state,
+                requests,
+                seed: seed.unwrap_or_else(|| now().as_nanos() as u64),
+                op_timeout: std::time::Duration::from_secs(op_timeout),
+                daemon_log,
+                report,
             })
             .await
         }
@@ -920,6 +969,50 @@ async fn props(args: PropsArgs) -> anyhow::Result<bool> {
             Ok(false)
         }
     }
+}
+
+struct HostileArgs {
+    endpoint: String,
+    registry_state: PathBuf,
+    requests: u64,
+    seed: u64,
+    op_timeout: std::time::Duration,
+    daemon_log: Option<PathBuf>,
+    report: Option<PathBuf>,
+}
+
+async fn hostile(args: HostileArgs) -> anyhow::Result<bool> {
+    use crid_conformance::hostile;
+    let images = load_images(Some(args.registry_state))?
+        .context("the fixture registry state could not be read")?;
+    let target = runner::probe(&args.endpoint).await?;
+    eprintln!(
+        "hostile: {} generated requests against {} at {} (seed {})",
+        args.requests, target.runtime, args.endpoint, args.seed
+    );
+    let report = hostile::run(hostile::Options {
+        endpoint: args.endpoint,
+        channel: target.channel.clone(),
+        runtime: target.runtime.clone(),
+        registry: images.registry.clone(),
+        image: images.image(
+            crid_conformance::fixtures::image::BUSYBOX,
+            crid_conformance::fixtures::image::LATEST,
+        ),
+        credentials: images.credentials.clone(),
+        requests: args.requests,
+        seed: args.seed,
+        op_timeout: args.op_timeout,
+        daemon_log: args.daemon_log,
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let text = report.render();
+    print!("{text}");
+    if let Some(path) = &args.report {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report.passed())
 }
 
 fn list() {

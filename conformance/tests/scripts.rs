@@ -163,7 +163,7 @@ fn the_job_scripts_swallow_no_exit_status() {
         // Join continuation lines, so that a command is one line.
         let joined = script.replace("\\\n", " ");
         for line in joined.lines() {
-            let suite = [" run ", " matrix ", " compare ", " props "]
+            let suite = [" run ", " matrix ", " compare ", " props ", " hostile "]
                 .iter()
                 .any(|w| line.contains(w));
             if !suite || !line.contains("crid-conformance") && !line.contains("\"$bin\"") {
@@ -195,8 +195,8 @@ fn the_job_scripts_swallow_no_exit_status() {
             "{name} must give the run an endpoint without a network"
         );
     }
-    // The main job also judges every matrix cell and runs bounded props against crid,
-    // where a timeout fails the job.
+    // The main job also judges every matrix cell and runs bounded props and hostile
+    // requests against crid, where a timeout fails the job.
     let main = std::fs::read_to_string(repo().join("scripts/conformance.sh")).expect("read");
     assert!(main.contains("compare_cells \"$bin/crid-conformance\""));
     let at = main
@@ -208,5 +208,20 @@ fn the_job_scripts_swallow_no_exit_status() {
     assert!(
         props.contains("status=1"),
         "a props failure must fail the job: {props}"
+    );
+    // And a bounded hostile run, judged the same way, with crid's log for panics.
+    let at = main
+        .find("\ntimeout --kill-after=10 \"$hostile_limit\"")
+        .expect("conformance.sh runs the hostile requests under a time bound");
+    let hostile: String = main[at..].chars().take(800).collect();
+    assert!(hostile.contains(" hostile "), "{hostile}");
+    assert!(
+        hostile.contains("--requests") && hostile.contains("--seed"),
+        "{hostile}"
+    );
+    assert!(hostile.contains("--daemon-log"), "{hostile}");
+    assert!(
+        hostile.contains("status=1"),
+        "a hostile failure must fail the job: {hostile}"
     );
 }
