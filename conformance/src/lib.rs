@@ -17,4 +17,5 @@ pub mod kubelet_corpus;
 pub mod props;
 pub mod report;
 pub mod runner;
+pub mod soak;
 pub mod stream;

@@ -217,6 +217,46 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
+    /// Soak: pods churned for a given time by parallel workers (run, create, start, exec,
+    /// stop, remove; image pulls and removals mixed in) while the daemon's RSS, descriptors,
+    /// threads, mounts, container cgroups and monitors are sampled. Exits 1 on a failed
+    /// operation, RSS growth over the limit, or anything left after the clean-up. Run it on
+    /// the endpoint's host (it reads its /proc and /sys).
+    Soak {
+        /// The CRI endpoint.
+        #[arg(long)]
+        endpoint: String,
+        /// The fixture registry started by `fixtures up --state-dir DIR`.
+        #[arg(long, value_name = "DIR")]
+        registry_state: PathBuf,
+        /// The daemon's PID.
+        #[arg(long)]
+        daemon_pid: i32,
+        /// The daemon's state directories (storage root and runroot): mounts below count.
+        #[arg(long = "state-dir", value_name = "DIR")]
+        state_dirs: Vec<PathBuf>,
+        /// How long to churn, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        duration: u64,
+        /// Pods in flight at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 60)]
+        sample_every: u64,
+        /// Largest RSS growth that passes, in KiB.
+        #[arg(long, default_value_t = 1024)]
+        rss_growth_limit_kib: u64,
+        /// Runtime handler for pods (empty: the default).
+        #[arg(long, default_value = "")]
+        runtime_handler: String,
+        /// Time limit of one RPC, in seconds.
+        #[arg(long, default_value_t = 60)]
+        op_timeout: u64,
+        /// Also write the report (Markdown) here.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
     /// List the catalogue: case, clause, area, requirement.
     List,
     /// Print the traceability matrix (Markdown): every runtime.v1 RPC with the cases that
@@ -422,6 +462,34 @@ async fn main() -> ExitCode {
                 seed: seed.unwrap_or_else(|| now().as_nanos() as u64),
                 op_timeout: std::time::Duration::from_secs(op_timeout),
                 daemon_log,
+                report,
+            })
+            .await
+        }
+        Command::Soak {
+            endpoint,
+            registry_state,
+            daemon_pid,
+            state_dirs,
+            duration,
+            parallel,
+            sample_every,
+            rss_growth_limit_kib,
+            runtime_handler,
+            op_timeout,
+            report,
+        } => {
+            soak(SoakArgs {
+                endpoint,
+                registry_state,
+                daemon_pid,
+                state_dirs,
+                duration,
+                parallel,
+                sample_every,
+                rss_growth_limit_kib,
+                runtime_handler,
+                op_timeout,
                 report,
             })
             .await
@@ -1013,6 +1081,72 @@ async fn hostile(args: HostileArgs) -> anyhow::Result<bool> {
         std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(report.passed())
+}
+
+struct SoakArgs {
+    endpoint: String,
+    registry_state: PathBuf,
+    daemon_pid: i32,
+    state_dirs: Vec<PathBuf>,
+    duration: u64,
+    parallel: usize,
+    sample_every: u64,
+    rss_growth_limit_kib: u64,
+    runtime_handler: String,
+    op_timeout: u64,
+    report: Option<PathBuf>,
+}
+
+async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
+    use crid_conformance::fixtures::image::{BUSYBOX, BUSYBOX_STOPSIGNAL, LATEST};
+    let images = load_images(Some(args.registry_state))?
+        .context("the fixture registry state could not be read")?;
+    let target = runner::probe(&args.endpoint).await?;
+    let opts = crid_conformance::soak::Options {
+        channel: target.channel.clone(),
+        run_id: runner::new_run_id(),
+        runtime_handler: args.runtime_handler,
+        image: images.image(BUSYBOX, LATEST),
+        churn_image: images.image(BUSYBOX_STOPSIGNAL, LATEST),
+        duration: std::time::Duration::from_secs(args.duration),
+        parallel: args.parallel.max(1),
+        sample_every: std::time::Duration::from_secs(args.sample_every.max(1)),
+        daemon_pid: args.daemon_pid,
+        state_dirs: args.state_dirs,
+        log_dir: std::env::temp_dir().join(format!("crid-soak-logs-{}", std::process::id())),
+        op_timeout: std::time::Duration::from_secs(args.op_timeout),
+        rss_growth_limit_kib: args.rss_growth_limit_kib,
+    };
+    let report = args.report;
+    eprintln!(
+        "soak: {} s, {} workers, a sample every {} s, daemon pid {}",
+        opts.duration.as_secs(),
+        opts.parallel,
+        opts.sample_every.as_secs(),
+        opts.daemon_pid
+    );
+    // The image containers run is pulled once, outside the churn.
+    let mut is = crid_api::ImageServiceClient::new(opts.channel.clone());
+    is.pull_image(crid_api::cri::PullImageRequest {
+        image: Some(crid_api::cri::ImageSpec {
+            image: opts.image.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .context("pulling the soak's image")?;
+    let log_dir = opts.log_dir.clone();
+    let r = crid_conformance::soak::run(opts)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let _ = std::fs::remove_dir_all(&log_dir);
+    let text = r.render();
+    print!("{text}");
+    if let Some(path) = &report {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(r.failures().is_empty())
 }
 
 fn list() {
