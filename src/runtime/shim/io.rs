@@ -76,6 +76,17 @@ pub fn lasting_reader(path: &Path) -> io::Result<pipe::Receiver> {
         .open_receiver(path)
 }
 
+/// Opens FIFO `path` for writing without blocking or being the only end (read-write):
+/// the reader (the shim) never sees EOF while this is held.
+pub fn holding_writer(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// Copies a container's stdout and stderr into its CRI log until both reach EOF (the
 /// container and the shim's copy are done).
 pub fn copy_to_log(

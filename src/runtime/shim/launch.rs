@@ -90,8 +90,8 @@ pub struct Launcher {
     pub binary: PathBuf,
     /// The containerd namespace passed to the shim.
     pub namespace: String,
-    /// The `-address` passed to the shim: crid serves nothing there (events are not
-    /// consumed; exits come from the task API's Wait).
+    /// The `-address` passed to the shim; crid serves the events API at its `.ttrpc`
+    /// sibling (exits come from the task API's Wait).
     pub address: PathBuf,
     /// The `-publish-binary` passed to the shim.
     pub publish_binary: PathBuf,
@@ -117,6 +117,11 @@ impl Launcher {
         }
         a.push(action.into());
         a
+    }
+
+    /// containerd's ttrpc address beside its gRPC one: where shims post events.
+    pub fn ttrpc_address(&self) -> PathBuf {
+        ttrpc_address(&self.address).into()
     }
 
     fn command(&self, id: &str, bundle: &Path, action: &str) -> Command {

@@ -13,13 +13,15 @@
 //! - output: the container's stdout and stderr are FIFOs in its bundle, copied into the
 //!   CRI log by a task of the daemon ([`io`]). That copy ends when crid does: a container
 //!   that outlives a crid restart keeps running, but its log stops.
-//! - the shim's events are not consumed (the `-address` crid passes serves nothing).
+//! - events: crid serves the events API at the `TTRPC_ADDRESS` it gives the shim
+//!   ([`events`]); an OOM event marks the container, and its exit record says OOM-killed.
 //!
 //! Each container's shim address is kept in `<runroot>/shims/<handler>/<id>.json`, so a
 //! restarted crid reconnects on the first call about the container (and waits for its
 //! exit again); a shim that died is cleaned up with the binary's `delete`.
 
 pub mod client;
+pub mod events;
 pub mod io;
 pub mod launch;
 
@@ -80,6 +82,10 @@ pub struct ShimHandler {
     clients: tokio::sync::Mutex<HashMap<String, TaskClient>>,
     /// Containers whose exit a task is waiting for.
     waiting: Arc<Mutex<HashSet<String>>>,
+    /// The stdin FIFOs of containers with `stdin` set, held open (no EOF) while they live.
+    stdins: Mutex<HashMap<String, std::fs::File>>,
+    /// The events server, started on first use (`None`: it could not be started).
+    events: tokio::sync::OnceCell<Option<events::EventServer>>,
 }
 
 impl ShimHandler {
@@ -101,6 +107,8 @@ impl ShimHandler {
             timeout: DEFAULT_TIMEOUT,
             clients: tokio::sync::Mutex::default(),
             waiting: Arc::default(),
+            events: tokio::sync::OnceCell::new(),
+            stdins: Mutex::default(),
         }
     }
 
@@ -158,6 +166,27 @@ impl ShimHandler {
 
     fn forget(&self, id: &str) {
         let _ = std::fs::remove_file(self.record_path(id));
+        let _ = std::fs::remove_file(events::oom_mark(&self.state_dir, id));
+        self.stdins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Serves the events API where the shims post (their `TTRPC_ADDRESS`), once.
+    async fn serve_events(&self) {
+        self.events
+            .get_or_init(|| async {
+                let socket = self.launcher.ttrpc_address();
+                match events::serve(&socket, &self.state_dir).await {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        tracing::warn!(handler = %self.name, "shim events will not be received: {e}");
+                        None
+                    }
+                }
+            })
+            .await;
     }
 
     fn io(&self, command: &'static str, id: &str, source: std::io::Error) -> RuntimeError {
@@ -219,6 +248,7 @@ impl ShimHandler {
 
     /// The connection to the shim at `shim`, made once.
     async fn client(&self, shim: &ShimAddress) -> Result<TaskClient, CallError> {
+        self.serve_events().await;
         let mut clients = self.clients.lock().await;
         if let Some(c) = clients.get(&shim.address) {
             return Ok(c.clone());
@@ -295,6 +325,7 @@ impl ShimHandler {
             self.record_path(&id),
             self.name.clone(),
         );
+        let oom = events::oom_mark(&self.state_dir, &id);
         tokio::spawn(async move {
             let outcome = client.wait(&id, "", None).await;
             waiting
@@ -314,7 +345,7 @@ impl ShimHandler {
                     let r = ExitRecord {
                         exit_code: resp.exit_status as i32,
                         exited_at_ns,
-                        oom_killed: false,
+                        oom_killed: oom.exists(),
                     };
                     let written =
                         tokio::task::spawn_blocking(move || exit::write(&exit_file, &r)).await;
@@ -338,6 +369,22 @@ impl ShimHandler {
         fifos: &io::FifoPair,
     ) -> Result<(TaskRecord, TaskClient, u32), RuntimeError> {
         let id = req.id.as_str();
+        self.serve_events().await;
+        let process = BundleProcess::of(&req.bundle);
+        // cri:ContainerConfig#stdin: kept open (a reader blocks, as under containerd) by a
+        // writer crid holds while the container lives; nothing is written to it yet.
+        let stdin = if process.stdin {
+            let path = req.bundle.join("shim-stdin");
+            io::make_fifo(&path).map_err(|e| self.io("create", id, e))?;
+            let writer = io::holding_writer(&path).map_err(|e| self.io("create", id, e))?;
+            self.stdins
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_owned(), writer);
+            Some(path)
+        } else {
+            None
+        };
         let log_fifo = req.bundle.join("log");
         io::make_fifo(&log_fifo).map_err(|e| self.io("create", id, e))?;
         let shim_log = io::lasting_reader(&log_fifo).map_err(|e| self.io("create", id, e))?;
@@ -359,7 +406,9 @@ impl ShimHandler {
         let create = api::CreateTaskRequest {
             id: id.to_owned(),
             bundle: req.bundle.display().to_string(),
-            terminal: false,
+            // With a terminal the shim holds the pty and copies it to stdout.
+            terminal: process.terminal,
+            stdin: stdin.map(|p| p.display().to_string()).unwrap_or_default(),
             stdout: fifos.stdout.display().to_string(),
             stderr: fifos.stderr.display().to_string(),
             ..Default::default()
@@ -389,6 +438,30 @@ impl ShimHandler {
             }
         }
         self.forget(id);
+    }
+}
+
+/// What the bundle's config.json asks of the container's stdio.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct BundleProcess {
+    /// `process.terminal`.
+    terminal: bool,
+    /// crid's stdin annotation (cri:ContainerConfig#stdin).
+    stdin: bool,
+}
+
+impl BundleProcess {
+    fn of(bundle: &Path) -> BundleProcess {
+        let Some(v) = std::fs::read(bundle.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        else {
+            return BundleProcess::default();
+        };
+        BundleProcess {
+            terminal: v["process"]["terminal"].as_bool().unwrap_or(false),
+            stdin: v["annotations"][crate::monitor::attach::STDIN_ANNOTATION].is_string(),
+        }
     }
 }
 
@@ -517,6 +590,7 @@ impl RuntimeHandler for ShimHandler {
     }
 
     async fn state(&self, id: &str) -> Result<Option<State>, RuntimeError> {
+        self.check_id(id)?;
         let record = match self.task(id).await {
             Ok(Some((record, _))) => record,
             Ok(None) => return Ok(None),
