@@ -306,7 +306,7 @@ async fn lifecycle_needs_root() {
     println!("shim log:\n{}", shim_log(b.dir.path()));
     eventually(
         "the shim exits after its last task",
-        Duration::from_secs(60),
+        Duration::from_secs(10),
         || !alive(shim),
     )
     .await;
@@ -423,10 +423,32 @@ async fn containers_of_a_pod_share_one_shim_needs_root() {
     h.delete(&second.id, true).await.expect("delete --force");
     eventually(
         "the shim exits after its last task",
-        Duration::from_secs(60),
+        Duration::from_secs(10),
         || !alive(shim),
     )
     .await;
+}
+
+// cri:ContainerStatus#reason OOMKilled: the shim's /tasks/oom event reaches crid's events
+// sink, and the exit record says OOM-killed.
+#[tokio::test]
+async fn an_oom_kill_is_recorded_needs_root() {
+    let mut s = Setup::new();
+    let b = Bundle::new(
+        &[
+            "/bin/sh",
+            "-c",
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+        ],
+        16 << 20,
+    );
+    let h = s.handler();
+    let req = s.request(&b);
+    create(&h, &req).await;
+    h.start(&b.id).await.expect("start");
+    let record = wait_exit(&req.exit_file).await;
+    assert!(record.oom_killed, "{record:?}");
+    h.delete(&b.id, false).await.expect("delete");
 }
 
 // A create the runtime refuses leaves no record and no shim.

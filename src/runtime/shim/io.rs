@@ -144,11 +144,8 @@ pub fn copy_shim_log(reader: pipe::Receiver, file: PathBuf, shim_pid: u32) -> Jo
             return;
         };
         let ended = async {
-            match crate::monitor::liveness::Pidfd::open(shim_pid as i32) {
-                Ok(fd) => {
-                    let _ = fd.exited().await;
-                }
-                Err(_) => {}
+            if let Ok(fd) = crate::monitor::liveness::Pidfd::open(shim_pid as i32) {
+                let _ = fd.exited().await;
             }
         };
         tokio::pin!(ended);
