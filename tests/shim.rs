@@ -14,7 +14,12 @@ use crid::monitor::exit::{self, ExitRecord};
 use crid::runtime::shim::ShimHandler;
 use crid::runtime::{CreateRequest, Created, RuntimeHandler, State};
 use crid::spec::oci::{Memory, Process, Resources, User};
+use crid_api::runtime::v1 as cri;
 use support::bundle::Bundle;
+use support::cri::{
+    Cluster, assert_nothing_left, container_config, exec, pod_config, remove_all, run_container,
+    run_pod, wait_state,
+};
 
 const SHIM: &str = "/usr/bin/containerd-shim-runc-v2";
 /// runc's state directory under the runc shim, for namespace `crid`.
@@ -45,6 +50,34 @@ impl Drop for Cleanup {
             && let Some(path) = a.trim().strip_prefix("unix://")
         {
             let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// What a failed daemon test leaves of its shims: runc containers whose state names the
+/// daemon's directory (force-deleted), then the shims started below it (killed by PID).
+struct Sweep(PathBuf);
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        let needle = self.0.display().to_string();
+        for e in std::fs::read_dir(RUNC_ROOT).into_iter().flatten().flatten() {
+            let state = std::fs::read_to_string(e.path().join("state.json")).unwrap_or_default();
+            if state.contains(&needle) {
+                let _ = std::process::Command::new("runc")
+                    .args(["--root", RUNC_ROOT, "delete", "--force"])
+                    .arg(e.file_name())
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+        for pid in shims_under(&self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
@@ -465,4 +498,84 @@ async fn a_failed_create_leaves_nothing_needs_root() {
     if let Some(shim) = shim_pid(s.dir.path()) {
         eventually("the shim exits", Duration::from_secs(10), || !alive(shim)).await;
     }
+}
+
+// Through the daemon: a pod on a shim handler runs a container whose output reaches the CRI
+// log and which answers ExecSync; after crid is killed (-9) and restarted it is still
+// running, StopContainer records the exit (reconnected waiter), and removing the pod
+// leaves no shim, process, mount or cgroup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shim_container_outlives_a_crid_restart_needs_root() {
+    let mut c = Cluster::start(&format!(
+        "[runtime.runtimes.shim]\npath = \"{SHIM}\"\ntype = \"shim\"\n"
+    ))
+    .await;
+    let _sweep = Sweep(c.daemon.path().to_path_buf());
+    let image = c.pull("busybox").await;
+    let mut rs = c.rs().await;
+    let pc = pod_config("shim-restart", &c.log_dir());
+    let pod = run_pod(&mut rs, &pc, "shim").await;
+    let mut cc = container_config(
+        "sleeper",
+        &image,
+        &["sh", "-c", "echo started; exec sleep 1000"],
+    );
+    cc.log_path = "sleeper.log".into();
+    let id = run_container(&mut rs, &pod, &pc, cc).await;
+    wait_state(
+        &mut rs,
+        &id,
+        cri::ContainerState::ContainerRunning,
+        Duration::from_secs(10),
+    )
+    .await;
+    let out = exec(&mut rs, &id, &["echo", "hi"], 10)
+        .await
+        .expect("ExecSync");
+    assert_eq!((out.stdout.as_slice(), out.exit_code), (&b"hi\n"[..], 0));
+    let log = c.log_dir().join("shim-restart/sleeper.log");
+    eventually("the log", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains(" stdout F started"))
+    })
+    .await;
+    let shims = shims_under(c.daemon.path());
+    assert_eq!(shims.len(), 1, "one shim for the pod");
+
+    drop(rs);
+    c.daemon
+        .signal_and_wait(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5));
+    c.daemon.spawn();
+    c.daemon.wait_ready();
+    let mut rs = c.rs().await;
+    let s = support::cri::status(&mut rs, &id).await;
+    assert_eq!(
+        s.state,
+        cri::ContainerState::ContainerRunning as i32,
+        "{s:?}"
+    );
+    assert_eq!(shims_under(c.daemon.path()), shims, "the same shim");
+    rs.stop_container(cri::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 1,
+    })
+    .await
+    .expect("StopContainer after the restart");
+    let s = wait_state(
+        &mut rs,
+        &id,
+        cri::ContainerState::ContainerExited,
+        Duration::from_secs(20),
+    )
+    .await;
+    // SIGTERM (143) or, a second later, SIGKILL (137): recorded by the waiter the
+    // restarted crid started when recovery asked the shim for the container's state.
+    assert!([137, 143].contains(&s.exit_code), "{s:?}");
+
+    let ids = support::object_ids(c.daemon.path());
+    remove_all(&mut rs).await;
+    eventually("the shim exits", Duration::from_secs(10), || {
+        shims_under(c.daemon.path()).is_empty()
+    })
+    .await;
+    assert_nothing_left(&c.daemon, &ids);
 }

@@ -246,16 +246,21 @@ impl ShimHandler {
         }
     }
 
-    /// The connection to the shim at `shim`, made once.
+    /// The connection to the shim at `shim`, made once. The map is not locked while
+    /// connecting: a shim slow to answer holds up only the calls about its own containers.
     async fn client(&self, shim: &ShimAddress) -> Result<TaskClient, CallError> {
         self.serve_events().await;
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(&shim.address) {
+        if let Some(c) = self.clients.lock().await.get(&shim.address) {
             return Ok(c.clone());
         }
         let c = TaskClient::connect(shim, self.timeout).await?;
-        clients.insert(shim.address.clone(), c.clone());
-        Ok(c)
+        Ok(self
+            .clients
+            .lock()
+            .await
+            .entry(shim.address.clone())
+            .or_insert(c)
+            .clone())
     }
 
     async fn drop_client(&self, address: &str) {
