@@ -21,7 +21,9 @@
 //! exit again); a shim that died is cleaned up with the binary's `delete`.
 
 pub mod client;
+mod create;
 pub mod events;
+mod exec;
 pub mod io;
 pub mod launch;
 
@@ -38,13 +40,12 @@ use serde::{Deserialize, Serialize};
 
 use self::client::{CallError, TaskClient};
 use self::launch::{Launcher, ShimAddress};
+use super::RuntimeError;
 use super::handler::{Features, RuntimeHandler};
 use super::oci::interactive::{Interactive, Streams};
-use super::oci::{CreateRequest, Created, EXEC_OUTPUT_CAP, ExecOutput, State};
-use super::{RuntimeError, invoke};
+use super::oci::{CreateRequest, Created, ExecOutput, State};
 use crate::config::RuntimeKind;
 use crate::monitor::exit::{self, ExitRecord};
-use crate::monitor::log::LogWriter;
 use crate::spec::oci::{Process, Resources};
 
 /// Default bound on each task API call and on `start`/`delete` of the shim binary.
@@ -366,108 +367,6 @@ impl ShimHandler {
             }
         });
     }
-
-    /// Starts (or joins) the shim of `req` and creates the task in it.
-    async fn create_task(
-        &self,
-        req: &CreateRequest,
-        fifos: &io::FifoPair,
-    ) -> Result<(TaskRecord, TaskClient, u32), RuntimeError> {
-        let id = req.id.as_str();
-        self.serve_events().await;
-        let process = BundleProcess::of(&req.bundle);
-        // cri:ContainerConfig#stdin: kept open (a reader blocks, as under containerd) by a
-        // writer crid holds while the container lives; nothing is written to it yet.
-        let stdin = if process.stdin {
-            let path = req.bundle.join("shim-stdin");
-            io::make_fifo(&path).map_err(|e| self.io("create", id, e))?;
-            let writer = io::holding_writer(&path).map_err(|e| self.io("create", id, e))?;
-            self.stdins
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id.to_owned(), writer);
-            Some(path)
-        } else {
-            None
-        };
-        let log_fifo = req.bundle.join("log");
-        io::make_fifo(&log_fifo).map_err(|e| self.io("create", id, e))?;
-        let shim_log = io::lasting_reader(&log_fifo).map_err(|e| self.io("create", id, e))?;
-        let shim = self.launcher.start(id, &req.bundle).await?;
-        let record = TaskRecord {
-            shim,
-            bundle: req.bundle.clone(),
-            exit_file: req.exit_file.clone(),
-        };
-        // Saved before Create: a crid killed from here on finds the shim again.
-        self.save(id, &record)?;
-        let client = self
-            .client(&record.shim)
-            .await
-            .map_err(|e| self.failed("connect", id, e))?;
-        if let Ok(c) = client.connect_task(id, self.timeout).await {
-            io::copy_shim_log(shim_log, req.bundle.join("shim.log"), c.shim_pid);
-        }
-        let create = api::CreateTaskRequest {
-            id: id.to_owned(),
-            bundle: req.bundle.display().to_string(),
-            // With a terminal the shim holds the pty and copies it to stdout.
-            terminal: process.terminal,
-            stdin: stdin.map(|p| p.display().to_string()).unwrap_or_default(),
-            stdout: fifos.stdout.display().to_string(),
-            stderr: fifos.stderr.display().to_string(),
-            ..Default::default()
-        };
-        let resp = client
-            .create(&create, self.timeout)
-            .await
-            .map_err(|e| self.failed("create", id, e))?;
-        Ok((record, client, resp.pid))
-    }
-
-    /// Undoes a failed create: the task if the shim made it, the shim if it serves nothing.
-    async fn abandon(&self, id: &str) {
-        if let Ok(Some(record)) = self.load(id) {
-            match self.client(&record.shim).await {
-                Ok(c) => {
-                    let _ = c
-                        .kill(id, "", libc::SIGKILL as u32, true, self.timeout)
-                        .await;
-                    let _ = c.delete(id, "", self.timeout).await;
-                    let _ = c.shutdown(id, self.timeout).await;
-                    self.drop_client(&record.shim.address).await;
-                }
-                Err(_) => {
-                    let _ = self.launcher.delete(id, &record.bundle).await;
-                }
-            }
-        }
-        self.forget(id);
-    }
-}
-
-/// What the bundle's config.json asks of the container's stdio.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct BundleProcess {
-    /// `process.terminal`.
-    terminal: bool,
-    /// crid's stdin annotation (cri:ContainerConfig#stdin).
-    stdin: bool,
-}
-
-impl BundleProcess {
-    fn of(bundle: &Path) -> BundleProcess {
-        let Some(v) = std::fs::read(bundle.join("config.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        else {
-            return BundleProcess::default();
-        };
-        BundleProcess {
-            terminal: v["process"]["terminal"].as_bool().unwrap_or(false),
-            stdin: v["annotations"][crate::monitor::attach::STDIN_ANNOTATION].is_string(),
-        }
-    }
 }
 
 /// Signal names as the container service sends them (`SIGTERM`, `TERM`, `KILL`, `15`) to
@@ -495,44 +394,6 @@ fn any_json<T: Serialize>(type_url: &str, value: &T) -> Result<Any, serde_json::
     })
 }
 
-/// A unique exec ID within one crid.
-fn exec_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "exec-{}-{}-{}",
-        std::process::id(),
-        crate::state::now_ns(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Kills and deletes an exec'd process if [`ShimHandler::exec`] is dropped before it ended.
-struct ExecGuard {
-    client: TaskClient,
-    id: String,
-    exec_id: String,
-    armed: bool,
-}
-
-impl Drop for ExecGuard {
-    fn drop(&mut self) {
-        if self.armed
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            let (client, id, exec_id) =
-                (self.client.clone(), self.id.clone(), self.exec_id.clone());
-            rt.spawn(async move {
-                let _ = client
-                    .kill(&id, &exec_id, libc::SIGKILL as u32, false, KILL_GRACE)
-                    .await;
-                let _ = client.wait(&id, &exec_id, Some(KILL_GRACE)).await;
-                let _ = client.delete(&id, &exec_id, KILL_GRACE).await;
-            });
-        }
-    }
-}
-
 #[async_trait::async_trait]
 impl RuntimeHandler for ShimHandler {
     fn name(&self) -> &str {
@@ -550,36 +411,7 @@ impl RuntimeHandler for ShimHandler {
     /// Starts (or joins) the shim, creates the task with its output on FIFOs copied into
     /// the CRI log, and waits for its exit in a task. On failure nothing is left.
     async fn create(&self, req: &CreateRequest) -> Result<Created, RuntimeError> {
-        let id = req.id.as_str();
-        self.check_id(id)?;
-        if self.load(id)?.is_some() {
-            return Err(RuntimeError::Exists {
-                handler: self.name.clone(),
-                id: id.to_owned(),
-            });
-        }
-        let fifos =
-            io::FifoPair::make(&req.bundle, "shim").map_err(|e| self.io("create", id, e))?;
-        let (stdout, stderr) = fifos.open().map_err(|e| self.io("create", id, e))?;
-        let log = LogWriter::open(&req.log_path, req.log_max_size)
-            .map_err(|e| self.io("create", id, e))?;
-        match self.create_task(req, &fifos).await {
-            Ok((record, client, pid)) => {
-                io::copy_to_log(id.to_owned(), stdout, stderr, log);
-                let _ = std::fs::write(&req.pid_file, pid.to_string());
-                self.watch_exit(id, &client, &record.exit_file);
-                tracing::debug!(handler = %self.name, container = %id, pid, shim = %record.shim.address, "task created");
-                Ok(Created {
-                    pid: pid as i32,
-                    monitor_pid: 0,
-                })
-            }
-            Err(e) => {
-                self.abandon(id).await;
-                fifos.remove();
-                Err(e)
-            }
-        }
+        self.create_container(req).await
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
@@ -703,77 +535,7 @@ impl RuntimeHandler for ShimHandler {
         process: &Process,
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, RuntimeError> {
-        let (record, client) = self
-            .task(id)
-            .await?
-            .ok_or_else(|| self.unknown("exec", id))?;
-        let exec_id = exec_id();
-        let dir = tempfile::Builder::new()
-            .prefix("exec-")
-            .tempdir_in(&record.bundle)
-            .map_err(|e| self.io("exec", id, e))?;
-        let fifos = io::FifoPair::make(dir.path(), "exec").map_err(|e| self.io("exec", id, e))?;
-        let (stdout, stderr) = fifos.open().map_err(|e| self.io("exec", id, e))?;
-        let process = Process {
-            terminal: false,
-            ..process.clone()
-        };
-        let spec = any_json(PROCESS_TYPE_URL, &process)
-            .map_err(|e| self.io("exec", id, std::io::Error::other(e)))?;
-        let req = api::ExecProcessRequest {
-            id: id.to_owned(),
-            exec_id: exec_id.clone(),
-            terminal: false,
-            stdout: fifos.stdout.display().to_string(),
-            stderr: fifos.stderr.display().to_string(),
-            spec: MessageField::some(spec),
-            ..Default::default()
-        };
-        client
-            .exec(&req, self.timeout)
-            .await
-            .map_err(|e| self.failed("exec", id, e))?;
-        let collected = io::Collected::start(stdout, stderr, EXEC_OUTPUT_CAP);
-        let mut guard = ExecGuard {
-            client: client.clone(),
-            id: id.to_owned(),
-            exec_id: exec_id.clone(),
-            armed: true,
-        };
-        if let Err(e) = client.start(id, &exec_id, self.timeout).await {
-            let _ = client.delete(id, &exec_id, self.timeout).await;
-            guard.armed = false;
-            return Err(self.failed("exec", id, e));
-        }
-        let waited = match timeout {
-            Some(t) => tokio::time::timeout(t, client.wait(id, &exec_id, None)).await,
-            None => Ok(client.wait(id, &exec_id, None).await),
-        };
-        let (exit_code, timed_out) = match waited {
-            Ok(Ok(resp)) => (resp.exit_status as i32, false),
-            Ok(Err(e)) => return Err(self.failed("exec", id, e)),
-            Err(_) => {
-                tracing::debug!(handler = %self.name, container = %id, "exec timed out, killing it");
-                let _ = client
-                    .kill(id, &exec_id, libc::SIGKILL as u32, false, self.timeout)
-                    .await;
-                let code = match client.wait(id, &exec_id, Some(KILL_GRACE)).await {
-                    Ok(resp) => resp.exit_status as i32,
-                    Err(_) => 128 + libc::SIGKILL,
-                };
-                (code, true)
-            }
-        };
-        let (stdout, stderr) = collected.finish(invoke::DRAIN_AFTER_EXIT).await;
-        let _ = client.delete(id, &exec_id, self.timeout).await;
-        guard.armed = false;
-        drop(dir);
-        Ok(ExecOutput {
-            stdout,
-            stderr,
-            exit_code,
-            timed_out,
-        })
+        self.exec_sync(id, process, timeout).await
     }
 
     fn exec_interactive(
@@ -829,7 +591,7 @@ mod tests {
         let any = any_json(RESOURCES_TYPE_URL, &r).expect("json");
         assert_eq!(any.type_url, RESOURCES_TYPE_URL);
         assert_eq!(any.value, serde_json::to_vec(&r).expect("json"));
-        assert!(exec_id() != exec_id());
+        assert!(exec::exec_id() != exec::exec_id());
     }
 
     #[tokio::test]
