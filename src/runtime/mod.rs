@@ -183,7 +183,8 @@ pub enum RuntimeError {
 pub struct HandlerProbe {
     /// The binary that ran.
     pub binary: PathBuf,
-    /// First line of its version output, e.g. `runc version 1.1.5+ds1`.
+    /// First line of its version output, e.g. `runc version 1.1.5+ds1`; for a shim, its name
+    /// and `Version:` line, e.g. `containerd-shim-runc-v2 1.6.20~ds1`.
     pub version: String,
 }
 
@@ -264,12 +265,11 @@ pub async fn probe_within(
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         });
     }
-    let version = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = match handler.kind {
+        RuntimeKind::Oci => text.lines().next().unwrap_or_default().trim().to_owned(),
+        RuntimeKind::Vm => shim::shim_version(&text),
+    };
     Ok(HandlerProbe { binary, version })
 }
 

@@ -369,6 +369,23 @@ impl ShimHandler {
     }
 }
 
+/// A shim's `-v` output as one line: `containerd-shim-runc-v2 1.6.20~ds1` from
+/// `/usr/bin/containerd-shim-runc-v2:` and `  Version:  1.6.20~ds1` (containerd's shims,
+/// Kata's); the first line as it is when there is no `Version:` line.
+pub fn shim_version(text: &str) -> String {
+    let first = text.lines().next().unwrap_or_default().trim();
+    let name = first.trim_end_matches(':');
+    let name = name.rsplit('/').next().unwrap_or(name);
+    match text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Version:"))
+        .map(str::trim)
+    {
+        Some(v) if !v.is_empty() => format!("{name} {v}"),
+        _ => first.to_owned(),
+    }
+}
+
 /// Signal names as the container service sends them (`SIGTERM`, `TERM`, `KILL`, `15`) to
 /// numbers.
 pub fn signal_number(signal: &str) -> Option<u32> {
@@ -572,6 +589,16 @@ impl RuntimeHandler for ShimHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shim_versions_read_as_one_line() {
+        let runc_v2 = "/usr/bin/containerd-shim-runc-v2:\n  Version:  1.6.20~ds1\n  Revision: 1.6.20~ds1-1+deb12u3\n  Go version: go1.19.8\n";
+        assert_eq!(shim_version(runc_v2), "containerd-shim-runc-v2 1.6.20~ds1");
+        let kata = "containerd-shim-kata-v2:\n  Version: 3.2.0\n";
+        assert_eq!(shim_version(kata), "containerd-shim-kata-v2 3.2.0");
+        assert_eq!(shim_version("shim 0.1\n"), "shim 0.1");
+        assert_eq!(shim_version(""), "");
+    }
 
     #[test]
     fn signals_by_name_and_number() {
