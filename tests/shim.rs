@@ -397,8 +397,8 @@ async fn a_restarted_crid_reconnects_needs_root() {
     assert_eq!(after.state(&b.id).await.expect("state"), None);
 }
 
-// A shim that died: the container is removed with the shim binary's `delete`, which
-// kills what the shim left running.
+// A shim that died: the container is stopped and removed with the shim binary's `delete`,
+// which kills what the shim left running; the exit is recorded as a kill.
 #[tokio::test]
 async fn a_dead_shim_is_cleaned_up_with_delete_needs_root() {
     let mut s = Setup::new();
@@ -419,13 +419,19 @@ async fn a_dead_shim_is_cleaned_up_with_delete_needs_root() {
     .expect("kill the shim");
     eventually("the shim is gone", Duration::from_secs(10), || !alive(shim)).await;
     assert_eq!(h.state(&b.id).await.expect("state"), None);
-    h.delete(&b.id, true)
+    // StopContainer still completes: the kill goes through the binary's `delete`, and
+    // the exit is recorded as a kill.
+    h.kill(&b.id, "SIGTERM", false)
         .await
-        .expect("delete after the shim died");
+        .expect("kill after the shim died");
+    assert_eq!(wait_exit(&req.exit_file).await.exit_code, 137);
     eventually("the container is gone", Duration::from_secs(10), || {
         !alive(created.pid)
     })
     .await;
+    h.delete(&b.id, true)
+        .await
+        .expect("delete after the shim died");
     assert!(h.shim_address(&b.id).is_none());
     assert!(!Path::new(RUNC_ROOT).join(&b.id).exists());
 }

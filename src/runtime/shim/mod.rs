@@ -316,6 +316,30 @@ impl ShimHandler {
         Ok(Some((record, client)))
     }
 
+    /// A container whose shim died can no longer be signalled through it: the shim
+    /// binary's `delete` kills what is left, and the exit is recorded as a kill (137), so
+    /// that StopContainer and RemoveContainer still complete.
+    async fn kill_orphan(&self, id: &str, record: &TaskRecord) -> Result<(), RuntimeError> {
+        tracing::warn!(handler = %self.name, container = %id, "the container's shim is gone; killing it with the shim binary's `delete`");
+        self.drop_client(&record.shim.address).await;
+        if let Err(e) = self.launcher.delete(id, &record.bundle).await {
+            tracing::warn!(handler = %self.name, container = %id, "the shim's `delete` failed: {e}");
+        }
+        if !record.exit_file.exists() {
+            let r = ExitRecord {
+                exit_code: 128 + libc::SIGKILL,
+                exited_at_ns: crate::state::now_ns(),
+                oom_killed: false,
+            };
+            let path = record.exit_file.clone();
+            tokio::task::spawn_blocking(move || exit::write(&path, &r))
+                .await
+                .map_err(|e| self.io("kill", id, std::io::Error::other(e)))?
+                .map_err(|e| self.io("kill", id, e))?;
+        }
+        Ok(())
+    }
+
     /// Waits (in a task) for container `id`'s exit and writes its exit record, unless a
     /// waiter is already there or the record exists.
     fn watch_exit(&self, id: &str, client: &TaskClient, exit_file: &Path) {
@@ -490,9 +514,12 @@ impl RuntimeHandler for ShimHandler {
             what: "signal",
             value: signal.to_owned(),
         })?;
-        let Some((record, _)) = self.task(id).await? else {
+        let Some(record) = self.load(id)? else {
             return Ok(());
         };
+        if self.task(id).await.is_err() {
+            return self.kill_orphan(id, &record).await;
+        }
         let t = self.timeout;
         let kill = self
             .retry(
@@ -503,6 +530,7 @@ impl RuntimeHandler for ShimHandler {
         match kill {
             Ok(()) => Ok(()),
             Err(e) if e.is_not_found() || e.is_finished() => Ok(()),
+            Err(CallError::Unreachable(_)) => self.kill_orphan(id, &record).await,
             Err(e) => Err(self.failed("kill", id, e)),
         }
     }
@@ -517,7 +545,12 @@ impl RuntimeHandler for ShimHandler {
                 // The shim died: its binary cleans up what it left.
                 tracing::info!(handler = %self.name, container = %id, "shim unreachable ({e}); cleaning up with `delete`");
                 self.drop_client(&record.shim.address).await;
-                self.launcher.delete(id, &record.bundle).await?;
+                // Best effort: a container whose shim is gone must still be removable (a
+                // pod stuck terminating is worse), and the container service sweeps its
+                // cgroup of what is left.
+                if let Err(e) = self.launcher.delete(id, &record.bundle).await {
+                    tracing::warn!(handler = %self.name, container = %id, "the shim's `delete` failed: {e}");
+                }
                 self.forget(id);
                 return Ok(());
             }
