@@ -3,7 +3,9 @@
 # second crid without a network, for the NetworkReady=false case), run the conformance suite
 # against crid and print the report, then compare the results with crid's baseline
 # (conformance/baseline/crid.toml); then run the matrix across crid's runtime handlers and
-# compare every cell with the same baseline; then a bounded property-based run against crid;
+# compare every cell with the same baseline; then the core areas on a third crid whose
+# default handler is a shim v2 (containerd-shim-runc-v2, the path Kata takes), compared
+# with conformance/baseline/crid-shim.toml; then a bounded property-based run against crid;
 # then a bounded run of malformed and hostile requests against crid.
 # The job fails on any unexplained difference (a failure the baseline does not list, a listed
 # failure with another message, a listed case that now passes, a case missing from a report),
@@ -33,14 +35,15 @@ mkdir -p "$out"
 
 # Reports of an earlier run go first: a run that writes none must not be judged by them.
 fresh_report "$out/junit.xml" "$out/report.md" "$out/report.html" "$out/baseline.txt" \
-  "$out/matrix" "$out/matrix.txt" "$out/props.txt" "$out/hostile.txt"
+  "$out/matrix" "$out/matrix.txt" "$out/shim" "$out/props.txt" "$out/hostile.txt"
 
 work=$(mktemp -d /tmp/crid-conformance.XXXXXX)
 crid_pid=""
 unready_pid=""
+shim_pid=""
 cleanup() {
   # Only the daemons this script started, by PID; the registry by its recorded PID.
-  for pid in "$crid_pid" "$unready_pid"; do
+  for pid in "$crid_pid" "$unready_pid" "$shim_pid"; do
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid"
       wait "$pid" || true
@@ -49,9 +52,11 @@ cleanup() {
   if [ -f "$work/fixtures/state.json" ]; then
     "$bin/crid-conformance" fixtures down --state-dir "$work/fixtures" >/dev/null || true
   fi
-  if [ -n "${bridge:-}" ] && [ -e "/sys/class/net/$bridge" ]; then
-    ip link del "$bridge" || true
-  fi
+  for b in "${bridge:-}" "${shim_bridge:-}"; do
+    if [ -n "$b" ] && [ -e "/sys/class/net/$b" ]; then
+      ip link del "$b" || true
+    fi
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -131,6 +136,53 @@ run_suite matrix "$bin/crid-conformance" matrix --endpoint "unix://$work/crid.so
 grep -E '^#[0-9]+ ' "$out/matrix.txt" || true
 compare_cells "$bin/crid-conformance" conformance/baseline/crid.toml "$out/matrix" \
   | tee "$out/matrix/baseline.txt" || status=1
+# The shim v2 cell: a crid of its own (network, storage) whose default handler is Debian's
+# containerd-shim-runc-v2 driven over ttrpc. The core areas run on it, each compared with
+# the shim baseline; about a minute and a half in all.
+echo
+shim_bridge="crsh$$"
+shim_bridge=${shim_bridge:0:15}
+mkdir -p "$work/shim/net.d" "$work/shim/crid.d" "$out/shim"
+cat > "$work/shim/net.d/10-conformance.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "crid-conformance-shim", "plugins": [
+  {"type": "bridge", "bridge": "$shim_bridge", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.221.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": "$work/shim/ipam"}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}
+]}
+JSON
+cat > "$work/shim/crid.toml" <<TOML
+[server]
+listen = "$work/shim/crid.sock"
+[image]
+insecure_registries = ["$registry"]
+pause_image = "$registry/pause:latest"
+[storage]
+root = "$work/shim/root"
+runroot = "$work/shim/run"
+[network]
+cni_config_dir = "$work/shim/net.d"
+[runtime]
+default_runtime = "shim"
+[runtime.runtimes.shim]
+path = "/usr/bin/containerd-shim-runc-v2"
+type = "vm"
+TOML
+"$bin/crid" --config "$work/shim/crid.toml" --config-dir "$work/shim/crid.d" 2>"$out/crid-shim.log" &
+shim_pid=$!
+wait_socket "$work/shim/crid.sock" "$shim_pid" "$out/crid-shim.log"
+for area in pod-sandbox/ container/ logs/ stats/ exec/; do
+  name=${area%/}
+  run_suite "shim $name" "$bin/crid-conformance" run --endpoint "unix://$work/shim/crid.sock" \
+    --registry-state "$work/fixtures" --filter "$area" --runtime-handler shim \
+    --baseline conformance/baseline/crid-shim.toml --compare-baseline conformance/baseline/crid.toml \
+    --junit "$out/shim/junit-$name.xml" >"$out/shim/$name.txt" || exit
+  tail -1 "$out/shim/$name.txt" | sed "s|^|shim $name: |"
+  "$bin/crid-conformance" compare --junit "$out/shim/junit-$name.xml" --filter "$area" \
+    --baseline conformance/baseline/crid-shim.toml | tee -a "$out/shim/baseline.txt" || status=1
+done
+kill -TERM "$shim_pid" && wait "$shim_pid" || true
+shim_pid=""
 # Property-based lifecycle sequences against crid, bounded in number and in time: a
 # failure, a harness error or running out of time fails the job.
 echo
@@ -165,5 +217,6 @@ timeout --kill-after=10 "$hostile_limit" "$bin/crid-conformance" hostile \
 }
 echo
 echo "matrix: $out/matrix/report.html, $out/matrix/summary.md, $out/matrix/baseline.txt"
+echo "shim v2 cell: $out/shim/junit-*.xml, $out/shim/baseline.txt (daemon log: $out/crid-shim.log)"
 echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt, $out/props.txt, $out/hostile.txt (daemon log: $out/crid.log)"
 exit "$status"

@@ -86,7 +86,7 @@ pub struct RuntimeHandler {
     /// The runtime's state directory (`--root` of an OCI runtime); defaults below runroot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
-    /// `oci` for an OCI runtime CLI, `vm` for a containerd shim v2.
+    /// `oci` for an OCI runtime CLI, `vm` (or `shim`) for a containerd shim v2.
     #[serde(rename = "type", default)]
     pub kind: RuntimeKind,
 }
@@ -98,7 +98,9 @@ pub enum RuntimeKind {
     /// An OCI runtime command line (runc, crun, runsc, youki).
     #[default]
     Oci,
-    /// A containerd shim v2 speaking ttrpc (Kata, containerd-shim-runc-v2).
+    /// A containerd shim v2 speaking ttrpc (Kata, containerd-shim-runc-v2); `shim` is an
+    /// alias.
+    #[serde(alias = "shim")]
     Vm,
 }
 

@@ -3,8 +3,8 @@
 //! [`RuntimeHandler`] is what the pod and container services use; [`RuntimeRegistry`]
 //! resolves handler names to runtimes, for them and for `Status` and `crid check` alike.
 //! This module finds a handler's binary and asks it for its version. [`oci`] drives the
-//! container lifecycle through an OCI runtime CLI; [`hybrid`] holds the crun workaround for
-//! hybrid cgroup hosts.
+//! container lifecycle through an OCI runtime CLI; [`shim`] through a containerd shim v2
+//! over ttrpc; [`hybrid`] holds the crun workaround for hybrid cgroup hosts.
 
 #[cfg(test)]
 pub mod fake;
@@ -13,11 +13,13 @@ pub mod hybrid;
 mod invoke;
 pub mod oci;
 pub mod registry;
+pub mod shim;
 
 pub use handler::{Features, OciHandler, RuntimeHandler};
 pub use oci::interactive::{Interactive, Streams};
 pub use oci::{CreateRequest, Created, ExecOutput, State};
 pub use registry::{HandlerError, RuntimeRegistry};
+pub use shim::ShimHandler;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -156,6 +158,14 @@ pub enum RuntimeError {
         /// Why it did not parse.
         reason: String,
     },
+    /// Something this kind of handler does not do (yet).
+    #[error("runtime handler {handler}: {what} is not supported on this handler")]
+    NotSupported {
+        /// Handler name.
+        handler: String,
+        /// What was asked.
+        what: &'static str,
+    },
     /// An argument crid refuses to put on a runtime's command line.
     #[error("runtime handler {handler}: invalid {what} `{value}`")]
     InvalidArgument {
@@ -173,7 +183,8 @@ pub enum RuntimeError {
 pub struct HandlerProbe {
     /// The binary that ran.
     pub binary: PathBuf,
-    /// First line of its version output, e.g. `runc version 1.1.5+ds1`.
+    /// First line of its version output, e.g. `runc version 1.1.5+ds1`; for a shim, its name
+    /// and `Version:` line, e.g. `containerd-shim-runc-v2 1.6.20~ds1`.
     pub version: String,
 }
 
@@ -254,12 +265,11 @@ pub async fn probe_within(
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         });
     }
-    let version = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = match handler.kind {
+        RuntimeKind::Oci => text.lines().next().unwrap_or_default().trim().to_owned(),
+        RuntimeKind::Vm => shim::shim_version(&text),
+    };
     Ok(HandlerProbe { binary, version })
 }
 

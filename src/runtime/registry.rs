@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use super::handler::{OciHandler, RuntimeHandler};
 use super::oci::OciRuntime;
+use super::shim::ShimHandler;
 use super::{HandlerProbe, RuntimeError};
 use crate::config::{CgroupDriver, Config, RuntimeHandler as HandlerConfig, RuntimeKind};
 
@@ -23,14 +24,6 @@ pub enum HandlerError {
         name: String,
         /// The configured names.
         known: String,
-    },
-    /// The handler's type is one this build cannot run.
-    #[error("runtime handler {name} has type {kind:?}, which this build of crid cannot run yet")]
-    Unsupported {
-        /// The handler.
-        name: String,
-        /// Its configured type.
-        kind: RuntimeKind,
     },
     /// The handler's binary is missing or broken.
     #[error("runtime handler {name} is not usable: {source}")]
@@ -141,12 +134,6 @@ impl RuntimeRegistry {
                 name,
             });
         };
-        if config.kind != RuntimeKind::Oci {
-            return Err(HandlerError::Unsupported {
-                name,
-                kind: config.kind,
-            });
-        }
         let unusable = |source| HandlerError::Unusable {
             name: name.clone(),
             source: Box::new(source),
@@ -165,11 +152,15 @@ impl RuntimeRegistry {
         {
             return Ok((name, b.handler.clone()));
         }
-        let runtime = OciRuntime::new(&name, config, &self.runroot, self.cgroup_driver)
-            .await
-            .map_err(unusable)?;
-        let handler: Arc<dyn RuntimeHandler> =
-            Arc::new(OciHandler::new(runtime, self.monitor.clone()));
+        let handler: Arc<dyn RuntimeHandler> = match config.kind {
+            RuntimeKind::Oci => {
+                let runtime = OciRuntime::new(&name, config, &self.runroot, self.cgroup_driver)
+                    .await
+                    .map_err(unusable)?;
+                Arc::new(OciHandler::new(runtime, self.monitor.clone()))
+            }
+            RuntimeKind::Vm => Arc::new(ShimHandler::new(&name, binary.clone(), &self.runroot)),
+        };
         self.lock().insert(
             name.clone(),
             Built {
@@ -276,7 +267,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_and_unsupported_handlers_are_told_apart() {
+    async fn unknown_handlers_are_refused_and_vm_handlers_are_shims() {
         let dir = tempfile::tempdir().expect("tempdir");
         let registry = RuntimeRegistry::new(&config(dir.path()), "/bin/false".into());
         let e = registry.get("nope").await.expect_err("unknown");
@@ -284,7 +275,7 @@ mod tests {
             e.to_string(),
             "runtime_handler: unknown runtime handler `nope` (configured: kata, late)"
         );
-        let e = registry.get("kata").await.expect_err("vm");
-        assert!(matches!(e, HandlerError::Unsupported { .. }), "{e}");
+        let (_, kata) = registry.get("kata").await.expect("a shim v2 handler");
+        assert_eq!(kata.kind(), RuntimeKind::Vm);
     }
 }
