@@ -6,7 +6,7 @@
 # compare every cell with the same baseline; then the core areas on a third crid whose
 # default handler is a shim v2 (containerd-shim-runc-v2, the path Kata takes), compared
 # with conformance/baseline/crid-shim.toml; then a bounded property-based run against crid;
-# then a bounded run of malformed and hostile requests against crid.
+# then a bounded run of malformed and hostile requests against crid; then a 5-minute soak.
 # The job fails on any unexplained difference (a failure the baseline does not list, a listed
 # failure with another message, a listed case that now passes, a case missing from a report),
 # on a harness error (exit status other than 0 or 1), on a props failure or timeout, and on
@@ -35,7 +35,7 @@ mkdir -p "$out"
 
 # Reports of an earlier run go first: a run that writes none must not be judged by them.
 fresh_report "$out/junit.xml" "$out/report.md" "$out/report.html" "$out/baseline.txt" \
-  "$out/matrix" "$out/matrix.txt" "$out/shim" "$out/props.txt" "$out/hostile.txt"
+  "$out/matrix" "$out/matrix.txt" "$out/shim" "$out/props.txt" "$out/hostile.txt" "$out/soak.txt"
 
 work=$(mktemp -d /tmp/crid-conformance.XXXXXX)
 crid_pid=""
@@ -215,8 +215,26 @@ timeout --kill-after=10 "$hostile_limit" "$bin/crid-conformance" hostile \
   fi
   status=1
 }
+# Soak: pods churned by 4 workers for a bounded time while crid's RSS, descriptors,
+# threads, mounts, cgroups and monitors are sampled; a failed operation, RSS growth over
+# 1 MiB, anything left after the clean-up, a harness error or running out of time fails
+# the job. (docs/reliability.md has the hour-long run.)
+echo
+soak_seconds=${CRID_SOAK_SECONDS:-300}
+timeout --kill-after=10 "$((soak_seconds + 300))" "$bin/crid-conformance" soak \
+  --endpoint "unix://$work/crid.sock" --registry-state "$work/fixtures" \
+  --daemon-pid "$crid_pid" --state-dir "$work/root" --state-dir "$work/run" \
+  --duration "$soak_seconds" --sample-every 30 --parallel 4 | tee "$out/soak.txt" || {
+  rc=$?
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "soak: no verdict in time (a hang is a failure)" | tee -a "$out/soak.txt"
+  else
+    echo "soak: failed (exit $rc)" | tee -a "$out/soak.txt"
+  fi
+  status=1
+}
 echo
 echo "matrix: $out/matrix/report.html, $out/matrix/summary.md, $out/matrix/baseline.txt"
 echo "shim v2 cell: $out/shim/junit-*.xml, $out/shim/baseline.txt (daemon log: $out/crid-shim.log)"
-echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt, $out/props.txt, $out/hostile.txt (daemon log: $out/crid.log)"
+echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt, $out/props.txt, $out/hostile.txt, $out/soak.txt (daemon log: $out/crid.log)"
 exit "$status"

@@ -163,9 +163,16 @@ fn the_job_scripts_swallow_no_exit_status() {
         // Join continuation lines, so that a command is one line.
         let joined = script.replace("\\\n", " ");
         for line in joined.lines() {
-            let suite = [" run ", " matrix ", " compare ", " props ", " hostile "]
-                .iter()
-                .any(|w| line.contains(w));
+            let suite = [
+                " run ",
+                " matrix ",
+                " compare ",
+                " props ",
+                " hostile ",
+                " soak ",
+            ]
+            .iter()
+            .any(|w| line.contains(w));
             if !suite || !line.contains("crid-conformance") && !line.contains("\"$bin\"") {
                 continue;
             }
@@ -223,5 +230,17 @@ fn the_job_scripts_swallow_no_exit_status() {
     assert!(
         hostile.contains("status=1"),
         "a hostile failure must fail the job: {hostile}"
+    );
+    // And a bounded soak against the same crid, sampling its own process.
+    let at = main
+        .find("\ntimeout --kill-after=10 \"$((soak_seconds")
+        .expect("conformance.sh runs the soak under a time bound");
+    let soak: String = main[at..].chars().take(800).collect();
+    assert!(soak.contains(" soak "), "{soak}");
+    assert!(soak.contains("--daemon-pid \"$crid_pid\""), "{soak}");
+    assert!(soak.contains("--duration"), "{soak}");
+    assert!(
+        soak.contains("status=1"),
+        "a soak failure must fail the job: {soak}"
     );
 }
