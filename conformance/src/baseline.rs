@@ -625,6 +625,10 @@ pub struct CompareArgs {
     /// selects. Without it, the report must hold every case of the catalogue.
     #[arg(long)]
     pub filter: Option<String>,
+    /// The `--area`s the run was given (repeat): the report must then hold exactly the
+    /// cases of those areas that the filter selects.
+    #[arg(long = "area", value_name = "AREA")]
+    pub areas: Vec<String>,
 }
 
 /// Runs `compare`: prints the diff; `Ok(true)` when nothing is unexplained.
@@ -635,6 +639,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<bool, BaselineError> {
     let ids: Vec<&str> = catalogue.iter().map(|c| c.id).collect();
     let selected: Vec<&str> = crate::runner::select(catalogue.clone(), args.filter.as_deref())
         .iter()
+        .filter(|c| args.areas.is_empty() || args.areas.iter().any(|a| a == c.area.name()))
         .map(|c| c.id)
         .collect();
     let c = compare(&baseline, &run.observed, &ids, &selected, &run.handler);
@@ -961,6 +966,7 @@ handlers = ["crun"]
             junit: junit.clone(),
             baseline: base,
             filter: None,
+            areas: Vec::new(),
         };
         std::fs::write(&junit, &xml[..xml.len() / 2]).expect("write");
         assert!(matches!(
