@@ -978,6 +978,47 @@ handlers = ["crun"]
         assert_eq!(compare_command(&args).ok(), Some(false));
     }
 
+    /// A run of some areas (`run --area`, as the VM fixture does) is judged by `compare
+    /// --area`: it must hold exactly those areas' cases.
+    #[test]
+    fn compare_command_judges_a_run_of_some_areas() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().join("b.toml");
+        std::fs::write(&base, "runtime = \"crid 0.1.0\"\n").expect("write");
+        let junit = dir.path().join("junit.xml");
+        let outcomes = crate::cases::catalogue()
+            .into_iter()
+            .filter(|c| c.area.name() == "runtime-info")
+            .map(|case| Outcome {
+                case,
+                verdict: Verdict::Pass,
+                note: String::new(),
+                duration: std::time::Duration::from_millis(1),
+            })
+            .collect();
+        let run = report::RunReport {
+            endpoint: "unix:///run/vm/crid.sock".into(),
+            runtime: "crid 0.1.0".into(),
+            outcomes,
+        };
+        std::fs::write(&junit, report::to_junit(&run)).expect("write");
+        let mut args = CompareArgs {
+            junit,
+            baseline: base,
+            filter: None,
+            areas: vec!["runtime-info".into()],
+        };
+        assert!(
+            compare_command(&args).expect("compare"),
+            "the area is whole"
+        );
+        args.areas.push("stats".into());
+        assert!(
+            !compare_command(&args).expect("compare"),
+            "the stats cases are missing"
+        );
+    }
+
     #[test]
     fn checked_in_baselines_parse_and_name_real_cases() {
         let ids: Vec<&str> = crate::cases::catalogue().iter().map(|c| c.id).collect();
