@@ -14,8 +14,18 @@
 # Reports land in target/conformance/ (or $CRID_REPORT_DIR); earlier ones are removed first.
 # CRID_BIN_DIR=target/debug reuses binaries that the test run already built (CI does this:
 # building only the binaries would unify features differently and recompile shared crates).
+# --vm also runs the whole suite in the cgroup v2 guest (scripts/vm.sh, docs/vm.md) after
+# the host's job; --vm-ci runs the guest's CI subset (scripts/vm.sh --ci) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+vm=()
+for arg in "$@"; do
+  case $arg in
+    --vm) vm=(scripts/vm.sh) ;;
+    --vm-ci) vm=(scripts/vm.sh --ci) ;;
+    *) echo "usage: scripts/conformance.sh [--vm | --vm-ci]" >&2; exit 2 ;;
+  esac
+done
 . scripts/lib/judge.sh
 scripts/setup.sh
 
@@ -237,4 +247,8 @@ echo
 echo "matrix: $out/matrix/report.html, $out/matrix/summary.md, $out/matrix/baseline.txt"
 echo "shim v2 cell: $out/shim/junit-*.xml, $out/shim/baseline.txt (daemon log: $out/crid-shim.log)"
 echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt, $out/props.txt, $out/hostile.txt, $out/soak.txt (daemon log: $out/crid.log)"
+if ((${#vm[@]})); then
+  echo
+  CRID_BIN_DIR=$bin CRID_REPORT_DIR=$out "${vm[@]}" || status=1
+fi
 exit "$status"

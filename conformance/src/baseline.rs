@@ -625,6 +625,10 @@ pub struct CompareArgs {
     /// selects. Without it, the report must hold every case of the catalogue.
     #[arg(long)]
     pub filter: Option<String>,
+    /// The `--area`s the run was given (repeat): the report must then hold exactly the
+    /// cases of those areas that the filter selects.
+    #[arg(long = "area", value_name = "AREA")]
+    pub areas: Vec<String>,
 }
 
 /// Runs `compare`: prints the diff; `Ok(true)` when nothing is unexplained.
@@ -635,6 +639,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<bool, BaselineError> {
     let ids: Vec<&str> = catalogue.iter().map(|c| c.id).collect();
     let selected: Vec<&str> = crate::runner::select(catalogue.clone(), args.filter.as_deref())
         .iter()
+        .filter(|c| args.areas.is_empty() || args.areas.iter().any(|a| a == c.area.name()))
         .map(|c| c.id)
         .collect();
     let c = compare(&baseline, &run.observed, &ids, &selected, &run.handler);
@@ -961,6 +966,7 @@ handlers = ["crun"]
             junit: junit.clone(),
             baseline: base,
             filter: None,
+            areas: Vec::new(),
         };
         std::fs::write(&junit, &xml[..xml.len() / 2]).expect("write");
         assert!(matches!(
@@ -970,6 +976,47 @@ handlers = ["crun"]
         // Whole, but of four made-up cases: the catalogue's cases are missing.
         std::fs::write(&junit, &xml).expect("write");
         assert_eq!(compare_command(&args).ok(), Some(false));
+    }
+
+    /// A run of some areas (`run --area`, as the VM fixture does) is judged by `compare
+    /// --area`: it must hold exactly those areas' cases.
+    #[test]
+    fn compare_command_judges_a_run_of_some_areas() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().join("b.toml");
+        std::fs::write(&base, "runtime = \"crid 0.1.0\"\n").expect("write");
+        let junit = dir.path().join("junit.xml");
+        let outcomes = crate::cases::catalogue()
+            .into_iter()
+            .filter(|c| c.area.name() == "runtime-info")
+            .map(|case| Outcome {
+                case,
+                verdict: Verdict::Pass,
+                note: String::new(),
+                duration: std::time::Duration::from_millis(1),
+            })
+            .collect();
+        let run = report::RunReport {
+            endpoint: "unix:///run/vm/crid.sock".into(),
+            runtime: "crid 0.1.0".into(),
+            outcomes,
+        };
+        std::fs::write(&junit, report::to_junit(&run)).expect("write");
+        let mut args = CompareArgs {
+            junit,
+            baseline: base,
+            filter: None,
+            areas: vec!["runtime-info".into()],
+        };
+        assert!(
+            compare_command(&args).expect("compare"),
+            "the area is whole"
+        );
+        args.areas.push("stats".into());
+        assert!(
+            !compare_command(&args).expect("compare"),
+            "the stats cases are missing"
+        );
     }
 
     #[test]

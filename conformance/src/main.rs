@@ -30,6 +30,9 @@ enum Command {
         /// Only cases whose id or clause contains this text.
         #[arg(long)]
         filter: Option<String>,
+        /// Only cases of this area (e.g. runtime-info); repeat for several.
+        #[arg(long = "area", value_name = "AREA")]
+        areas: Vec<String>,
         /// Write JUnit XML here.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
@@ -312,6 +315,12 @@ enum FixturesAction {
         #[command(subcommand)]
         action: crid_conformance::fixtures::containerd::Action,
     },
+    /// A Debian 12 guest under QEMU (cgroup v2, systemd, AppArmor) that runs crid and the
+    /// suite inside and brings the reports back (docs/vm.md).
+    Vm {
+        #[command(subcommand)]
+        action: crid_conformance::fixtures::vm::Action,
+    },
 }
 
 #[tokio::main]
@@ -325,6 +334,7 @@ async fn main() -> ExitCode {
         Command::Run {
             endpoint,
             filter,
+            areas,
             junit,
             markdown,
             html,
@@ -337,6 +347,7 @@ async fn main() -> ExitCode {
             run(RunArgs {
                 endpoint,
                 filter,
+                areas,
                 junit,
                 markdown,
                 html,
@@ -528,6 +539,7 @@ async fn main() -> ExitCode {
 struct RunArgs {
     endpoint: String,
     filter: Option<String>,
+    areas: Vec<String>,
     junit: Option<PathBuf>,
     markdown: Option<PathBuf>,
     html: Option<PathBuf>,
@@ -584,6 +596,24 @@ async fn run_cell(
     .await
 }
 
+/// Keeps the cases of `areas` (all when empty); an unknown area name is an error.
+fn select_areas(cases: Vec<cases::Case>, areas: &[String]) -> anyhow::Result<Vec<cases::Case>> {
+    if areas.is_empty() {
+        return Ok(cases);
+    }
+    for a in areas {
+        anyhow::ensure!(
+            cases::Area::ALL.iter().any(|k| k.name() == a),
+            "unknown area {a:?}; areas: {}",
+            cases::Area::ALL.map(|k| k.name()).join(", ")
+        );
+    }
+    Ok(cases
+        .into_iter()
+        .filter(|c| areas.iter().any(|a| a == c.area.name()))
+        .collect())
+}
+
 fn write_file(path: &Path, data: &str) -> anyhow::Result<()> {
     std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
 }
@@ -593,6 +623,7 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let RunArgs {
         endpoint,
         filter,
+        areas,
         junit,
         markdown,
         html,
@@ -613,8 +644,11 @@ async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let images = load_images(registry_state)?;
     let target = runner::probe(&endpoint).await?;
     let not_ready = not_ready_channel(not_ready_endpoint.as_deref()).await?;
-    let cases = runner::select(cases::catalogue(), filter);
-    anyhow::ensure!(!cases.is_empty(), "no case matches filter {filter:?}");
+    let cases = select_areas(runner::select(cases::catalogue(), filter), &areas)?;
+    anyhow::ensure!(
+        !cases.is_empty(),
+        "no case matches filter {filter:?} and areas {areas:?}"
+    );
     let mut progress = Progress::stderr(cases.len());
     progress.note(&format!(
         "running {} cases against {} at {endpoint}",
@@ -959,6 +993,11 @@ async fn fixtures(action: FixturesAction) -> anyhow::Result<bool> {
             crid_conformance::fixtures::containerd::command(action)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        // Synchronous on purpose: QEMU is spawned from this (main) thread, so its
+        // parent-death signal fires only when the harness itself goes.
+        FixturesAction::Vm { action } => {
+            return Ok(crid_conformance::fixtures::vm::command(action)?);
         }
     }
     Ok(true)
