@@ -501,6 +501,40 @@ fn print_graceful(pods: usize, samples: &[[Vec<(Duration, Duration)>; 2]; 2]) {
     }
 }
 
+/// This build against the previous one, step by step (same run, alternating pods).
+fn print_previous(now: &Target, previous: &Target) {
+    println!();
+    println!(
+        "this build against the previous one ({} and {} pods, alternating):",
+        now.samples[0].len(),
+        previous.samples[0].len()
+    );
+    println!(
+        "| step | this median ms | this p90 ms | previous median ms | previous p90 ms | this/previous (median) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (mut sum_now, mut sum_prev) = (0.0, 0.0);
+    for (i, step) in STEPS.iter().enumerate() {
+        let (nm, np) = common::median_p90(&now.samples[i]);
+        let (pm, pp) = common::median_p90(&previous.samples[i]);
+        sum_now += ms(nm);
+        sum_prev += ms(pm);
+        println!(
+            "| {step} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}x |",
+            ms(nm),
+            ms(np),
+            ms(pm),
+            ms(pp),
+            ms(nm) / ms(pm).max(1e-9)
+        );
+    }
+    println!(
+        "| sum of step medians | {sum_now:.2} | | {sum_prev:.2} | | {:.2}x |",
+        sum_now / sum_prev.max(1e-9)
+    );
+}
+
 fn print_report(
     pods: usize,
     bins: &str,
@@ -758,6 +792,15 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let crid_pid = crid.pid().context("crid is not running")? as i32;
     let crid_idle = (Memory::of(crid_pid)?, common::top_mappings(crid_pid, 6));
+    // The same run against a previous build, when asked: a third runtime in the rotation.
+    let previous = match std::env::var_os("BENCH_CRID_PREVIOUS_BIN_DIR") {
+        Some(d) => {
+            let b = common::Binaries::from_dir(std::path::Path::new(&d))?;
+            let c = Crid::start(&b, &host, &[&ctrd_subnet, crid.subnet()])?;
+            Some((b, c))
+        }
+        None => None,
+    };
 
     let result = async {
         let ctrd_logs = tempfile::Builder::new()
@@ -778,15 +821,42 @@ async fn main() -> Result<()> {
             common::pull(channel.clone(), &image).await?;
             common::pull(channel, &format!("{host}/pause:latest")).await?;
         }
+        let mut prev_t = match &previous {
+            Some((_, c)) => {
+                let channel = c.channel().await?;
+                eprintln!("previous crid: pulling busybox and pause ...");
+                common::pull(channel.clone(), &image).await?;
+                common::pull(channel.clone(), &format!("{host}/pause:latest")).await?;
+                Some(Target::new("previous", channel, c.logs(), image.clone()))
+            }
+            None => None,
+        };
         for i in 0..WARMUP {
             crid_t.one_pod(&format!("crid-warm-{i}")).await?;
             ctrd_t.one_pod(&format!("containerd-warm-{i}")).await?;
+            if let Some(p) = prev_t.as_mut() {
+                p.one_pod(&format!("previous-warm-{i}")).await?;
+            }
         }
         for i in 0..pods {
-            // Alternate who goes first, so neither always runs right after the other.
-            let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
-            for which in order {
-                let t = if which == 0 { &mut crid_t } else { &mut ctrd_t };
+            // Alternate who goes first, so neither always runs right after the other; with a
+            // previous build, the three take turns at each position.
+            let order: &[usize] = match (prev_t.is_some(), i % 3, i % 2) {
+                (false, _, 0) => &[0, 1],
+                (false, _, _) => &[1, 0],
+                (true, 0, _) => &[0, 1, 2],
+                (true, 1, _) => &[2, 0, 1],
+                (true, _, _) => &[1, 2, 0],
+            };
+            for &which in order {
+                let t = match which {
+                    0 => &mut crid_t,
+                    1 => &mut ctrd_t,
+                    _ => match prev_t.as_mut() {
+                        Some(p) => p,
+                        None => continue,
+                    },
+                };
                 let name = format!("{}-{i}", t.name);
                 let steps = t.one_pod(&name).await?;
                 for (s, d) in steps.iter().enumerate() {
@@ -816,6 +886,9 @@ async fn main() -> Result<()> {
             memory_phase(&crid, &mut crid_t, &ctrd, &mut ctrd_t, crid_idle, pods).await?;
         print_report(pods, &bin.describe(), &crid_t, &ctrd_t, &floor, &mem);
         print_graceful(stop_pods, &graceful);
+        if let Some(p) = &prev_t {
+            print_previous(&crid_t, p);
+        }
         anyhow::Ok(())
     }
     .await;
@@ -825,6 +898,7 @@ async fn main() -> Result<()> {
         eprintln!("error: {e:#}");
     }
     drop(crid);
+    drop(previous);
     if let Err(e) = ctrd.shutdown().await {
         eprintln!("containerd teardown: {e}");
     }

@@ -579,3 +579,47 @@ async fn create_timeout_leaves_nothing_needs_root() {
     assert_eq!(zombie_children(), [] as [i32; 0]);
     assert_eq!(rt.state(&b.id).await.expect("state"), None);
 }
+
+// What the runtime prints during `create` (runc's warnings with the systemd driver:
+// "skipping device ... for systemd") is not the container's output: the CRI log holds only
+// what the container's process wrote, and the warning lands in the monitor's own log. Found
+// by the cgroup v2 guest, where it broke `container/command-args-workdir`.
+#[tokio::test]
+async fn what_the_runtime_prints_during_create_is_not_container_output_needs_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let b = Bundle::new(&["/bin/echo", "hello from the container"], 0);
+    let wrapper = b.path("noisy-runc");
+    let script = "#!/bin/sh\n\
+                  for a in \"$@\"; do\n\
+                    if [ \"$a\" = create ]; then\n\
+                      echo 'level=warning msg=\"skipping device /dev/char/10:200 for systemd\"' >&2\n\
+                    fi\n\
+                  done\n\
+                  exec runc \"$@\"\n";
+    std::fs::write(&wrapper, script).expect("write wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let h = RuntimeHandler {
+        path: wrapper.clone(),
+        root: Some(b.runc_root()),
+        kind: RuntimeKind::Oci,
+    };
+    let rt = OciRuntime::new("noisy-runc", &h, b.dir.path(), CgroupDriver::Cgroupfs)
+        .await
+        .expect("runtime");
+    let (req, _) = create(&rt, &b).await;
+    rt.start(&b.id).await.expect("start");
+    let exit = wait_exit(&req.exit_file).await;
+    assert_eq!(exit.exit_code, 0);
+    let log = std::fs::read_to_string(&req.log_path).expect("log");
+    assert!(log.contains("hello from the container"), "{log}");
+    assert!(
+        !log.contains("skipping device"),
+        "runtime output in the CRI log: {log}"
+    );
+    let monitor = std::fs::read_to_string(req.monitor_log()).unwrap_or_default();
+    assert!(
+        monitor.contains("skipping device"),
+        "monitor log: {monitor}"
+    );
+    rt.delete(&b.id, true).await.expect("delete");
+}

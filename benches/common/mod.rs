@@ -111,6 +111,15 @@ impl Binaries {
                 target.join("release")
             }
         };
+        Self::copy_from(&from)
+    }
+
+    /// The two binaries of directory `from`, copied.
+    pub fn from_dir(from: &Path) -> Result<Binaries> {
+        Self::copy_from(from)
+    }
+
+    fn copy_from(from: &Path) -> Result<Binaries> {
         let dir = tempfile::Builder::new()
             .prefix("crid-bench-bin-")
             .tempdir()?;
@@ -327,6 +336,11 @@ impl Crid {
     /// Its private directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Its network's /24.
+    pub fn subnet(&self) -> &str {
+        &self.network.subnet
     }
 
     /// Where pods log (per pod directories are made by [`log_dir_for`]).

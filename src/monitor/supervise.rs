@@ -236,15 +236,15 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
     if let (Some(a), Some(m)) = (attach.as_mut(), master.as_ref()) {
         let _ = a.set_terminal(m);
     }
-    // What the runtime printed while creating went through the container's pipes: log it
-    // as the pipes would have.
-    for (stream, bytes) in [(Stream::Stdout, &printed[0]), (Stream::Stderr, &printed[1])] {
-        if !bytes.is_empty()
-            && let Err(e) = log.write_chunk(stream, bytes, SystemTime::now())
-        {
-            // A full disk must not stop the container: its output is lost, not its life.
+    // What came through the pipes during `create` is the runtime's own (the container's
+    // process runs only from `start`): runc's warnings, such as the systemd driver's
+    // "skipping device", are not the container's output. They go to the monitor's log.
+    for bytes in &printed {
+        if !bytes.is_empty() {
             eprintln!(
-                "crid-monitor: the log cannot be written ({e}); the runtime's output is dropped"
+                "crid-monitor: container {}: the runtime said during create: {}",
+                args.id,
+                String::from_utf8_lossy(bytes).trim_end()
             );
         }
     }
