@@ -8,7 +8,8 @@
 //!
 //! It reads /proc and /sys of the machine it runs on: run it on the endpoint's host.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,14 +99,29 @@ pub struct Report {
 }
 
 impl Report {
-    /// RSS after the clean-up minus RSS at the first sample of the churn (the daemon warmed
-    /// up), KiB; negative when it shrank.
+    /// RSS after the clean-up minus RSS at the middle of the churn, KiB (negative when it
+    /// shrank). The first half is the warm-up: the allocator's arenas and the daemon's maps
+    /// grow to the load's size and stay there; a leak keeps growing through the second half.
     pub fn rss_growth_kib(&self) -> i64 {
-        let base = self
+        self.after.rss_kib as i64 - self.base().rss_kib as i64
+    }
+
+    /// RSS after the clean-up minus RSS at the first sample of the churn, KiB: the warm-up
+    /// included, for the record.
+    pub fn rss_growth_since_start_kib(&self) -> i64 {
+        let first = self
             .samples
             .first()
             .map_or(self.before.rss_kib, |s| s.rss_kib);
-        self.after.rss_kib as i64 - base as i64
+        self.after.rss_kib as i64 - first as i64
+    }
+
+    /// The sample at the middle of the churn (the last one before, with fewer than two).
+    fn base(&self) -> Sample {
+        self.samples
+            .get(self.samples.len() / 2)
+            .copied()
+            .unwrap_or(self.before)
     }
 
     /// Why the run failed; empty when it passed.
@@ -147,13 +163,14 @@ impl Report {
         let mut s = String::new();
         let failures = self.failures();
         s.push_str(&format!(
-            "soak: {} pod cycles and {} image pull/remove cycles in {:.0} s, {} failed operations; RSS growth {} KiB (limit {}); {}\n\n",
+            "soak: {} pod cycles and {} image pull/remove cycles in {:.0} s, {} failed operations; RSS growth over the second half {} KiB (limit {}; {} KiB since the first sample); {}\n\n",
             self.cycles,
             self.image_cycles,
             self.duration.as_secs_f64(),
             self.error_count,
             self.rss_growth_kib(),
             self.rss_growth_limit_kib,
+            self.rss_growth_since_start_kib(),
             if failures.is_empty() {
                 "PASS".to_owned()
             } else {
@@ -212,28 +229,34 @@ fn mounts_under(dirs: &[PathBuf]) -> u64 {
         .count() as u64
 }
 
-/// `crid-*` directories in every cgroup hierarchy (containers' cgroups, cgroupfs driver).
-fn container_cgroups() -> u64 {
-    fn walk(dir: &Path, depth: usize, n: &mut u64) {
+/// `crid-<id>` directories in every cgroup hierarchy (cgroupfs driver) for the IDs of the
+/// run's own pods and containers: other daemons on the host do not count.
+fn container_cgroups(ids: &HashSet<String>) -> u64 {
+    fn walk(dir: &Path, depth: usize, n: &mut u64, ids: &HashSet<String>) {
         if depth > 8 {
             return;
         }
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                if e.file_name().to_string_lossy().starts_with("crid-") {
+                if e.file_name()
+                    .to_string_lossy()
+                    .strip_prefix("crid-")
+                    .is_some_and(|id| ids.contains(id))
+                {
                     *n += 1;
                 }
-                walk(&e.path(), depth + 1, n);
+                walk(&e.path(), depth + 1, n, ids);
             }
         }
     }
     let mut n = 0;
-    walk(Path::new("/sys/fs/cgroup"), 0, &mut n);
+    walk(Path::new("/sys/fs/cgroup"), 0, &mut n, ids);
     n
 }
 
-/// crid-monitor processes on the host.
-fn monitors() -> u64 {
+/// crid-monitor processes of this daemon: an argument of theirs lies below its state
+/// directories (other daemons on the host do not count).
+fn monitors(dirs: &[PathBuf]) -> u64 {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -246,15 +269,19 @@ fn monitors() -> u64 {
         })
         .filter(|e| {
             std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-                c.split(|b| *b == 0)
-                    .next()
-                    .is_some_and(|a| a.ends_with(b"crid-monitor"))
+                let mut args = c.split(|b| *b == 0);
+                args.next().is_some_and(|a| a.ends_with(b"crid-monitor"))
+                    && args.any(|a| {
+                        let a = Path::new(std::ffi::OsStr::from_bytes(a));
+                        dirs.iter().any(|d| a.starts_with(d))
+                    })
             })
         })
         .count() as u64
 }
 
-fn sample(opts: &Options, started: Instant, cycles: u64) -> Sample {
+fn sample(opts: &Options, started: Instant, cycles: u64, ids: &Ids) -> Sample {
+    let ids = ids.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let pid = opts.daemon_pid;
     Sample {
         at_s: started.elapsed().as_secs(),
@@ -262,15 +289,19 @@ fn sample(opts: &Options, started: Instant, cycles: u64) -> Sample {
         fds: count_dir(&format!("/proc/{pid}/fd")),
         threads: status_field(pid, "Threads:"),
         mounts: mounts_under(&opts.state_dirs),
-        cgroups: container_cgroups(),
-        monitors: monitors(),
+        cgroups: container_cgroups(&ids),
+        monitors: monitors(&opts.state_dirs),
         cycles,
     }
 }
 
+/// The IDs of the run's pods and containers.
+type Ids = Arc<std::sync::Mutex<HashSet<String>>>;
+
 #[derive(Clone)]
 struct Worker {
     opts: Arc<Options>,
+    ids: Ids,
     rs: RuntimeServiceClient<Channel>,
     is: ImageServiceClient<Channel>,
 }
@@ -288,6 +319,13 @@ async fn timed<T>(
 }
 
 impl Worker {
+    fn remember(&self, id: &str) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned());
+    }
+
     fn labels(&self) -> HashMap<String, String> {
         HashMap::from([(RUN_LABEL.to_owned(), self.opts.run_id.clone())])
     }
@@ -328,6 +366,7 @@ impl Worker {
         )
         .await?
         .pod_sandbox_id;
+        self.remember(&pod);
         let result = self.in_pod(&pod, &config).await;
         let stopped = timed(
             t,
@@ -379,6 +418,7 @@ impl Worker {
         )
         .await?
         .container_id;
+        self.remember(&c);
         timed(
             t,
             "StartContainer",
@@ -445,13 +485,15 @@ impl Worker {
 /// Runs the soak.
 pub async fn run(opts: Options) -> Result<Report, String> {
     let opts = Arc::new(opts);
+    let ids: Ids = Arc::default();
     let worker = Worker {
         opts: opts.clone(),
+        ids: ids.clone(),
         rs: RuntimeServiceClient::new(opts.channel.clone()),
         is: ImageServiceClient::new(opts.channel.clone()),
     };
     let started = Instant::now();
-    let before = sample(&opts, started, 0);
+    let before = sample(&opts, started, 0, &ids);
     let deadline = started + opts.duration;
     let cycles = Arc::new(AtomicU64::new(0));
     let image_cycles = Arc::new(AtomicU64::new(0));
@@ -497,7 +539,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     while Instant::now() < deadline {
         tokio::time::sleep_until(next.min(deadline).into()).await;
         if Instant::now() >= next {
-            samples.push(sample(&opts, started, cycles.load(Ordering::Relaxed)));
+            samples.push(sample(&opts, started, cycles.load(Ordering::Relaxed), &ids));
             next += opts.sample_every;
         }
     }
@@ -507,7 +549,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     let leaked_objects = cleanup(&worker).await;
     // Let exits, monitors and lingering blocking threads settle before the last sample.
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let after = sample(&opts, started, cycles.load(Ordering::Relaxed));
+    let after = sample(&opts, started, cycles.load(Ordering::Relaxed), &ids);
     let (error_count, errors) = {
         let g = errors.lock().unwrap_or_else(|p| p.into_inner());
         (g.0, g.1.clone())
@@ -581,13 +623,15 @@ mod tests {
     fn the_verdict_reads_growth_leaks_and_errors() {
         let mut r = Report {
             before: sample(9000, 2),
-            samples: vec![sample(11000, 10), sample(11500, 9)],
+            samples: vec![sample(10000, 10), sample(11000, 9), sample(11500, 9)],
             after: sample(11800, 2),
             cycles: 40,
             rss_growth_limit_kib: 1024,
             ..Default::default()
         };
+        // From the middle sample (11000), not the first (10000).
         assert_eq!(r.rss_growth_kib(), 800);
+        assert_eq!(r.rss_growth_since_start_kib(), 1800);
         assert!(r.failures().is_empty(), "{:?}", r.failures());
         assert!(r.render().contains("PASS"));
         r.after.rss_kib = 12100;
