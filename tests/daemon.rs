@@ -4,6 +4,8 @@
 
 mod support;
 
+// Requests no generated type can express go through the harness's raw codec.
+use crid_conformance::hostile::wire::RawCodec;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -428,48 +430,6 @@ fn version_command() {
         String::from_utf8_lossy(&out.stdout)
             .starts_with(&format!("crid {}", env!("CARGO_PKG_VERSION")))
     );
-}
-
-/// A codec that sends and receives raw bytes: requests no generated type can express.
-#[derive(Debug, Clone, Default)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        buf: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        bytes::BufMut::put_slice(buf, &item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        buf: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let n = bytes::Buf::remaining(buf);
-        Ok(Some(bytes::Buf::copy_to_bytes(buf, n).to_vec()))
-    }
 }
 
 /// Sends the encoded request `body` to RuntimeService method `method`.

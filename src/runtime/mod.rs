@@ -188,6 +188,24 @@ pub struct HandlerProbe {
     pub version: String,
 }
 
+/// Container IDs go on runtime and shim command lines: no empty ones, no options, no paths.
+pub(crate) fn check_id(handler: &str, id: &str) -> Result<(), RuntimeError> {
+    let valid = !id.is_empty()
+        && !id.starts_with('-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(RuntimeError::InvalidArgument {
+            handler: handler.to_owned(),
+            what: "container id",
+            value: id.to_owned(),
+        })
+    }
+}
+
 /// Resolves a configured binary: an absolute path as is, a bare name through `PATH`.
 pub fn resolve_binary(path: &Path) -> Option<PathBuf> {
     if path.is_absolute() {

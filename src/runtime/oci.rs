@@ -428,20 +428,7 @@ impl OciRuntime {
 
     /// Container IDs go on command lines: no empty ones, no options, no paths.
     fn check_id(&self, id: &str) -> Result<(), RuntimeError> {
-        let valid = !id.is_empty()
-            && !id.starts_with('-')
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
-        if valid {
-            Ok(())
-        } else {
-            Err(RuntimeError::InvalidArgument {
-                handler: self.name.clone(),
-                what: "container id",
-                value: id.to_owned(),
-            })
-        }
+        super::check_id(&self.name, id)
     }
 }
 

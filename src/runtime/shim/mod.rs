@@ -231,20 +231,7 @@ impl ShimHandler {
 
     /// Container IDs go on the shim's command line: no empty ones, no options, no paths.
     fn check_id(&self, id: &str) -> Result<(), RuntimeError> {
-        let valid = !id.is_empty()
-            && !id.starts_with('-')
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
-        if valid {
-            Ok(())
-        } else {
-            Err(RuntimeError::InvalidArgument {
-                handler: self.name.clone(),
-                what: "container id",
-                value: id.to_owned(),
-            })
-        }
+        super::check_id(&self.name, id)
     }
 
     /// The connection to the shim at `shim`, made once. The map is not locked while
