@@ -47,6 +47,7 @@ pub async fn recover(pods: &Arc<PodService>) -> Result<()> {
                 tracing::info!(pod = %record.id, "removing a pod whose RunPodSandbox was interrupted");
                 // Its containers cannot exist yet: CreateContainer needs a ready pod.
                 release_interrupted(pods, &pod).await;
+                crate::failpoint!("recover.pod-released");
             }
             PodState::Ready => {
                 let lost = record
@@ -55,6 +56,11 @@ pub async fn recover(pods: &Arc<PodService>) -> Result<()> {
                     .is_some_and(|p| !containers.host().is_pinned(p));
                 if lost {
                     tracing::warn!(pod = %record.id, "pod namespaces are gone (host rebooted?); marking it not ready");
+                    let _ = pod.update(|r| r.state = PodState::NotReady).await;
+                } else if record.infra.is_some() && !infra_running(&containers, &record).await {
+                    // A ready pod's infra holds its PID namespace: without it no container
+                    // of the pod can be created (cri:PodSandboxState SANDBOX_NOTREADY).
+                    tracing::warn!(pod = %record.id, "pod's infra container is gone; marking it not ready");
                     let _ = pod.update(|r| r.state = PodState::NotReady).await;
                 }
             }
@@ -83,6 +89,7 @@ pub async fn recover(pods: &Arc<PodService>) -> Result<()> {
                 }
             }
             let _ = c.forget().await;
+            crate::failpoint!("recover.container-removed");
             registry.drop_container(&id);
             continue;
         }
@@ -104,35 +111,63 @@ pub async fn recover(pods: &Arc<PodService>) -> Result<()> {
     Ok(())
 }
 
+/// Whether the runtime still runs the pod's infra container.
+async fn infra_running(containers: &ContainerService, pod: &PodRecord) -> bool {
+    match containers.runtime_of_pod(&pod.id).await {
+        Ok(rt) => rt
+            .state(&pod.id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.status == "running"),
+        Err(_) => false,
+    }
+}
+
 /// A container the record says is alive, with no exit file: trust the monitor if it is
-/// still there, else ask the runtime.
+/// still there, else ask the runtime. A container recorded as created that the runtime
+/// runs had its StartContainer cut short after the runtime's `start`: it is running (a
+/// second StartContainer would fail).
 async fn reconcile_live(
     containers: &ContainerService,
     c: &Arc<Object<ContainerRecord>>,
     record: &ContainerRecord,
 ) {
     let id = &record.id;
-    if crate::container::is_monitor_of(record.monitor_pid, id) {
+    let monitored = crate::container::is_monitor_of(record.monitor_pid, id);
+    if monitored && record.state != ContainerState::Created {
         return;
     }
-    let state = match containers.runtime_of_pod(&record.pod_id).await {
-        Ok(rt) => rt.state(id).await.ok().flatten(),
+    let status = match containers.runtime_of_pod(&record.pod_id).await {
+        Ok(rt) => rt.state(id).await.ok().flatten().map(|s| s.status),
         Err(_) => None,
     };
-    // The monitor is gone without writing an exit file: the exit code is lost.
-    if state.as_ref().is_none_or(|s| s.status == "stopped") {
-        tracing::warn!(container = %id, "container's monitor vanished without an exit record");
-        let _ = c
-            .update(|r| {
-                mark_exited(
-                    r,
-                    255,
-                    crate::state::now_ns(),
-                    false,
-                    "crid-monitor ended without recording the exit",
-                )
-            })
-            .await;
+    match status.as_deref() {
+        Some("running") if record.state == ContainerState::Created => {
+            tracing::info!(container = %id, "container started before its record said so; now running");
+            let _ = c
+                .update(|r| {
+                    r.state = ContainerState::Running;
+                    r.started_at_ns = crate::state::now_ns();
+                })
+                .await;
+        }
+        // The monitor is gone without writing an exit file: the exit code is lost.
+        None | Some("stopped") if !monitored => {
+            tracing::warn!(container = %id, "container's monitor vanished without an exit record");
+            let _ = c
+                .update(|r| {
+                    mark_exited(
+                        r,
+                        255,
+                        crate::state::now_ns(),
+                        false,
+                        "crid-monitor ended without recording the exit",
+                    )
+                })
+                .await;
+        }
+        _ => {}
     }
 }
 
@@ -207,6 +242,7 @@ fn sweep_strays(containers: &ContainerService) {
             } else {
                 let _ = crate::state::remove_file(&path);
             }
+            crate::failpoint!("recover.stray-removed");
         }
     }
 }

@@ -153,3 +153,58 @@ async fn an_unreadable_record_is_set_aside() {
     assert!(kit.pods.status(&pod).is_ok());
     assert_eq!(kit.store.ids(RecordKind::Pod), [pod]);
 }
+
+// StartContainer cut short between the runtime's `start` and the record's update (the
+// crash sweep's `start.runtime-started`): the container runs, so it is recovered as
+// running; a second StartContainer would fail in the runtime.
+#[tokio::test]
+async fn a_start_cut_short_after_the_runtime_started_is_running() {
+    let kit = Kit::new();
+    let pod = kit.pod("p").await;
+    let c = kit
+        .containers
+        .create(&pod, Kit::container_config("app"))
+        .await
+        .expect("create");
+    crate::runtime::RuntimeHandler::start(kit.runtime.as_ref(), &c)
+        .await
+        .expect("runtime start");
+    let kit = kit.restart();
+    super::recover(&kit.pods).await.expect("recover");
+    let record = kit.containers.status(&c).expect("status");
+    assert_eq!(record.state, ContainerState::Running);
+    assert!(record.started_at_ns > 0, "{record:?}");
+    kit.containers.stop(&c, 0).await.expect("stop");
+}
+
+// A ready pod whose infra container is gone cannot take containers (they join its PID
+// namespace): it is recovered as not ready (the sweep's `release.cni-deleted`).
+#[tokio::test]
+async fn a_ready_pod_without_its_infra_is_not_ready() {
+    let kit = Kit::new();
+    let mut config = kit.pod_config("p");
+    if let Some(ns) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.pid = crid_api::cri::NamespaceMode::Pod as i32;
+    }
+    let pod = kit.pods.run(config, "").await.expect("run");
+    assert!(kit.pods.status(&pod).expect("pod").infra.is_some());
+    let kit = kit.restart();
+    super::recover(&kit.pods).await.expect("recover");
+    assert_eq!(kit.pods.status(&pod).expect("pod").state, PodState::Ready);
+    let kit = kit.restart();
+    crate::runtime::RuntimeHandler::delete(kit.runtime.as_ref(), &pod, true)
+        .await
+        .expect("delete the infra");
+    super::recover(&kit.pods).await.expect("recover");
+    assert_eq!(
+        kit.pods.status(&pod).expect("pod").state,
+        PodState::NotReady
+    );
+    kit.pods.remove(&pod).await.expect("remove");
+    assert!(kit.host.model().is_clean());
+}

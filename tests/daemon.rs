@@ -305,7 +305,7 @@ fn second_daemon_on_the_same_storage_root_is_refused() {
     let first = TestDaemon::start("");
     let other_socket = first.path().join("sock/other.sock");
     let d = first.path();
-    let out = std::process::Command::new(support::CRID)
+    let out = std::process::Command::new(support::crid())
         .arg("--config")
         .arg(d.join("crid.toml"))
         .arg("--config-dir")
@@ -421,7 +421,7 @@ fn check_command_reports_runtime_and_cni_needs_runc() {
 
 #[test]
 fn version_command() {
-    let out = std::process::Command::new(support::CRID)
+    let out = std::process::Command::new(support::crid())
         .arg("version")
         .output()
         .expect("run");

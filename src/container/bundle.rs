@@ -51,6 +51,7 @@ impl ContainerService {
             .delete(id, true)
             .await
             .map_err(Error::runtime(format!("container {id}: deleting it")));
+        crate::failpoint!("remove.runtime-deleted");
         // What an interrupted `create` left in the cgroup, which `delete` does not know.
         if let Some(pod) = pod
             && self.settings.cgroup_driver == crate::config::CgroupDriver::Cgroupfs
@@ -68,6 +69,7 @@ impl ContainerService {
             .map_err(Error::host(format!(
                 "container {id}: removing its root filesystem"
             )));
+        crate::failpoint!("remove.rootfs-unmounted");
         let bundle = crate::state::remove_dir_all(&self.layout.bundle(id))
             .map_err(Error::host(format!("container {id}: removing its bundle")));
         let _ = crate::state::remove_file(&self.layout.exit_file(id));

@@ -355,6 +355,7 @@ impl ContainerService {
         drop(pod_op);
         let setup = async {
             container.persist().await?;
+            crate::failpoint!("create.recorded");
             self.setup(&container, &pod_record, &image, runtime.as_ref())
                 .await
         };
@@ -432,6 +433,7 @@ impl ContainerService {
             _ => PidNamespace::Private,
         };
         let rootfs = self.mount_rootfs(&id, image)?;
+        crate::failpoint!("create.rootfs-mounted");
         let users = bundle::user_db(&rootfs);
         let paths = self.layout.pod_files(&pod.id);
         let own_ipc = pod.ipcns.is_some();
@@ -465,6 +467,7 @@ impl ContainerService {
 
         let log_path =
             log_path::create(&pod.config.log_directory, &c.log_path)?.unwrap_or_default();
+        crate::failpoint!("create.log-created");
         let monitor_log = if log_path.as_os_str().is_empty() {
             PathBuf::from("/dev/null")
         } else {
@@ -473,6 +476,7 @@ impl ContainerService {
         let created = self
             .create_in_runtime(runtime, &id, &spec, &monitor_log, pod)
             .await?;
+        crate::failpoint!("create.runtime-created");
         container
             .update(|r| {
                 r.state = ContainerState::Created;
@@ -485,6 +489,7 @@ impl ContainerService {
                 r.additional_gids = spec.process.user.additional_gids.clone();
             })
             .await?;
+        crate::failpoint!("create.created");
         tracing::info!(container = %id, pod = %pod.id, "container created");
         self.watch_monitor(&id, created.monitor_pid);
         self.registry.emit(&id, &pod.id, EventKind::Created);
@@ -520,6 +525,7 @@ impl ContainerService {
             .start(id)
             .await
             .map_err(Error::runtime(format!("container {id}: starting it")))?;
+        crate::failpoint!("start.runtime-started");
         c.update(|r| {
             r.started_at_ns = state::now_ns();
             if r.state == ContainerState::Created {
@@ -527,6 +533,7 @@ impl ContainerService {
             }
         })
         .await?;
+        crate::failpoint!("start.running");
         self.registry.emit(id, &record.pod_id, EventKind::Started);
         // It may have exited before the record said Running.
         self.record_exit(id);
@@ -595,6 +602,7 @@ impl ContainerService {
                     ))(e));
                 }
             }
+            crate::failpoint!("stop.exited");
         }
         Ok(())
     }
@@ -617,6 +625,7 @@ impl ContainerService {
                     "container {id}: sending {}",
                     record.stop_signal
                 )))?;
+            crate::failpoint!("stop.signalled");
             if self.wait_exit(c, Duration::from_secs(timeout as u64)).await {
                 return Ok(());
             }
@@ -691,6 +700,7 @@ impl ContainerService {
         self.remove_resources(runtime.as_ref(), &id, pod.as_ref())
             .await?;
         c.forget().await?;
+        crate::failpoint!("remove.unrecorded");
         self.registry.drop_container(&id);
         tracing::info!(container = %id, "container removed");
         self.registry.emit(&id, &record.pod_id, EventKind::Deleted);

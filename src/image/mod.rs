@@ -376,6 +376,7 @@ impl ImageService {
         // and the next start's consistency check drops nothing that is still referenced.
         let rid = id.clone();
         self.on_store(move |s| s.remove_record(&rid)).await?;
+        crate::failpoint!("remove-image.unrecorded");
         let remaining: Vec<ImageRecord> = {
             let mut records = match self.records.write() {
                 Ok(r) => r,
@@ -417,6 +418,7 @@ impl ImageService {
                 if let Err(e) = layers.remove(&d) {
                     tracing::error!(layer = %d, error = %e, "cannot remove an unused layer; it is retried at the next start");
                 }
+                crate::failpoint!("remove-image.layer-removed");
             }
         })
         .await;

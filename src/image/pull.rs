@@ -231,6 +231,7 @@ impl ImageService {
         self.on_store(move |s| {
             for (d, b) in &docs {
                 s.put_blob(d, b)?;
+                crate::failpoint!("pull.blob-written");
             }
             Ok(())
         })
@@ -261,6 +262,7 @@ impl ImageService {
             user: config.config.and_then(|c| c.user).unwrap_or_default(),
         };
         self.commit_record(record).await?;
+        crate::failpoint!("pull.image-recorded");
         Ok(id.to_string())
     }
 

@@ -208,11 +208,13 @@ impl PodService {
         let _op = pod.lock().await;
         let setup = async {
             pod.persist().await?;
+            crate::failpoint!("run-pod.recorded");
             self.setup(&pod, &sysctls).await
         };
         match setup.await {
             Ok(()) => {
                 pod.update(|r| r.state = PodState::Ready).await?;
+                crate::failpoint!("run-pod.ready");
                 tracing::info!(pod = %id, "pod sandbox ready");
                 Ok(id)
             }
@@ -281,6 +283,7 @@ impl PodService {
                 what: format!("pod {id}: {}", e.what),
                 source: e.source,
             })?;
+            crate::failpoint!("run-pod.shm-mounted");
         }
 
         let req = PinRequest {
@@ -309,6 +312,7 @@ impl PodService {
                     source: e.source,
                 }
             })?;
+        crate::failpoint!("run-pod.namespaces-pinned");
         pod.update(|r| {
             r.netns = pinned.net.clone();
             r.ipcns = pinned.ipc.clone();
@@ -378,7 +382,10 @@ impl PodService {
             })
             .await;
         let network = match attached {
-            Ok(n) => n,
+            Ok(n) => {
+                crate::failpoint!("run-pod.cni-added");
+                n
+            }
             Err(e) => {
                 // A failed ADD has already been rolled back by the invoker (DEL of the chain);
                 // no network configured ran no plugin at all.
@@ -421,6 +428,7 @@ impl PodService {
         };
         let (process, _) = c.images().process_config(&image)?;
         let rootfs = c.mount_rootfs(&id, &image)?;
+        crate::failpoint!("run-pod.infra-rootfs-mounted");
         let container = cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {
                 name: "POD".into(),
@@ -478,6 +486,7 @@ impl PodService {
                 &record,
             )
             .await?;
+        crate::failpoint!("run-pod.infra-created");
         pod.update(|r| {
             r.infra = Some(InfraRecord {
                 id: id.clone(),
@@ -489,6 +498,7 @@ impl PodService {
         runtime.start(&id).await.map_err(Error::runtime(format!(
             "pod {id}: starting the infra container"
         )))?;
+        crate::failpoint!("run-pod.infra-started");
         Ok(())
     }
 
@@ -512,12 +522,14 @@ impl PodService {
             {
                 first_err.get_or_insert(e);
             }
+            crate::failpoint!("release.infra-removed");
         }
         let paths = self.layout.pod_files(id);
         if record.network_attached {
             let netns = paths.ns().join("net");
             match self.network.teardown(id, Some(&netns)).await {
                 Ok(()) => {
+                    crate::failpoint!("release.cni-deleted");
                     pod.update(|r| {
                         r.network_attached = false;
                         r.ips.clear();
@@ -537,6 +549,7 @@ impl PodService {
                     ));
             }
         }
+        crate::failpoint!("release.namespaces-unpinned");
         if let Err(e) = host.unmount(&paths.shm()) {
             first_err.get_or_insert(Error::host(format!("pod {id}: unmounting its shm"))(e));
         }
@@ -554,13 +567,13 @@ impl PodService {
             return Ok(());
         };
         let _op = pod.lock().await;
+        // Not ready before anything is torn down: a stop that fails or is cut short by a
+        // crash leaves a pod that says what it is, and the kubelet's retry finishes it.
+        pod.update(|r| r.state = PodState::NotReady).await?;
+        crate::failpoint!("stop-pod.not-ready");
         self.containers.stop_all(id).await?;
         self.release(&pod).await?;
-        pod.update(|r| {
-            r.state = PodState::NotReady;
-            r.infra = None;
-        })
-        .await?;
+        pod.update(|r| r.infra = None).await?;
         tracing::info!(pod = %id, "pod sandbox stopped");
         Ok(())
     }
@@ -576,7 +589,9 @@ impl PodService {
         self.release(&pod).await?;
         state::remove_dir_all(&self.layout.pod_dir(id))
             .map_err(Error::host(format!("pod {id}: removing its directory")))?;
+        crate::failpoint!("remove-pod.dir-removed");
         pod.forget().await?;
+        crate::failpoint!("remove-pod.unrecorded");
         self.registry.drop_pod(id);
         tracing::info!(pod = %id, "pod sandbox removed");
         Ok(())

@@ -390,3 +390,28 @@ async fn a_missing_pause_image_fails_cleanly() {
     // A pod without a shared PID namespace needs no pause image.
     kit.pod("plain").await;
 }
+
+// StopPodSandbox marks the pod not ready before it tears anything down: a stop that fails
+// half-way (or is cut short by a crash: the sweep's `stop-pod.not-ready`) leaves a pod
+// that takes no container, and the retry finishes the job.
+#[tokio::test]
+async fn a_failed_stop_leaves_the_pod_not_ready_and_a_retry_finishes_it() {
+    let kit = Kit::new();
+    let pod = kit.pod("p").await;
+    kit.host.fail("unpin");
+    kit.pods.stop(&pod).await.expect_err("unpin fails");
+    assert_eq!(
+        kit.pods.status(&pod).expect("status").state,
+        PodState::NotReady
+    );
+    let refused = kit
+        .containers
+        .create(&pod, Kit::container_config("late"))
+        .await
+        .expect_err("a not-ready pod takes no container");
+    assert_eq!(code(refused), Code::FailedPrecondition);
+    kit.host.heal("unpin");
+    kit.pods.stop(&pod).await.expect("retry");
+    kit.pods.remove(&pod).await.expect("remove");
+    assert!(kit.host.model().is_clean());
+}

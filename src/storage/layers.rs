@@ -288,6 +288,7 @@ impl LayerStore {
                 io::Error::last_os_error(),
             ));
         }
+        crate::failpoint!("pull.layer-staged");
         let target = self.dir.join(diff_id.hex());
         let kept = tmp.keep();
         match std::fs::rename(&kept, &target) {
@@ -303,6 +304,7 @@ impl LayerStore {
             }
         }
         sync_dir(&self.dir).map_err(io_err("syncing", self.dir.display()))?;
+        crate::failpoint!("pull.layer-unpacked");
         Ok(stats)
     }
 
@@ -317,6 +319,7 @@ impl LayerStore {
             Err(e) => return Err(e),
         }
         sync_dir(&self.dir)?;
+        crate::failpoint!("remove-image.layer-renamed");
         std::fs::remove_dir_all(&trash)
     }
 }

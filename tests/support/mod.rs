@@ -17,8 +17,13 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tonic::transport::Channel;
 
-/// Path of the crid binary Cargo built for this test run.
-pub const CRID: &str = env!("CARGO_BIN_EXE_crid");
+/// The crid binary under test: `CRID_TEST_BIN` when set (a copied build, so a long run is
+/// not disturbed by rebuilds of the target directory), else the one Cargo built for this run.
+pub fn crid() -> PathBuf {
+    std::env::var_os("CRID_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_crid")))
+}
 
 /// A crid started for one test.
 pub struct TestDaemon {
@@ -65,7 +70,7 @@ impl TestDaemon {
     /// `crid` with `--config`, `--config-dir` and `--listen` pointing into the test dir.
     pub fn command(&self) -> Command {
         let d = self.dir.path();
-        let mut cmd = Command::new(CRID);
+        let mut cmd = Command::new(crid());
         cmd.arg("--config")
             .arg(d.join("crid.toml"))
             .arg("--config-dir")
@@ -82,9 +87,16 @@ impl TestDaemon {
 
     /// Starts the daemon in the background; its stderr goes to `crid.log` in the test dir.
     pub fn spawn(&mut self) {
+        self.spawn_with_env(&[]);
+    }
+
+    /// [`TestDaemon::spawn`] with extra environment variables (a failpoint build's
+    /// `CRID_FAILPOINT`, say).
+    pub fn spawn_with_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.dir.path().join("crid.log")).expect("log file");
         let child = self
             .command()
+            .envs(env.iter().copied())
             .arg("--log-level")
             .arg("debug")
             .stdin(Stdio::null())
@@ -138,6 +150,22 @@ impl TestDaemon {
                 Instant::now() < deadline,
                 "crid did not exit within {limit:?} after {signal}"
             );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `limit` for the daemon to exit by itself; `None` if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
