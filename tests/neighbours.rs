@@ -466,3 +466,184 @@ async fn misbehaving_cni_plugin_fails_only_its_pod_needs_root() {
     assert_nothing_left(&c.daemon, &ids);
     assert!(net.leases().is_empty(), "{:?}", net.leases());
 }
+
+/// A chained CNI plugin that passes ADD through (its prevResult) and, on DEL, does what
+/// `<dir>/del-mode` says: `hang`, `crash` (binary garbage, exit 1), `garbage` (exit 0 with
+/// noise on stdout, which DEL's caller must not read as a failure) or `ok`.
+fn misbehaving_del_plugin(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let script = bin.join("misbehave-del");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$CNI_COMMAND\" in\n\
+             VERSION) echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}}'; exit 0;;\n\
+             ADD) exec python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)[\"prevResult\"]))';;\n\
+             DEL) cat >/dev/null;;\n*) cat >/dev/null; exit 0;;\nesac\n\
+             case \"$(cat {d}/del-mode)\" in\n\
+             hang) exec sleep 4321;;\n\
+             crash) head -c 20000 /dev/urandom; echo 'misbehave-del: plugin garbage' >&2; exit 1;;\n\
+             garbage) echo 'not json at all'; exit 0;;\n\
+             *) exit 0;;\n\
+             esac\n",
+            d = dir.display()
+        ),
+    )
+    .expect("write plugin");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+// A CNI plugin that hangs or crashes on DEL: StopPodSandbox (and RemovePodSandbox) fails
+// within network.plugin_timeout_secs naming the plugin, the pod is NOTREADY (crid still
+// runs the chain's other DELs, so the bridge's veth and lease may already be gone), a
+// neighbour pod works meanwhile, and once the plugin behaves the retry releases everything. Noise on stdout with exit 0 is a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_cni_del_fails_only_its_pod_and_the_retry_cleans_up_needs_root() {
+    use crid_conformance::fixtures::registry::{Registry, RegistryOptions};
+    let dir = tempfile::Builder::new()
+        .prefix("crid-cni-del-")
+        .tempdir()
+        .expect("tempdir");
+    misbehaving_del_plugin(dir.path());
+    std::fs::write(dir.path().join("del-mode"), "ok").expect("mode");
+    let registry = Registry::start(RegistryOptions::plain())
+        .await
+        .expect("start docker-registry (run scripts/setup.sh)");
+    registry.push_all_fixtures().await.expect("push fixtures");
+    let host = registry.host();
+    let mut daemon = support::TestDaemon::prepare(&format!(
+        "[image]\ninsecure_registries = [\"{host}\"]\npause_image = \"{host}/pause:latest\"\n"
+    ));
+    daemon.write(
+        "crid.d/10-network.toml",
+        &format!(
+            "[network]\ncni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\nplugin_timeout_secs = 2\n",
+            dir.path().join("bin").display()
+        ),
+    );
+    daemon.spawn();
+    daemon.wait_ready();
+    let c = Cluster { daemon, registry };
+    let net = support::cri::TestNetwork::install(&c.daemon, "md", 78);
+    let conflist = c.daemon.path().join("net.d/10-test.conflist");
+    let mut chain: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&conflist).expect("read")).expect("json");
+    chain["plugins"]
+        .as_array_mut()
+        .expect("plugins")
+        .push(serde_json::json!({"type": "misbehave-del"}));
+    std::fs::write(&conflist, chain.to_string()).expect("write conflist");
+    let image = c.pull("busybox").await;
+    let mut rs = c.rs().await;
+    let neighbour_config = pod_config("del-neighbour", &c.log_dir());
+    let neighbour = run_pod(&mut rs, &neighbour_config, "").await;
+
+    for mode in ["hang", "crash"] {
+        let pc = pod_config(&format!("del-{mode}"), &c.log_dir());
+        let pod = run_pod(&mut rs, &pc, "").await;
+        assert_eq!(net.leases().len(), 2, "{mode}: {:?}", net.leases());
+        std::fs::write(dir.path().join("del-mode"), mode).expect("mode");
+
+        // The stop fails alone: the neighbour takes a container while the DEL hangs.
+        let mut other = c.rs().await;
+        let stopping = tokio::spawn(async move {
+            let t = Instant::now();
+            let r = other
+                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await;
+            (pod, r, t.elapsed())
+        });
+        let ctr = run_container(
+            &mut rs,
+            &neighbour,
+            &neighbour_config,
+            container_config(&format!("n-{mode}"), &image, &["sleep", "1000"]),
+        )
+        .await;
+        let (pod, stopped, took) = stopping.await.expect("join");
+        let err = stopped.expect_err(mode);
+        eprintln!(
+            "CNI DEL {mode} -> {:?} after {took:?}: {}",
+            err.code(),
+            err.message()
+        );
+        assert!(took < Duration::from_secs(20), "{mode}: {took:?}");
+        assert!(
+            err.message().contains("misbehave-del"),
+            "{mode}: names the plugin: {err}"
+        );
+        assert!(err.message().len() < 16 << 10, "{mode}: bounded");
+        if mode == "hang" {
+            assert!(err.message().contains("timed out"), "{err}");
+        }
+        assert!(
+            hung_plugins().is_empty(),
+            "{mode}: the hung plugin was killed"
+        );
+        let s = rs
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .status
+            .expect("status");
+        assert_eq!(
+            s.state,
+            cri::PodSandboxState::SandboxNotready as i32,
+            "{mode}"
+        );
+        // RemovePodSandbox runs the same DEL: it fails too, and the pod stays.
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect_err("remove while DEL fails");
+        assert_eq!(
+            status(&mut rs, &ctr).await.state,
+            cri::ContainerState::ContainerRunning as i32
+        );
+
+        // The plugin behaves again: the retry releases everything.
+        std::fs::write(dir.path().join("del-mode"), "ok").expect("mode");
+        rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect("retried stop");
+        rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .expect("remove");
+        assert_eq!(net.leases().len(), 1, "{mode}: {:?}", net.leases());
+        assert_eq!(net.ports().len(), 1, "{mode}: {:?}", net.ports());
+    }
+
+    // Noise on stdout with exit 0 is a successful DEL.
+    let pc = pod_config("del-garbage", &c.log_dir());
+    let pod = run_pod(&mut rs, &pc, "").await;
+    std::fs::write(dir.path().join("del-mode"), "garbage").expect("mode");
+    rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .expect("DEL with noise on stdout succeeds");
+    rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .expect("remove");
+    std::fs::write(dir.path().join("del-mode"), "ok").expect("mode");
+
+    let ids = support::object_ids(c.daemon.path());
+    remove_all(&mut rs).await;
+    assert_nothing_left(&c.daemon, &ids);
+    assert!(net.leases().is_empty(), "{:?}", net.leases());
+    assert!(net.ports().is_empty(), "{:?}", net.ports());
+}
