@@ -98,7 +98,13 @@ impl RecordStore for DiskRecords {
             let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
                 continue;
             };
-            // Temp files of an interrupted write start with a dot.
+            // Temp files of a write a crash interrupted start with `.tmp`: the record they
+            // were to replace is intact, so they are only litter. Loading happens at start,
+            // before any write, so none is in use.
+            if name.starts_with(".tmp") {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
             let Some(id) = name
                 .strip_suffix(".json")
                 .filter(|_| !name.starts_with('.'))
@@ -197,7 +203,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn disk_records_round_trip_and_skip_temp_files() {
+    async fn disk_records_round_trip_and_remove_temp_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = Layout::new(&dir.path().join("root"), &dir.path().join("run"));
         layout.create().expect("create");
@@ -210,6 +216,10 @@ mod tests {
         let loaded = store.load(RecordKind::Pod).expect("load");
         assert_eq!(loaded.len(), 1);
         assert_eq!(loaded[0].0, "p1");
+        assert!(
+            !layout.pod_records().join(".tmp123").exists(),
+            "an interrupted write's temp file is removed at load"
+        );
         store.set_aside(RecordKind::Pod, "p1");
         assert!(store.load(RecordKind::Pod).expect("load").is_empty());
         assert!(layout.pod_records().join("p1.corrupt").exists());
