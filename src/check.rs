@@ -391,6 +391,8 @@ mod tests {
                 path: "/nonexistent/runc".into(),
                 root: None,
                 kind: RuntimeKind::Oci,
+                args: Vec::new(),
+                always_infra: false,
             },
         );
         let report = run(&config).await;

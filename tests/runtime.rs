@@ -42,6 +42,8 @@ async fn runtime(b: &Bundle, handler: &str) -> OciRuntime {
         path: handler.into(),
         root: Some(b.root_for(handler)),
         kind: RuntimeKind::Oci,
+        args: Vec::new(),
+        always_infra: false,
     };
     let rt = OciRuntime::new(handler, &h, b.dir.path(), CgroupDriver::Cgroupfs)
         .await
@@ -488,6 +490,8 @@ async fn hanging_runtime(b: &Bundle, wrapper: &Path) -> OciRuntime {
         path: wrapper.to_path_buf(),
         root: Some(b.runc_root()),
         kind: RuntimeKind::Oci,
+        args: Vec::new(),
+        always_infra: false,
     };
     OciRuntime::new("hanging-runc", &h, b.dir.path(), CgroupDriver::Cgroupfs)
         .await
@@ -602,6 +606,8 @@ async fn what_the_runtime_prints_during_create_is_not_container_output_needs_roo
         path: wrapper.clone(),
         root: Some(b.runc_root()),
         kind: RuntimeKind::Oci,
+        args: Vec::new(),
+        always_infra: false,
     };
     let rt = OciRuntime::new("noisy-runc", &h, b.dir.path(), CgroupDriver::Cgroupfs)
         .await

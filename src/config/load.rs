@@ -297,10 +297,20 @@ mod tests {
                     "30-kata.toml",
                     "[runtime.runtimes.kata]\npath = \"/usr/bin/containerd-shim-kata-v2\"\ntype = \"vm\"\n",
                 ),
+                (
+                    "40-runsc.toml",
+                    "[runtime.runtimes.runsc]\npath = \"runsc\"\nargs = [\"--platform=ptrace\"]\nalways_infra = true\n",
+                ),
                 ("ignored.conf", "this is not toml at all"),
             ],
         );
         let c = load(&opts(&d)).expect("load");
+        let runsc = &c.runtime.runtimes["runsc"];
+        assert_eq!(
+            (runsc.args.as_slice(), runsc.always_infra),
+            (["--platform=ptrace".to_owned()].as_slice(), true)
+        );
+        assert!(!c.runtime.runtimes["runc"].always_infra);
         assert_eq!(c.runtime.default_runtime, "crun");
         assert_eq!(c.runtime.cgroup_driver, CgroupDriver::Systemd);
         assert_eq!(c.image.pause_image, "b/pause:1", "later drop-in wins");

@@ -89,6 +89,15 @@ pub struct RuntimeHandler {
     /// `oci` for an OCI runtime CLI, `vm` (or `shim`) for a containerd shim v2.
     #[serde(rename = "type", default)]
     pub kind: RuntimeKind,
+    /// Global arguments of an OCI runtime, before each command (`--platform=ptrace` for
+    /// gVisor's runsc on a host without KVM, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Run the pod's infra (pause) container in every pod, not only in pods that share a
+    /// PID namespace: sandboxed runtimes such as runsc build the pod's sandbox around it
+    /// and refuse containers without one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub always_infra: bool,
 }
 
 /// How crid drives a runtime handler.
@@ -251,6 +260,8 @@ impl Default for RuntimeConfig {
             path: PathBuf::from(path),
             root: None,
             kind: RuntimeKind::Oci,
+            args: Vec::new(),
+            always_infra: false,
         };
         Self {
             default_runtime: "runc".to_owned(),

@@ -323,7 +323,12 @@ impl PodService {
         if let Some(netns) = &pinned.net {
             self.attach_network(pod, netns, &hostname).await?;
         }
-        if mode(ns.pid) == NamespaceMode::Pod {
+        let (_, runtime) = self
+            .containers
+            .runtimes()
+            .get(&record.runtime_handler)
+            .await?;
+        if mode(ns.pid) == NamespaceMode::Pod || runtime.needs_infra() {
             self.start_infra(pod).await?;
         }
         Ok(())

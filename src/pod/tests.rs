@@ -415,3 +415,20 @@ async fn a_failed_stop_leaves_the_pod_not_ready_and_a_retry_finishes_it() {
     kit.pods.remove(&pod).await.expect("remove");
     assert!(kit.host.model().is_clean());
 }
+
+// A handler that needs an infra container in every pod (runsc: `always_infra`) gets one
+// even when the pod's containers keep their own PID namespaces, which alone would run none.
+#[tokio::test]
+async fn a_sandboxed_handler_gets_an_infra_container_in_every_pod() {
+    let kit = Kit::new();
+    let plain = kit.pod("plain").await;
+    assert!(kit.pods.status(&plain).expect("status").infra.is_none());
+    kit.runtime.needs_infra_always(true);
+    let sandboxed = kit.pod("sandboxed").await;
+    let infra = kit.pods.status(&sandboxed).expect("status").infra;
+    assert_eq!(infra.map(|i| i.id), Some(sandboxed.clone()));
+    assert!(kit.runtime.containers().contains(&sandboxed));
+    kit.pods.remove(&sandboxed).await.expect("remove");
+    kit.pods.remove(&plain).await.expect("remove");
+    assert!(kit.host.model().is_clean());
+}

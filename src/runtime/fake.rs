@@ -31,6 +31,8 @@ pub struct FakeRuntime {
     fail: Mutex<BTreeSet<&'static str>>,
     /// Signals the containers' processes ignore (a process that traps SIGTERM).
     ignored: Mutex<BTreeSet<String>>,
+    /// Whether every pod needs an infra container (a sandboxed runtime).
+    needs_infra: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -46,7 +48,14 @@ impl FakeRuntime {
             calls: Mutex::default(),
             fail: Mutex::default(),
             ignored: Mutex::default(),
+            needs_infra: Default::default(),
         }
+    }
+
+    /// Makes the handler ask for an infra container in every pod, as runsc does.
+    pub fn needs_infra_always(&self, on: bool) {
+        self.needs_infra
+            .store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Makes every later `op` (`create`, `start`, `kill`, `delete`, ...) fail.
@@ -124,6 +133,10 @@ impl RuntimeHandler for FakeRuntime {
 
     fn features(&self) -> Features {
         Features::default()
+    }
+
+    fn needs_infra(&self) -> bool {
+        self.needs_infra.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn create(&self, req: &CreateRequest) -> Result<Created, RuntimeError> {

@@ -32,6 +32,11 @@ pub trait RuntimeHandler: Send + Sync + fmt::Debug {
     fn kind(&self) -> RuntimeKind;
     /// What it supports.
     fn features(&self) -> Features;
+    /// Whether every pod needs an infra container, whatever its PID namespace: a sandboxed
+    /// runtime (runsc) builds the pod's sandbox around it.
+    fn needs_infra(&self) -> bool {
+        false
+    }
     /// Creates the container of `req.bundle`; its exit will be written to `req.exit_file`.
     /// `Created::monitor_pid` is the process that writes it, 0 when the handler has none.
     async fn create(&self, req: &CreateRequest) -> Result<Created, RuntimeError>;
@@ -66,12 +71,23 @@ pub trait RuntimeHandler: Send + Sync + fmt::Debug {
 pub struct OciHandler {
     runtime: OciRuntime,
     monitor: PathBuf,
+    always_infra: bool,
 }
 
 impl OciHandler {
     /// `runtime`, with containers created under the crid-monitor binary `monitor`.
     pub fn new(runtime: OciRuntime, monitor: PathBuf) -> Self {
-        OciHandler { runtime, monitor }
+        OciHandler {
+            runtime,
+            monitor,
+            always_infra: false,
+        }
+    }
+
+    /// Whether every pod runs an infra container (`always_infra` of the handler's config).
+    pub fn always_infra(mut self, on: bool) -> Self {
+        self.always_infra = on;
+        self
     }
 
     /// The runtime driven.
@@ -93,6 +109,10 @@ impl RuntimeHandler for OciHandler {
     fn features(&self) -> Features {
         // crid refuses both in requests until it implements them (spec::requests).
         Features::default()
+    }
+
+    fn needs_infra(&self) -> bool {
+        self.always_infra
     }
 
     async fn create(&self, req: &CreateRequest) -> Result<Created, RuntimeError> {

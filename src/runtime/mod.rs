@@ -309,6 +309,8 @@ mod tests {
             path,
             root: None,
             kind: RuntimeKind::Oci,
+            args: Vec::new(),
+            always_infra: false,
         }
     }
 

@@ -230,7 +230,10 @@ impl OciRuntime {
                 .root
                 .clone()
                 .unwrap_or_else(|| runroot.join("runtimes").join(name)),
-            global_args: global_args(cgroup_driver),
+            global_args: global_args(cgroup_driver)
+                .into_iter()
+                .chain(handler.args.iter().cloned())
+                .collect(),
             binary,
             private_mount_ns,
             timeout: DEFAULT_TIMEOUT,
@@ -464,6 +467,8 @@ pub(crate) mod tests {
             path: "/bin/true".into(),
             root: root.map(PathBuf::from),
             kind: RuntimeKind::Oci,
+            args: Vec::new(),
+            always_infra: false,
         };
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -499,6 +504,42 @@ pub(crate) mod tests {
         assert_eq!(
             strings(r.argv(&Op::State("c1"))),
             ["--root", "/var/run/runc", "--systemd-cgroup", "state", "c1"]
+        );
+    }
+
+    // A handler's `args` (runsc's `--platform=ptrace`, say) go after crid's own global
+    // options and before every command.
+    #[test]
+    fn handler_args_precede_every_command() {
+        let handler = RuntimeHandler {
+            path: "/bin/true".into(),
+            root: Some("/r".into()),
+            kind: RuntimeKind::Oci,
+            args: vec!["--platform=ptrace".into(), "--network=none".into()],
+            always_infra: true,
+        };
+        let r = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt")
+            .block_on(OciRuntime::new(
+                "runsc",
+                &handler,
+                Path::new("/run/crid"),
+                CgroupDriver::Systemd,
+            ))
+            .expect("runtime");
+        assert_eq!(
+            strings(r.argv(&Op::Start("c1"))),
+            [
+                "--root",
+                "/r",
+                "--systemd-cgroup",
+                "--platform=ptrace",
+                "--network=none",
+                "start",
+                "c1"
+            ]
         );
     }
 
@@ -644,6 +685,8 @@ pub(crate) mod tests {
             path: "/bin/sh".into(),
             root: None,
             kind: RuntimeKind::Vm,
+            args: Vec::new(),
+            always_infra: false,
         };
         let err = tokio::runtime::Builder::new_current_thread()
             .enable_all()

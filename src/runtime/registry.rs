@@ -157,7 +157,10 @@ impl RuntimeRegistry {
                 let runtime = OciRuntime::new(&name, config, &self.runroot, self.cgroup_driver)
                     .await
                     .map_err(unusable)?;
-                Arc::new(OciHandler::new(runtime, self.monitor.clone()))
+                Arc::new(
+                    OciHandler::new(runtime, self.monitor.clone())
+                        .always_infra(config.always_infra),
+                )
             }
             RuntimeKind::Vm => Arc::new(ShimHandler::new(&name, binary.clone(), &self.runroot)),
         };
@@ -217,6 +220,8 @@ mod tests {
                 path: dir.join("bin/late-runtime"),
                 root: None,
                 kind: RuntimeKind::Oci,
+                args: Vec::new(),
+                always_infra: false,
             },
         );
         c.runtime.runtimes.insert(
@@ -225,6 +230,8 @@ mod tests {
                 path: "/bin/true".into(),
                 root: None,
                 kind: RuntimeKind::Vm,
+                args: Vec::new(),
+                always_infra: false,
             },
         );
         c.runtime.default_runtime = "late".into();
