@@ -95,9 +95,9 @@ impl Condition {
 pub struct HandlerFeatures {
     /// Handler name; the default handler is also reported under the empty name.
     pub name: String,
-    /// Recursive read-only mounts (not supported yet).
+    /// Recursive read-only mounts (`rro` in the runtime's features, Linux 5.12+).
     pub recursive_read_only_mounts: bool,
-    /// User namespaces for pods (not supported yet).
+    /// User namespaces for pods (not supported yet, whatever the runtime).
     pub user_namespaces: bool,
 }
 
@@ -241,16 +241,20 @@ impl Daemon {
             ),
         };
 
-        let mut handlers: Vec<_> = self
-            .runtimes
-            .names()
-            .into_iter()
-            .map(|name| HandlerFeatures {
+        // Each handler's features as its runtime reports them (probed once per binary); a
+        // handler that cannot be made supports nothing.
+        let mut handlers = Vec::new();
+        for name in self.runtimes.names() {
+            let features = match self.runtimes.get(&name).await {
+                Ok((_, h)) => h.features(),
+                Err(_) => Default::default(),
+            };
+            handlers.push(HandlerFeatures {
                 name,
-                recursive_read_only_mounts: false,
-                user_namespaces: false,
-            })
-            .collect();
+                recursive_read_only_mounts: features.recursive_read_only_mounts,
+                user_namespaces: features.user_namespaces,
+            });
+        }
         // The kubelet looks up the empty name for pods that ask for no handler.
         if let Some(d) = handlers.iter().find(|h| h.name == default).cloned() {
             handlers.insert(
@@ -268,10 +272,12 @@ impl Daemon {
     }
 
     /// Extra information for a verbose `Status`: values are JSON documents, as upstream does.
-    pub fn status_info(&self) -> BTreeMap<String, String> {
+    pub async fn status_info(&self) -> BTreeMap<String, String> {
         let json = |v: serde_json::Value| v.to_string();
         let config = serde_json::to_value(&self.config).unwrap_or_default();
+        let handlers = json(self.handlers_info().await);
         BTreeMap::from([
+            ("runtimeHandlers".to_owned(), handlers),
             ("config".to_owned(), json(config)),
             ("podCIDR".to_owned(), json(self.pod_cidr().into())),
             (
@@ -283,6 +289,35 @@ impl Daemon {
                 serde_json::to_string(&self.host_resources).unwrap_or_default(),
             ),
         ])
+    }
+
+    /// Each handler's kind, binary, version and features, as its runtime answers now; an
+    /// unusable handler says why.
+    async fn handlers_info(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for name in self.runtimes.names() {
+            let entry = match (
+                self.runtimes.get(&name).await,
+                self.runtimes.probe(&name).await,
+            ) {
+                (Ok((_, h)), Ok(probe)) => {
+                    let f = h.features();
+                    serde_json::json!({
+                        "kind": h.kind(),
+                        "binary": probe.binary,
+                        "version": probe.version,
+                        "features": {
+                            "recursiveReadOnlyMounts": f.recursive_read_only_mounts,
+                            "userNamespaces": f.user_namespaces,
+                        },
+                    })
+                }
+                (Err(e), _) => serde_json::json!({ "error": e.to_string() }),
+                (_, Err(e)) => serde_json::json!({ "error": e.to_string() }),
+            };
+            out.insert(name, entry);
+        }
+        serde_json::Value::Object(out)
     }
 
     /// The cgroup driver the kubelet must match.

@@ -153,6 +153,57 @@ async fn verbose_status_carries_the_effective_config() {
     assert_eq!(config["image"]["pause_image"], "127.0.0.1:5000/pause:test");
 }
 
+// cri:RuntimeService.Status#runtime_handlers: each handler's features come from its runtime
+// (`runc features` lists `rro`; crun 1.8 has no `features`), and verbose info says each
+// handler's kind, version and features, or why it is unusable.
+#[tokio::test]
+async fn handler_features_and_versions_come_from_the_runtimes() {
+    let d = TestDaemon::start("[runtime.runtimes.missing]\npath = \"/nonexistent/runtime\"\n");
+    let s = status(&d, true).await;
+    let rro = |name: &str| {
+        s.runtime_handlers
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.features)
+            .map(|f| f.recursive_read_only_mounts)
+    };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let runc_has_rro = std::process::Command::new("runc")
+        .arg("features")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"rro\""));
+    let new_kernel = kernel
+        .split('.')
+        .take(2)
+        .map(|n| n.parse::<u32>().unwrap_or(0))
+        .collect::<Vec<_>>()
+        >= vec![5, 12];
+    assert_eq!(rro("runc"), Some(runc_has_rro && new_kernel));
+    assert_eq!(rro(""), rro("runc"), "the default handler is runc");
+    assert_eq!(rro("crun"), Some(false), "crun 1.8 answers no features");
+    assert_eq!(rro("missing"), Some(false));
+    let info: serde_json::Value =
+        serde_json::from_str(s.info.get("runtimeHandlers").expect("runtimeHandlers key"))
+            .expect("JSON");
+    assert_eq!(info["runc"]["kind"], "oci");
+    assert!(
+        info["runc"]["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("runc version")),
+        "{info}"
+    );
+    assert_eq!(
+        info["runc"]["features"]["recursiveReadOnlyMounts"],
+        runc_has_rro && new_kernel
+    );
+    assert!(
+        info["missing"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/nonexistent/runtime")),
+        "{info}"
+    );
+}
+
 // cri:RuntimeService.RuntimeConfig: linux.cgroup_driver from the configuration.
 #[tokio::test]
 async fn runtime_config_reports_the_cgroup_driver() {

@@ -314,7 +314,17 @@ impl ContainerService {
                 kind: "image",
                 id: image_name.clone(),
             })?;
-        let (_, runtime) = self.runtimes.get(&pod_record.runtime_handler).await?;
+        let (handler, runtime) = self.runtimes.get(&pod_record.runtime_handler).await?;
+        // The kubelet checks Status's handler features before it asks; a client that did
+        // not gets the same answer here rather than a mount that is read-only on top only.
+        if let Some(m) = config.mounts.iter().find(|m| m.recursive_read_only)
+            && !runtime.features().recursive_read_only_mounts
+        {
+            return Err(Error::Unsupported(format!(
+                "config.mounts.recursive_read_only: mount {}: runtime handler {handler} does not support recursive read-only mounts (its runtime lacks the rro mount option, or the kernel is older than 5.12)",
+                m.container_path
+            )));
+        }
         let id = state::new_id().map_err(Error::host("generating a container ID"))?;
         let record = ContainerRecord {
             id: id.clone(),

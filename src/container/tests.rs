@@ -430,3 +430,57 @@ async fn a_pods_removal_removes_its_containers() {
     }
     assert_no_container_left(&kit);
 }
+
+// cri:Mount.recursive_read_only: refused with FailedPrecondition, naming the handler, when
+// the handler's runtime lacks it (Status reports it false); otherwise the bundle's mount
+// carries `rro` beside `ro`.
+#[tokio::test]
+async fn recursive_read_only_follows_the_handlers_features() {
+    let kit = Kit::new();
+    let pod = kit.pod("p").await;
+    let host = kit.dir.path().join("volume");
+    std::fs::create_dir_all(&host).expect("mkdir");
+    let config = || {
+        let mut c = Kit::container_config("rro");
+        c.mounts.push(crid_api::cri::Mount {
+            container_path: "/data".into(),
+            host_path: host.display().to_string(),
+            readonly: true,
+            recursive_read_only: true,
+            ..Default::default()
+        });
+        c
+    };
+    let refused = kit
+        .containers
+        .create(&pod, config())
+        .await
+        .expect_err("the fake handler lacks rro");
+    assert!(
+        refused.to_string().contains("runtime handler fake"),
+        "{refused}"
+    );
+    assert_eq!(code(refused), Code::FailedPrecondition);
+    assert_no_container_left(&kit);
+
+    kit.runtime.set_features(crate::runtime::handler::Features {
+        recursive_read_only_mounts: true,
+        user_namespaces: false,
+    });
+    let id = kit.containers.create(&pod, config()).await.expect("create");
+    let spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(kit.containers.layout().bundle(&id).join("config.json")).expect("config"),
+    )
+    .expect("json");
+    let data = spec["mounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["destination"] == "/data")
+        .expect("the /data mount")
+        .clone();
+    assert_eq!(
+        data["options"],
+        serde_json::json!(["rbind", "rprivate", "ro", "rro"])
+    );
+}

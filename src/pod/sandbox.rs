@@ -153,7 +153,6 @@ impl PodService {
         config: cri::PodSandboxConfig,
         handler: &str,
     ) -> Result<String> {
-        crate::spec::requests::check_pod(&config)?;
         let mut sysctls = Self::validate_pod(&config)?;
         // A sysctl this kernel lacks cannot be set; drop it unless told to refuse.
         let mut lacking = Vec::new();
@@ -172,7 +171,16 @@ impl PodService {
             }
             tracing::debug!(sysctl = %k, "dropped: this kernel has no such sysctl");
         }
-        let (handler, _) = self.containers.runtimes().get(handler).await?;
+        let (handler, runtime) = self.containers.runtimes().get(handler).await?;
+        // The kubelet asks for a user namespace only of a handler whose Status features
+        // say it can; anyone else is told which handler lacks what.
+        if let Some(mode) = crate::spec::requests::pod_user_namespace(&config)
+            && !runtime.features().user_namespaces
+        {
+            return Err(Error::Unsupported(format!(
+                "config.linux.security_context.namespace_options.userns_options.mode: a user namespace ({mode}) needs a handler that supports user namespaces; runtime handler {handler} does not (Status reports user_namespaces false)"
+            )));
+        }
         let id = state::new_id().map_err(Error::host("generating a sandbox ID"))?;
         let cgroup_parent = super::cgroup::normalize(
             self.containers.settings().cgroup_driver,

@@ -432,3 +432,32 @@ async fn a_sandboxed_handler_gets_an_infra_container_in_every_pod() {
     kit.pods.remove(&plain).await.expect("remove");
     assert!(kit.host.model().is_clean());
 }
+
+// A pod that asks for its own user namespace on a handler without user namespaces (every
+// handler, until crid maps IDs) is refused with FailedPrecondition naming the handler, and
+// nothing is left.
+#[tokio::test]
+async fn a_user_namespace_on_a_handler_without_them_is_refused() {
+    let kit = Kit::new();
+    let mut config = kit.pod_config("userns");
+    if let Some(ns) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.userns_options = Some(cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            ..Default::default()
+        });
+    }
+    let err = kit.pods.run(config, "").await.expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("runtime handler fake") && text.contains("userns_options.mode"),
+        "{text}"
+    );
+    assert_eq!(code(err), Code::FailedPrecondition);
+    assert!(kit.pods.list().is_empty());
+    assert!(kit.host.model().is_clean());
+}

@@ -33,6 +33,8 @@ pub struct FakeRuntime {
     ignored: Mutex<BTreeSet<String>>,
     /// Whether every pod needs an infra container (a sandboxed runtime).
     needs_infra: std::sync::atomic::AtomicBool,
+    /// What the handler reports it supports.
+    features: Mutex<Features>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -49,7 +51,13 @@ impl FakeRuntime {
             fail: Mutex::default(),
             ignored: Mutex::default(),
             needs_infra: Default::default(),
+            features: Mutex::default(),
         }
+    }
+
+    /// Sets what the handler reports it supports.
+    pub fn set_features(&self, features: Features) {
+        *lock(&self.features) = features;
     }
 
     /// Makes the handler ask for an infra container in every pod, as runsc does.
@@ -132,7 +140,7 @@ impl RuntimeHandler for FakeRuntime {
     }
 
     fn features(&self) -> Features {
-        Features::default()
+        *lock(&self.features)
     }
 
     fn needs_infra(&self) -> bool {

@@ -107,8 +107,7 @@ impl RuntimeHandler for OciHandler {
     }
 
     fn features(&self) -> Features {
-        // crid refuses both in requests until it implements them (spec::requests).
-        Features::default()
+        self.runtime.features()
     }
 
     fn needs_infra(&self) -> bool {

@@ -55,6 +55,7 @@ pub struct OciRuntime {
     global_args: Vec<String>,
     private_mount_ns: bool,
     timeout: Duration,
+    features: super::handler::Features,
 }
 
 /// What [`OciRuntime::create`] needs to create a container under crid-monitor.
@@ -220,6 +221,7 @@ impl OciRuntime {
             searched_path: !handler.path.is_absolute(),
         })?;
         let layout = CgroupLayout::detect();
+        let features = probe_features(&binary).await;
         let private_mount_ns = layout.is_hybrid() && {
             let probe = super::probe_within(name, handler, PROBE_TIMEOUT).await?;
             hybrid::needs_private_mount_ns(&probe.version, layout)
@@ -237,7 +239,13 @@ impl OciRuntime {
             binary,
             private_mount_ns,
             timeout: DEFAULT_TIMEOUT,
+            features,
         })
+    }
+
+    /// What the runtime supports, as `<runtime> features` said when the handler was made.
+    pub fn features(&self) -> super::handler::Features {
+        self.features
     }
 
     /// Bounds each runtime command (and the wait for the monitor's status) by `t`.
@@ -436,6 +444,48 @@ impl OciRuntime {
 }
 
 /// Global options for the cgroup driver.
+/// Asks the runtime what it supports (`<runtime> features`, the OCI runtime-spec's
+/// features document, which runc has and crun 1.8 lacks). A runtime that does not answer
+/// within the probe timeout, or answers something else, supports nothing optional.
+async fn probe_features(binary: &Path) -> super::handler::Features {
+    let run = tokio::process::Command::new(binary)
+        .arg("features")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    match tokio::time::timeout(super::PROBE_TIMEOUT, run).await {
+        Ok(Ok(out)) if out.status.success() => features_from(&out.stdout, &kernel),
+        _ => super::handler::Features::default(),
+    }
+}
+
+/// The optional features crid can use, from a runtime's features document and the
+/// kernel's release:
+/// - recursive read-only mounts need the `rro` mount option and `mount_setattr(2)` with
+///   `AT_RECURSIVE`, Linux 5.12 or later (api.proto, RuntimeHandlerFeatures);
+/// - user namespaces stay off: crid does not map pods' IDs yet, whatever the runtime can do.
+pub(crate) fn features_from(document: &[u8], kernel: &str) -> super::handler::Features {
+    #[derive(serde::Deserialize)]
+    struct Document {
+        #[serde(rename = "mountOptions", default)]
+        mount_options: Vec<String>,
+    }
+    let rro = serde_json::from_slice::<Document>(document)
+        .is_ok_and(|d| d.mount_options.iter().any(|o| o == "rro"));
+    let mut release = kernel
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (release.next().unwrap_or(0), release.next().unwrap_or(0));
+    super::handler::Features {
+        recursive_read_only_mounts: rro && version >= (5, 12),
+        user_namespaces: false,
+    }
+}
+
 fn global_args(driver: CgroupDriver) -> Vec<String> {
     match driver {
         CgroupDriver::Cgroupfs => Vec::new(),
@@ -505,6 +555,21 @@ pub(crate) mod tests {
             strings(r.argv(&Op::State("c1"))),
             ["--root", "/var/run/runc", "--systemd-cgroup", "state", "c1"]
         );
+    }
+
+    // `rro` in the features document and a 5.12+ kernel: recursive read-only mounts.
+    #[test]
+    fn features_come_from_the_document_and_the_kernel() {
+        let runc = br#"{"ociVersionMin":"1.0.0","mountOptions":["bind","rbind","ro","rro"]}"#;
+        let old = br#"{"mountOptions":["bind","ro"]}"#;
+        let yes = |d: &[u8], k: &str| features_from(d, k).recursive_read_only_mounts;
+        assert!(yes(runc, "6.1.0-27-amd64"));
+        assert!(yes(runc, "5.12.0"));
+        assert!(!yes(runc, "5.11.22-generic"), "mount_setattr came in 5.12");
+        assert!(!yes(old, "6.1.0"), "a runtime without rro");
+        assert!(!yes(b"unknown command features", "6.1.0"), "crun 1.8");
+        assert!(!yes(b"", "6.1.0"));
+        assert!(!features_from(runc, "6.1.0").user_namespaces);
     }
 
     // A handler's `args` (runsc's `--platform=ptrace`, say) go after crid's own global

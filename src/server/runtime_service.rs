@@ -89,7 +89,7 @@ cri_service! {
                 })
                 .collect();
             let info = if request.get_ref().verbose {
-                self.daemon.status_info().into_iter().collect()
+                self.daemon.status_info().await.into_iter().collect()
             } else {
                 Default::default()
             };

@@ -192,6 +192,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
                 container_path: m.container_path.clone(),
                 host_path: m.host_path.clone(),
                 readonly: m.readonly,
+                recursive_read_only: m.recursive_read_only,
                 propagation: match cri::MountPropagation::try_from(m.propagation) {
                     Ok(cri::MountPropagation::PropagationHostToContainer) => {
                         Propagation::HostToContainer

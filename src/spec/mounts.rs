@@ -27,6 +27,8 @@ pub struct MountRequest {
     pub readonly: bool,
     /// `propagation`.
     pub propagation: Propagation,
+    /// `recursive_read_only`: submounts read-only too (the runtime's `rro` option).
+    pub recursive_read_only: bool,
 }
 
 /// Files and directories the pod provides to each of its containers.
@@ -153,6 +155,17 @@ pub fn cri_mounts(requests: &[MountRequest]) -> Result<(Vec<Mount>, &'static str
                 reason: format!("`{}` must be an absolute path", r.host_path),
             });
         }
+        // api.proto (Mount.recursive_read_only): readonly must be set too, and propagation
+        // must be private (a read-only submount cannot propagate).
+        if r.recursive_read_only && (!r.readonly || r.propagation != Propagation::Private) {
+            return Err(SpecError::Invalid {
+                field: "config.mounts.recursive_read_only",
+                reason: format!(
+                    "mount {}: a recursive read-only mount needs readonly true and propagation PROPAGATION_PRIVATE",
+                    r.container_path
+                ),
+            });
+        }
         let propagation = match r.propagation {
             Propagation::Private => "rprivate",
             Propagation::HostToContainer => {
@@ -167,12 +180,11 @@ pub fn cri_mounts(requests: &[MountRequest]) -> Result<(Vec<Mount>, &'static str
             }
         };
         let mode = if r.readonly { "ro" } else { "rw" };
-        out.push(m(
-            &r.container_path,
-            "bind",
-            &r.host_path,
-            &["rbind", propagation, mode],
-        ));
+        let mut options = vec!["rbind", propagation, mode];
+        if r.recursive_read_only {
+            options.push("rro");
+        }
+        out.push(m(&r.container_path, "bind", &r.host_path, &options));
     }
     Ok((out, rootfs))
 }
@@ -211,6 +223,37 @@ mod tests {
             host_path: h.into(),
             readonly: false,
             propagation: p,
+            recursive_read_only: false,
+        }
+    }
+
+    // api.proto Mount.recursive_read_only: `rro` beside `ro`, and only with readonly true
+    // and private propagation.
+    #[test]
+    fn recursive_read_only_adds_rro_and_needs_readonly_private() {
+        let rro = |readonly, p| MountRequest {
+            readonly,
+            recursive_read_only: true,
+            ..req("/a", "/h/a", p)
+        };
+        let (mounts, _) = cri_mounts(&[rro(true, Propagation::Private)]).expect("ok");
+        assert_eq!(mounts[0].options, ["rbind", "rprivate", "ro", "rro"]);
+        for bad in [
+            rro(false, Propagation::Private),
+            rro(true, Propagation::HostToContainer),
+            rro(true, Propagation::Bidirectional),
+        ] {
+            let err = cri_mounts(&[bad]).expect_err("refused");
+            assert!(
+                matches!(
+                    err,
+                    SpecError::Invalid {
+                        field: "config.mounts.recursive_read_only",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
         }
     }
 

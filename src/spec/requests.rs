@@ -30,15 +30,20 @@ fn userns(ns: Option<&cri::NamespaceOption>) -> Result<(), SpecError> {
     }
 }
 
-/// Refuses what RunPodSandbox cannot honour.
-pub fn check_pod(config: &cri::PodSandboxConfig) -> Result<(), SpecError> {
-    userns(
-        config
-            .linux
-            .as_ref()
-            .and_then(|l| l.security_context.as_ref())
-            .and_then(|s| s.namespace_options.as_ref()),
-    )
+/// The mode of the user namespace a pod asks for when it is not the host's (`POD`), by
+/// name: RunPodSandbox needs a handler whose features include user namespaces for it.
+pub fn pod_user_namespace(config: &cri::PodSandboxConfig) -> Option<String> {
+    config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .and_then(|n| n.userns_options.as_ref())
+        .filter(|u| u.mode != cri::NamespaceMode::Node as i32)
+        .map(|u| {
+            cri::NamespaceMode::try_from(u.mode)
+                .map_or_else(|_| u.mode.to_string(), |m| m.as_str_name().to_owned())
+        })
 }
 
 /// Refuses what CreateContainer cannot honour.
@@ -57,15 +62,6 @@ pub fn check_container(config: &cri::ContainerConfig) -> Result<(), SpecError> {
         )?;
     }
     for (i, m) in config.mounts.iter().enumerate() {
-        if m.recursive_read_only {
-            refuse(
-                "config.mounts.recursive_read_only",
-                format!(
-                    "mount {i} ({}): recursive read-only mounts are not supported (Status reports recursive_read_only_mounts false)",
-                    m.container_path
-                ),
-            )?;
-        }
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
             refuse(
                 "config.mounts.uidMappings",
@@ -165,7 +161,7 @@ mod tests {
         );
         assert!(reason.contains("POD"), "{reason}");
         let mut pod = cri::PodSandboxConfig::default();
-        assert_eq!(check_pod(&pod), Ok(()));
+        assert_eq!(pod_user_namespace(&pod), None);
         pod.linux = Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(with_userns(Some(cri::NamespaceMode::Pod))),
@@ -173,7 +169,7 @@ mod tests {
             }),
             ..Default::default()
         });
-        assert!(check_pod(&pod).is_err());
+        assert_eq!(pod_user_namespace(&pod).as_deref(), Some("POD"));
     }
 
     #[test]
@@ -194,9 +190,11 @@ mod tests {
                 ..Default::default()
             }
         };
+        // Recursive read-only mounts are the runtime's to support (CreateContainer checks
+        // the handler's features); the request itself is fine.
         assert_eq!(
             field_of(mount(|m| m.recursive_read_only = true)),
-            "config.mounts.recursive_read_only"
+            "accepted"
         );
         assert_eq!(
             field_of(mount(|m| m.uid_mappings.push(cri::IdMapping::default()))),

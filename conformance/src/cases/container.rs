@@ -81,6 +81,12 @@ pub(super) fn cases() -> Vec<Case> {
             "a host directory mounted read-write is shared with the host; a read-only one refuses writes",
             |ctx| Box::pin(scoped(ctx, "cm", mount_host_path)),
         ),
+        cases.required(
+            "container/mount-recursive-read-only",
+            "cri:RuntimeService.CreateContainer#config.mounts.recursive_read_only",
+            "a handler Status reports with recursive_read_only_mounts makes a mount's submounts read-only too (a plain read-only mount leaves them writable); a handler without it refuses the request instead of mounting the top only",
+            |ctx| Box::pin(scoped(ctx, "crro", mount_recursive_read_only)),
+        ),
         cases.optional(
             "container/status-mounts",
             "cri:RuntimeService.ContainerStatus#status.mounts",
@@ -392,6 +398,100 @@ async fn mount_host_path(s: Arc<Scope>) -> CaseResult {
         "writing into the read-only mount succeeded".into()
     })?;
     Ok(String::new())
+}
+
+/// A tmpfs mounted inside a host directory, unmounted (lazily: a container may still hold
+/// it) when dropped.
+struct Submount(std::path::PathBuf);
+
+impl Submount {
+    fn new(at: std::path::PathBuf) -> Result<Submount, String> {
+        std::fs::create_dir_all(&at).map_err(|e| format!("mkdir {}: {e}", at.display()))?;
+        nix::mount::mount(
+            Some("tmpfs"),
+            &at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .map_err(|e| format!("mounting a tmpfs on {}: {e}", at.display()))?;
+        Ok(Submount(at))
+    }
+}
+
+impl Drop for Submount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+async fn mount_recursive_read_only(s: Arc<Scope>) -> CaseResult {
+    let status = s
+        .rs()
+        .status(cri::StatusRequest { verbose: false })
+        .await
+        .map_err(|e| format!("Status: {}", status_text(&e)))?
+        .into_inner();
+    let handler = &s.ctx.runtime_handler;
+    let supported = status
+        .runtime_handlers
+        .iter()
+        .find(|h| &h.name == handler)
+        .and_then(|h| h.features.as_ref())
+        .is_some_and(|f| f.recursive_read_only_mounts);
+    let dir = host_dir()?;
+    let _sub = Submount::new(dir.path().join("sub"))?;
+    let mount = |recursive: bool| cri::Mount {
+        container_path: "/data".into(),
+        host_path: dir.path().display().to_string(),
+        readonly: true,
+        recursive_read_only: recursive,
+        ..Default::default()
+    };
+    // Writes to the top of the mount and into the submount; true where they succeed.
+    let writes = |id: String| {
+        let s = s.clone();
+        async move {
+            let top = s
+                .exec(&id, &["sh", "-c", "echo x > /data/top"], 10)
+                .await?
+                .2
+                == 0;
+            let sub = s
+                .exec(&id, &["sh", "-c", "echo x > /data/sub/f"], 10)
+                .await?
+                .2
+                == 0;
+            Ok::<_, String>((top, sub))
+        }
+    };
+    // The control: a plain read-only mount is read-only on top only, so the submount is
+    // there and writable (otherwise the check below would pass for the wrong reason).
+    let (_, plain) = s.sleeper(|c| c.mounts = vec![mount(false)]).await?;
+    let (top, sub) = writes(plain).await?;
+    ensure(!top && sub, || {
+        format!(
+            "a plain read-only mount: top writable {top}, submount writable {sub}; expected false, true"
+        )
+    })?;
+    if !supported {
+        let pod = s.pod().await?;
+        let image = s.pulled(BUSYBOX, LATEST).await?;
+        let mut c = s.container_config(&pod.1, &image, &["sh", "-c", SLEEP_SCRIPT]);
+        c.mounts = vec![mount(true)];
+        return match s.create(&pod.0, &pod.1, &c).await {
+            Ok(id) => Err(format!(
+                "Status reports no recursive read-only mounts for handler {handler:?}, yet CreateContainer accepted one ({id})"
+            )),
+            Err(e) => Ok(format!("handler without the feature; refused: {e}")),
+        };
+    }
+    let (_, rro) = s.sleeper(|c| c.mounts = vec![mount(true)]).await?;
+    let (top, sub) = writes(rro).await?;
+    ensure(!top && !sub, || {
+        format!("a recursive read-only mount: top writable {top}, submount writable {sub}")
+    })?;
+    Ok("submounts read-only".into())
 }
 
 async fn status_mounts(s: Arc<Scope>) -> CaseResult {

@@ -139,6 +139,13 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "container/mount-recursive-read-only",
+        &[
+            "CreateContainerRequest.config.mounts.recursive_read_only",
+            "CreateContainerRequest.config.mounts.readonly",
+        ],
+    ),
+    (
         "container/status-mounts",
         &[
             "CreateContainerRequest.config.mounts.container_path",
