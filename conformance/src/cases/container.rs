@@ -8,8 +8,8 @@ use crid_api::cri;
 use tonic::Code;
 
 use super::support::{
-    SLEEP_SCRIPT, Scope, container_state_name, namespaces, ok_or_not_found, pod_sc, refused,
-    refused_duplicate, scoped,
+    SLEEP_SCRIPT, Scope, check_verbose_info, container_state_name, namespaces, ok_or_not_found,
+    pod_sc, refused, refused_duplicate, scoped,
 };
 use super::{Area, Case, CaseResult, Needs, ensure, status_text};
 use crate::fixtures::image::catalogue::IMAGE_ENV;
@@ -213,7 +213,85 @@ pub(super) fn cases() -> Vec<Case> {
             "ListContainers with a label selector returns only containers carrying every selected label",
             |ctx| Box::pin(scoped(ctx, "cfl", list_filter_labels)),
         ),
+        cases.optional(
+            "container/status-verbose",
+            "cri:RuntimeService.ContainerStatus#verbose",
+            "ContainerStatus returns info (JSON values) when verbose is true and none when it is false",
+            |ctx| Box::pin(scoped(ctx, "cvb", status_verbose)),
+        ),
+        cases.required(
+            "container/devices",
+            "cri:RuntimeService.CreateContainer#config.devices",
+            "devices put the host's /dev/loop-control and /dev/null at their container_path with the host's device numbers; permissions \"r\" lets the container open the device for reading but not for writing, \"rw\" both",
+            |ctx| Box::pin(scoped(ctx, "cdv", devices)),
+        ),
     ]
+}
+
+async fn status_verbose(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|_| {}).await?;
+    let ask = |verbose| {
+        let s = s.clone();
+        let id = id.clone();
+        async move {
+            s.rs()
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: id,
+                    verbose,
+                })
+                .await
+                .map(|r| r.into_inner().info)
+                .map_err(|e| format!("ContainerStatus verbose={verbose}: {}", status_text(&e)))
+        }
+    };
+    check_verbose_info("ContainerStatus", ask(false).await?, ask(true).await?)
+}
+
+async fn devices(s: Arc<Scope>) -> CaseResult {
+    let device = |host: &str, container: &str, permissions: &str| cri::Device {
+        container_path: container.to_owned(),
+        host_path: host.to_owned(),
+        permissions: permissions.to_owned(),
+    };
+    // loop-control is none of the devices runtimes allow by default (null, zero, tty...),
+    // so only the request's permissions decide how it may be opened; opening it does
+    // nothing (its ioctls need CAP_SYS_ADMIN).
+    let (_, id) = s
+        .sleeper(|c| {
+            c.devices = vec![
+                device("/dev/loop-control", "/dev/crid-loop-control", "r"),
+                device("/dev/null", "/dev/crid-null", "rw"),
+            ]
+        })
+        .await?;
+    // Major and minor in hex: loop-control is 10,237 and null 1,3 on every Linux.
+    let numbers = s
+        .sh(
+            &id,
+            "stat -c '%F %t,%T' /dev/crid-loop-control /dev/crid-null",
+        )
+        .await?;
+    let want = "character special file a,ed\ncharacter special file 1,3";
+    ensure(numbers == want, || {
+        format!("the devices are {numbers:?}, expected {want:?}")
+    })?;
+    s.sh(&id, "exec 3< /dev/crid-loop-control")
+        .await
+        .map_err(|e| {
+            format!("opening /dev/crid-loop-control (permissions r) for reading failed: {e}")
+        })?;
+    s.sh(&id, "echo x > /dev/crid-null")
+        .await
+        .map_err(|e| format!("writing /dev/crid-null (permissions rw) failed: {e}"))?;
+    let (out, err, code) = s
+        .exec(&id, &["sh", "-c", "exec 3> /dev/crid-loop-control"], 20)
+        .await?;
+    ensure(code != 0, || {
+        format!(
+            "opening /dev/crid-loop-control (permissions r) for writing succeeded: stdout {out:?} stderr {err:?}"
+        )
+    })?;
+    Ok(err.trim().to_owned())
 }
 
 async fn list(s: &Scope, filter: cri::ContainerFilter) -> Result<Vec<String>, String> {

@@ -64,6 +64,24 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "ea", attach_url)),
         ),
         cases.required(
+            "exec/exec-stdin-stderr",
+            "cri:RuntimeService.Exec#stdin",
+            "Exec with stdin and stderr true: the command reads what the client sends and its stderr arrives apart from stdout",
+            |ctx| Box::pin(scoped(ctx, "xs", exec_stdin_stderr)),
+        ),
+        cases.required(
+            "exec/exec-tty",
+            "cri:RuntimeService.Exec#tty",
+            "Exec with tty true runs the command on a terminal (its stdout is a tty); without, it is not",
+            |ctx| Box::pin(scoped(ctx, "xt", exec_tty)),
+        ),
+        cases.required(
+            "exec/attach-stderr",
+            "cri:RuntimeService.Attach#stderr",
+            "Attach with stderr true delivers the container's stderr apart from its stdout",
+            |ctx| Box::pin(scoped(ctx, "as", attach_stderr)),
+        ),
+        cases.required(
             "exec/port-forward-url",
             "cri:RuntimeService.PortForward#url",
             "PortForward returns a streaming URL through which WebSocket and SPDY/3.1 clients each reach the pod's httpd on its loopback",
@@ -234,6 +252,124 @@ async fn attach_url(s: Arc<Scope>) -> CaseResult {
         done.push(protocol);
     }
     Ok(done.join(", "))
+}
+
+/// Runs `req` through Exec and a WebSocket (v4) client sending and asking as `opts` say.
+async fn exec_ws(
+    s: &Scope,
+    req: cri::ExecRequest,
+    opts: &ExecOptions,
+) -> Result<stream::ExecOutput, String> {
+    let r = s
+        .rs()
+        .exec(req)
+        .await
+        .map_err(|e| format!("Exec: {}", status_text(&e)))?;
+    let url = check_url("Exec", &r.into_inner().url)?;
+    stream::websocket::exec(&url, "v4.channel.k8s.io", opts).await
+}
+
+async fn exec_stdin_stderr(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|_| {}).await?;
+    let req = cri::ExecRequest {
+        container_id: id,
+        cmd: vec![
+            "sh".into(),
+            "-c".into(),
+            "read l; echo \"out $l\"; echo \"err $l\" >&2".into(),
+        ],
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    };
+    let opts = ExecOptions {
+        stdin: Some(b"hi\n".to_vec()),
+        stderr: true,
+        ..Default::default()
+    };
+    let out = exec_ws(&s, req, &opts).await?;
+    ensure(
+        out.stdout == b"out hi\n" && out.stderr == b"err hi\n" && out.exit_code() == Some(0),
+        || {
+            format!(
+                "stdout {:?}, stderr {:?}, status {:?}; expected \"out hi\\n\", \"err hi\\n\", exit 0",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                out.status
+            )
+        },
+    )?;
+    Ok(String::new())
+}
+
+async fn exec_tty(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|_| {}).await?;
+    let mut seen = Vec::new();
+    for tty in [true, false] {
+        let req = cri::ExecRequest {
+            container_id: id.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "if [ -t 1 ]; then echo tty; else echo notty; fi".into(),
+            ],
+            tty,
+            stdout: true,
+            ..Default::default()
+        };
+        let opts = ExecOptions {
+            tty: tty.then_some((80, 24)),
+            ..Default::default()
+        };
+        let out = exec_ws(&s, req, &opts).await?;
+        let got = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let want = if tty { "tty" } else { "notty" };
+        ensure(got == want, || {
+            format!("Exec with tty {tty}: the command printed {got:?}, expected {want:?}")
+        })?;
+        seen.push(got);
+    }
+    Ok(seen.join(", "))
+}
+
+async fn attach_stderr(s: Arc<Scope>) -> CaseResult {
+    let (_, id, _) = s
+        .busybox(
+            "read l; echo \"out $l\"; echo \"err $l\" >&2",
+            |_| {},
+            |c| c.stdin = true,
+        )
+        .await?;
+    let r = s
+        .rs()
+        .attach(cri::AttachRequest {
+            container_id: id,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("Attach: {}", status_text(&e)))?;
+    let url = check_url("Attach", &r.into_inner().url)?;
+    let opts = ExecOptions {
+        stdin: Some(b"hi\n".to_vec()),
+        stderr: true,
+        ..Default::default()
+    };
+    let out = stream::websocket::exec(&url, "v4.channel.k8s.io", &opts).await?;
+    ensure(
+        out.stdout == b"out hi\n" && out.stderr == b"err hi\n",
+        || {
+            format!(
+                "stdout {:?}, stderr {:?}; expected \"out hi\\n\" and \"err hi\\n\"",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        },
+    )?;
+    Ok(String::new())
 }
 
 async fn port_forward_url(s: Arc<Scope>) -> CaseResult {

@@ -15,9 +15,10 @@ use super::{Area, Case, CaseResult, ensure};
 use crate::fixtures::image::{BUSYBOX, BUSYBOX_USER, LATEST, USER_NAME, USER_UID, USER_UID_GID};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
-/// CAP_CHOWN and CAP_NET_ADMIN bit numbers (linux/capability.h).
+/// CAP_CHOWN, CAP_NET_BIND_SERVICE and CAP_NET_ADMIN bit numbers (linux/capability.h).
 const CAP_CHOWN: u32 = 0;
 const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_BIND_SERVICE: u32 = 10;
 
 macro_rules! sc_clause {
     ($field:literal) => {
@@ -75,6 +76,12 @@ pub(super) fn cases() -> Vec<Case> {
             sc_clause!("capabilities.add_capabilities"),
             "adding NET_ADMIN sets its bit in CapEff",
             |ctx| Box::pin(scoped(ctx, "sca", caps_add)),
+        ),
+        cases.required(
+            "security-context/capabilities-ambient",
+            sc_clause!("capabilities.add_ambient_capabilities"),
+            "a container running as a non-root user with NET_BIND_SERVICE in add_ambient_capabilities has its bit in CapAmb and CapEff",
+            |ctx| Box::pin(scoped(ctx, "scm", caps_ambient)),
         ),
         cases.required(
             "security-context/capabilities-drop",
@@ -277,6 +284,32 @@ async fn caps_add(s: Arc<Scope>) -> CaseResult {
         format!("CapEff {m:016x} lacks NET_ADMIN")
     })?;
     Ok(format!("CapEff {m:016x}"))
+}
+
+async fn caps_ambient(s: Arc<Scope>) -> CaseResult {
+    // A non-root process loses its effective capabilities at exec unless they are ambient.
+    let (_, id) = s
+        .sleeper(|c| {
+            let sc = sc(c);
+            sc.run_as_user = Some(cri::Int64Value { value: 1000 });
+            sc.capabilities = Some(cri::Capability {
+                add_capabilities: vec!["NET_BIND_SERVICE".into()],
+                add_ambient_capabilities: vec!["NET_BIND_SERVICE".into()],
+                ..Default::default()
+            })
+        })
+        .await?;
+    let status = s.sh(&id, "cat /proc/1/status").await?;
+    let mask = |key: &str| {
+        let hex = status_field(&status, key).ok_or_else(|| format!("no {key} in {status:?}"))?;
+        u64::from_str_radix(hex, 16).map_err(|e| format!("{key} {hex:?}: {e}"))
+    };
+    let (amb, eff) = (mask("CapAmb")?, mask("CapEff")?);
+    let bit = 1 << CAP_NET_BIND_SERVICE;
+    ensure(amb & bit != 0 && eff & bit != 0, || {
+        format!("uid 1000 with ambient NET_BIND_SERVICE: CapAmb {amb:016x}, CapEff {eff:016x}")
+    })?;
+    Ok(format!("CapAmb {amb:016x}"))
 }
 
 async fn caps_drop(s: Arc<Scope>) -> CaseResult {

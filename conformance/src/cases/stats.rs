@@ -6,7 +6,7 @@ use std::time::Duration;
 use crid_api::cri;
 
 use super::container::CONTAINER_NEEDS;
-use super::support::{Scope, scoped};
+use super::support::{SLEEP_SCRIPT, Scope, scoped};
 use super::{Area, Case, CaseResult, ensure, status_text};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -48,6 +48,18 @@ pub(super) fn cases() -> Vec<Case> {
             "cri:RuntimeService.ListPodSandboxStats#filter.id",
             "ListPodSandboxStats filtered by id returns that pod only",
             |ctx| Box::pin(scoped(ctx, "tq", list_pod_stats)),
+        ),
+        cases.required(
+            "stats/list-container-stats-filter-pod-labels",
+            "cri:RuntimeService.ListContainerStats#filter.pod_sandbox_id",
+            "ListContainerStats filtered by pod_sandbox_id, and by label_selector, returns only the matching container's stats",
+            |ctx| Box::pin(scoped(ctx, "tp", list_container_stats_pod_labels)),
+        ),
+        cases.required(
+            "stats/list-pod-sandbox-stats-filter-labels",
+            "cri:RuntimeService.ListPodSandboxStats#filter.label_selector",
+            "ListPodSandboxStats filtered by label_selector returns only the pods carrying every selected label",
+            |ctx| Box::pin(scoped(ctx, "tv", list_pod_stats_labels)),
         ),
     ]
 }
@@ -201,6 +213,97 @@ async fn list_pod_stats(s: Arc<Scope>) -> CaseResult {
         .collect();
     ensure(ids == [pod.clone()], || {
         format!("got {ids:?}, expected [{pod}]")
+    })?;
+    Ok(String::new())
+}
+
+/// Two running containers, each in a pod of its own; the first container and its pod carry
+/// the label `pick=a`, the second `pick=b`. Returns (pod a, container a, pod b, container b).
+async fn labelled_pair(s: &Scope) -> Result<(String, String, String, String), String> {
+    let mut ids = Vec::new();
+    for v in ["a", "b"] {
+        let label = |m: &mut std::collections::HashMap<String, String>| {
+            m.insert("pick".into(), v.into());
+        };
+        let (pod, ctr, _) = s
+            .busybox(
+                SLEEP_SCRIPT,
+                |p| label(&mut p.labels),
+                |c| label(&mut c.labels),
+            )
+            .await?;
+        ids.push((pod, ctr));
+    }
+    let (b, a) = (ids.pop(), ids.pop());
+    match (a, b) {
+        (Some((pa, ca)), Some((pb, cb))) => Ok((pa, ca, pb, cb)),
+        _ => Err("two containers were asked for".into()),
+    }
+}
+
+async fn list_container_stats_with(
+    s: &Scope,
+    filter: cri::ContainerStatsFilter,
+) -> Result<Vec<String>, String> {
+    Ok(s.rs()
+        .list_container_stats(cri::ListContainerStatsRequest {
+            filter: Some(filter),
+        })
+        .await
+        .map_err(|e| format!("ListContainerStats: {}", status_text(&e)))?
+        .into_inner()
+        .stats
+        .into_iter()
+        .map(|st| st.attributes.map(|a| a.id).unwrap_or_default())
+        .collect())
+}
+
+async fn list_container_stats_pod_labels(s: Arc<Scope>) -> CaseResult {
+    let (pod_a, ctr_a, _, _) = labelled_pair(&s).await?;
+    let by_pod = list_container_stats_with(
+        &s,
+        cri::ContainerStatsFilter {
+            pod_sandbox_id: pod_a.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure(by_pod == [ctr_a.clone()], || {
+        format!("filter.pod_sandbox_id {pod_a}: stats of {by_pod:?}, expected [{ctr_a}]")
+    })?;
+    let by_label = list_container_stats_with(
+        &s,
+        cri::ContainerStatsFilter {
+            label_selector: s.selector(&[("pick", "a")]),
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure(by_label == [ctr_a.clone()], || {
+        format!("filter.label_selector pick=a: stats of {by_label:?}, expected [{ctr_a}]")
+    })?;
+    Ok(String::new())
+}
+
+async fn list_pod_stats_labels(s: Arc<Scope>) -> CaseResult {
+    let (pod_a, _, _, _) = labelled_pair(&s).await?;
+    let ids: Vec<String> = s
+        .rs()
+        .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+            filter: Some(cri::PodSandboxStatsFilter {
+                label_selector: s.selector(&[("pick", "a")]),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(|e| format!("ListPodSandboxStats: {}", status_text(&e)))?
+        .into_inner()
+        .stats
+        .into_iter()
+        .map(|p| p.attributes.map(|a| a.id).unwrap_or_default())
+        .collect();
+    ensure(ids == [pod_a.clone()], || {
+        format!("filter.label_selector pick=a: stats of pods {ids:?}, expected [{pod_a}]")
     })?;
     Ok(String::new())
 }

@@ -93,6 +93,23 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "pod-sandbox/status-verbose",
+        &["PodSandboxStatusRequest.verbose"],
+    ),
+    (
+        "pod-sandbox/runtime-handler",
+        &["RunPodSandboxRequest.runtime_handler"],
+    ),
+    (
+        "pod-sandbox/infra-security-context",
+        &[
+            "RunPodSandboxRequest.config.linux.security_context.run_as_user",
+            "RunPodSandboxRequest.config.linux.security_context.run_as_group",
+            "RunPodSandboxRequest.config.linux.security_context.supplemental_groups",
+            "RunPodSandboxRequest.config.linux.security_context.readonly_rootfs",
+        ],
+    ),
+    (
         "container/create-created",
         &[
             "CreateContainerRequest.pod_sandbox_id",
@@ -237,6 +254,14 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "CreateContainerRequest.config.labels",
         ],
     ),
+    (
+        "container/status-verbose",
+        &["ContainerStatusRequest.verbose"],
+    ),
+    (
+        "container/devices",
+        &["CreateContainerRequest.config.devices"],
+    ),
     ("image/pull-tag", &["PullImageRequest.image.image"]),
     ("image/pull-digest", &["PullImageRequest.image.image"]),
     ("image/multi-tag", &["ImageStatusRequest.image.image"]),
@@ -286,6 +311,12 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "PullImageRequest.auth.server_address",
         ],
     ),
+    ("image/pull-auth-base64", &["PullImageRequest.auth.auth"]),
+    (
+        "image/list-filter-image",
+        &["ListImagesRequest.filter.image.image"],
+    ),
+    ("image/status-verbose", &["ImageStatusRequest.verbose"]),
     (
         "image/pull-missing-fails",
         &["PullImageRequest.image.image"],
@@ -322,6 +353,12 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "CreateContainerRequest.config.stdin",
         ],
     ),
+    (
+        "exec/exec-stdin-stderr",
+        &["ExecRequest.stdin", "ExecRequest.stderr"],
+    ),
+    ("exec/exec-tty", &["ExecRequest.tty"]),
+    ("exec/attach-stderr", &["AttachRequest.stderr"]),
     (
         "exec/port-forward-url",
         &[
@@ -400,6 +437,12 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     (
         "security-context/capabilities-add",
         &["CreateContainerRequest.config.linux.security_context.capabilities.add_capabilities"],
+    ),
+    (
+        "security-context/capabilities-ambient",
+        &[
+            "CreateContainerRequest.config.linux.security_context.capabilities.add_ambient_capabilities",
+        ],
     ),
     (
         "security-context/capabilities-drop",
@@ -511,6 +554,21 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "resources/oom-score-adj",
+        &["CreateContainerRequest.config.linux.resources.oom_score_adj"],
+    ),
+    (
+        "resources/cpuset-cpus",
+        &["CreateContainerRequest.config.linux.resources.cpuset_cpus"],
+    ),
+    (
+        "resources/update-cpu-shares-cpuset",
+        &[
+            "UpdateContainerResourcesRequest.linux.cpu_shares",
+            "UpdateContainerResourcesRequest.linux.cpuset_cpus",
+        ],
+    ),
+    (
         "resources/status-resources",
         &["CreateContainerRequest.config.linux.resources.memory_limit_in_bytes"],
     ),
@@ -533,6 +591,17 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     (
         "stats/list-pod-sandbox-stats-filter",
         &["ListPodSandboxStatsRequest.filter.id"],
+    ),
+    (
+        "stats/list-container-stats-filter-pod-labels",
+        &[
+            "ListContainerStatsRequest.filter.pod_sandbox_id",
+            "ListContainerStatsRequest.filter.label_selector",
+        ],
+    ),
+    (
+        "stats/list-pod-sandbox-stats-filter-labels",
+        &["ListPodSandboxStatsRequest.filter.label_selector"],
     ),
     ("events/container-lifecycle", &[]),
     (
