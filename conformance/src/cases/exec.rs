@@ -82,6 +82,12 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "as", attach_stderr)),
         ),
         cases.required(
+            "exec/attach-stdin-once",
+            "cri:RuntimeService.CreateContainer#config.stdin_once",
+            "with stdin_once, the container's stdin closes when the first attach session closes its stdin (a `cat` in it sees end of file and the container exits); without, it stays open and the container runs on",
+            |ctx| Box::pin(scoped(ctx, "ao", attach_stdin_once)),
+        ),
+        cases.required(
             "exec/port-forward-url",
             "cri:RuntimeService.PortForward#url",
             "PortForward returns a streaming URL through which WebSocket and SPDY/3.1 clients each reach the pod's httpd on its loopback",
@@ -370,6 +376,83 @@ async fn attach_stderr(s: Arc<Scope>) -> CaseResult {
         },
     )?;
     Ok(String::new())
+}
+
+/// Attaches to `id` over SPDY, sends "hi\n" and half-closes stdin (SPDY FIN); returns what
+/// came out, or an error when the session outlives `limit` (the container kept reading).
+async fn attach_and_close_stdin(
+    s: &Scope,
+    id: &str,
+    limit: Duration,
+) -> Result<Option<stream::ExecOutput>, String> {
+    let r = s
+        .rs()
+        .attach(cri::AttachRequest {
+            container_id: id.to_owned(),
+            stdin: true,
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("Attach: {}", status_text(&e)))?;
+    let url = check_url("Attach", &r.into_inner().url)?;
+    let opts = ExecOptions {
+        stdin: Some(b"hi\n".to_vec()),
+        close_stdin: true,
+        ..Default::default()
+    };
+    match tokio::time::timeout(limit, stream::spdy::exec(&url, "v4.channel.k8s.io", &opts)).await {
+        Ok(out) => out.map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+async fn attach_stdin_once(s: Arc<Scope>) -> CaseResult {
+    // Kubernetes: with stdinOnce the stdin closes when the first attach session ends its
+    // input; without, a process reading stdin never sees end of file.
+    let mut seen = Vec::new();
+    for once in [true, false] {
+        let (_, id, _) = s
+            .busybox(
+                "cat; echo done",
+                |_| {},
+                |c| {
+                    c.stdin = true;
+                    c.stdin_once = once;
+                },
+            )
+            .await?;
+        let out = attach_and_close_stdin(&s, &id, Duration::from_secs(5)).await?;
+        let st = s.container_status(&id).await?;
+        let state = cri::ContainerState::try_from(st.state).ok();
+        if once {
+            let out =
+                out.ok_or("stdin_once: the attach session did not end after its stdin closed")?;
+            ensure(out.stdout == b"hi\ndone\n", || {
+                format!(
+                    "stdin_once: stdout {:?}; expected \"hi\\ndone\\n\" (cat ends when stdin closes)",
+                    String::from_utf8_lossy(&out.stdout)
+                )
+            })?;
+            let st = s
+                .wait_state(
+                    &id,
+                    cri::ContainerState::ContainerExited,
+                    Duration::from_secs(10),
+                )
+                .await?;
+            ensure(st.exit_code == 0, || format!("exit code {}", st.exit_code))?;
+        } else {
+            ensure(state == Some(cri::ContainerState::ContainerRunning), || {
+                format!(
+                    "without stdin_once the container is {:?} after an attach closed its stdin; cat must not have seen end of file",
+                    state
+                )
+            })?;
+        }
+        seen.push(format!("once={once}: {:?}", state.map(|s| s.as_str_name())));
+    }
+    Ok(seen.join(", "))
 }
 
 async fn port_forward_url(s: Arc<Scope>) -> CaseResult {

@@ -130,6 +130,12 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "ilf", list_filter_image)),
         ),
         pull.optional(
+            "image/stream-filter-image",
+            "cri:ImageService.StreamImages#filter.image",
+            "StreamImages with filter.image naming a pulled image streams that image only",
+            |ctx| Box::pin(scoped(ctx, "isf", stream_filter_image)),
+        ),
+        pull.optional(
             "image/status-verbose",
             "cri:ImageService.ImageStatus#verbose",
             "ImageStatus returns info (JSON values) when verbose is true and none when it is false",
@@ -259,6 +265,37 @@ async fn list_filter_image(s: Arc<Scope>) -> CaseResult {
     let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
     ensure(ids == [id.as_str()], || {
         format!("filter.image {image} listed {ids:?}, expected only {id}")
+    })?;
+    Ok(String::new())
+}
+
+async fn stream_filter_image(s: Arc<Scope>) -> CaseResult {
+    let image = s.pulled(BUSYBOX, LATEST).await?;
+    let other = s.pulled(PAUSE, LATEST).await?;
+    let id = status(&s, &image).await?.id;
+    ensure(id != status(&s, &other).await?.id, || {
+        format!("{image} and {other} are one image: the case needs two")
+    })?;
+    let mut stream = s
+        .is()
+        .stream_images(cri::StreamImagesRequest {
+            filter: Some(cri::ImageFilter {
+                image: Some(spec(&image)),
+            }),
+        })
+        .await
+        .map_err(|e| format!("StreamImages: {}", status_text(&e)))?
+        .into_inner();
+    let mut ids = Vec::new();
+    while let Some(batch) = stream
+        .message()
+        .await
+        .map_err(|e| format!("StreamImages: {}", status_text(&e)))?
+    {
+        ids.extend(batch.images.into_iter().map(|i| i.id));
+    }
+    ensure(ids == [id.clone()], || {
+        format!("filter.image {image} streamed {ids:?}, expected only {id}")
     })?;
     Ok(String::new())
 }

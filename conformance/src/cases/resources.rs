@@ -71,6 +71,12 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "rv", update_shares_cpuset)),
         ),
         cases.optional(
+            "resources/memory-swap-limit",
+            "cri:RuntimeService.CreateContainer#config.linux.resources.memory_swap_limit_in_bytes",
+            "memory_swap_limit_in_bytes is the cgroup's memory+swap limit, and UpdateContainerResources changes it on a running container (optional: the host must account swap)",
+            |ctx| Box::pin(scoped(ctx, "rw", memory_swap_limit)),
+        ),
+        cases.optional(
             "resources/status-resources",
             "cri:RuntimeService.ContainerStatus#status.resources",
             "ContainerStatus reports the container's current memory limit (in-place pod resize reads it)",
@@ -190,6 +196,52 @@ async fn oom_score_adj(s: Arc<Scope>) -> CaseResult {
     let v = s.sh(&id, "cat /proc/1/oom_score_adj").await?;
     ensure(v == "500", || format!("oom_score_adj {v}"))?;
     Ok(String::new())
+}
+
+/// `v1 <memory.memsw.limit_in_bytes>` or `v2 <memory.swap.max>` (swap alone on v2).
+const SWAP_LIMIT: &str = "if [ -e /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes ]; then echo v1 $(cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes); else echo v2 $(cat /sys/fs/cgroup/memory.swap.max); fi";
+
+/// Judges [`SWAP_LIMIT`]'s output against a memory limit and a memory+swap limit.
+fn check_swap(got: &str, memory: i64, swap: i64, when: &str) -> Result<(), String> {
+    let v1 = format!("v1 {swap}");
+    let v2 = format!("v2 {}", swap - memory);
+    ensure(got == v1 || got == v2, || {
+        format!(
+            "{when}: {got:?}, expected {v1:?} (cgroup v1 memory+swap) or {v2:?} (cgroup v2 swap alone)"
+        )
+    })
+}
+
+async fn memory_swap_limit(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            limits(
+                c,
+                cri::LinuxContainerResources {
+                    memory_limit_in_bytes: 64 * MIB,
+                    memory_swap_limit_in_bytes: 128 * MIB,
+                    ..Default::default()
+                },
+            )
+        })
+        .await?;
+    let got = s.sh(&id, SWAP_LIMIT).await?;
+    check_swap(&got, 64 * MIB, 128 * MIB, "created with 128 MiB")?;
+    s.rs()
+        .update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 64 * MIB,
+                memory_swap_limit_in_bytes: 256 * MIB,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("UpdateContainerResources: {}", status_text(&e)))?;
+    let after = s.sh(&id, SWAP_LIMIT).await?;
+    check_swap(&after, 64 * MIB, 256 * MIB, "updated to 256 MiB")?;
+    Ok(after)
 }
 
 /// The CPU list the container's process may run on (`Cpus_allowed_list`).

@@ -167,6 +167,12 @@ pub(super) fn cases() -> Vec<Case> {
             "pid POD lets containers of one pod see each other's processes (shareProcessNamespace)",
             |ctx| Box::pin(scoped(ctx, "spp", pid_pod)),
         ),
+        cases.required(
+            "security-context/namespace-pid-target",
+            sc_clause!("namespace_options.target_id"),
+            "pid TARGET with target_id naming a running container of the pod puts the new container in that container's PID namespace (ephemeral debug containers)",
+            |ctx| Box::pin(scoped(ctx, "spt", pid_target)),
+        ),
         cases.optional(
             "security-context/userns-mode",
             "cri:RuntimeService.RunPodSandbox#config.linux.security_context.namespace_options.userns_options",
@@ -553,6 +559,28 @@ async fn pid_pod(s: Arc<Scope>) -> CaseResult {
         .await?;
     ensure(all.contains(&marker), || {
         format!("the second container does not see the first one's process: {all:?}")
+    })?;
+    Ok(String::new())
+}
+
+async fn pid_target(s: Arc<Scope>) -> CaseResult {
+    let image = s.pulled(BUSYBOX, LATEST).await?;
+    let marker = format!("marker-{}", s.tag);
+    let script_a = format!("{SLEEP_SCRIPT} # {marker}");
+    // Each container of this pod has a PID namespace of its own: only target_id can join
+    // the second one to the first's.
+    let (pod_id, a_id, pod) = s
+        .started_in_new_pod(&image, &["sh", "-c", &script_a], |_| {}, |_| {})
+        .await?;
+    let mut b = s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]);
+    let ns = ctr_ns(&mut b);
+    ns.pid = cri::NamespaceMode::Target as i32;
+    ns.target_id = a_id;
+    let b_id = s.run(&pod_id, &pod, &b).await?;
+    // PID 1 of the target's namespace is the first container's process.
+    let init = s.sh(&b_id, "tr '\\0' ' ' < /proc/1/cmdline").await?;
+    ensure(init.contains(&marker), || {
+        format!("PID 1 of the new container's namespace is {init:?}, not the target's process")
     })?;
     Ok(String::new())
 }

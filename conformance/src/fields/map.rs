@@ -316,6 +316,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         "image/list-filter-image",
         &["ListImagesRequest.filter.image.image"],
     ),
+    (
+        "image/stream-filter-image",
+        &["StreamImagesRequest.filter.image.image"],
+    ),
     ("image/status-verbose", &["ImageStatusRequest.verbose"]),
     (
         "image/pull-missing-fails",
@@ -365,6 +369,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "PortForwardRequest.pod_sandbox_id",
             "PortForwardRequest.port",
         ],
+    ),
+    (
+        "exec/attach-stdin-once",
+        &["CreateContainerRequest.config.stdin_once"],
     ),
     (
         "logs/cri-format",
@@ -519,6 +527,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "security-context/namespace-pid-target",
+        &["CreateContainerRequest.config.linux.security_context.namespace_options.target_id"],
+    ),
+    (
         "security-context/userns-mode",
         &[
             "RunPodSandboxRequest.config.linux.security_context.namespace_options.userns_options",
@@ -566,6 +578,13 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         &[
             "UpdateContainerResourcesRequest.linux.cpu_shares",
             "UpdateContainerResourcesRequest.linux.cpuset_cpus",
+        ],
+    ),
+    (
+        "resources/memory-swap-limit",
+        &[
+            "CreateContainerRequest.config.linux.resources.memory_swap_limit_in_bytes",
+            "UpdateContainerResourcesRequest.linux.memory_swap_limit_in_bytes",
         ],
     ),
     (
