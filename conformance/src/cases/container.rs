@@ -8,8 +8,8 @@ use crid_api::cri;
 use tonic::Code;
 
 use super::support::{
-    SLEEP_SCRIPT, Scope, check_verbose_info, container_state_name, namespaces, ok_or_not_found,
-    pod_sc, refused, refused_duplicate, scoped,
+    SLEEP_SCRIPT, Scope, check_verbose_info, container_state_name, drained, namespaces,
+    ok_or_not_found, pod_sc, refused, refused_duplicate, scoped,
 };
 use super::{Area, Case, CaseResult, Needs, ensure, status_text};
 use crate::fixtures::image::catalogue::IMAGE_ENV;
@@ -212,6 +212,12 @@ pub(super) fn cases() -> Vec<Case> {
             "cri:RuntimeService.ListContainers#filter.label_selector",
             "ListContainers with a label selector returns only containers carrying every selected label",
             |ctx| Box::pin(scoped(ctx, "cfl", list_filter_labels)),
+        ),
+        cases.optional(
+            "container/stream-filters",
+            "cri:RuntimeService.StreamContainers#filter",
+            "StreamContainers filtered by id, by state, by pod and by label selector streams exactly the matching containers",
+            |ctx| Box::pin(scoped(ctx, "csf", stream_filters)),
         ),
         cases.optional(
             "container/status-verbose",
@@ -1006,4 +1012,88 @@ mod tests {
         );
         assert!(judge_stop_signal(&st(cri::ContainerState::ContainerExited, 143)).is_err());
     }
+}
+
+async fn stream_filters(s: Arc<Scope>) -> CaseResult {
+    // Container a runs in pod a and is labelled pick=a; container b is only created, in
+    // pod b, and labelled pick=b.
+    let image = s.pulled(BUSYBOX, LATEST).await?;
+    let mut made = Vec::new();
+    for v in ["a", "b"] {
+        let (pod_id, pod) = s.pod().await?;
+        let mut config = s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]);
+        config.labels.insert("pick".into(), v.into());
+        let id = if v == "a" {
+            s.run(&pod_id, &pod, &config).await?
+        } else {
+            s.create(&pod_id, &pod, &config).await?
+        };
+        made.push((pod_id, id));
+    }
+    let (a, b) = (made[0].1.clone(), made[1].1.clone());
+    let pod_b = made[1].0.clone();
+    let state = |st: cri::ContainerState| Some(cri::ContainerStateValue { state: st as i32 });
+    let scope = s.selector(&[]);
+    for (what, filter, want) in [
+        (
+            "id",
+            cri::ContainerFilter {
+                id: a.clone(),
+                ..Default::default()
+            },
+            &a,
+        ),
+        (
+            "state RUNNING",
+            cri::ContainerFilter {
+                state: state(cri::ContainerState::ContainerRunning),
+                label_selector: scope.clone(),
+                ..Default::default()
+            },
+            &a,
+        ),
+        (
+            "state CREATED",
+            cri::ContainerFilter {
+                state: state(cri::ContainerState::ContainerCreated),
+                label_selector: scope.clone(),
+                ..Default::default()
+            },
+            &b,
+        ),
+        (
+            "pod_sandbox_id",
+            cri::ContainerFilter {
+                pod_sandbox_id: pod_b.clone(),
+                ..Default::default()
+            },
+            &b,
+        ),
+        (
+            "label_selector pick=a",
+            cri::ContainerFilter {
+                label_selector: s.selector(&[("pick", "a")]),
+                ..Default::default()
+            },
+            &a,
+        ),
+    ] {
+        let got: Vec<String> = drained(
+            "StreamContainers",
+            s.rs()
+                .stream_containers(cri::StreamContainersRequest {
+                    filter: Some(filter),
+                })
+                .await,
+        )
+        .await?
+        .into_iter()
+        .flat_map(|m| m.containers)
+        .map(|c| c.id)
+        .collect();
+        ensure(got == [want.clone()], || {
+            format!("filter {what} streamed {got:?}, expected [{want}]")
+        })?;
+    }
+    Ok(String::new())
 }

@@ -7,8 +7,8 @@ use crid_api::cri;
 use tonic::Code;
 
 use super::support::{
-    SLEEP_SCRIPT, Scope, check_verbose_info, ctr_ns, ok_or_not_found, pod_ns, pod_sc, refused,
-    refused_duplicate, scoped, status_field,
+    SLEEP_SCRIPT, Scope, check_verbose_info, ctr_ns, drained, ok_or_not_found, pod_ns, pod_sc,
+    refused, refused_duplicate, scoped, status_field,
 };
 use super::{Area, Case, CaseResult, Needs, ensure, status_text};
 use crate::fixtures::image::{BUSYBOX, LATEST, PAUSE};
@@ -107,6 +107,12 @@ pub(super) fn cases() -> Vec<Case> {
             "cri:RuntimeService.RunPodSandbox#config.linux.security_context",
             "in a pod sharing one PID namespace, the sandbox's own process (PID 1 to its containers) runs with the pod's run_as_user, run_as_group, supplemental_groups and readonly_rootfs",
             |ctx| Box::pin(scoped(ctx, "pis", infra_security_context)),
+        ),
+        cases.optional(
+            "pod-sandbox/stream-filters",
+            "cri:RuntimeService.StreamPodSandboxes#filter",
+            "StreamPodSandboxes filtered by id, by state and by label selector streams exactly the matching pods",
+            |ctx| Box::pin(scoped(ctx, "psf", stream_filters)),
         ),
         cases.required(
             "pod-sandbox/list-filter-id",
@@ -553,5 +559,73 @@ async fn infra_security_context(s: Arc<Scope>) -> CaseResult {
     ensure(root.split(',').any(|o| o == "ro"), || {
         format!("the sandbox's root is mounted {root}, readonly_rootfs was true")
     })?;
+    Ok(String::new())
+}
+
+async fn stream_filters(s: Arc<Scope>) -> CaseResult {
+    // Pod a is ready and labelled pick=a; pod b is stopped and labelled pick=b.
+    let mut ids = Vec::new();
+    for v in ["a", "b"] {
+        let mut config = s.pod_config();
+        config.labels.insert("pick".into(), v.into());
+        ids.push(s.run_pod(&config).await?);
+    }
+    let (a, b) = (ids[0].clone(), ids[1].clone());
+    stop_pod(&s, &b).await?;
+    let state = |st: cri::PodSandboxState| Some(cri::PodSandboxStateValue { state: st as i32 });
+    let scope = s.selector(&[]);
+    for (what, filter, want) in [
+        (
+            "id",
+            cri::PodSandboxFilter {
+                id: a.clone(),
+                ..Default::default()
+            },
+            &a,
+        ),
+        (
+            "state READY",
+            cri::PodSandboxFilter {
+                state: state(cri::PodSandboxState::SandboxReady),
+                label_selector: scope.clone(),
+                ..Default::default()
+            },
+            &a,
+        ),
+        (
+            "state NOTREADY",
+            cri::PodSandboxFilter {
+                state: state(cri::PodSandboxState::SandboxNotready),
+                label_selector: scope.clone(),
+                ..Default::default()
+            },
+            &b,
+        ),
+        (
+            "label_selector pick=b",
+            cri::PodSandboxFilter {
+                label_selector: s.selector(&[("pick", "b")]),
+                ..Default::default()
+            },
+            &b,
+        ),
+    ] {
+        let got: Vec<String> = drained(
+            "StreamPodSandboxes",
+            s.rs()
+                .stream_pod_sandboxes(cri::StreamPodSandboxesRequest {
+                    filter: Some(filter),
+                })
+                .await,
+        )
+        .await?
+        .into_iter()
+        .flat_map(|m| m.pod_sandboxes)
+        .map(|p| p.id)
+        .collect();
+        ensure(got == [want.clone()], || {
+            format!("filter {what} streamed {got:?}, expected [{want}]")
+        })?;
+    }
     Ok(String::new())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crid_api::cri;
 
 use super::container::CONTAINER_NEEDS;
-use super::support::{SLEEP_SCRIPT, Scope, scoped};
+use super::support::{SLEEP_SCRIPT, Scope, drained, scoped};
 use super::{Area, Case, CaseResult, ensure, status_text};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -60,6 +60,18 @@ pub(super) fn cases() -> Vec<Case> {
             "cri:RuntimeService.ListPodSandboxStats#filter.label_selector",
             "ListPodSandboxStats filtered by label_selector returns only the pods carrying every selected label",
             |ctx| Box::pin(scoped(ctx, "tv", list_pod_stats_labels)),
+        ),
+        cases.optional(
+            "stats/stream-container-stats-filters",
+            "cri:RuntimeService.StreamContainerStats#filter",
+            "StreamContainerStats filtered by id, by pod and by label selector streams only the matching container's stats",
+            |ctx| Box::pin(scoped(ctx, "tsc", stream_container_stats)),
+        ),
+        cases.optional(
+            "stats/stream-pod-sandbox-stats-filters",
+            "cri:RuntimeService.StreamPodSandboxStats#filter",
+            "StreamPodSandboxStats filtered by id and by label selector streams only the matching pod's stats",
+            |ctx| Box::pin(scoped(ctx, "tsp", stream_pod_stats)),
         ),
     ]
 }
@@ -305,6 +317,94 @@ async fn list_pod_stats_labels(s: Arc<Scope>) -> CaseResult {
     ensure(ids == [pod_a.clone()], || {
         format!("filter.label_selector pick=a: stats of pods {ids:?}, expected [{pod_a}]")
     })?;
+    Ok(String::new())
+}
+
+async fn stream_container_stats(s: Arc<Scope>) -> CaseResult {
+    let (_, ctr_a, pod_b, ctr_b) = labelled_pair(&s).await?;
+    for (what, filter, want) in [
+        (
+            "id",
+            cri::ContainerStatsFilter {
+                id: ctr_a.clone(),
+                ..Default::default()
+            },
+            &ctr_a,
+        ),
+        (
+            "pod_sandbox_id",
+            cri::ContainerStatsFilter {
+                pod_sandbox_id: pod_b.clone(),
+                ..Default::default()
+            },
+            &ctr_b,
+        ),
+        (
+            "label_selector pick=a",
+            cri::ContainerStatsFilter {
+                label_selector: s.selector(&[("pick", "a")]),
+                ..Default::default()
+            },
+            &ctr_a,
+        ),
+    ] {
+        let got: Vec<String> = drained(
+            "StreamContainerStats",
+            s.rs()
+                .stream_container_stats(cri::StreamContainerStatsRequest {
+                    filter: Some(filter),
+                })
+                .await,
+        )
+        .await?
+        .into_iter()
+        .flat_map(|m| m.container_stats)
+        .map(|st| st.attributes.map(|a| a.id).unwrap_or_default())
+        .collect();
+        ensure(got == [want.clone()], || {
+            format!("filter {what} streamed stats of {got:?}, expected [{want}]")
+        })?;
+    }
+    Ok(String::new())
+}
+
+async fn stream_pod_stats(s: Arc<Scope>) -> CaseResult {
+    let (pod_a, _, pod_b, _) = labelled_pair(&s).await?;
+    for (what, filter, want) in [
+        (
+            "id",
+            cri::PodSandboxStatsFilter {
+                id: pod_a.clone(),
+                ..Default::default()
+            },
+            &pod_a,
+        ),
+        (
+            "label_selector pick=b",
+            cri::PodSandboxStatsFilter {
+                label_selector: s.selector(&[("pick", "b")]),
+                ..Default::default()
+            },
+            &pod_b,
+        ),
+    ] {
+        let got: Vec<String> = drained(
+            "StreamPodSandboxStats",
+            s.rs()
+                .stream_pod_sandbox_stats(cri::StreamPodSandboxStatsRequest {
+                    filter: Some(filter),
+                })
+                .await,
+        )
+        .await?
+        .into_iter()
+        .flat_map(|m| m.pod_sandbox_stats)
+        .map(|p| p.attributes.map(|a| a.id).unwrap_or_default())
+        .collect();
+        ensure(got == [want.clone()], || {
+            format!("filter {what} streamed stats of pods {got:?}, expected [{want}]")
+        })?;
+    }
     Ok(String::new())
 }
 

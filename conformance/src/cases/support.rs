@@ -852,6 +852,25 @@ pub(crate) fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
+/// Every message of a server stream (the streaming list RPCs), or the error that ended it.
+pub(crate) async fn drained<M>(
+    rpc: &str,
+    r: Result<tonic::Response<tonic::Streaming<M>>, tonic::Status>,
+) -> Result<Vec<M>, String> {
+    let mut stream = r
+        .map_err(|e| format!("{rpc}: {}", status_text(&e)))?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = stream
+        .message()
+        .await
+        .map_err(|e| format!("{rpc}: {}", status_text(&e)))?
+    {
+        out.push(m);
+    }
+    Ok(out)
+}
+
 /// Judges the `info` of a status RPC asked once without and once with `verbose`: api.proto
 /// says info comes only when verbose is true, its values JSON. Returns the keys given.
 pub(crate) fn check_verbose_info(

@@ -110,6 +110,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "pod-sandbox/stream-filters",
+        &["StreamPodSandboxesRequest.filter"],
+    ),
+    (
         "container/create-created",
         &[
             "CreateContainerRequest.pod_sandbox_id",
@@ -261,6 +265,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     (
         "container/devices",
         &["CreateContainerRequest.config.devices"],
+    ),
+    (
+        "container/stream-filters",
+        &["StreamContainersRequest.filter"],
     ),
     ("image/pull-tag", &["PullImageRequest.image.image"]),
     ("image/pull-digest", &["PullImageRequest.image.image"]),
@@ -621,6 +629,14 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     (
         "stats/list-pod-sandbox-stats-filter-labels",
         &["ListPodSandboxStatsRequest.filter.label_selector"],
+    ),
+    (
+        "stats/stream-container-stats-filters",
+        &["StreamContainerStatsRequest.filter"],
+    ),
+    (
+        "stats/stream-pod-sandbox-stats-filters",
+        &["StreamPodSandboxStatsRequest.filter"],
     ),
     ("events/container-lifecycle", &[]),
     (
