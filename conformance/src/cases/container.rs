@@ -81,6 +81,12 @@ pub(super) fn cases() -> Vec<Case> {
             "a host directory mounted read-write is shared with the host; a read-only one refuses writes",
             |ctx| Box::pin(scoped(ctx, "cm", mount_host_path)),
         ),
+        cases.required(
+            "container/mount-propagation",
+            "cri:RuntimeService.CreateContainer#config.mounts.propagation",
+            "a mount the host makes under a shared host directory after the containers started shows in the container that mounted it HOST_TO_CONTAINER and not in the one that mounted it PRIVATE",
+            |ctx| Box::pin(scoped(ctx, "cmp", mount_propagation)),
+        ),
         cases.optional(
             "container/status-mounts",
             "cri:RuntimeService.ContainerStatus#status.mounts",
@@ -440,6 +446,90 @@ fn host_dir() -> Result<tempfile::TempDir, String> {
         .prefix("crid-conformance-mount-")
         .tempdir()
         .map_err(|e| format!("creating a host directory: {e}"))
+}
+
+/// Host mounts a case made, unmounted (lazily, innermost first) when dropped, pass or fail.
+struct HostMounts(Vec<std::path::PathBuf>);
+
+impl HostMounts {
+    /// Runs `mount args...`; what it mounted on `target` is unmounted on drop.
+    fn mount(&mut self, args: &[&str], target: &std::path::Path) -> Result<(), String> {
+        let out = std::process::Command::new("mount")
+            .args(args)
+            .output()
+            .map_err(|e| format!("running mount {args:?}: {e}"))?;
+        ensure(out.status.success(), || {
+            format!(
+                "mount {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })?;
+        self.0.push(target.to_owned());
+        Ok(())
+    }
+}
+
+impl Drop for HostMounts {
+    fn drop(&mut self) {
+        for target in self.0.iter().rev() {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(target)
+                .output();
+        }
+    }
+}
+
+async fn mount_propagation(s: Arc<Scope>) -> CaseResult {
+    // A host directory on a shared mount of its own, so that the host's later mounts under
+    // it can propagate (runtimes refuse HOST_TO_CONTAINER from a private mount).
+    let dir = host_dir()?;
+    let path = dir.path().to_owned();
+    let sub = path.join("sub");
+    std::fs::create_dir(&sub).map_err(|e| format!("creating {}: {e}", sub.display()))?;
+    let p = path.display().to_string();
+    let mut mounts = HostMounts(Vec::new());
+    mounts.mount(&["--bind", &p, &p], &path)?;
+    mounts.mount(&["--make-shared", &p], &path)?;
+    let mut ids = Vec::new();
+    for propagation in [
+        cri::MountPropagation::PropagationHostToContainer,
+        cri::MountPropagation::PropagationPrivate,
+    ] {
+        let (_, id) = s
+            .sleeper(|c| {
+                c.mounts = vec![cri::Mount {
+                    container_path: "/prop".into(),
+                    host_path: p.clone(),
+                    propagation: propagation as i32,
+                    ..Default::default()
+                }]
+            })
+            .await?;
+        ids.push(id);
+    }
+    let sub_s = sub.display().to_string();
+    mounts.mount(&["-t", "tmpfs", "-o", "size=1m", "crid-prop", &sub_s], &sub)?;
+    let seen = |id: String| {
+        let s = s.clone();
+        async move {
+            s.sh(&id, "grep -c ' /prop/sub ' /proc/self/mountinfo || true")
+                .await
+                .map(|n| n != "0")
+        }
+    };
+    ensure(seen(ids[0].clone()).await?, || {
+        "the host's new mount under the directory is missing in the HOST_TO_CONTAINER container"
+            .into()
+    })?;
+    ensure(!seen(ids[1].clone()).await?, || {
+        "the host's new mount under the directory shows in the PRIVATE container".into()
+    })?;
+    // The containers go first (scope cleanup), then the host mounts, then the directory.
+    s.cleanup().await?;
+    drop(mounts);
+    drop(dir);
+    Ok(String::new())
 }
 
 async fn mount_host_path(s: Arc<Scope>) -> CaseResult {

@@ -82,6 +82,12 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "as", attach_stderr)),
         ),
         cases.required(
+            "exec/attach-tty",
+            "cri:RuntimeService.Attach#tty",
+            "Attach with tty true to a terminal container carries the client's terminal size: the container's terminal takes it",
+            |ctx| Box::pin(scoped(ctx, "at", attach_tty)),
+        ),
+        cases.required(
             "exec/attach-stdin-once",
             "cri:RuntimeService.CreateContainer#config.stdin_once",
             "with stdin_once, the container's stdin closes when the first attach session closes its stdin (a `cat` in it sees end of file and the container exits); without, it stays open and the container runs on",
@@ -390,6 +396,44 @@ async fn attach_stderr(s: Arc<Scope>) -> CaseResult {
             )
         },
     )?;
+    Ok(String::new())
+}
+
+async fn attach_tty(s: Arc<Scope>) -> CaseResult {
+    // The container waits for a line, so the size arrives before it asks for it.
+    let (_, id, _) = s
+        .busybox(
+            "read l; stty size; sleep 1",
+            |_| {},
+            |c| {
+                c.stdin = true;
+                c.tty = true;
+            },
+        )
+        .await?;
+    let r = s
+        .rs()
+        .attach(cri::AttachRequest {
+            container_id: id,
+            stdin: true,
+            stdout: true,
+            tty: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("Attach: {}", status_text(&e)))?;
+    let url = check_url("Attach", &r.into_inner().url)?;
+    let opts = ExecOptions {
+        stdin: Some(b"hi\n".to_vec()),
+        tty: Some((123, 45)),
+        ..Default::default()
+    };
+    let out = stream::spdy::exec(&url, "v4.channel.k8s.io", &opts).await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `stty size` prints rows then columns.
+    ensure(text.contains("45 123"), || {
+        format!("the container's terminal did not take the client's size 123x45: output {text:?}")
+    })?;
     Ok(String::new())
 }
 

@@ -160,6 +160,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "container/mount-propagation",
+        &["CreateContainerRequest.config.mounts.propagation"],
+    ),
+    (
         "container/status-mounts",
         &[
             "CreateContainerRequest.config.mounts.container_path",
@@ -378,6 +382,7 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "PortForwardRequest.port",
         ],
     ),
+    ("exec/attach-tty", &["AttachRequest.tty"]),
     (
         "exec/attach-stdin-once",
         &["CreateContainerRequest.config.stdin_once"],
