@@ -1082,28 +1082,6 @@ async fn exit_is_init_exit(s: Arc<Scope>) -> CaseResult {
     Ok(format!("stopped in {took:?}"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Exit code 0 of a container still running is not a stop by the image's signal.
-    #[test]
-    fn the_stop_signal_judgment_needs_an_exited_container() {
-        let st = |state: cri::ContainerState, exit_code| cri::ContainerStatus {
-            state: state as i32,
-            exit_code,
-            ..Default::default()
-        };
-        assert!(judge_stop_signal(&st(cri::ContainerState::ContainerExited, 0)).is_ok());
-        assert!(
-            judge_stop_signal(&st(cri::ContainerState::ContainerRunning, 0))
-                .unwrap_err()
-                .contains("CONTAINER_RUNNING")
-        );
-        assert!(judge_stop_signal(&st(cri::ContainerState::ContainerExited, 143)).is_err());
-    }
-}
-
 async fn stream_filters(s: Arc<Scope>) -> CaseResult {
     // Container a runs in pod a and is labelled pick=a; container b is only created, in
     // pod b, and labelled pick=b.
@@ -1186,4 +1164,26 @@ async fn stream_filters(s: Arc<Scope>) -> CaseResult {
         })?;
     }
     Ok(String::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exit code 0 of a container still running is not a stop by the image's signal.
+    #[test]
+    fn the_stop_signal_judgment_needs_an_exited_container() {
+        let st = |state: cri::ContainerState, exit_code| cri::ContainerStatus {
+            state: state as i32,
+            exit_code,
+            ..Default::default()
+        };
+        assert!(judge_stop_signal(&st(cri::ContainerState::ContainerExited, 0)).is_ok());
+        assert!(
+            judge_stop_signal(&st(cri::ContainerState::ContainerRunning, 0))
+                .unwrap_err()
+                .contains("CONTAINER_RUNNING")
+        );
+        assert!(judge_stop_signal(&st(cri::ContainerState::ContainerExited, 143)).is_err());
+    }
 }
