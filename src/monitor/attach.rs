@@ -171,15 +171,11 @@ impl Attach {
                     let rows = u16::from_be_bytes([payload[2], payload[3]]);
                     self.resize(cols, rows);
                 }
-                CLOSE_STDIN => {
-                    // cri:ContainerConfig#stdin_once: a client's end of input ends the
-                    // container's only with `once`; otherwise stdin stays open for the
-                    // next session (Kubernetes: without stdinOnce a reader never sees
-                    // EOF). A terminal has no end of input either way.
-                    if self.once {
-                        self.stdin = None;
-                    }
-                }
+                // cri:ContainerConfig#stdin_once: a client's end of input ends the
+                // container's only with `once`; otherwise stdin stays open for the next
+                // session (Kubernetes: without stdinOnce a reader never sees EOF). A
+                // terminal has no end of input either way.
+                CLOSE_STDIN if self.once => self.stdin = None,
                 _ => {}
             }
         }
