@@ -49,6 +49,10 @@ const IMPLEMENTED: &[&str] = &[
     "ListContainerStats",
     "PodSandboxStats",
     "ListPodSandboxStats",
+    "StreamPodSandboxes",
+    "StreamContainers",
+    "StreamContainerStats",
+    "StreamPodSandboxStats",
 ];
 
 fn condition<'a>(s: &'a cri::StatusResponse, kind: &str) -> &'a cri::RuntimeCondition {

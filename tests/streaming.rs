@@ -445,8 +445,14 @@ async fn attach_through_the_monitor_across_a_restart_and_for_several_clients_nee
     let pc = pod_config("attach", &c.log_dir());
     let pod = run_pod(&mut rs, &pc, "").await;
     let mut ids = Vec::new();
-    for (name, tty) in [("a", false), ("b", false), ("c", true), ("d", false)] {
-        let id = run_container(&mut rs, &pod, &pc, echoer(name, &image, tty, false)).await;
+    // b is stdin_once: only then does its client's end of input end the container's.
+    for (name, tty, once) in [
+        ("a", false, false),
+        ("b", false, true),
+        ("c", true, false),
+        ("d", false, false),
+    ] {
+        let id = run_container(&mut rs, &pod, &pc, echoer(name, &image, tty, once)).await;
         wait_state(
             &mut rs,
             &id,
@@ -483,7 +489,8 @@ async fn attach_through_the_monitor_across_a_restart_and_for_several_clients_nee
     let seen = watcher.await.expect("join").expect("watcher");
     assert_eq!(seen.stdout, b"got hello\ngot bye\n", "{seen:?}");
 
-    // SPDY (the harness's client), stdin closed after the input: the container reads EOF.
+    // SPDY (the harness's client), stdin closed after the input: the container (stdin_once)
+    // reads EOF.
     let url = attach_url(&mut rs, &ids[1], false, true).await;
     let opts = ExecOptions {
         stdin: Some(b"one\n".to_vec()),

@@ -171,10 +171,11 @@ impl Attach {
                     let rows = u16::from_be_bytes([payload[2], payload[3]]);
                     self.resize(cols, rows);
                 }
-                CLOSE_STDIN => {
-                    // A terminal has no end of input; a pipe closes for everyone.
-                    self.stdin = None;
-                }
+                // cri:ContainerConfig#stdin_once: a client's end of input ends the
+                // container's only with `once`; otherwise stdin stays open for the next
+                // session (Kubernetes: without stdinOnce a reader never sees EOF). A
+                // terminal has no end of input either way.
+                CLOSE_STDIN if self.once => self.stdin = None,
                 _ => {}
             }
         }
@@ -348,6 +349,40 @@ mod tests {
         let mut got = [0u8; 6];
         c2.read_exact(&mut got).expect("read");
         assert_eq!(got[0], STDERR);
+    }
+
+    #[test]
+    fn closing_stdin_ends_the_containers_only_when_once() {
+        for once in [false, true] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join(SOCKET);
+            let (r, w) = nix::unistd::pipe().expect("pipe");
+            let mut a = Attach::bind(&path, Some(w), once).expect("bind");
+            let mut c = UnixStream::connect(&path).expect("connect");
+            poll_once(&mut a);
+            c.write_all(&frame(STDIN, b"in")).expect("write");
+            c.write_all(&frame(CLOSE_STDIN, &[])).expect("write");
+            poll_once(&mut a);
+            let stdin = File::from(r);
+            nix::fcntl::fcntl(
+                &stdin,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )
+            .expect("nonblocking");
+            let mut stdin = stdin;
+            let mut got = [0u8; 2];
+            stdin.read_exact(&mut got).expect("stdin");
+            assert_eq!(&got, b"in");
+            let mut rest = [0u8; 1];
+            match stdin.read(&mut rest) {
+                // End of file: the container's stdin was closed.
+                Ok(0) => assert!(once, "stdin closed without stdin_once"),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(!once, "stdin_once, but stdin is still open")
+                }
+                other => panic!("unexpected read {other:?}"),
+            }
+        }
     }
 
     #[test]

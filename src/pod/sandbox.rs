@@ -442,6 +442,14 @@ impl PodService {
         let (process, _) = c.images().process_config(&image)?;
         let rootfs = c.mount_rootfs(&id, &image)?;
         crate::failpoint!("run-pod.infra-rootfs-mounted");
+        // cri:RuntimeService.RunPodSandbox#config.linux.security_context: the user, groups
+        // and read-only root the pod asks for apply to its sandbox process too.
+        let pod_sc = record
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.clone())
+            .unwrap_or_default();
         let container = cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {
                 name: "POD".into(),
@@ -458,6 +466,10 @@ impl PodService {
                         drop_capabilities: vec!["ALL".into()],
                         ..Default::default()
                     }),
+                    run_as_user: pod_sc.run_as_user,
+                    run_as_group: pod_sc.run_as_group,
+                    supplemental_groups: pod_sc.supplemental_groups,
+                    readonly_rootfs: pod_sc.readonly_rootfs,
                     ..Default::default()
                 }),
                 ..Default::default()

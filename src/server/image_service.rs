@@ -7,13 +7,10 @@ use crid_api::runtime::v1 as cri;
 use tonic::{Request, Response, Status};
 
 use super::error::image_status;
-use super::macros::{BoxStream, cri_service};
+use super::macros::{BoxStream, batched, cri_service};
 use crate::daemon::Daemon;
 use crate::image::registry::Credentials;
 use crate::image::{ImageError, ImageRecord, ImageService, ImageUsers, user_of};
-
-/// Images per StreamImages message: well under the 16 MiB message limit.
-const STREAM_BATCH: usize = 100;
 
 /// The ImageService endpoint.
 #[derive(Clone)]
@@ -160,11 +157,7 @@ cri_service! {
         // cri:ImageService.StreamImages: ListImages' answer in batches.
         async fn stream_images(&self, request: Request<cri::StreamImagesRequest>) -> Result<Response<Self::StreamImagesStream>, Status> {
             let images = self.listed(request.into_inner().filter)?;
-            let batches: Vec<Result<cri::StreamImagesResponse, Status>> = images
-                .chunks(STREAM_BATCH)
-                .map(|c| Ok(cri::StreamImagesResponse { images: c.to_vec() }))
-                .collect();
-            Ok(Response::new(Box::pin(tokio_stream::iter(batches))))
+            Ok(Response::new(batched(&images, |images| cri::StreamImagesResponse { images })))
         }
     }
     unimplemented {}

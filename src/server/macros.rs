@@ -7,6 +7,22 @@
 pub(crate) type BoxStream<T> =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
 
+/// Items per message of the streaming list RPCs.
+pub(crate) const STREAM_BATCH: usize = 100;
+
+/// A list as the streaming list RPCs send it: batches of [`STREAM_BATCH`], each non-empty
+/// (an empty list is an empty stream), each wrapped by `wrap`.
+pub(crate) fn batched<T: Clone, R: Send + 'static>(
+    items: &[T],
+    wrap: impl Fn(Vec<T>) -> R,
+) -> BoxStream<R> {
+    let batches: Vec<Result<R, tonic::Status>> = items
+        .chunks(STREAM_BATCH)
+        .map(|c| Ok(wrap(c.to_vec())))
+        .collect();
+    Box::pin(tokio_stream::iter(batches))
+}
+
 macro_rules! cri_service {
     (
         impl $trait:path => $ty:ty, service $service:literal {

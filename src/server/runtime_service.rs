@@ -6,7 +6,7 @@ use crid_api::runtime::v1 as cri;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::macros::{BoxStream, cri_service};
+use super::macros::{BoxStream, batched, cri_service};
 use crate::config::CgroupDriver;
 use crate::container::ContainerService;
 use crate::daemon::{self, Daemon, Services};
@@ -181,14 +181,7 @@ cri_service! {
 
         // cri:RuntimeService.ListPodSandbox: id, state and label filters.
         async fn list_pod_sandbox(&self, request: Request<cri::ListPodSandboxRequest>) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
-            let filter = request.into_inner().filter;
-            let items = self
-                .pods
-                .list()
-                .iter()
-                .filter(|r| convert::pod_matches(filter.as_ref(), r))
-                .map(convert::pod)
-                .collect();
+            let items = pods_listed(&self.pods, request.into_inner().filter);
             Ok(Response::new(cri::ListPodSandboxResponse { items }))
         }
 
@@ -221,14 +214,7 @@ cri_service! {
 
         // cri:RuntimeService.ListContainers: id, state, pod and label filters.
         async fn list_containers(&self, request: Request<cri::ListContainersRequest>) -> Result<Response<cri::ListContainersResponse>, Status> {
-            let filter = request.into_inner().filter;
-            let containers = self
-                .containers
-                .list()
-                .iter()
-                .filter(|r| convert::container_matches(filter.as_ref(), r))
-                .map(convert::container)
-                .collect();
+            let containers = containers_listed(&self.containers, request.into_inner().filter);
             Ok(Response::new(cri::ListContainersResponse { containers }))
         }
 
@@ -340,14 +326,7 @@ cri_service! {
 
         // cri:RuntimeService.ListContainerStats: live containers, id, pod and label filters.
         async fn list_container_stats(&self, request: Request<cri::ListContainerStatsRequest>) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
-            let filter = request.into_inner().filter;
-            let stats = self
-                .containers
-                .list_stats()
-                .iter()
-                .filter(|c| convert::container_stats_match(filter.as_ref(), &c.record))
-                .map(convert::container_stats)
-                .collect();
+            let stats = container_stats_listed(&self.containers, request.into_inner().filter);
             Ok(Response::new(cri::ListContainerStatsResponse { stats }))
         }
 
@@ -363,15 +342,40 @@ cri_service! {
 
         // cri:RuntimeService.ListPodSandboxStats: ready pods, id and label filters.
         async fn list_pod_sandbox_stats(&self, request: Request<cri::ListPodSandboxStatsRequest>) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
-            let filter = request.into_inner().filter;
-            let stats = self
-                .containers
-                .list_pod_stats()
-                .iter()
-                .filter(|p| convert::pod_stats_match(filter.as_ref(), &p.record))
-                .map(convert::pod_stats)
-                .collect();
+            let stats = pod_stats_listed(&self.containers, request.into_inner().filter);
             Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
+        }
+
+        type StreamPodSandboxesStream = BoxStream<cri::StreamPodSandboxesResponse>;
+
+        // cri:RuntimeService.StreamPodSandboxes: ListPodSandbox's answer in batches.
+        async fn stream_pod_sandboxes(&self, request: Request<cri::StreamPodSandboxesRequest>) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+            let items = pods_listed(&self.pods, request.into_inner().filter);
+            Ok(Response::new(batched(&items, |pod_sandboxes| cri::StreamPodSandboxesResponse { pod_sandboxes })))
+        }
+
+        type StreamContainersStream = BoxStream<cri::StreamContainersResponse>;
+
+        // cri:RuntimeService.StreamContainers: ListContainers' answer in batches.
+        async fn stream_containers(&self, request: Request<cri::StreamContainersRequest>) -> Result<Response<Self::StreamContainersStream>, Status> {
+            let items = containers_listed(&self.containers, request.into_inner().filter);
+            Ok(Response::new(batched(&items, |containers| cri::StreamContainersResponse { containers })))
+        }
+
+        type StreamContainerStatsStream = BoxStream<cri::StreamContainerStatsResponse>;
+
+        // cri:RuntimeService.StreamContainerStats: ListContainerStats' answer in batches.
+        async fn stream_container_stats(&self, request: Request<cri::StreamContainerStatsRequest>) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+            let items = container_stats_listed(&self.containers, request.into_inner().filter);
+            Ok(Response::new(batched(&items, |container_stats| cri::StreamContainerStatsResponse { container_stats })))
+        }
+
+        type StreamPodSandboxStatsStream = BoxStream<cri::StreamPodSandboxStatsResponse>;
+
+        // cri:RuntimeService.StreamPodSandboxStats: ListPodSandboxStats' answer in batches.
+        async fn stream_pod_sandbox_stats(&self, request: Request<cri::StreamPodSandboxStatsRequest>) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+            let items = pod_stats_listed(&self.containers, request.into_inner().filter);
+            Ok(Response::new(batched(&items, |pod_sandbox_stats| cri::StreamPodSandboxStatsResponse { pod_sandbox_stats })))
         }
 
         type GetContainerEventsStream = BoxStream<cri::ContainerEventResponse>;
@@ -397,10 +401,54 @@ cri_service! {
         update_pod_sandbox_resources(cri::UpdatePodSandboxResourcesRequest) -> cri::UpdatePodSandboxResourcesResponse = "UpdatePodSandboxResources";
     }
     unimplemented streams {
-        stream_pod_sandboxes(cri::StreamPodSandboxesRequest) -> StreamPodSandboxesStream of cri::StreamPodSandboxesResponse = "StreamPodSandboxes";
-        stream_containers(cri::StreamContainersRequest) -> StreamContainersStream of cri::StreamContainersResponse = "StreamContainers";
-        stream_container_stats(cri::StreamContainerStatsRequest) -> StreamContainerStatsStream of cri::StreamContainerStatsResponse = "StreamContainerStats";
-        stream_pod_sandbox_stats(cri::StreamPodSandboxStatsRequest) -> StreamPodSandboxStatsStream of cri::StreamPodSandboxStatsResponse = "StreamPodSandboxStats";
         stream_pod_sandbox_metrics(cri::StreamPodSandboxMetricsRequest) -> StreamPodSandboxMetricsStream of cri::StreamPodSandboxMetricsResponse = "StreamPodSandboxMetrics";
     }
+}
+
+/// ListPodSandbox's items (and StreamPodSandboxes').
+fn pods_listed(pods: &PodService, filter: Option<cri::PodSandboxFilter>) -> Vec<cri::PodSandbox> {
+    pods.list()
+        .iter()
+        .filter(|r| convert::pod_matches(filter.as_ref(), r))
+        .map(convert::pod)
+        .collect()
+}
+
+/// ListContainers' items (and StreamContainers').
+fn containers_listed(
+    containers: &ContainerService,
+    filter: Option<cri::ContainerFilter>,
+) -> Vec<cri::Container> {
+    containers
+        .list()
+        .iter()
+        .filter(|r| convert::container_matches(filter.as_ref(), r))
+        .map(convert::container)
+        .collect()
+}
+
+/// ListContainerStats' items (and StreamContainerStats').
+fn container_stats_listed(
+    containers: &ContainerService,
+    filter: Option<cri::ContainerStatsFilter>,
+) -> Vec<cri::ContainerStats> {
+    containers
+        .list_stats()
+        .iter()
+        .filter(|c| convert::container_stats_match(filter.as_ref(), &c.record))
+        .map(convert::container_stats)
+        .collect()
+}
+
+/// ListPodSandboxStats' items (and StreamPodSandboxStats').
+fn pod_stats_listed(
+    containers: &ContainerService,
+    filter: Option<cri::PodSandboxStatsFilter>,
+) -> Vec<cri::PodSandboxStats> {
+    containers
+        .list_pod_stats()
+        .iter()
+        .filter(|p| convert::pod_stats_match(filter.as_ref(), &p.record))
+        .map(convert::pod_stats)
+        .collect()
 }

@@ -97,7 +97,8 @@ pub struct CapabilityRequest {
 ///
 /// Order: the default set; `add: ALL` makes it everything; `drop: ALL` empties it; then the
 /// named adds, then the named drops. Effective, permitted and bounding are equal; inheritable
-/// stays empty so file capabilities cannot be inherited past exec.
+/// holds only the ambient capabilities (the kernel clears an ambient capability that is not
+/// also inheritable), so no other file capability can be inherited past exec.
 pub fn capabilities(
     req: &CapabilityRequest,
     privileged: bool,
@@ -162,7 +163,7 @@ pub fn capabilities(
     Ok(Capabilities {
         bounding: prefixed(&set),
         effective: prefixed(&set),
-        inheritable: Vec::new(),
+        inheritable: prefixed(&ambient),
         permitted: prefixed(&set),
         ambient: prefixed(&ambient),
     })
@@ -303,6 +304,8 @@ mod tests {
         };
         let c = capabilities(&r, false, &host_all()).expect("caps");
         assert_eq!(c.ambient, ["CAP_NET_BIND_SERVICE"]);
+        // Without it in the inheritable set the kernel drops it from the ambient set.
+        assert_eq!(c.inheritable, ["CAP_NET_BIND_SERVICE"]);
     }
 
     #[test]

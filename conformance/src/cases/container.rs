@@ -8,8 +8,8 @@ use crid_api::cri;
 use tonic::Code;
 
 use super::support::{
-    SLEEP_SCRIPT, Scope, container_state_name, namespaces, ok_or_not_found, pod_sc, refused,
-    refused_duplicate, scoped,
+    SLEEP_SCRIPT, Scope, check_verbose_info, container_state_name, drained, namespaces,
+    ok_or_not_found, pod_sc, refused, refused_duplicate, scoped,
 };
 use super::{Area, Case, CaseResult, Needs, ensure, status_text};
 use crate::fixtures::image::catalogue::IMAGE_ENV;
@@ -86,6 +86,12 @@ pub(super) fn cases() -> Vec<Case> {
             "cri:RuntimeService.CreateContainer#config.mounts.recursive_read_only",
             "a handler Status reports with recursive_read_only_mounts makes a mount's submounts read-only too (a plain read-only mount leaves them writable); a handler without it refuses the request instead of mounting the top only",
             |ctx| Box::pin(scoped(ctx, "crro", mount_recursive_read_only)),
+        ),
+        cases.required(
+            "container/mount-propagation",
+            "cri:RuntimeService.CreateContainer#config.mounts.propagation",
+            "a mount the host makes under a shared host directory after the containers started shows in the container that mounted it HOST_TO_CONTAINER and not in the one that mounted it PRIVATE",
+            |ctx| Box::pin(scoped(ctx, "cmp", mount_propagation)),
         ),
         cases.optional(
             "container/status-mounts",
@@ -219,7 +225,91 @@ pub(super) fn cases() -> Vec<Case> {
             "ListContainers with a label selector returns only containers carrying every selected label",
             |ctx| Box::pin(scoped(ctx, "cfl", list_filter_labels)),
         ),
+        cases.optional(
+            "container/stream-filters",
+            "cri:RuntimeService.StreamContainers#filter",
+            "StreamContainers filtered by id, by state, by pod and by label selector streams exactly the matching containers",
+            |ctx| Box::pin(scoped(ctx, "csf", stream_filters)),
+        ),
+        cases.optional(
+            "container/status-verbose",
+            "cri:RuntimeService.ContainerStatus#verbose",
+            "ContainerStatus returns info (JSON values) when verbose is true and none when it is false",
+            |ctx| Box::pin(scoped(ctx, "cvb", status_verbose)),
+        ),
+        cases.required(
+            "container/devices",
+            "cri:RuntimeService.CreateContainer#config.devices",
+            "devices put the host's /dev/loop-control and /dev/null at their container_path with the host's device numbers; permissions \"r\" lets the container open the device for reading but not for writing, \"rw\" both",
+            |ctx| Box::pin(scoped(ctx, "cdv", devices)),
+        ),
     ]
+}
+
+async fn status_verbose(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s.sleeper(|_| {}).await?;
+    let ask = |verbose| {
+        let s = s.clone();
+        let id = id.clone();
+        async move {
+            s.rs()
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: id,
+                    verbose,
+                })
+                .await
+                .map(|r| r.into_inner().info)
+                .map_err(|e| format!("ContainerStatus verbose={verbose}: {}", status_text(&e)))
+        }
+    };
+    check_verbose_info("ContainerStatus", ask(false).await?, ask(true).await?)
+}
+
+async fn devices(s: Arc<Scope>) -> CaseResult {
+    let device = |host: &str, container: &str, permissions: &str| cri::Device {
+        container_path: container.to_owned(),
+        host_path: host.to_owned(),
+        permissions: permissions.to_owned(),
+    };
+    // loop-control is none of the devices runtimes allow by default (null, zero, tty...),
+    // so only the request's permissions decide how it may be opened; opening it does
+    // nothing (its ioctls need CAP_SYS_ADMIN).
+    let (_, id) = s
+        .sleeper(|c| {
+            c.devices = vec![
+                device("/dev/loop-control", "/dev/crid-loop-control", "r"),
+                device("/dev/null", "/dev/crid-null", "rw"),
+            ]
+        })
+        .await?;
+    // Major and minor in hex: loop-control is 10,237 and null 1,3 on every Linux.
+    let numbers = s
+        .sh(
+            &id,
+            "stat -c '%F %t,%T' /dev/crid-loop-control /dev/crid-null",
+        )
+        .await?;
+    let want = "character special file a,ed\ncharacter special file 1,3";
+    ensure(numbers == want, || {
+        format!("the devices are {numbers:?}, expected {want:?}")
+    })?;
+    s.sh(&id, "exec 3< /dev/crid-loop-control")
+        .await
+        .map_err(|e| {
+            format!("opening /dev/crid-loop-control (permissions r) for reading failed: {e}")
+        })?;
+    s.sh(&id, "echo x > /dev/crid-null")
+        .await
+        .map_err(|e| format!("writing /dev/crid-null (permissions rw) failed: {e}"))?;
+    let (out, err, code) = s
+        .exec(&id, &["sh", "-c", "exec 3> /dev/crid-loop-control"], 20)
+        .await?;
+    ensure(code != 0, || {
+        format!(
+            "opening /dev/crid-loop-control (permissions r) for writing succeeded: stdout {out:?} stderr {err:?}"
+        )
+    })?;
+    Ok(err.trim().to_owned())
 }
 
 async fn list(s: &Scope, filter: cri::ContainerFilter) -> Result<Vec<String>, String> {
@@ -362,6 +452,90 @@ fn host_dir() -> Result<tempfile::TempDir, String> {
         .prefix("crid-conformance-mount-")
         .tempdir()
         .map_err(|e| format!("creating a host directory: {e}"))
+}
+
+/// Host mounts a case made, unmounted (lazily, innermost first) when dropped, pass or fail.
+struct HostMounts(Vec<std::path::PathBuf>);
+
+impl HostMounts {
+    /// Runs `mount args...`; what it mounted on `target` is unmounted on drop.
+    fn mount(&mut self, args: &[&str], target: &std::path::Path) -> Result<(), String> {
+        let out = std::process::Command::new("mount")
+            .args(args)
+            .output()
+            .map_err(|e| format!("running mount {args:?}: {e}"))?;
+        ensure(out.status.success(), || {
+            format!(
+                "mount {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })?;
+        self.0.push(target.to_owned());
+        Ok(())
+    }
+}
+
+impl Drop for HostMounts {
+    fn drop(&mut self) {
+        for target in self.0.iter().rev() {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(target)
+                .output();
+        }
+    }
+}
+
+async fn mount_propagation(s: Arc<Scope>) -> CaseResult {
+    // A host directory on a shared mount of its own, so that the host's later mounts under
+    // it can propagate (runtimes refuse HOST_TO_CONTAINER from a private mount).
+    let dir = host_dir()?;
+    let path = dir.path().to_owned();
+    let sub = path.join("sub");
+    std::fs::create_dir(&sub).map_err(|e| format!("creating {}: {e}", sub.display()))?;
+    let p = path.display().to_string();
+    let mut mounts = HostMounts(Vec::new());
+    mounts.mount(&["--bind", &p, &p], &path)?;
+    mounts.mount(&["--make-shared", &p], &path)?;
+    let mut ids = Vec::new();
+    for propagation in [
+        cri::MountPropagation::PropagationHostToContainer,
+        cri::MountPropagation::PropagationPrivate,
+    ] {
+        let (_, id) = s
+            .sleeper(|c| {
+                c.mounts = vec![cri::Mount {
+                    container_path: "/prop".into(),
+                    host_path: p.clone(),
+                    propagation: propagation as i32,
+                    ..Default::default()
+                }]
+            })
+            .await?;
+        ids.push(id);
+    }
+    let sub_s = sub.display().to_string();
+    mounts.mount(&["-t", "tmpfs", "-o", "size=1m", "crid-prop", &sub_s], &sub)?;
+    let seen = |id: String| {
+        let s = s.clone();
+        async move {
+            s.sh(&id, "grep -c ' /prop/sub ' /proc/self/mountinfo || true")
+                .await
+                .map(|n| n != "0")
+        }
+    };
+    ensure(seen(ids[0].clone()).await?, || {
+        "the host's new mount under the directory is missing in the HOST_TO_CONTAINER container"
+            .into()
+    })?;
+    ensure(!seen(ids[1].clone()).await?, || {
+        "the host's new mount under the directory shows in the PRIVATE container".into()
+    })?;
+    // The containers go first (scope cleanup), then the host mounts, then the directory.
+    s.cleanup().await?;
+    drop(mounts);
+    drop(dir);
+    Ok(String::new())
 }
 
 async fn mount_host_path(s: Arc<Scope>) -> CaseResult {
@@ -1006,6 +1180,90 @@ async fn exit_is_init_exit(s: Arc<Scope>) -> CaseResult {
         format!("`sleep {MARK}` of the stopped container still runs ({after} left)")
     })?;
     Ok(format!("stopped in {took:?}"))
+}
+
+async fn stream_filters(s: Arc<Scope>) -> CaseResult {
+    // Container a runs in pod a and is labelled pick=a; container b is only created, in
+    // pod b, and labelled pick=b.
+    let image = s.pulled(BUSYBOX, LATEST).await?;
+    let mut made = Vec::new();
+    for v in ["a", "b"] {
+        let (pod_id, pod) = s.pod().await?;
+        let mut config = s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]);
+        config.labels.insert("pick".into(), v.into());
+        let id = if v == "a" {
+            s.run(&pod_id, &pod, &config).await?
+        } else {
+            s.create(&pod_id, &pod, &config).await?
+        };
+        made.push((pod_id, id));
+    }
+    let (a, b) = (made[0].1.clone(), made[1].1.clone());
+    let pod_b = made[1].0.clone();
+    let state = |st: cri::ContainerState| Some(cri::ContainerStateValue { state: st as i32 });
+    let scope = s.selector(&[]);
+    for (what, filter, want) in [
+        (
+            "id",
+            cri::ContainerFilter {
+                id: a.clone(),
+                ..Default::default()
+            },
+            &a,
+        ),
+        (
+            "state RUNNING",
+            cri::ContainerFilter {
+                state: state(cri::ContainerState::ContainerRunning),
+                label_selector: scope.clone(),
+                ..Default::default()
+            },
+            &a,
+        ),
+        (
+            "state CREATED",
+            cri::ContainerFilter {
+                state: state(cri::ContainerState::ContainerCreated),
+                label_selector: scope.clone(),
+                ..Default::default()
+            },
+            &b,
+        ),
+        (
+            "pod_sandbox_id",
+            cri::ContainerFilter {
+                pod_sandbox_id: pod_b.clone(),
+                ..Default::default()
+            },
+            &b,
+        ),
+        (
+            "label_selector pick=a",
+            cri::ContainerFilter {
+                label_selector: s.selector(&[("pick", "a")]),
+                ..Default::default()
+            },
+            &a,
+        ),
+    ] {
+        let got: Vec<String> = drained(
+            "StreamContainers",
+            s.rs()
+                .stream_containers(cri::StreamContainersRequest {
+                    filter: Some(filter),
+                })
+                .await,
+        )
+        .await?
+        .into_iter()
+        .flat_map(|m| m.containers)
+        .map(|c| c.id)
+        .collect();
+        ensure(got == [want.clone()], || {
+            format!("filter {what} streamed {got:?}, expected [{want}]")
+        })?;
+    }
+    Ok(String::new())
 }
 
 #[cfg(test)]

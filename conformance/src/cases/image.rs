@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use crid_api::cri;
 
-use super::support::{Scope, scoped, spec};
+use super::support::{Scope, check_verbose_info, scoped, spec};
 use super::{Area, Case, CaseResult, Needs, ensure, status_text};
 use crate::fixtures::image::{
     BUSYBOX, BUSYBOX_DOCKER, BUSYBOX_MULTIARCH, BUSYBOX_MULTIARCH_DOCKER, BUSYBOX_USER, LATEST,
-    USER_NAME, USER_UID, fixture_set,
+    PAUSE, USER_NAME, USER_UID, fixture_set,
 };
 use crate::fixtures::registry::{Registry, RegistryClient, RegistryOptions, TEST_PASSWORD};
 
@@ -116,6 +117,30 @@ pub(super) fn cases() -> Vec<Case> {
             "from a registry requiring basic auth, PullImage with AuthConfig succeeds and without it fails",
             |ctx| Box::pin(scoped(ctx, "iau", pull_auth)),
         ),
+        pull.required(
+            "image/pull-auth-base64",
+            "cri:ImageService.PullImage#auth.auth",
+            "from a registry requiring basic auth, PullImage with only AuthConfig.auth (base64 of user:password) succeeds and without credentials fails",
+            |ctx| Box::pin(scoped(ctx, "iab", pull_auth_base64)),
+        ),
+        pull.required(
+            "image/list-filter-image",
+            "cri:ImageService.ListImages#filter.image",
+            "ListImages with filter.image naming a pulled image returns that image only",
+            |ctx| Box::pin(scoped(ctx, "ilf", list_filter_image)),
+        ),
+        pull.optional(
+            "image/stream-filter-image",
+            "cri:ImageService.StreamImages#filter.image",
+            "StreamImages with filter.image naming a pulled image streams that image only",
+            |ctx| Box::pin(scoped(ctx, "isf", stream_filter_image)),
+        ),
+        pull.optional(
+            "image/status-verbose",
+            "cri:ImageService.ImageStatus#verbose",
+            "ImageStatus returns info (JSON values) when verbose is true and none when it is false",
+            |ctx| Box::pin(scoped(ctx, "ivb", status_verbose)),
+        ),
         pull.optional(
             "image/pull-auth-server-address",
             "cri:ImageService.PullImage#auth.server_address",
@@ -215,6 +240,83 @@ async fn list_contains(s: Arc<Scope>) -> CaseResult {
         format!("listed as {found:?}")
     })?;
     Ok(format!("{} images listed", images.len()))
+}
+
+async fn list_filter_image(s: Arc<Scope>) -> CaseResult {
+    // Two images in the store, so that a filter the runtime ignored lists both.
+    let image = s.pulled(BUSYBOX, LATEST).await?;
+    let other = s.pulled(PAUSE, LATEST).await?;
+    let id = status(&s, &image).await?.id;
+    let other_id = status(&s, &other).await?.id;
+    ensure(id != other_id, || {
+        format!("{image} and {other} are the same image {id}: the case needs two")
+    })?;
+    let images = s
+        .is()
+        .list_images(cri::ListImagesRequest {
+            filter: Some(cri::ImageFilter {
+                image: Some(spec(&image)),
+            }),
+        })
+        .await
+        .map_err(|e| format!("ListImages: {}", status_text(&e)))?
+        .into_inner()
+        .images;
+    let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
+    ensure(ids == [id.as_str()], || {
+        format!("filter.image {image} listed {ids:?}, expected only {id}")
+    })?;
+    Ok(String::new())
+}
+
+async fn stream_filter_image(s: Arc<Scope>) -> CaseResult {
+    let image = s.pulled(BUSYBOX, LATEST).await?;
+    let other = s.pulled(PAUSE, LATEST).await?;
+    let id = status(&s, &image).await?.id;
+    ensure(id != status(&s, &other).await?.id, || {
+        format!("{image} and {other} are one image: the case needs two")
+    })?;
+    let mut stream = s
+        .is()
+        .stream_images(cri::StreamImagesRequest {
+            filter: Some(cri::ImageFilter {
+                image: Some(spec(&image)),
+            }),
+        })
+        .await
+        .map_err(|e| format!("StreamImages: {}", status_text(&e)))?
+        .into_inner();
+    let mut ids = Vec::new();
+    while let Some(batch) = stream
+        .message()
+        .await
+        .map_err(|e| format!("StreamImages: {}", status_text(&e)))?
+    {
+        ids.extend(batch.images.into_iter().map(|i| i.id));
+    }
+    ensure(ids == [id.clone()], || {
+        format!("filter.image {image} streamed {ids:?}, expected only {id}")
+    })?;
+    Ok(String::new())
+}
+
+async fn status_verbose(s: Arc<Scope>) -> CaseResult {
+    let image = s.pulled(BUSYBOX, LATEST).await?;
+    let ask = |verbose| {
+        let s = s.clone();
+        let image = image.clone();
+        async move {
+            s.is()
+                .image_status(cri::ImageStatusRequest {
+                    image: Some(spec(&image)),
+                    verbose,
+                })
+                .await
+                .map(|r| r.into_inner().info)
+                .map_err(|e| format!("ImageStatus verbose={verbose}: {}", status_text(&e)))
+        }
+    };
+    check_verbose_info("ImageStatus", ask(false).await?, ask(true).await?)
 }
 
 async fn status_absent(s: Arc<Scope>) -> CaseResult {
@@ -329,17 +431,32 @@ async fn status_user(s: Arc<Scope>) -> CaseResult {
     Ok(String::new())
 }
 
+/// How a case hands the credentials to PullImage.
+#[derive(Clone, Copy)]
+enum Creds {
+    /// `username` and `password`.
+    Plain,
+    /// `username` and `password`, with `server_address` the registry's host:port.
+    ServerAddress,
+    /// Only `auth`: base64 of `user:password`, as docker config files carry them.
+    Base64,
+}
+
 async fn pull_auth(s: Arc<Scope>) -> CaseResult {
-    auth_registry_pull(&s, false).await
+    auth_registry_pull(&s, Creds::Plain).await
 }
 
 async fn pull_auth_server_address(s: Arc<Scope>) -> CaseResult {
-    auth_registry_pull(&s, true).await
+    auth_registry_pull(&s, Creds::ServerAddress).await
+}
+
+async fn pull_auth_base64(s: Arc<Scope>) -> CaseResult {
+    auth_registry_pull(&s, Creds::Base64).await
 }
 
 /// Pulls from a basic-auth registry of its own: without credentials (must fail), then with
-/// them (must succeed); `server_address` is set to the registry's host:port when asked.
-async fn auth_registry_pull(s: &Scope, with_server_address: bool) -> CaseResult {
+/// them, handed over as `creds` says (must succeed).
+async fn auth_registry_pull(s: &Scope, creds_as: Creds) -> CaseResult {
     // A registry of our own, requiring basic auth, on loopback; dropped at the end.
     let registry = Registry::start(RegistryOptions::basic_auth())
         .await
@@ -371,20 +488,24 @@ async fn auth_registry_pull(s: &Scope, with_server_address: bool) -> CaseResult 
     let creds = registry
         .credentials()
         .ok_or("registry without credentials")?;
-    s.pull_ref(
-        &image,
-        Some(cri::AuthConfig {
+    let auth = match creds_as {
+        Creds::Plain | Creds::ServerAddress => cri::AuthConfig {
             username: creds.username.clone(),
             password: TEST_PASSWORD.to_owned(),
-            server_address: if with_server_address {
+            server_address: if matches!(creds_as, Creds::ServerAddress) {
                 registry.host()
             } else {
                 String::new()
             },
             ..Default::default()
-        }),
-    )
-    .await?;
+        },
+        Creds::Base64 => cri::AuthConfig {
+            auth: base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{TEST_PASSWORD}", creds.username)),
+            ..Default::default()
+        },
+    };
+    s.pull_ref(&image, Some(auth)).await?;
     let pulled = s.image_status(&image).await?;
     ensure(pulled.is_some(), || {
         "pulled with auth, but ImageStatus finds nothing".into()

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use crid_api::cri;
 use tonic::Code;
 
-use super::support::{SLEEP_SCRIPT, Scope, ok_or_not_found, refused_duplicate, scoped};
+use super::support::{
+    SLEEP_SCRIPT, Scope, check_verbose_info, ctr_ns, drained, ok_or_not_found, pod_ns, pod_sc,
+    refused, refused_duplicate, scoped, status_field,
+};
 use super::{Area, Case, CaseResult, Needs, ensure, status_text};
-use crate::fixtures::image::PAUSE;
+use crate::fixtures::image::{BUSYBOX, LATEST, PAUSE};
 
 /// Pods need root, a runtime handler and (for runtimes that pull one) the pause image.
 pub(super) const POD_NEEDS: Needs = Needs {
@@ -86,6 +89,30 @@ pub(super) fn cases() -> Vec<Case> {
             "cri:RuntimeService.RunPodSandbox#config.metadata",
             "a second RunPodSandbox with the metadata of a pod that exists is refused for the name (AlreadyExists, or an error naming it; metadata should identify a pod uniquely), and the first pod stays ready",
             |ctx| Box::pin(scoped(ctx, "pdu", duplicate_metadata)),
+        ),
+        cases.optional(
+            "pod-sandbox/status-verbose",
+            "cri:RuntimeService.PodSandboxStatus#verbose",
+            "PodSandboxStatus returns info (JSON values) when verbose is true and none when it is false",
+            |ctx| Box::pin(scoped(ctx, "pvb", status_verbose)),
+        ),
+        cases.required(
+            "pod-sandbox/runtime-handler",
+            "cri:RuntimeService.RunPodSandbox#runtime_handler",
+            "RunPodSandbox with an unknown runtime_handler is rejected and leaves no pod; with the run's handler the status names it",
+            |ctx| Box::pin(scoped(ctx, "prh", runtime_handler)),
+        ),
+        cases.required(
+            "pod-sandbox/infra-security-context",
+            "cri:RuntimeService.RunPodSandbox#config.linux.security_context",
+            "in a pod sharing one PID namespace, the sandbox's own process (PID 1 to its containers) runs with the pod's run_as_user, run_as_group, supplemental_groups and readonly_rootfs",
+            |ctx| Box::pin(scoped(ctx, "pis", infra_security_context)),
+        ),
+        cases.optional(
+            "pod-sandbox/stream-filters",
+            "cri:RuntimeService.StreamPodSandboxes#filter",
+            "StreamPodSandboxes filtered by id, by state and by label selector streams exactly the matching pods",
+            |ctx| Box::pin(scoped(ctx, "psf", stream_filters)),
         ),
         cases.required(
             "pod-sandbox/list-filter-id",
@@ -408,5 +435,197 @@ async fn list_filter_labels(s: Arc<Scope>) -> CaseResult {
     ensure(one == [a_id.clone()], || {
         format!("tier=front,color=blue gave {one:?}, expected [{a_id}]")
     })?;
+    Ok(String::new())
+}
+
+async fn status_verbose(s: Arc<Scope>) -> CaseResult {
+    let (id, _) = s.pod().await?;
+    let ask = |verbose| {
+        let s = s.clone();
+        let id = id.clone();
+        async move {
+            s.rs()
+                .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                    pod_sandbox_id: id,
+                    verbose,
+                })
+                .await
+                .map(|r| r.into_inner().info)
+                .map_err(|e| format!("PodSandboxStatus verbose={verbose}: {}", status_text(&e)))
+        }
+    };
+    check_verbose_info("PodSandboxStatus", ask(false).await?, ask(true).await?)
+}
+
+async fn runtime_handler(s: Arc<Scope>) -> CaseResult {
+    // api.proto: an unknown runtime handler must be rejected, not replaced by the default.
+    let config = s.pod_config();
+    let unknown = s.name("no-such-handler");
+    let r = s
+        .rs()
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: unknown.clone(),
+        })
+        .await;
+    if let Ok(ok) = &r {
+        s.track_pod(&ok.get_ref().pod_sandbox_id);
+    }
+    let code = refused(
+        &format!("RunPodSandbox with runtime_handler {unknown:?}"),
+        r,
+    )?;
+    let name = config
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let left: Vec<String> = list(&s, cri::PodSandboxFilter::default())
+        .await?
+        .into_iter()
+        .filter(|p| p.metadata.as_ref().is_some_and(|m| m.name == name))
+        .map(|p| {
+            s.track_pod(&p.id);
+            p.id
+        })
+        .collect();
+    ensure(left.is_empty(), || {
+        format!("the refused RunPodSandbox left pods {left:?}")
+    })?;
+    // The run's own handler (empty: the runtime's default) is accepted and reported.
+    let (id, _) = s.pod().await?;
+    let st = s.pod_status(&id).await?;
+    let want = &s.ctx.runtime_handler;
+    ensure(want.is_empty() || st.runtime_handler == *want, || {
+        format!(
+            "status.runtime_handler {:?}, the pod was run with {want:?}",
+            st.runtime_handler
+        )
+    })?;
+    Ok(format!("unknown handler refused with {code:?}"))
+}
+
+/// The sandbox's settings, chosen unlike any default so that an ignored field shows.
+const INFRA_UID: i64 = 1234;
+const INFRA_GID: i64 = 2345;
+const INFRA_GROUP: i64 = 3456;
+
+async fn infra_security_context(s: Arc<Scope>) -> CaseResult {
+    let image = s.pulled(BUSYBOX, LATEST).await?;
+    let shared = |n: &mut cri::NamespaceOption| n.pid = cri::NamespaceMode::Pod as i32;
+    let (_, id, _) = s
+        .started_in_new_pod(
+            &image,
+            &["sh", "-c", SLEEP_SCRIPT],
+            |p| {
+                shared(pod_ns(p));
+                let psc = pod_sc(p);
+                psc.run_as_user = Some(cri::Int64Value { value: INFRA_UID });
+                psc.run_as_group = Some(cri::Int64Value { value: INFRA_GID });
+                psc.supplemental_groups = vec![INFRA_GROUP];
+                psc.readonly_rootfs = true;
+            },
+            |c| shared(ctr_ns(c)),
+        )
+        .await?;
+    let status = s.sh(&id, "cat /proc/1/status").await?;
+    let ids = |key| {
+        status_field(&status, key)
+            .map(|v| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let (uid, gid, groups) = (ids("Uid"), ids("Gid"), ids("Groups"));
+    ensure(
+        uid.iter().all(|u| *u == INFRA_UID.to_string()) && uid.len() == 4,
+        || format!("the sandbox process runs as Uid {uid:?}, run_as_user was {INFRA_UID}"),
+    )?;
+    ensure(
+        gid.iter().all(|g| *g == INFRA_GID.to_string()) && gid.len() == 4,
+        || format!("the sandbox process runs as Gid {gid:?}, run_as_group was {INFRA_GID}"),
+    )?;
+    ensure(groups.contains(&INFRA_GROUP.to_string()), || {
+        format!(
+            "the sandbox process has Groups {groups:?}, supplemental_groups was [{INFRA_GROUP}]"
+        )
+    })?;
+    // mountinfo fields: id, parent, dev, root, mount point, options; PID 1's root is "/".
+    let mountinfo = s.sh(&id, "cat /proc/1/mountinfo").await?;
+    let root = mountinfo
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .rfind(|f| f.len() > 5 && f[4] == "/")
+        .map(|f| f[5].to_owned())
+        .ok_or_else(|| format!("no root mount in the sandbox's mountinfo: {mountinfo:.400}"))?;
+    ensure(root.split(',').any(|o| o == "ro"), || {
+        format!("the sandbox's root is mounted {root}, readonly_rootfs was true")
+    })?;
+    Ok(String::new())
+}
+
+async fn stream_filters(s: Arc<Scope>) -> CaseResult {
+    // Pod a is ready and labelled pick=a; pod b is stopped and labelled pick=b.
+    let mut ids = Vec::new();
+    for v in ["a", "b"] {
+        let mut config = s.pod_config();
+        config.labels.insert("pick".into(), v.into());
+        ids.push(s.run_pod(&config).await?);
+    }
+    let (a, b) = (ids[0].clone(), ids[1].clone());
+    stop_pod(&s, &b).await?;
+    let state = |st: cri::PodSandboxState| Some(cri::PodSandboxStateValue { state: st as i32 });
+    let scope = s.selector(&[]);
+    for (what, filter, want) in [
+        (
+            "id",
+            cri::PodSandboxFilter {
+                id: a.clone(),
+                ..Default::default()
+            },
+            &a,
+        ),
+        (
+            "state READY",
+            cri::PodSandboxFilter {
+                state: state(cri::PodSandboxState::SandboxReady),
+                label_selector: scope.clone(),
+                ..Default::default()
+            },
+            &a,
+        ),
+        (
+            "state NOTREADY",
+            cri::PodSandboxFilter {
+                state: state(cri::PodSandboxState::SandboxNotready),
+                label_selector: scope.clone(),
+                ..Default::default()
+            },
+            &b,
+        ),
+        (
+            "label_selector pick=b",
+            cri::PodSandboxFilter {
+                label_selector: s.selector(&[("pick", "b")]),
+                ..Default::default()
+            },
+            &b,
+        ),
+    ] {
+        let got: Vec<String> = drained(
+            "StreamPodSandboxes",
+            s.rs()
+                .stream_pod_sandboxes(cri::StreamPodSandboxesRequest {
+                    filter: Some(filter),
+                })
+                .await,
+        )
+        .await?
+        .into_iter()
+        .flat_map(|m| m.pod_sandboxes)
+        .map(|p| p.id)
+        .collect();
+        ensure(got == [want.clone()], || {
+            format!("filter {what} streamed {got:?}, expected [{want}]")
+        })?;
+    }
     Ok(String::new())
 }

@@ -52,6 +52,30 @@ pub(super) fn cases() -> Vec<Case> {
             "UpdateContainerResources raises a running container's memory limit and CPU quota",
             |ctx| Box::pin(scoped(ctx, "ru", update)),
         ),
+        cases.required(
+            "resources/oom-score-adj",
+            "cri:RuntimeService.CreateContainer#config.linux.resources.oom_score_adj",
+            "oom_score_adj 500 is the oom_score_adj of the container's process",
+            |ctx| Box::pin(scoped(ctx, "ro", oom_score_adj)),
+        ),
+        cases.required(
+            "resources/cpuset-cpus",
+            "cri:RuntimeService.CreateContainer#config.linux.resources.cpuset_cpus",
+            "cpuset_cpus naming one CPU confines the container's process to it",
+            |ctx| Box::pin(scoped(ctx, "rc", cpuset_cpus)),
+        ),
+        cases.required(
+            "resources/update-cpu-shares-cpuset",
+            "cri:RuntimeService.UpdateContainerResources#linux.cpu_shares",
+            "UpdateContainerResources changes a running container's cpu_shares and moves it to another CPU (cpuset_cpus)",
+            |ctx| Box::pin(scoped(ctx, "rv", update_shares_cpuset)),
+        ),
+        cases.optional(
+            "resources/memory-swap-limit",
+            "cri:RuntimeService.CreateContainer#config.linux.resources.memory_swap_limit_in_bytes",
+            "memory_swap_limit_in_bytes is the cgroup's memory+swap limit, and UpdateContainerResources changes it on a running container (optional: the host must account swap)",
+            |ctx| Box::pin(scoped(ctx, "rw", memory_swap_limit)),
+        ),
         cases.optional(
             "resources/status-resources",
             "cri:RuntimeService.ContainerStatus#status.resources",
@@ -152,6 +176,151 @@ async fn update(s: Arc<Scope>) -> CaseResult {
     let cpu = s.sh(&id, CPU_MAX).await?;
     ensure(cpu == "80000 100000", || {
         format!("quota/period {cpu:?} after update")
+    })?;
+    Ok(String::new())
+}
+
+async fn oom_score_adj(s: Arc<Scope>) -> CaseResult {
+    // Positive: any process may raise its own score, so no runtime needs CAP_SYS_RESOURCE.
+    let (_, id) = s
+        .sleeper(|c| {
+            limits(
+                c,
+                cri::LinuxContainerResources {
+                    oom_score_adj: 500,
+                    ..Default::default()
+                },
+            )
+        })
+        .await?;
+    let v = s.sh(&id, "cat /proc/1/oom_score_adj").await?;
+    ensure(v == "500", || format!("oom_score_adj {v}"))?;
+    Ok(String::new())
+}
+
+/// `v1 <memory.memsw.limit_in_bytes>` or `v2 <memory.swap.max>` (swap alone on v2).
+const SWAP_LIMIT: &str = "if [ -e /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes ]; then echo v1 $(cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes); else echo v2 $(cat /sys/fs/cgroup/memory.swap.max); fi";
+
+/// Judges [`SWAP_LIMIT`]'s output against a memory limit and a memory+swap limit.
+fn check_swap(got: &str, memory: i64, swap: i64, when: &str) -> Result<(), String> {
+    let v1 = format!("v1 {swap}");
+    let v2 = format!("v2 {}", swap - memory);
+    ensure(got == v1 || got == v2, || {
+        format!(
+            "{when}: {got:?}, expected {v1:?} (cgroup v1 memory+swap) or {v2:?} (cgroup v2 swap alone)"
+        )
+    })
+}
+
+async fn memory_swap_limit(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            limits(
+                c,
+                cri::LinuxContainerResources {
+                    memory_limit_in_bytes: 64 * MIB,
+                    memory_swap_limit_in_bytes: 128 * MIB,
+                    ..Default::default()
+                },
+            )
+        })
+        .await?;
+    let got = s.sh(&id, SWAP_LIMIT).await?;
+    check_swap(&got, 64 * MIB, 128 * MIB, "created with 128 MiB")?;
+    s.rs()
+        .update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 64 * MIB,
+                memory_swap_limit_in_bytes: 256 * MIB,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("UpdateContainerResources: {}", status_text(&e)))?;
+    let after = s.sh(&id, SWAP_LIMIT).await?;
+    check_swap(&after, 64 * MIB, 256 * MIB, "updated to 256 MiB")?;
+    Ok(after)
+}
+
+/// The CPU list the container's process may run on (`Cpus_allowed_list`).
+const CPUS_ALLOWED: &str = "grep Cpus_allowed_list /proc/1/status | cut -f2";
+
+/// The highest online CPU of the host as the container sees it (sysfs is the host's);
+/// the cases need two CPUs to tell a confined process from one that is not.
+async fn last_cpu(s: &Scope, id: &str) -> Result<u32, String> {
+    let online = s.sh(id, "cat /sys/devices/system/cpu/online").await?;
+    let last = online
+        .rsplit([',', '-'])
+        .next()
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or_else(|| format!("cannot read the online CPUs {online:?}"))?;
+    ensure(last > 0, || {
+        format!("the host has one CPU ({online}): cpuset placement cannot be told apart")
+    })?;
+    Ok(last)
+}
+
+async fn cpuset_cpus(s: Arc<Scope>) -> CaseResult {
+    let (_, probe) = s.sleeper(|_| {}).await?;
+    let last = last_cpu(&s, &probe).await?;
+    let (_, id) = s
+        .sleeper(|c| {
+            limits(
+                c,
+                cri::LinuxContainerResources {
+                    cpuset_cpus: last.to_string(),
+                    ..Default::default()
+                },
+            )
+        })
+        .await?;
+    let v = s.sh(&id, CPUS_ALLOWED).await?;
+    ensure(v == last.to_string(), || {
+        format!("Cpus_allowed_list {v}, cpuset_cpus was {last}")
+    })?;
+    Ok(String::new())
+}
+
+async fn update_shares_cpuset(s: Arc<Scope>) -> CaseResult {
+    let (_, id) = s
+        .sleeper(|c| {
+            limits(
+                c,
+                cri::LinuxContainerResources {
+                    cpu_shares: 512,
+                    cpuset_cpus: "0".into(),
+                    ..Default::default()
+                },
+            )
+        })
+        .await?;
+    let last = last_cpu(&s, &id).await?;
+    let before = s.sh(&id, CPUS_ALLOWED).await?;
+    ensure(before == "0", || {
+        format!("Cpus_allowed_list {before} before the update")
+    })?;
+    s.rs()
+        .update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                cpu_shares: 1024,
+                cpuset_cpus: last.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("UpdateContainerResources: {}", status_text(&e)))?;
+    let shares = s.sh(&id, CPU_SHARES).await?;
+    // v2: weight 1 + (1024 - 2) * 9999 / 262142 = 39.
+    ensure(shares == "v1 1024" || shares == "v2 39", || {
+        format!("{shares:?} after updating cpu_shares to 1024")
+    })?;
+    let cpus = s.sh(&id, CPUS_ALLOWED).await?;
+    ensure(cpus == last.to_string(), || {
+        format!("Cpus_allowed_list {cpus} after updating cpuset_cpus to {last}")
     })?;
     Ok(String::new())
 }

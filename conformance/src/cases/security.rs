@@ -15,9 +15,10 @@ use super::{Area, Case, CaseResult, ensure};
 use crate::fixtures::image::{BUSYBOX, BUSYBOX_USER, LATEST, USER_NAME, USER_UID, USER_UID_GID};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
-/// CAP_CHOWN and CAP_NET_ADMIN bit numbers (linux/capability.h).
+/// CAP_CHOWN, CAP_NET_BIND_SERVICE and CAP_NET_ADMIN bit numbers (linux/capability.h).
 const CAP_CHOWN: u32 = 0;
 const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_BIND_SERVICE: u32 = 10;
 
 macro_rules! sc_clause {
     ($field:literal) => {
@@ -75,6 +76,12 @@ pub(super) fn cases() -> Vec<Case> {
             sc_clause!("capabilities.add_capabilities"),
             "adding NET_ADMIN sets its bit in CapEff",
             |ctx| Box::pin(scoped(ctx, "sca", caps_add)),
+        ),
+        cases.required(
+            "security-context/capabilities-ambient",
+            sc_clause!("capabilities.add_ambient_capabilities"),
+            "a container running as a non-root user with NET_BIND_SERVICE in add_ambient_capabilities has its bit in CapAmb and CapEff",
+            |ctx| Box::pin(scoped(ctx, "scm", caps_ambient)),
         ),
         cases.required(
             "security-context/capabilities-drop",
@@ -159,6 +166,12 @@ pub(super) fn cases() -> Vec<Case> {
             sc_clause!("namespace_options.pid"),
             "pid POD lets containers of one pod see each other's processes (shareProcessNamespace)",
             |ctx| Box::pin(scoped(ctx, "spp", pid_pod)),
+        ),
+        cases.required(
+            "security-context/namespace-pid-target",
+            sc_clause!("namespace_options.target_id"),
+            "pid TARGET with target_id naming a running container of the pod puts the new container in that container's PID namespace (ephemeral debug containers)",
+            |ctx| Box::pin(scoped(ctx, "spt", pid_target)),
         ),
         cases.optional(
             "security-context/userns-mode",
@@ -277,6 +290,32 @@ async fn caps_add(s: Arc<Scope>) -> CaseResult {
         format!("CapEff {m:016x} lacks NET_ADMIN")
     })?;
     Ok(format!("CapEff {m:016x}"))
+}
+
+async fn caps_ambient(s: Arc<Scope>) -> CaseResult {
+    // A non-root process loses its effective capabilities at exec unless they are ambient.
+    let (_, id) = s
+        .sleeper(|c| {
+            let sc = sc(c);
+            sc.run_as_user = Some(cri::Int64Value { value: 1000 });
+            sc.capabilities = Some(cri::Capability {
+                add_capabilities: vec!["NET_BIND_SERVICE".into()],
+                add_ambient_capabilities: vec!["NET_BIND_SERVICE".into()],
+                ..Default::default()
+            })
+        })
+        .await?;
+    let status = s.sh(&id, "cat /proc/1/status").await?;
+    let mask = |key: &str| {
+        let hex = status_field(&status, key).ok_or_else(|| format!("no {key} in {status:?}"))?;
+        u64::from_str_radix(hex, 16).map_err(|e| format!("{key} {hex:?}: {e}"))
+    };
+    let (amb, eff) = (mask("CapAmb")?, mask("CapEff")?);
+    let bit = 1 << CAP_NET_BIND_SERVICE;
+    ensure(amb & bit != 0 && eff & bit != 0, || {
+        format!("uid 1000 with ambient NET_BIND_SERVICE: CapAmb {amb:016x}, CapEff {eff:016x}")
+    })?;
+    Ok(format!("CapAmb {amb:016x}"))
 }
 
 async fn caps_drop(s: Arc<Scope>) -> CaseResult {
@@ -520,6 +559,28 @@ async fn pid_pod(s: Arc<Scope>) -> CaseResult {
         .await?;
     ensure(all.contains(&marker), || {
         format!("the second container does not see the first one's process: {all:?}")
+    })?;
+    Ok(String::new())
+}
+
+async fn pid_target(s: Arc<Scope>) -> CaseResult {
+    let image = s.pulled(BUSYBOX, LATEST).await?;
+    let marker = format!("marker-{}", s.tag);
+    let script_a = format!("{SLEEP_SCRIPT} # {marker}");
+    // Each container of this pod has a PID namespace of its own: only target_id can join
+    // the second one to the first's.
+    let (pod_id, a_id, pod) = s
+        .started_in_new_pod(&image, &["sh", "-c", &script_a], |_| {}, |_| {})
+        .await?;
+    let mut b = s.container_config(&pod, &image, &["sh", "-c", SLEEP_SCRIPT]);
+    let ns = ctr_ns(&mut b);
+    ns.pid = cri::NamespaceMode::Target as i32;
+    ns.target_id = a_id;
+    let b_id = s.run(&pod_id, &pod, &b).await?;
+    // PID 1 of the target's namespace is the first container's process.
+    let init = s.sh(&b_id, "tr '\\0' ' ' < /proc/1/cmdline").await?;
+    ensure(init.contains(&marker), || {
+        format!("PID 1 of the new container's namespace is {init:?}, not the target's process")
     })?;
     Ok(String::new())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crid_api::cri;
 
 use super::container::CONTAINER_NEEDS;
-use super::support::{Scope, scoped};
+use super::support::{SLEEP_SCRIPT, Scope, drained, scoped};
 use super::{Area, Case, CaseResult, ensure, status_text};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -48,6 +48,30 @@ pub(super) fn cases() -> Vec<Case> {
             "cri:RuntimeService.ListPodSandboxStats#filter.id",
             "ListPodSandboxStats filtered by id returns that pod only",
             |ctx| Box::pin(scoped(ctx, "tq", list_pod_stats)),
+        ),
+        cases.required(
+            "stats/list-container-stats-filter-pod-labels",
+            "cri:RuntimeService.ListContainerStats#filter.pod_sandbox_id",
+            "ListContainerStats filtered by pod_sandbox_id, and by label_selector, returns only the matching container's stats",
+            |ctx| Box::pin(scoped(ctx, "tp", list_container_stats_pod_labels)),
+        ),
+        cases.required(
+            "stats/list-pod-sandbox-stats-filter-labels",
+            "cri:RuntimeService.ListPodSandboxStats#filter.label_selector",
+            "ListPodSandboxStats filtered by label_selector returns only the pods carrying every selected label",
+            |ctx| Box::pin(scoped(ctx, "tv", list_pod_stats_labels)),
+        ),
+        cases.optional(
+            "stats/stream-container-stats-filters",
+            "cri:RuntimeService.StreamContainerStats#filter",
+            "StreamContainerStats filtered by id, by pod and by label selector streams only the matching container's stats",
+            |ctx| Box::pin(scoped(ctx, "tsc", stream_container_stats)),
+        ),
+        cases.optional(
+            "stats/stream-pod-sandbox-stats-filters",
+            "cri:RuntimeService.StreamPodSandboxStats#filter",
+            "StreamPodSandboxStats filtered by id and by label selector streams only the matching pod's stats",
+            |ctx| Box::pin(scoped(ctx, "tsp", stream_pod_stats)),
         ),
     ]
 }
@@ -202,6 +226,185 @@ async fn list_pod_stats(s: Arc<Scope>) -> CaseResult {
     ensure(ids == [pod.clone()], || {
         format!("got {ids:?}, expected [{pod}]")
     })?;
+    Ok(String::new())
+}
+
+/// Two running containers, each in a pod of its own; the first container and its pod carry
+/// the label `pick=a`, the second `pick=b`. Returns (pod a, container a, pod b, container b).
+async fn labelled_pair(s: &Scope) -> Result<(String, String, String, String), String> {
+    let mut ids = Vec::new();
+    for v in ["a", "b"] {
+        let label = |m: &mut std::collections::HashMap<String, String>| {
+            m.insert("pick".into(), v.into());
+        };
+        let (pod, ctr, _) = s
+            .busybox(
+                SLEEP_SCRIPT,
+                |p| label(&mut p.labels),
+                |c| label(&mut c.labels),
+            )
+            .await?;
+        ids.push((pod, ctr));
+    }
+    let (b, a) = (ids.pop(), ids.pop());
+    match (a, b) {
+        (Some((pa, ca)), Some((pb, cb))) => Ok((pa, ca, pb, cb)),
+        _ => Err("two containers were asked for".into()),
+    }
+}
+
+async fn list_container_stats_with(
+    s: &Scope,
+    filter: cri::ContainerStatsFilter,
+) -> Result<Vec<String>, String> {
+    Ok(s.rs()
+        .list_container_stats(cri::ListContainerStatsRequest {
+            filter: Some(filter),
+        })
+        .await
+        .map_err(|e| format!("ListContainerStats: {}", status_text(&e)))?
+        .into_inner()
+        .stats
+        .into_iter()
+        .map(|st| st.attributes.map(|a| a.id).unwrap_or_default())
+        .collect())
+}
+
+async fn list_container_stats_pod_labels(s: Arc<Scope>) -> CaseResult {
+    let (pod_a, ctr_a, _, _) = labelled_pair(&s).await?;
+    let by_pod = list_container_stats_with(
+        &s,
+        cri::ContainerStatsFilter {
+            pod_sandbox_id: pod_a.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure(by_pod == [ctr_a.clone()], || {
+        format!("filter.pod_sandbox_id {pod_a}: stats of {by_pod:?}, expected [{ctr_a}]")
+    })?;
+    let by_label = list_container_stats_with(
+        &s,
+        cri::ContainerStatsFilter {
+            label_selector: s.selector(&[("pick", "a")]),
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure(by_label == [ctr_a.clone()], || {
+        format!("filter.label_selector pick=a: stats of {by_label:?}, expected [{ctr_a}]")
+    })?;
+    Ok(String::new())
+}
+
+async fn list_pod_stats_labels(s: Arc<Scope>) -> CaseResult {
+    let (pod_a, _, _, _) = labelled_pair(&s).await?;
+    let ids: Vec<String> = s
+        .rs()
+        .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+            filter: Some(cri::PodSandboxStatsFilter {
+                label_selector: s.selector(&[("pick", "a")]),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(|e| format!("ListPodSandboxStats: {}", status_text(&e)))?
+        .into_inner()
+        .stats
+        .into_iter()
+        .map(|p| p.attributes.map(|a| a.id).unwrap_or_default())
+        .collect();
+    ensure(ids == [pod_a.clone()], || {
+        format!("filter.label_selector pick=a: stats of pods {ids:?}, expected [{pod_a}]")
+    })?;
+    Ok(String::new())
+}
+
+async fn stream_container_stats(s: Arc<Scope>) -> CaseResult {
+    let (_, ctr_a, pod_b, ctr_b) = labelled_pair(&s).await?;
+    for (what, filter, want) in [
+        (
+            "id",
+            cri::ContainerStatsFilter {
+                id: ctr_a.clone(),
+                ..Default::default()
+            },
+            &ctr_a,
+        ),
+        (
+            "pod_sandbox_id",
+            cri::ContainerStatsFilter {
+                pod_sandbox_id: pod_b.clone(),
+                ..Default::default()
+            },
+            &ctr_b,
+        ),
+        (
+            "label_selector pick=a",
+            cri::ContainerStatsFilter {
+                label_selector: s.selector(&[("pick", "a")]),
+                ..Default::default()
+            },
+            &ctr_a,
+        ),
+    ] {
+        let got: Vec<String> = drained(
+            "StreamContainerStats",
+            s.rs()
+                .stream_container_stats(cri::StreamContainerStatsRequest {
+                    filter: Some(filter),
+                })
+                .await,
+        )
+        .await?
+        .into_iter()
+        .flat_map(|m| m.container_stats)
+        .map(|st| st.attributes.map(|a| a.id).unwrap_or_default())
+        .collect();
+        ensure(got == [want.clone()], || {
+            format!("filter {what} streamed stats of {got:?}, expected [{want}]")
+        })?;
+    }
+    Ok(String::new())
+}
+
+async fn stream_pod_stats(s: Arc<Scope>) -> CaseResult {
+    let (pod_a, _, pod_b, _) = labelled_pair(&s).await?;
+    for (what, filter, want) in [
+        (
+            "id",
+            cri::PodSandboxStatsFilter {
+                id: pod_a.clone(),
+                ..Default::default()
+            },
+            &pod_a,
+        ),
+        (
+            "label_selector pick=b",
+            cri::PodSandboxStatsFilter {
+                label_selector: s.selector(&[("pick", "b")]),
+                ..Default::default()
+            },
+            &pod_b,
+        ),
+    ] {
+        let got: Vec<String> = drained(
+            "StreamPodSandboxStats",
+            s.rs()
+                .stream_pod_sandbox_stats(cri::StreamPodSandboxStatsRequest {
+                    filter: Some(filter),
+                })
+                .await,
+        )
+        .await?
+        .into_iter()
+        .flat_map(|m| m.pod_sandbox_stats)
+        .map(|p| p.attributes.map(|a| a.id).unwrap_or_default())
+        .collect();
+        ensure(got == [want.clone()], || {
+            format!("filter {what} streamed stats of pods {got:?}, expected [{want}]")
+        })?;
+    }
     Ok(String::new())
 }
 

@@ -852,9 +852,66 @@ pub(crate) fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
+/// Every message of a server stream (the streaming list RPCs), or the error that ended it.
+pub(crate) async fn drained<M>(
+    rpc: &str,
+    r: Result<tonic::Response<tonic::Streaming<M>>, tonic::Status>,
+) -> Result<Vec<M>, String> {
+    let mut stream = r
+        .map_err(|e| format!("{rpc}: {}", status_text(&e)))?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = stream
+        .message()
+        .await
+        .map_err(|e| format!("{rpc}: {}", status_text(&e)))?
+    {
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Judges the `info` of a status RPC asked once without and once with `verbose`: api.proto
+/// says info comes only when verbose is true, its values JSON. Returns the keys given.
+pub(crate) fn check_verbose_info(
+    rpc: &str,
+    terse: HashMap<String, String>,
+    verbose: HashMap<String, String>,
+) -> Result<String, String> {
+    ensure_ok(terse.is_empty(), || {
+        format!(
+            "{rpc} with verbose false returned info {:?}",
+            terse.keys().collect::<Vec<_>>()
+        )
+    })?;
+    ensure_ok(!verbose.is_empty(), || {
+        format!("{rpc} with verbose true returned no info")
+    })?;
+    let mut keys: Vec<&String> = verbose.keys().collect();
+    keys.sort();
+    for k in &keys {
+        serde_json::from_str::<serde_json::Value>(&verbose[*k])
+            .map_err(|e| format!("{rpc} info[{k:?}] is not JSON: {e}"))?;
+    }
+    Ok(format!("info keys {keys:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verbose_info_only_when_asked_and_json() {
+        let map = |v: &[(&str, &str)]| -> HashMap<String, String> {
+            v.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert!(check_verbose_info("X", map(&[]), map(&[("info", "{\"pid\":1}")])).is_ok());
+        assert!(check_verbose_info("X", map(&[("info", "{}")]), map(&[("info", "{}")])).is_err());
+        assert!(check_verbose_info("X", map(&[]), map(&[])).is_err());
+        assert!(check_verbose_info("X", map(&[]), map(&[("info", "not json")])).is_err());
+    }
     use crate::cases::{Area, Case, ImageRefs, Needs, Requirement, Verdict};
     use crate::fixtures::containerd::{Containerd, ContainerdOptions};
     use crate::fixtures::registry::{Registry, RegistryOptions};

@@ -33,16 +33,18 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// Suite-level nodes (`[BeforeSuite]`, `[ReportAfterSuite] …`): not specs of their
-    /// own, but their failure explains why every spec was skipped.
+    /// Suite-level nodes (`[BeforeSuite]`, `[ReportAfterSuite] …`, suite-level
+    /// `DeferCleanup`): not specs of their own, but their failure explains why every spec
+    /// was skipped.
     pub fn is_suite_node(&self) -> bool {
-        const NODES: [&str; 6] = [
+        const NODES: [&str; 7] = [
             "[BeforeSuite]",
             "[AfterSuite]",
             "[SynchronizedBeforeSuite]",
             "[SynchronizedAfterSuite]",
             "[ReportBeforeSuite]",
             "[ReportAfterSuite]",
+            "[DeferCleanup (Suite)]",
         ];
         NODES.iter().any(|n| self.name.starts_with(n))
     }
@@ -68,10 +70,8 @@ pub fn parse(xml: &str) -> Result<Vec<Spec>, JunitError> {
         let raw_name = case
             .attribute("name")
             .ok_or_else(|| JunitError("a <testcase> has no name".into()))?;
-        let name = raw_name
-            .strip_prefix("[It] ")
-            .unwrap_or(raw_name)
-            .to_owned();
+        let name =
+            without_label_group(raw_name.strip_prefix("[It] ").unwrap_or(raw_name)).to_owned();
         let status = case.attribute("status").unwrap_or_default().to_owned();
         let seconds: f64 = case
             .attribute("time")
@@ -81,13 +81,17 @@ pub fn parse(xml: &str) -> Result<Vec<Spec>, JunitError> {
         let duration = Duration::try_from_secs_f64(seconds).unwrap_or_default();
         let child = |tag: &str| case.children().find(|c| c.has_tag_name(tag));
         let state = if let Some(f) = child("failure").or_else(|| child("error")) {
-            let message = f.attribute("message").unwrap_or_default().trim();
+            let body = f.text().unwrap_or_default();
+            let message = match f.attribute("message").unwrap_or_default().trim() {
+                // Reports written without the attribute (Kubernetes' own JUnit writer
+                // omits it) still carry the message in the body.
+                "" => body_message(body),
+                m => m.to_owned(),
+            };
             let kind = f.attribute("type").unwrap_or("failed");
             // The body starts with the location (or `[FAILED] …` then `In [It] at: …`);
             // one line of it tells a reader where to look.
-            let location = f
-                .text()
-                .unwrap_or_default()
+            let location = body
                 .lines()
                 .map(str::trim)
                 .find(|l| l.contains(".go:"))
@@ -118,6 +122,42 @@ pub fn parse(xml: &str) -> Result<Vec<Spec>, JunitError> {
         });
     }
     Ok(specs)
+}
+
+/// Ginkgo appends a spec's labels to its name as ` [a, b]`. Kubernetes' suites also write
+/// each label into the spec text as `[a]`, so there the group repeats the name and is
+/// dropped: names then read as the suites print them (and as their own reports, written
+/// without labels, name them). A group naming anything the text lacks is kept.
+fn without_label_group(name: &str) -> &str {
+    let Some(open) = name.rfind(" [") else {
+        return name;
+    };
+    let (head, group) = name.split_at(open);
+    let Some(inner) = group[2..].strip_suffix(']') else {
+        return name;
+    };
+    let redundant = !inner.is_empty()
+        && !inner.contains(['[', ']'])
+        && inner
+            .split(", ")
+            .all(|label| !label.is_empty() && head.contains(&format!("[{label}]")));
+    if redundant { head } else { name }
+}
+
+/// The message at the head of a failure body (`[FAILED] message…` up to the `In [It] at:`
+/// line), for reports whose `message` attribute is empty.
+fn body_message(body: &str) -> String {
+    let lines: Vec<&str> = body
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with("In ["))
+        .collect();
+    let text = lines.join("\n");
+    let text = text.trim();
+    // `[FAILED] `, `[PANICKED] `, `[TIMEDOUT] `...: the state is already in `type`.
+    match text.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((state, rest)) if state.chars().all(|c| c.is_ascii_uppercase()) => rest.to_owned(),
+        _ => text.to_owned(),
+    }
 }
 
 /// Decides whether a spec's failure fails the run.
@@ -225,6 +265,45 @@ In [It] at: /src/b_test.go:42 @ 01/02/25 10:00:00.000
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].requirement, Requirement::Required);
         assert!(entries[0].is_required_failure());
+    }
+
+    #[test]
+    fn label_groups_that_repeat_the_name_are_dropped() {
+        assert_eq!(
+            without_label_group(
+                "[sig-node] Pods x [NodeConformance] [Conformance] [sig-node, NodeConformance, Conformance]"
+            ),
+            "[sig-node] Pods x [NodeConformance] [Conformance]"
+        );
+        // Labels the text lacks stay: the group says something.
+        assert_eq!(
+            without_label_group("a works [fast, linux]"),
+            "a works [fast, linux]"
+        );
+        assert_eq!(
+            without_label_group("x [Conformance] [Conformance]"),
+            "x [Conformance]"
+        );
+        // A text ending in a tag of its own is no label group.
+        assert_eq!(
+            without_label_group("version info [Conformance]"),
+            "version info [Conformance]"
+        );
+        assert_eq!(without_label_group("[BeforeSuite]"), "[BeforeSuite]");
+        assert_eq!(without_label_group("y []"), "y []");
+    }
+
+    #[test]
+    fn an_empty_message_attribute_is_read_from_the_body() {
+        let xml = "<testsuites><testsuite name=\"S\"><testcase name=\"[It] t [a] [a]\" status=\"failed\" time=\"1\"><failure message=\"\" type=\"failed\">[FAILED] Timed out after 5s.&#xA;Expected true&#xA;In [It] at: /x/t.go:9 @ 01/02/25 10:00:00.1&#xA;</failure></testcase></testsuite></testsuites>";
+        let specs = parse(xml).unwrap();
+        assert_eq!(specs[0].name, "t [a]");
+        assert_eq!(
+            specs[0].state,
+            SpecState::Failed(
+                "failed: Timed out after 5s.\nExpected true (In [It] at: /x/t.go:9 @ 01/02/25 10:00:00.1)".into()
+            )
+        );
     }
 
     #[test]

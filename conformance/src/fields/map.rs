@@ -93,6 +93,27 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "pod-sandbox/status-verbose",
+        &["PodSandboxStatusRequest.verbose"],
+    ),
+    (
+        "pod-sandbox/runtime-handler",
+        &["RunPodSandboxRequest.runtime_handler"],
+    ),
+    (
+        "pod-sandbox/infra-security-context",
+        &[
+            "RunPodSandboxRequest.config.linux.security_context.run_as_user",
+            "RunPodSandboxRequest.config.linux.security_context.run_as_group",
+            "RunPodSandboxRequest.config.linux.security_context.supplemental_groups",
+            "RunPodSandboxRequest.config.linux.security_context.readonly_rootfs",
+        ],
+    ),
+    (
+        "pod-sandbox/stream-filters",
+        &["StreamPodSandboxesRequest.filter"],
+    ),
+    (
         "container/create-created",
         &[
             "CreateContainerRequest.pod_sandbox_id",
@@ -144,6 +165,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "CreateContainerRequest.config.mounts.recursive_read_only",
             "CreateContainerRequest.config.mounts.readonly",
         ],
+    ),
+    (
+        "container/mount-propagation",
+        &["CreateContainerRequest.config.mounts.propagation"],
     ),
     (
         "container/status-mounts",
@@ -244,6 +269,18 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "CreateContainerRequest.config.labels",
         ],
     ),
+    (
+        "container/status-verbose",
+        &["ContainerStatusRequest.verbose"],
+    ),
+    (
+        "container/devices",
+        &["CreateContainerRequest.config.devices"],
+    ),
+    (
+        "container/stream-filters",
+        &["StreamContainersRequest.filter"],
+    ),
     ("image/pull-tag", &["PullImageRequest.image.image"]),
     ("image/pull-digest", &["PullImageRequest.image.image"]),
     ("image/multi-tag", &["ImageStatusRequest.image.image"]),
@@ -293,6 +330,16 @@ pub const FIELDS: &[(&str, &[&str])] = &[
             "PullImageRequest.auth.server_address",
         ],
     ),
+    ("image/pull-auth-base64", &["PullImageRequest.auth.auth"]),
+    (
+        "image/list-filter-image",
+        &["ListImagesRequest.filter.image.image"],
+    ),
+    (
+        "image/stream-filter-image",
+        &["StreamImagesRequest.filter.image.image"],
+    ),
+    ("image/status-verbose", &["ImageStatusRequest.verbose"]),
     (
         "image/pull-missing-fails",
         &["PullImageRequest.image.image"],
@@ -330,11 +377,22 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "exec/exec-stdin-stderr",
+        &["ExecRequest.stdin", "ExecRequest.stderr"],
+    ),
+    ("exec/exec-tty", &["ExecRequest.tty"]),
+    ("exec/attach-stderr", &["AttachRequest.stderr"]),
+    (
         "exec/port-forward-url",
         &[
             "PortForwardRequest.pod_sandbox_id",
             "PortForwardRequest.port",
         ],
+    ),
+    ("exec/attach-tty", &["AttachRequest.tty"]),
+    (
+        "exec/attach-stdin-once",
+        &["CreateContainerRequest.config.stdin_once"],
     ),
     (
         "logs/cri-format",
@@ -407,6 +465,12 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     (
         "security-context/capabilities-add",
         &["CreateContainerRequest.config.linux.security_context.capabilities.add_capabilities"],
+    ),
+    (
+        "security-context/capabilities-ambient",
+        &[
+            "CreateContainerRequest.config.linux.security_context.capabilities.add_ambient_capabilities",
+        ],
     ),
     (
         "security-context/capabilities-drop",
@@ -483,6 +547,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "security-context/namespace-pid-target",
+        &["CreateContainerRequest.config.linux.security_context.namespace_options.target_id"],
+    ),
+    (
         "security-context/userns-mode",
         &[
             "RunPodSandboxRequest.config.linux.security_context.namespace_options.userns_options",
@@ -518,6 +586,28 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "resources/oom-score-adj",
+        &["CreateContainerRequest.config.linux.resources.oom_score_adj"],
+    ),
+    (
+        "resources/cpuset-cpus",
+        &["CreateContainerRequest.config.linux.resources.cpuset_cpus"],
+    ),
+    (
+        "resources/update-cpu-shares-cpuset",
+        &[
+            "UpdateContainerResourcesRequest.linux.cpu_shares",
+            "UpdateContainerResourcesRequest.linux.cpuset_cpus",
+        ],
+    ),
+    (
+        "resources/memory-swap-limit",
+        &[
+            "CreateContainerRequest.config.linux.resources.memory_swap_limit_in_bytes",
+            "UpdateContainerResourcesRequest.linux.memory_swap_limit_in_bytes",
+        ],
+    ),
+    (
         "resources/status-resources",
         &["CreateContainerRequest.config.linux.resources.memory_limit_in_bytes"],
     ),
@@ -540,6 +630,25 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     (
         "stats/list-pod-sandbox-stats-filter",
         &["ListPodSandboxStatsRequest.filter.id"],
+    ),
+    (
+        "stats/list-container-stats-filter-pod-labels",
+        &[
+            "ListContainerStatsRequest.filter.pod_sandbox_id",
+            "ListContainerStatsRequest.filter.label_selector",
+        ],
+    ),
+    (
+        "stats/list-pod-sandbox-stats-filter-labels",
+        &["ListPodSandboxStatsRequest.filter.label_selector"],
+    ),
+    (
+        "stats/stream-container-stats-filters",
+        &["StreamContainerStatsRequest.filter"],
+    ),
+    (
+        "stats/stream-pod-sandbox-stats-filters",
+        &["StreamPodSandboxStatsRequest.filter"],
     ),
     ("events/container-lifecycle", &[]),
     (

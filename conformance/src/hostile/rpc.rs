@@ -182,10 +182,6 @@ impl Rpc {
                 | Rpc::ListMetricDescriptors
                 | Rpc::ListPodSandboxMetrics
                 | Rpc::UpdatePodSandboxResources
-                | Rpc::StreamPodSandboxes
-                | Rpc::StreamContainers
-                | Rpc::StreamContainerStats
-                | Rpc::StreamPodSandboxStats
                 | Rpc::StreamPodSandboxMetrics
         )
     }
