@@ -585,3 +585,65 @@ async fn a_shim_container_outlives_a_crid_restart_needs_root() {
     .await;
     assert_nothing_left(&c.daemon, &ids);
 }
+
+// cri:RuntimeService.ReopenContainerLog on a shim handler: crid writes the log itself, so it
+// reopens the file when asked; after the kubelet's rename the new file gets the output at
+// once. A handler made after a restart has no copy of the container's output and says so.
+#[tokio::test]
+async fn reopen_log_starts_a_new_file_needs_root() {
+    let mut s = Setup::new();
+    let b = Bundle::new(
+        &[
+            "/bin/sh",
+            "-c",
+            "i=0; while :; do i=$((i+1)); echo line-$i; sleep 0.05; done",
+        ],
+        0,
+    );
+    let h = s.handler();
+    let req = s.request(&b);
+    create(&h, &req).await;
+    h.start(&b.id).await.expect("start");
+    eventually("first lines in the log", Duration::from_secs(10), || {
+        std::fs::read_to_string(&req.log_path).is_ok_and(|t| t.contains("line-3"))
+    })
+    .await;
+    let rotated = req.log_path.with_extension("log.1");
+    std::fs::rename(&req.log_path, &rotated).expect("rotate");
+    h.reopen_log(&b.id).await.expect("reopen");
+    assert!(
+        req.log_path.exists(),
+        "the new file exists when the call returns"
+    );
+    eventually("lines in the new file", Duration::from_secs(10), || {
+        std::fs::read_to_string(&req.log_path).is_ok_and(|t| t.lines().count() >= 2)
+    })
+    .await;
+    let old = std::fs::read_to_string(&rotated).expect("rotated");
+    let new = std::fs::read_to_string(&req.log_path).expect("new");
+    let last_old: u32 = old
+        .lines()
+        .filter_map(|l| l.rsplit("line-").next()?.parse().ok())
+        .max()
+        .expect("numbered lines");
+    let first_new: u32 = new
+        .lines()
+        .filter_map(|l| l.rsplit("line-").next()?.parse().ok())
+        .min()
+        .expect("numbered lines");
+    assert_eq!(
+        first_new,
+        last_old + 1,
+        "no line lost or repeated across the reopen"
+    );
+
+    let after = s.handler();
+    let err = after
+        .reopen_log(&b.id)
+        .await
+        .expect_err("no copy after a restart");
+    assert!(err.to_string().contains("no longer copies"), "{err}");
+    h.kill(&b.id, "KILL", false).await.expect("kill");
+    wait_exit(&req.exit_file).await;
+    h.delete(&b.id, false).await.expect("delete");
+}

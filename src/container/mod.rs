@@ -841,6 +841,17 @@ impl ContainerService {
         if record.log_path.as_os_str().is_empty() {
             return Ok(());
         }
+        // A handler without a monitor (a shim) writes the log itself.
+        if record.monitor_pid == 0 {
+            let runtime = self.runtime_of_pod(&record.pod_id).await?;
+            return runtime.reopen_log(id).await.map_err(|e| match e {
+                // Not a fault: this container's log cannot be reopened (FailedPrecondition).
+                crate::runtime::RuntimeError::NotSupported { .. } => {
+                    Error::Unsupported(format!("container {id}: {e}"))
+                }
+                e => Error::runtime(format!("container {id}: reopening its log"))(e),
+            });
+        }
         if !is_monitor_of(record.monitor_pid, id) {
             return Err(Error::InvalidState {
                 kind: "container",

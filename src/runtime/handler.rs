@@ -64,6 +64,15 @@ pub trait RuntimeHandler: Send + Sync + fmt::Debug {
     ) -> Result<Interactive, RuntimeError>;
     /// Changes the container's resources.
     async fn update(&self, id: &str, resources: &Resources) -> Result<(), RuntimeError>;
+    /// Reopens the container's log file at its path, for a handler that writes the log
+    /// itself (`monitor_pid` 0); returns once the file at the path is the one written.
+    /// Containers under crid-monitor are reopened through their monitor instead.
+    async fn reopen_log(&self, _id: &str) -> Result<(), RuntimeError> {
+        Err(RuntimeError::NotSupported {
+            handler: self.name().to_owned(),
+            what: "reopening a log outside crid-monitor",
+        })
+    }
 }
 
 /// An OCI runtime CLI whose containers run under crid-monitor.

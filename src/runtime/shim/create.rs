@@ -32,7 +32,12 @@ impl ShimHandler {
             .map_err(|e| self.io("create", id, e))?;
         match self.create_task(req, &fifos).await {
             Ok((record, client, pid)) => {
-                io::copy_to_log(id.to_owned(), stdout, stderr, log);
+                let (reopen, requests) = tokio::sync::mpsc::unbounded_channel();
+                self.log_reopens
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.to_owned(), reopen);
+                io::copy_to_log(id.to_owned(), stdout, stderr, log, requests);
                 let _ = std::fs::write(&req.pid_file, pid.to_string());
                 self.watch_exit(id, &client, &record.exit_file);
                 tracing::debug!(handler = %self.name, container = %id, pid, shim = %record.shim.address, "task created");

@@ -87,13 +87,18 @@ pub fn holding_writer(path: &Path) -> io::Result<std::fs::File> {
         .open(path)
 }
 
+/// A request to reopen the log file at its path; answered once the file is open.
+pub type Reopen = tokio::sync::oneshot::Sender<io::Result<()>>;
+
 /// Copies a container's stdout and stderr into its CRI log until both reach EOF (the
-/// container and the shim's copy are done).
+/// container and the shim's copy are done). A request on `reopen` (ReopenContainerLog,
+/// after the kubelet renamed the file away) reopens the file between two chunks.
 pub fn copy_to_log(
     id: String,
     stdout: pipe::Receiver,
     stderr: pipe::Receiver,
     mut log: LogWriter,
+    mut reopen: tokio::sync::mpsc::UnboundedReceiver<Reopen>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let (mut out, mut err) = (Some(stdout), Some(stderr));
@@ -102,6 +107,10 @@ pub fn copy_to_log(
             let (stream, n) = tokio::select! {
                 r = read_some(&mut out, &mut obuf) => (Stream::Stdout, r),
                 r = read_some(&mut err, &mut ebuf) => (Stream::Stderr, r),
+                Some(reply) = reopen.recv() => {
+                    let _ = reply.send(log.reopen());
+                    continue;
+                }
             };
             let (buf, slot) = match stream {
                 Stream::Stdout => (&obuf, &mut out),

@@ -85,6 +85,9 @@ pub struct ShimHandler {
     waiting: Arc<Mutex<HashSet<String>>>,
     /// The stdin FIFOs of containers with `stdin` set, held open (no EOF) while they live.
     stdins: Mutex<HashMap<String, std::fs::File>>,
+    /// Where to ask each container's log copy to reopen its file (this daemon's copies only:
+    /// a container that outlived a crid restart has none).
+    log_reopens: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<io::Reopen>>>,
     /// The events server, started on first use (`None`: it could not be started).
     events: tokio::sync::OnceCell<Option<events::EventServer>>,
 }
@@ -110,6 +113,7 @@ impl ShimHandler {
             waiting: Arc::default(),
             events: tokio::sync::OnceCell::new(),
             stdins: Mutex::default(),
+            log_reopens: Mutex::default(),
         }
     }
 
@@ -169,6 +173,10 @@ impl ShimHandler {
         let _ = std::fs::remove_file(self.record_path(id));
         let _ = std::fs::remove_file(events::oom_mark(&self.state_dir, id));
         self.stdins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.log_reopens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
@@ -585,6 +593,33 @@ impl RuntimeHandler for ShimHandler {
             handler: self.name.clone(),
             what: "interactive exec and attach (Exec/Attach streaming is OCI-only for now)",
         })
+    }
+
+    async fn reopen_log(&self, id: &str) -> Result<(), RuntimeError> {
+        let sender = self
+            .log_reopens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        // No copy (crid restarted since the create), or one that ended with the output.
+        let ended = || RuntimeError::NotSupported {
+            handler: self.name.clone(),
+            what: "reopening the log of a container whose output crid no longer copies (it was created before crid's last restart, or its output ended)",
+        };
+        sender.ok_or_else(ended)?.send(reply).map_err(|_| ended())?;
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(result)) => result.map_err(|e| self.io("reopen the log of", id, e)),
+            Ok(Err(_)) => Err(ended()),
+            Err(_) => Err(RuntimeError::Timeout {
+                handler: self.name.clone(),
+                binary: self.launcher.binary.clone(),
+                command: "reopen log".to_owned(),
+                id: Some(id.to_owned()),
+                timeout: self.timeout,
+            }),
+        }
     }
 
     async fn update(&self, id: &str, resources: &Resources) -> Result<(), RuntimeError> {
