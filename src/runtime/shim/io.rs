@@ -272,7 +272,8 @@ mod tests {
         let (out, err) = pair.open().expect("open");
         let log_path = dir.path().join("c.log");
         let log = LogWriter::open(&log_path, None).expect("log");
-        let task = copy_to_log("c".into(), out, err, log);
+        let (_reopen, requests) = tokio::sync::mpsc::unbounded_channel();
+        let task = copy_to_log("c".into(), out, err, log, requests);
         let (o, e) = (pair.stdout.clone(), pair.stderr.clone());
         tokio::task::spawn_blocking(move || {
             let mut w = std::fs::OpenOptions::new().write(true).open(o).expect("w");
