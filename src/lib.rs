@@ -12,6 +12,7 @@ pub mod container;
 pub mod daemon;
 pub mod digest;
 pub mod error;
+pub mod faults;
 pub mod host;
 pub mod image;
 pub mod monitor;

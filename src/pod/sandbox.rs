@@ -155,6 +155,7 @@ impl PodService {
     ) -> Result<String> {
         crate::spec::requests::check_pod(&config)?;
         let mut sysctls = Self::validate_pod(&config)?;
+        sysctls.retain(|_| !crate::faults::on(crate::faults::Fault::SysctlsDropped));
         // A sysctl this kernel lacks cannot be set; drop it unless told to refuse.
         let mut lacking = Vec::new();
         sysctls.retain(|(k, _)| {
@@ -287,7 +288,13 @@ impl PodService {
             dir: paths.ns(),
             net: !host_net,
             ipc: !host_ipc,
-            uts: (!host_net).then(|| hostname.clone()),
+            uts: (!host_net).then(|| {
+                if crate::faults::on(crate::faults::Fault::HostnameIgnored) {
+                    String::from("localhost")
+                } else {
+                    hostname.clone()
+                }
+            }),
             sysctls: sysctls.to_vec(),
         };
         let pinned = tokio::task::spawn_blocking(move || host.pin_namespaces(&req))
@@ -551,10 +558,19 @@ impl PodService {
     /// an unknown ID is not an error.
     pub async fn stop(&self, id: &str) -> Result<()> {
         let Some(pod) = self.registry.pod(id) else {
-            return Ok(());
+            return if crate::faults::on(crate::faults::Fault::StopPodUnknownNotFound) {
+                Err(Error::NotFound {
+                    kind: "pod sandbox",
+                    id: id.to_owned(),
+                })
+            } else {
+                Ok(())
+            };
         };
         let _op = pod.lock().await;
-        self.containers.stop_all(id).await?;
+        if !crate::faults::on(crate::faults::Fault::StopPodLeavesContainers) {
+            self.containers.stop_all(id).await?;
+        }
         self.release(&pod).await?;
         pod.update(|r| {
             r.state = PodState::NotReady;
@@ -569,7 +585,14 @@ impl PodService {
     /// everything the pod has on disk. Idempotent; an unknown ID is not an error.
     pub async fn remove(&self, id: &str) -> Result<()> {
         let Some(pod) = self.registry.pod(id) else {
-            return Ok(());
+            return if crate::faults::on(crate::faults::Fault::RemovePodUnknownNotFound) {
+                Err(Error::NotFound {
+                    kind: "pod sandbox",
+                    id: id.to_owned(),
+                })
+            } else {
+                Ok(())
+            };
         };
         let _op = pod.lock().await;
         self.containers.remove_all(id).await?;
