@@ -169,9 +169,9 @@ faults! {
     /// ExecSync ignores its timeout.
     ExecSyncIgnoresTimeout = "exec-sync-ignores-timeout", areas ["exec", "kubelet-replay"],
         clause "cri:RuntimeService.ExecSync#timeout";
-    /// ExecSync in an exited container is not refused.
-    ExecSyncInExited = "exec-sync-in-exited", areas ["exec"],
-        clause "cri:RuntimeService.ExecSync#container_id";
+    /// ExecSync returns the command's stderr inside its stdout, and no stderr.
+    ExecSyncMergesStderr = "exec-sync-merges-stderr", areas ["exec"],
+        clause "cri:RuntimeService.ExecSync#stderr";
     /// A log line longer than the monitor's buffer is written as full lines (F), not as
     /// partial ones (P) and a last full one.
     LogNoPartialTag = "log-no-partial-tag", areas ["logs"],

@@ -779,9 +779,7 @@ impl ContainerService {
         if cmd.is_empty() {
             return Err(Error::invalid("cmd", "must not be empty"));
         }
-        if !crate::faults::on(crate::faults::Fault::ExecSyncInExited) {
-            self.running(id)?;
-        }
+        self.running(id)?;
         let record = c.get();
         let runtime = self.runtime_of_pod(&record.pod_id).await?;
         let spec: oci::Spec = state::read_json(&self.layout.bundle(id).join("config.json"))

@@ -332,7 +332,11 @@ cri_service! {
         // cri:RuntimeService.ExecSync: output, exit code, timeout honoured.
         async fn exec_sync(&self, request: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
             let r = request.into_inner();
-            let out = self.containers.exec_sync(&r.container_id, r.cmd, r.timeout).await?;
+            let mut out = self.containers.exec_sync(&r.container_id, r.cmd, r.timeout).await?;
+            if crate::faults::on(crate::faults::Fault::ExecSyncMergesStderr) {
+                let stderr = std::mem::take(&mut out.stderr);
+                out.stdout.extend(stderr);
+            }
             Ok(Response::new(cri::ExecSyncResponse {
                 stdout: out.stdout,
                 stderr: out.stderr,
