@@ -14,6 +14,7 @@
 # CRID_FAULTS_BIN_DIR reuses a faults build (crid and crid-monitor); otherwise one is built
 # in target/faults, apart from the normal build. CRID_BIN_DIR names the harness's directory
 # (default: built in target/debug). CRID_REGISTRY_STATE reuses a running fixture registry.
+# CRID_MUTATION_SUBNET is the daemons' CNI subnet (default 10.219.0.0/24).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 args=()
@@ -60,6 +61,7 @@ fi
 
 status=0
 "$harness" mutate --crid-bin-dir "$faults_bin" --registry-state "$registry" --work-dir "$work" \
+  --subnet "${CRID_MUTATION_SUBNET:-10.219.0.0/24}" \
   ${record:+--record "$record"} "${args[@]}" || status=$?
 if [ -n "$record" ]; then
   # The generator reads the record at build time: build it again, then regenerate.

@@ -1251,6 +1251,17 @@ async fn mutate(
     record: Option<PathBuf>,
 ) -> anyhow::Result<bool> {
     use crid_conformance::mutate::{self, Results};
+    // The record first: a run of a quarter of an hour must not end unrecorded.
+    let old = match &record {
+        None => None,
+        Some(path) => Some(match std::fs::read_to_string(path) {
+            Ok(text) => {
+                Results::parse(&text).with_context(|| format!("reading {}", path.display()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Results::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }),
+    };
     let results = mutate::run(&opts, |line| eprintln!("mutate: {line}")).await?;
     let caught = results.caught();
     let total = results.fault.len();
@@ -1264,18 +1275,11 @@ async fn mutate(
             "; NOT CAUGHT faults are gaps in the harness"
         }
     );
-    if let Some(path) = record {
+    if let (Some(path), Some(old)) = (record, old) {
         let order: Vec<String> = mutate::list_faults(&opts.bin_dir)?
             .into_iter()
             .map(|f| f.name)
             .collect();
-        let old = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                Results::parse(&text).with_context(|| format!("reading {}", path.display()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Results::default(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
         let merged = old.merge(results, &order);
         write_file(&path, &merged.to_toml())?;
         println!(

@@ -536,7 +536,10 @@ async fn stop_kills(s: Arc<Scope>) -> CaseResult {
     // 128 + the signal, as docker, containerd and CRI-O report it and the kubelet reads it:
     // a bare 9 could not be told from `exit 9`.
     ensure(st.exit_code == 137, || {
-        format!("exit code {}, expected SIGKILL's 137 (128 + 9)", st.exit_code)
+        format!(
+            "exit code {}, expected SIGKILL's 137 (128 + 9)",
+            st.exit_code
+        )
     })?;
     Ok(format!("killed after {took:?}"))
 }

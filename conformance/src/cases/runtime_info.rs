@@ -266,11 +266,7 @@ async fn runtime_config_cgroup_driver(ctx: Ctx) -> CaseResult {
 /// `<prefix>-<id>.scope`, containerd's `cri-containerd-<id>.scope`), cgroupfs into a plain
 /// directory. With a cgroup namespace the container sees only `/`, and nothing is judged.
 async fn cgroup_driver_matches_containers(s: std::sync::Arc<Scope>) -> CaseResult {
-    let driver = match s
-        .rs()
-        .runtime_config(cri::RuntimeConfigRequest {})
-        .await
-    {
+    let driver = match s.rs().runtime_config(cri::RuntimeConfigRequest {}).await {
         Ok(r) => r
             .into_inner()
             .linux
@@ -299,11 +295,19 @@ fn judge_cgroup_driver(driver: cri::CgroupDriver, proc_cgroup: &str) -> CaseResu
                 .find_map(|l| l.strip_prefix("0::").map(|p| ("", p)))
         })
         .map(|(_, p)| p.trim())
-        .ok_or_else(|| format!("no memory or unified cgroup in /proc/self/cgroup: {proc_cgroup:?}"))?;
+        .ok_or_else(|| {
+            format!("no memory or unified cgroup in /proc/self/cgroup: {proc_cgroup:?}")
+        })?;
     if path == "/" {
-        return Ok(format!("{}: the container is in a cgroup namespace", driver.as_str_name()));
+        return Ok(format!(
+            "{}: the container is in a cgroup namespace",
+            driver.as_str_name()
+        ));
     }
-    let scope = path.rsplit('/').next().is_some_and(|c| c.ends_with(".scope"));
+    let scope = path
+        .rsplit('/')
+        .next()
+        .is_some_and(|c| c.ends_with(".scope"));
     ensure(scope == (driver == cri::CgroupDriver::Systemd), || {
         format!(
             "RuntimeConfig reports {} but the container's cgroup is {path}",

@@ -12,8 +12,9 @@ pub const RESULTS_TOML: &str = include_str!("../../traceability/mutation.toml");
 /// The command that records them (quoted in the generated page).
 pub const RECORD: &str = "scripts/mutation.sh";
 
-/// A mutation run.
+/// A mutation run. Every field has a default, so that a record without a run parses.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Results {
     /// Every area for every fault (`--full`), rather than the areas each fault declares.
     pub full: bool,
@@ -63,8 +64,21 @@ impl Results {
     }
 
     /// Takes the faults of `newer` over ours (a run of some faults updates only those),
-    /// keeping `order` (crid's list of names); faults no longer in it are dropped.
+    /// keeping `order` (crid's list of names); faults no longer in it are dropped. The
+    /// run's mode and duration are the newer run's only when it ran every fault.
     pub fn merge(mut self, newer: Results, order: &[String]) -> Results {
+        let complete = order
+            .iter()
+            .all(|n| newer.fault.iter().any(|f| &f.name == n));
+        if complete {
+            self.full = newer.full;
+            self.seconds = newer.seconds;
+            self.control_failures = newer.control_failures;
+        } else {
+            self.control_failures.extend(newer.control_failures);
+            self.control_failures.sort();
+            self.control_failures.dedup();
+        }
         for f in newer.fault {
             match self.fault.iter_mut().find(|o| o.name == f.name) {
                 Some(o) => *o = f,
@@ -74,9 +88,6 @@ impl Results {
         self.fault.retain(|f| order.contains(&f.name));
         self.fault
             .sort_by_key(|f| order.iter().position(|n| *n == f.name));
-        self.full = newer.full;
-        self.seconds = newer.seconds;
-        self.control_failures = newer.control_failures;
         self
     }
 
@@ -103,7 +114,7 @@ impl Results {
              the cases that failed under it and pass without it \
              (conformance/traceability/mutation.toml). A fault no case catches is a gap in the \
              harness.\n\n\
-             **Score: {} of {} faults caught ({:.0}%).** Each fault ran {}; the last run took \
+             **Score: {} of {} faults caught ({:.0}%).** Each fault ran {}; the last run of every fault took \
              {} min {} s.{}\n",
             self.caught(),
             self.fault.len(),
@@ -187,12 +198,19 @@ mod tests {
             fault: vec![fault("c", &["w"]), fault("b", &["v"])],
         };
         let order = ["a", "b", "c"].map(String::from);
-        let merged = old.merge(newer, &order);
+        let merged = old.clone().merge(newer.clone(), &order);
         let names: Vec<&str> = merged.fault.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "c"]);
         assert_eq!(merged.fault[1].caught_by, ["v"]);
         assert_eq!(merged.caught(), 3);
+        // A partial run keeps the whole run's duration.
+        assert_eq!(merged.seconds, 10);
         assert_eq!(merged.control_failures, ["z"]);
+        // A run of every fault replaces it.
+        let order = ["b", "c"].map(String::from);
+        let merged = old.merge(newer, &order);
+        assert_eq!(merged.seconds, 5);
+        assert_eq!(merged.fault.len(), 2);
     }
 
     #[test]
