@@ -287,7 +287,11 @@ async fn cgroup_driver_matches_containers(s: std::sync::Arc<Scope>) -> CaseResul
 fn judge_cgroup_driver(driver: cri::CgroupDriver, proc_cgroup: &str) -> CaseResult {
     let path = proc_cgroup
         .lines()
-        .filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2)))
+        .filter_map(|l| {
+            // hierarchy-ID:controllers:path; the path may hold a colon of its own.
+            let mut fields = l.splitn(3, ':').skip(1);
+            Some((fields.next()?, fields.next()?))
+        })
         .find(|(controllers, _)| controllers.split(',').any(|c| c == "memory"))
         .or_else(|| {
             proc_cgroup
