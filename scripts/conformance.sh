@@ -6,7 +6,8 @@
 # compare every cell with the same baseline; then the core areas on a third crid whose
 # default handler is a shim v2 (containerd-shim-runc-v2, the path Kata takes), compared
 # with conformance/baseline/crid-shim.toml; then a bounded property-based run against crid;
-# then a bounded run of malformed and hostile requests against crid; then a 5-minute soak.
+# then a bounded run of malformed and hostile requests against crid; then a 5-minute soak;
+# then a sample of the mutation score (three faults of crid's faults build, each caught).
 # The job fails on any unexplained difference (a failure the baseline does not list, a listed
 # failure with another message, a listed case that now passes, a case missing from a report),
 # on a harness error (exit status other than 0 or 1), on a props failure or timeout, and on
@@ -45,7 +46,8 @@ mkdir -p "$out"
 
 # Reports of an earlier run go first: a run that writes none must not be judged by them.
 fresh_report "$out/junit.xml" "$out/report.md" "$out/report.html" "$out/baseline.txt" \
-  "$out/matrix" "$out/matrix.txt" "$out/shim" "$out/props.txt" "$out/hostile.txt" "$out/soak.txt"
+  "$out/matrix" "$out/matrix.txt" "$out/shim" "$out/props.txt" "$out/hostile.txt" "$out/soak.txt" \
+  "$out/mutation.txt"
 
 work=$(mktemp -d /tmp/crid-conformance.XXXXXX)
 crid_pid=""
@@ -243,10 +245,29 @@ timeout --kill-after=10 "$((soak_seconds + 300))" "$bin/crid-conformance" soak \
   fi
   status=1
 }
+# The mutation sample (issue 15, scripts/mutation.sh): the faults build of crid and three
+# of its faults end to end on the same fixture registry, each of which a case must catch.
+# On the debug path (CI) the faults build shares the test build's target directory, so only
+# crid itself is rebuilt; without --fault it behaves as the normal build.
+echo
+mkdir -p "$work/faults-bin"
+if [ -n "${CRID_BIN_DIR:-}" ]; then
+  cargo build --locked --features faults --bin crid --bin crid-monitor
+  cp target/debug/crid target/debug/crid-monitor "$work/faults-bin/"
+else
+  cargo build --release --locked --features faults --bin crid --bin crid-monitor --target-dir target/faults
+  cp target/faults/release/crid target/faults/release/crid-monitor "$work/faults-bin/"
+fi
+mutation_limit=${CRID_MUTATION_TIMEOUT:-300}
+CRID_BIN_DIR=$bin CRID_FAULTS_BIN_DIR=$work/faults-bin CRID_REGISTRY_STATE=$work/fixtures \
+  timeout --kill-after=10 "$mutation_limit" scripts/mutation.sh --sample 2>&1 | tee "$out/mutation.txt" || {
+  echo "mutation sample: failed or no verdict within ${mutation_limit}s" | tee -a "$out/mutation.txt"
+  status=1
+}
 echo
 echo "matrix: $out/matrix/report.html, $out/matrix/summary.md, $out/matrix/baseline.txt"
 echo "shim v2 cell: $out/shim/junit-*.xml, $out/shim/baseline.txt (daemon log: $out/crid-shim.log)"
-echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt, $out/props.txt, $out/hostile.txt, $out/soak.txt (daemon log: $out/crid.log)"
+echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt, $out/props.txt, $out/hostile.txt, $out/soak.txt, $out/mutation.txt (daemon log: $out/crid.log)"
 if ((${#vm[@]})); then
   echo
   CRID_BIN_DIR=$bin CRID_REPORT_DIR=$out "${vm[@]}" || status=1

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod digest;
 pub mod error;
 pub mod failpoint;
+pub mod faults;
 pub mod host;
 pub mod image;
 pub mod monitor;

@@ -6,6 +6,7 @@
 //! builds local test images and serves them from a real registry. `baseline` compares a
 //! run with a runtime's known failures, each with its reason. `props` and `hostile` generate
 //! requests: lifecycle sequences checked against a model, and malformed or hostile RPCs.
+//! `mutate` scores the suite against a test build of crid with named faults.
 
 pub mod baseline;
 pub mod cases;
@@ -14,6 +15,7 @@ pub mod fields;
 pub mod fixtures;
 pub mod hostile;
 pub mod kubelet_corpus;
+pub mod mutate;
 pub mod props;
 pub mod report;
 pub mod runner;

@@ -260,6 +260,33 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
+    /// The mutation score: start a test build of crid (`--features faults`) once per
+    /// fault with `--fault NAME` on a fresh directory, run the cases of the areas the fault
+    /// declares (every case with --full), and report which cases caught it. A control run
+    /// without a fault comes first. Exits 1 when a fault is caught by no case.
+    Mutate {
+        /// Directory of the faults build's `crid` and `crid-monitor`.
+        #[arg(long, value_name = "DIR")]
+        crid_bin_dir: PathBuf,
+        /// The fixture registry started by `fixtures up --state-dir DIR`.
+        #[arg(long, value_name = "DIR")]
+        registry_state: PathBuf,
+        /// Only this fault; repeat for several (default: every fault of the build).
+        #[arg(long = "fault", value_name = "NAME")]
+        faults: Vec<String>,
+        /// Run the whole suite for every fault, not only the areas it declares.
+        #[arg(long)]
+        full: bool,
+        /// The daemons' CNI subnet (a private one no other network uses).
+        #[arg(long, default_value = "10.219.0.0/24")]
+        subnet: String,
+        /// Where the daemons' directories go.
+        #[arg(long, value_name = "DIR", default_value = "/tmp")]
+        work_dir: PathBuf,
+        /// Merge the results into this file (conformance/traceability/mutation.toml).
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+    },
     /// List the catalogue: case, clause, area, requirement.
     List,
     /// Print the traceability matrix (Markdown): every runtime.v1 RPC with the cases that
@@ -504,6 +531,37 @@ async fn main() -> ExitCode {
                 report,
             })
             .await
+        }
+        Command::Mutate {
+            crid_bin_dir,
+            registry_state,
+            faults,
+            full,
+            subnet,
+            work_dir,
+            record,
+        } => {
+            let images = match load_images(Some(registry_state)) {
+                Ok(Some(images)) => Ok(images),
+                Ok(None) => Err(anyhow::anyhow!(
+                    "the fixture registry state could not be read"
+                )),
+                Err(e) => Err(e),
+            };
+            match images {
+                Ok(images) => {
+                    let opts = crid_conformance::mutate::Options {
+                        bin_dir: crid_bin_dir,
+                        images,
+                        only: faults,
+                        full,
+                        subnet,
+                        work_root: work_dir,
+                    };
+                    mutate(opts, record).await
+                }
+                Err(e) => Err(e),
+            }
         }
         Command::List => {
             list();
@@ -1186,6 +1244,52 @@ async fn soak(args: SoakArgs) -> anyhow::Result<bool> {
         std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(r.failures().is_empty())
+}
+
+async fn mutate(
+    opts: crid_conformance::mutate::Options,
+    record: Option<PathBuf>,
+) -> anyhow::Result<bool> {
+    use crid_conformance::mutate::{self, Results};
+    // The record first: a run of a quarter of an hour must not end unrecorded.
+    let old = match &record {
+        None => None,
+        Some(path) => Some(match std::fs::read_to_string(path) {
+            Ok(text) => {
+                Results::parse(&text).with_context(|| format!("reading {}", path.display()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Results::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }),
+    };
+    let results = mutate::run(&opts, |line| eprintln!("mutate: {line}")).await?;
+    let caught = results.caught();
+    let total = results.fault.len();
+    let passed = caught == total;
+    println!(
+        "mutate: {caught} of {total} faults caught in {} s{}",
+        results.seconds,
+        if passed {
+            ""
+        } else {
+            "; NOT CAUGHT faults are gaps in the harness"
+        }
+    );
+    if let (Some(path), Some(old)) = (record, old) {
+        let order: Vec<String> = mutate::list_faults(&opts.bin_dir)?
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        let merged = old.merge(results, &order);
+        write_file(&path, &merged.to_toml())?;
+        println!(
+            "mutate: recorded in {} ({} of {} faults caught)",
+            path.display(),
+            merged.caught(),
+            merged.fault.len()
+        );
+    }
+    Ok(passed)
 }
 
 fn list() {

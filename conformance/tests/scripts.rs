@@ -243,4 +243,13 @@ fn the_job_scripts_swallow_no_exit_status() {
         soak.contains("status=1"),
         "a soak failure must fail the job: {soak}"
     );
+    // And the mutation sample (issue 15), bounded, where an uncaught fault fails the job.
+    let at = main
+        .find("timeout --kill-after=10 \"$mutation_limit\" scripts/mutation.sh --sample")
+        .expect("conformance.sh runs the mutation sample under a time bound");
+    let sample: String = main[at..].chars().take(300).collect();
+    assert!(
+        sample.contains("status=1"),
+        "an uncaught fault must fail the job: {sample}"
+    );
 }

@@ -13,6 +13,11 @@ fn main() -> ExitCode {
         println!("crid-monitor {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    // A test build's daemon hands its fault on (src/faults.rs); an unknown one is ignored.
+    #[cfg(feature = "faults")]
+    if let Ok(name) = std::env::var(crid::faults::ENV) {
+        let _ = crid::faults::select(&name);
+    }
     let args = match crid::monitor::supervise::parse_args(argv) {
         Ok(a) => a,
         Err(e) => {

@@ -28,6 +28,14 @@ struct Cli {
     /// error, warn, info, debug or trace (server.log_level).
     #[arg(long, global = true, value_name = "LEVEL")]
     log_level: Option<LogLevel>,
+    /// Test builds only (feature `faults`): run with this fault (src/faults.rs).
+    #[cfg(feature = "faults")]
+    #[arg(long, value_name = "NAME")]
+    fault: Option<String>,
+    /// Test builds only (feature `faults`): print every fault as a JSON line and exit.
+    #[cfg(feature = "faults")]
+    #[arg(long)]
+    list_faults: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -46,6 +54,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "faults")]
+    if let Some(code) = faults(&cli) {
+        return code;
+    }
     if let Some(Command::Version) = cli.command {
         println!("crid {}", crid::daemon::RUNTIME_VERSION);
         println!("CRI API {}", crid::daemon::RUNTIME_API_VERSION);
@@ -80,6 +92,32 @@ fn main() -> ExitCode {
         None | Some(Command::Serve) => {
             return_large_buffers_to_the_os();
             run_async(serve(config))
+        }
+    }
+}
+
+/// `--list-faults` prints and exits; `--fault` selects the fault, an unknown name ends crid.
+#[cfg(feature = "faults")]
+fn faults(cli: &Cli) -> Option<ExitCode> {
+    use crid::faults::{self, Fault};
+    if cli.list_faults {
+        for f in Fault::ALL {
+            let line = serde_json::json!({
+                "name": f.name(), "areas": f.areas(), "clause": f.clause(), "summary": f.summary(),
+            });
+            println!("{line}");
+        }
+        return Some(ExitCode::SUCCESS);
+    }
+    let name = cli.fault.as_deref()?;
+    match faults::select(name) {
+        Ok(f) => {
+            eprintln!("crid: running with fault {} ({})", f.name(), f.summary());
+            None
+        }
+        Err(e) => {
+            eprintln!("crid: --fault: {e}");
+            Some(ExitCode::from(2))
         }
     }
 }

@@ -63,12 +63,14 @@ impl ContainerService {
                 tracing::warn!(container = id, "cgroup cleanup: {e}");
             }
         }
-        let rootfs = self
-            .host
-            .remove_rootfs(&self.rootfs_layout(id))
-            .map_err(Error::host(format!(
-                "container {id}: removing its root filesystem"
-            )));
+        let rootfs = if crate::faults::on(crate::faults::Fault::LeakRootfsMount) {
+            Ok(())
+        } else {
+            self.host.remove_rootfs(&self.rootfs_layout(id))
+        }
+        .map_err(Error::host(format!(
+            "container {id}: removing its root filesystem"
+        )));
         crate::failpoint!("remove.rootfs-unmounted");
         let bundle = crate::state::remove_dir_all(&self.layout.bundle(id))
             .map_err(Error::host(format!("container {id}: removing its bundle")));

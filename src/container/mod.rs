@@ -264,7 +264,13 @@ impl ContainerService {
         if config.image.as_ref().is_none_or(|i| i.image.is_empty()) {
             return Err(Error::invalid("config.image.image", "must not be empty"));
         }
-        spec::requests::check_container(config)?;
+        spec::requests::check_container(config).map_err(|e| {
+            if crate::faults::on(crate::faults::Fault::RefusalNotInvalidArgument) {
+                Error::Unsupported(e.to_string())
+            } else {
+                e.into()
+            }
+        })?;
         Ok(())
     }
 
@@ -558,7 +564,9 @@ impl ContainerService {
     pub async fn stop(&self, id: &str, timeout: i64) -> Result<()> {
         match self.live_container(id) {
             Ok(c) => self.stop_object(&c, timeout).await,
-            Err(Error::NotFound { .. }) => {
+            Err(Error::NotFound { .. })
+                if !crate::faults::on(crate::faults::Fault::StopUnknownNotFound) =>
+            {
                 tracing::debug!(container = %id, "StopContainer of an unknown container: nothing to do");
                 Ok(())
             }
@@ -627,9 +635,17 @@ impl ContainerService {
         let id = record.id.clone();
         let runtime = self.runtime_of_pod(&record.pod_id).await?;
         let all = shares_host_pid(&record.config);
-        if timeout > 0 {
+        if timeout > 0 && !crate::faults::on(crate::faults::Fault::StopKillsAtOnce) {
             runtime
-                .kill(&id, &record.stop_signal, all)
+                .kill(
+                    &id,
+                    if crate::faults::on(crate::faults::Fault::IgnoreStopSignal) {
+                        "TERM"
+                    } else {
+                        &record.stop_signal
+                    },
+                    all,
+                )
                 .await
                 .map_err(Error::runtime(format!(
                     "container {id}: sending {}",
@@ -696,6 +712,9 @@ impl ContainerService {
         }
         match self.registry.container(id) {
             Some(c) => self.remove_object(&c).await,
+            None if crate::faults::on(crate::faults::Fault::RemoveUnknownNotFound) => {
+                Err(not_found(id))
+            }
             None => Ok(()),
         }
     }
@@ -711,9 +730,13 @@ impl ContainerService {
             .await?;
         c.forget().await?;
         crate::failpoint!("remove.unrecorded");
-        self.registry.drop_container(&id);
+        if !crate::faults::on(crate::faults::Fault::RemoveKeepsRecord) {
+            self.registry.drop_container(&id);
+        }
         tracing::info!(container = %id, "container removed");
-        self.registry.emit(&id, &record.pod_id, EventKind::Deleted);
+        if !crate::faults::on(crate::faults::Fault::EventsNoDeleted) {
+            self.registry.emit(&id, &record.pod_id, EventKind::Deleted);
+        }
         Ok(())
     }
 
@@ -734,7 +757,9 @@ impl ContainerService {
     pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: i64) -> Result<ExecOutput> {
         let (runtime, mut process) = self.exec_target(id, cmd).await?;
         process.terminal = false;
-        let limit = (timeout > 0).then(|| Duration::from_secs(timeout as u64));
+        let limit = (timeout > 0
+            && !crate::faults::on(crate::faults::Fault::ExecSyncIgnoresTimeout))
+        .then(|| Duration::from_secs(timeout as u64));
         let out = runtime
             .exec(id, &process, limit)
             .await
@@ -821,6 +846,9 @@ impl ContainerService {
         let mut config = record.config.clone();
         config.linux.get_or_insert_with(Default::default).resources = Some(resources.clone());
         self.check_enforceable(id, Some(&resources))?;
+        if crate::faults::on(crate::faults::Fault::UpdateResourcesNotApplied) {
+            return Ok(());
+        }
         let oci_resources = spec::resources(&config, &self.settings.host_resources);
         runtime
             .update(id, &oci_resources)
@@ -836,6 +864,13 @@ impl ContainerService {
     /// the monitor writes to the file now at the log path: the kubelet's rotation renames
     /// the file, calls this, and reads the new file at once.
     pub async fn reopen_log(&self, id: &str) -> Result<()> {
+        if crate::faults::on(crate::faults::Fault::ReopenExitedOk)
+            && self
+                .live_container(id)
+                .is_ok_and(|c| c.read(|r| r.state == ContainerState::Exited))
+        {
+            return Ok(());
+        }
         let c = self.running(id)?;
         let record = c.get();
         if record.log_path.as_os_str().is_empty() {
@@ -865,6 +900,9 @@ impl ContainerService {
             nix::sys::signal::Signal::SIGUSR1,
         )
         .map_err(|e| Error::host(format!("container {id}: signalling its monitor"))(e.into()))?;
+        if crate::faults::on(crate::faults::Fault::ReopenLogAsync) {
+            return Ok(());
+        }
         let deadline = tokio::time::Instant::now() + REOPEN_LIMIT;
         loop {
             if holds_file(record.monitor_pid, &record.log_path) {
@@ -924,7 +962,7 @@ pub(crate) fn mark_exited(
     r.finished_at_ns = exited_at_ns;
     r.reason = if oom_killed {
         "OOMKilled"
-    } else if exit_code == 0 {
+    } else if exit_code == 0 || crate::faults::on(crate::faults::Fault::ExitReasonCompleted) {
         "Completed"
     } else {
         "Error"

@@ -125,8 +125,20 @@ impl LogWriter {
         for (content, full) in records(chunk) {
             buf.extend_from_slice(ts.as_bytes());
             buf.push(b' ');
-            buf.extend_from_slice(stream.as_str().as_bytes());
-            buf.extend_from_slice(if full { b" F " } else { b" P " });
+            buf.extend_from_slice(
+                if crate::faults::on(crate::faults::Fault::LogStreamAlwaysStdout) {
+                    b"stdout"
+                } else {
+                    stream.as_str().as_bytes()
+                },
+            );
+            buf.extend_from_slice(
+                if full || crate::faults::on(crate::faults::Fault::LogNoPartialTag) {
+                    b" F "
+                } else {
+                    b" P "
+                },
+            );
             buf.extend_from_slice(content);
             buf.push(b'\n');
         }

@@ -270,6 +270,15 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
     };
     // The container's exit is its init's exit: record it now, even if a process that
     // survived init (one in a pod-shared PID namespace) still holds the pipes open.
+    if crate::faults::on(crate::faults::Fault::ExitWaitsForPipes) {
+        let _ = copy(
+            &mut log,
+            &mut output,
+            &signals,
+            None,
+            Some(Instant::now() + std::time::Duration::from_secs(2)),
+        );
+    }
     exit::write(&args.exit_file, &record).map_err(sys("write the exit file"))?;
     // Then keep logging what such survivors write, until they close the pipes (the daemon
     // kills the rest of the container's cgroup when it stops the container) or the window
@@ -456,7 +465,12 @@ fn copy(
                         exit_code = Some(code)
                     }
                     Ok(WaitStatus::Signaled(pid, sig, _)) if Some(pid) == init => {
-                        exit_code = Some(128 + sig as i32)
+                        exit_code =
+                            Some(if crate::faults::on(crate::faults::Fault::WrongExitCode) {
+                                sig as i32
+                            } else {
+                                128 + sig as i32
+                            })
                     }
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
                     Ok(_) => {}

@@ -37,7 +37,7 @@ pub fn resolv_conf(dns: Option<&cri::DnsConfig>) -> Result<Option<String>, FileE
         }
     };
     let mut out = String::new();
-    if !dns.searches.is_empty() {
+    if !dns.searches.is_empty() && !crate::faults::on(crate::faults::Fault::DnsSearchesDropped) {
         for s in &dns.searches {
             word("dns_config.searches", s)?;
         }

@@ -154,6 +154,7 @@ impl PodService {
         handler: &str,
     ) -> Result<String> {
         let mut sysctls = Self::validate_pod(&config)?;
+        sysctls.retain(|_| !crate::faults::on(crate::faults::Fault::SysctlsDropped));
         // A sysctl this kernel lacks cannot be set; drop it unless told to refuse.
         let mut lacking = Vec::new();
         sysctls.retain(|(k, _)| {
@@ -298,7 +299,13 @@ impl PodService {
             dir: paths.ns(),
             net: !host_net,
             ipc: !host_ipc,
-            uts: (!host_net).then(|| hostname.clone()),
+            uts: (!host_net).then(|| {
+                if crate::faults::on(crate::faults::Fault::HostnameIgnored) {
+                    String::from("localhost")
+                } else {
+                    hostname.clone()
+                }
+            }),
             sysctls: sysctls.to_vec(),
         };
         let pinned = tokio::task::spawn_blocking(move || host.pin_namespaces(&req))
@@ -589,14 +596,23 @@ impl PodService {
     /// an unknown ID is not an error.
     pub async fn stop(&self, id: &str) -> Result<()> {
         let Some(pod) = self.registry.pod(id) else {
-            return Ok(());
+            return if crate::faults::on(crate::faults::Fault::StopPodUnknownNotFound) {
+                Err(Error::NotFound {
+                    kind: "pod sandbox",
+                    id: id.to_owned(),
+                })
+            } else {
+                Ok(())
+            };
         };
         let _op = pod.lock().await;
         // Not ready before anything is torn down: a stop that fails or is cut short by a
         // crash leaves a pod that says what it is, and the kubelet's retry finishes it.
         pod.update(|r| r.state = PodState::NotReady).await?;
         crate::failpoint!("stop-pod.not-ready");
-        self.containers.stop_all(id).await?;
+        if !crate::faults::on(crate::faults::Fault::StopPodLeavesContainers) {
+            self.containers.stop_all(id).await?;
+        }
         self.release(&pod).await?;
         pod.update(|r| r.infra = None).await?;
         tracing::info!(pod = %id, "pod sandbox stopped");
@@ -607,7 +623,14 @@ impl PodService {
     /// everything the pod has on disk. Idempotent; an unknown ID is not an error.
     pub async fn remove(&self, id: &str) -> Result<()> {
         let Some(pod) = self.registry.pod(id) else {
-            return Ok(());
+            return if crate::faults::on(crate::faults::Fault::RemovePodUnknownNotFound) {
+                Err(Error::NotFound {
+                    kind: "pod sandbox",
+                    id: id.to_owned(),
+                })
+            } else {
+                Ok(())
+            };
         };
         let _op = pod.lock().await;
         self.containers.remove_all(id).await?;

@@ -9,6 +9,9 @@ use crate::state::{ContainerRecord, ContainerState, PodRecord, PodState};
 fn pod_state(s: PodState) -> i32 {
     match s {
         PodState::Ready => cri::PodSandboxState::SandboxReady as i32,
+        PodState::NotReady if crate::faults::on(crate::faults::Fault::StoppedPodReady) => {
+            cri::PodSandboxState::SandboxReady as i32
+        }
         PodState::Creating | PodState::NotReady => cri::PodSandboxState::SandboxNotready as i32,
     }
 }
@@ -36,7 +39,11 @@ pub fn pod_status(r: &PodRecord) -> cri::PodSandboxStatus {
         state: pod_state(r.state),
         created_at: r.created_at_ns,
         network: Some(cri::PodSandboxNetworkStatus {
-            ip: ips.next().cloned().unwrap_or_default(),
+            ip: ips
+                .next()
+                .filter(|_| !crate::faults::on(crate::faults::Fault::PodIpMissing))
+                .cloned()
+                .unwrap_or_default(),
             additional_ips: ips.map(|ip| cri::PodIp { ip: ip.clone() }).collect(),
         }),
         linux: Some(cri::LinuxPodSandboxStatus {
@@ -45,7 +52,11 @@ pub fn pod_status(r: &PodRecord) -> cri::PodSandboxStatus {
             }),
         }),
         labels: labels(&r.config.labels),
-        annotations: labels(&r.config.annotations),
+        annotations: if crate::faults::on(crate::faults::Fault::PodStatusDropsAnnotations) {
+            HashMap::new()
+        } else {
+            labels(&r.config.annotations)
+        },
         runtime_handler: r.runtime_handler.clone(),
     }
 }
@@ -72,21 +83,26 @@ fn selected(selector: &HashMap<String, String>, labels: &HashMap<String, String>
 pub fn pod_matches(f: Option<&cri::PodSandboxFilter>, r: &PodRecord) -> bool {
     let Some(f) = f else { return true };
     (f.id.is_empty() || r.id.starts_with(&f.id))
-        && f.state
-            .as_ref()
-            .is_none_or(|s| s.state == pod_state(r.state))
-        && selected(&f.label_selector, &r.config.labels)
+        && (crate::faults::on(crate::faults::Fault::PodListIgnoresState)
+            || f.state
+                .as_ref()
+                .is_none_or(|s| s.state == pod_state(r.state)))
+        && (crate::faults::on(crate::faults::Fault::PodListIgnoresLabels)
+            || selected(&f.label_selector, &r.config.labels))
 }
 
 /// cri:ContainerFilter: ID prefix, state, pod ID prefix, labels.
 pub fn container_matches(f: Option<&cri::ContainerFilter>, r: &ContainerRecord) -> bool {
     let Some(f) = f else { return true };
     (f.id.is_empty() || r.id.starts_with(&f.id))
-        && (f.pod_sandbox_id.is_empty() || r.pod_id.starts_with(&f.pod_sandbox_id))
+        && (crate::faults::on(crate::faults::Fault::ContainerListIgnoresPod)
+            || f.pod_sandbox_id.is_empty()
+            || r.pod_id.starts_with(&f.pod_sandbox_id))
         && f.state
             .as_ref()
             .is_none_or(|s| s.state == container_state(r.state))
-        && selected(&f.label_selector, &r.config.labels)
+        && (crate::faults::on(crate::faults::Fault::ContainerListIgnoresLabels)
+            || selected(&f.label_selector, &r.config.labels))
 }
 
 fn image_spec(r: &ContainerRecord) -> cri::ImageSpec {
@@ -130,7 +146,11 @@ pub fn container_status(r: &ContainerRecord) -> cri::ContainerStatus {
         message: r.message.clone(),
         labels: labels(&r.config.labels),
         annotations: labels(&r.config.annotations),
-        mounts: r.config.mounts.clone(),
+        mounts: if crate::faults::on(crate::faults::Fault::StatusDropsMounts) {
+            Vec::new()
+        } else {
+            r.config.mounts.clone()
+        },
         log_path: r.log_path.display().to_string(),
         resources: r.resources.clone().map(|l| cri::ContainerResources {
             linux: Some(l),
@@ -153,6 +173,13 @@ pub fn container_status(r: &ContainerRecord) -> cri::ContainerStatus {
 pub fn event(e: &crate::registry::Event) -> cri::ContainerEventResponse {
     use crate::registry::EventKind;
     let kind = match e.kind {
+        // The fault swaps the two, so a watcher sees a container start before it exists.
+        EventKind::Created if crate::faults::on(crate::faults::Fault::EventsMisordered) => {
+            cri::ContainerEventType::ContainerStartedEvent
+        }
+        EventKind::Started if crate::faults::on(crate::faults::Fault::EventsMisordered) => {
+            cri::ContainerEventType::ContainerCreatedEvent
+        }
         EventKind::Created => cri::ContainerEventType::ContainerCreatedEvent,
         EventKind::Started => cri::ContainerEventType::ContainerStartedEvent,
         EventKind::Stopped => cri::ContainerEventType::ContainerStoppedEvent,
@@ -204,15 +231,22 @@ pub fn container_stats(c: &crate::container::stats::ContainerUsage) -> cri::Cont
             annotations: labels(&r.config.annotations),
         }),
         cpu: c.usage.as_ref().map(|u| cpu(c.at_ns, u, c.nano_cores)),
-        memory: c.usage.as_ref().map(|u| memory(c.at_ns, u)),
-        writable_layer: c.writable.map(|w| cri::FilesystemUsage {
-            timestamp: c.at_ns,
-            fs_id: Some(cri::FilesystemIdentifier {
-                mountpoint: c.mountpoint.clone(),
+        memory: c
+            .usage
+            .as_ref()
+            .filter(|_| !crate::faults::on(crate::faults::Fault::StatsMemoryMissing))
+            .map(|u| memory(c.at_ns, u)),
+        writable_layer: c
+            .writable
+            .filter(|_| !crate::faults::on(crate::faults::Fault::StatsWritableLayerMissing))
+            .map(|w| cri::FilesystemUsage {
+                timestamp: c.at_ns,
+                fs_id: Some(cri::FilesystemIdentifier {
+                    mountpoint: c.mountpoint.clone(),
+                }),
+                used_bytes: Some(cri::UInt64Value { value: w.bytes }),
+                inodes_used: Some(cri::UInt64Value { value: w.inodes }),
             }),
-            used_bytes: Some(cri::UInt64Value { value: w.bytes }),
-            inodes_used: Some(cri::UInt64Value { value: w.inodes }),
-        }),
         swap: None,
         io: None,
     }
@@ -221,7 +255,9 @@ pub fn container_stats(c: &crate::container::stats::ContainerUsage) -> cri::Cont
 /// cri:ContainerStatsFilter: ID prefix, pod ID prefix, labels.
 pub fn container_stats_match(f: Option<&cri::ContainerStatsFilter>, r: &ContainerRecord) -> bool {
     let Some(f) = f else { return true };
-    (f.id.is_empty() || r.id.starts_with(&f.id))
+    (crate::faults::on(crate::faults::Fault::StatsFilterIgnored)
+        || f.id.is_empty()
+        || r.id.starts_with(&f.id))
         && (f.pod_sandbox_id.is_empty() || r.pod_id.starts_with(&f.pod_sandbox_id))
         && selected(&f.label_selector, &r.config.labels)
 }

@@ -63,10 +63,21 @@ fn to_cri(r: &ImageRecord) -> cri::Image {
     let (uid, username) = user_of(&r.user);
     cri::Image {
         id: r.id.clone(),
-        repo_tags: r.repo_tags.clone(),
+        repo_tags: r
+            .repo_tags
+            .iter()
+            .take(if crate::faults::on(crate::faults::Fault::ImageOneTag) {
+                1
+            } else {
+                usize::MAX
+            })
+            .cloned()
+            .collect(),
         repo_digests: r.repo_digests.clone(),
         size: r.size,
-        uid: uid.map(|value| cri::Int64Value { value }),
+        uid: uid
+            .filter(|_| !crate::faults::on(crate::faults::Fault::ImageStatusDropsUid))
+            .map(|value| cri::Int64Value { value }),
         username,
         spec: Some(cri::ImageSpec {
             image: r.id.clone(),
@@ -111,7 +122,7 @@ cri_service! {
             let req = request.into_inner();
             let image = image_field(req.image)?;
             let Some(record) = self.images.find(&image, "image.image").map_err(|e| image_status(&e))? else {
-                return Ok(Response::new(cri::ImageStatusResponse::default()));
+                return if crate::faults::on(crate::faults::Fault::ImageStatusAbsentNotFound) { Err(Status::not_found(format!("image {image}: not found"))) } else { Ok(Response::new(cri::ImageStatusResponse::default())) };
             };
             let mut info = std::collections::HashMap::new();
             if req.verbose {
@@ -123,6 +134,9 @@ cri_service! {
         // cri:ImageService.PullImage: returns the image ID (config digest) as image_ref.
         async fn pull_image(&self, request: Request<cri::PullImageRequest>) -> Result<Response<cri::PullImageResponse>, Status> {
             let req = request.into_inner();
+            if req.image.is_none() && crate::faults::on(crate::faults::Fault::PullWithoutImageOk) {
+                return Ok(Response::new(cri::PullImageResponse::default()));
+            }
             let image = image_field(req.image)?;
             let creds = match req.auth {
                 Some(a) => Credentials::from_auth_config(&a.username, &a.password, &a.auth, &a.identity_token, &a.registry_token)
@@ -130,7 +144,7 @@ cri_service! {
                 None => Credentials::None,
             };
             let id = self.images.pull(&image, creds).await.map_err(|e| image_status(&e))?;
-            Ok(Response::new(cri::PullImageResponse { image_ref: id }))
+            Ok(Response::new(cri::PullImageResponse { image_ref: if crate::faults::on(crate::faults::Fault::ImageRefIsTag) { image } else { id } }))
         }
 
         // cri:ImageService.RemoveImage: by ID, tag or digest; all tags go; absent is OK.
@@ -147,7 +161,7 @@ cri_service! {
             let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or_default();
             let mount = fs.mount_point.display().to_string();
             Ok(Response::new(cri::ImageFsInfoResponse {
-                image_filesystems: vec![usage(ts, &mount, fs.images)],
+                image_filesystems: if crate::faults::on(crate::faults::Fault::ImageFsInfoEmpty) { Vec::new() } else { vec![usage(ts, &mount, fs.images)] },
                 container_filesystems: vec![usage(ts, &mount, fs.containers)],
             }))
         }

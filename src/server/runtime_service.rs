@@ -60,7 +60,7 @@ cri_service! {
                 version: daemon::KUBELET_API_VERSION.to_owned(),
                 runtime_name: daemon::RUNTIME_NAME.to_owned(),
                 runtime_version: daemon::RUNTIME_VERSION.to_owned(),
-                runtime_api_version: daemon::RUNTIME_API_VERSION.to_owned(),
+                runtime_api_version: if crate::faults::on(crate::faults::Fault::VersionWrongApi) { "v1alpha2" } else { daemon::RUNTIME_API_VERSION }.to_owned(),
             }))
         }
 
@@ -72,7 +72,7 @@ cri_service! {
                 .into_iter()
                 .map(|c| cri::RuntimeCondition {
                     r#type: c.kind.to_owned(),
-                    status: c.ready,
+                    status: c.ready && !(crate::faults::on(crate::faults::Fault::StatusRuntimeNotReady) && c.kind == "RuntimeReady"),
                     reason: c.reason,
                     message: c.message,
                 })
@@ -89,7 +89,8 @@ cri_service! {
                 })
                 .collect();
             let info = if request.get_ref().verbose {
-                self.daemon.status_info().await.into_iter().collect()
+                // The fault answers plain text, as containerd's `lastCNILoadStatus` = "OK".
+                self.daemon.status_info().await.into_iter().map(|(k, v)| if crate::faults::on(crate::faults::Fault::StatusInfoNotJson) { (k, "OK".to_owned()) } else { (k, v) }).collect()
             } else {
                 Default::default()
             };
@@ -107,6 +108,8 @@ cri_service! {
         // cri:RuntimeService.RuntimeConfig: the cgroup driver the kubelet must match.
         async fn runtime_config(&self, _request: Request<cri::RuntimeConfigRequest>) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
             let cgroup_driver = match self.daemon.cgroup_driver() {
+                CgroupDriver::Systemd if crate::faults::on(crate::faults::Fault::RuntimeConfigWrongDriver) => cri::CgroupDriver::Cgroupfs,
+                CgroupDriver::Cgroupfs if crate::faults::on(crate::faults::Fault::RuntimeConfigWrongDriver) => cri::CgroupDriver::Systemd,
                 CgroupDriver::Systemd => cri::CgroupDriver::Systemd,
                 CgroupDriver::Cgroupfs => cri::CgroupDriver::Cgroupfs,
             };
@@ -126,6 +129,8 @@ cri_service! {
             // A request without network_config changes nothing, as in CRI-O and containerd.
             if let Some(cidr) = cidr {
                 self.daemon.update_pod_cidr(cidr)?;
+            } else if crate::faults::on(crate::faults::Fault::UpdateRuntimeConfigHangs) {
+                std::future::pending::<()>().await;
             }
             Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
         }
@@ -133,6 +138,9 @@ cri_service! {
         // cri:RuntimeService.RunPodSandbox: namespaces, shared files, infra when needed.
         async fn run_pod_sandbox(&self, request: Request<cri::RunPodSandboxRequest>) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
             let r = request.into_inner();
+            if r.config.is_none() && crate::faults::on(crate::faults::Fault::RunPodWithoutConfig) {
+                return Ok(Response::new(cri::RunPodSandboxResponse::default()));
+            }
             let config = r.config.ok_or_else(|| Status::invalid_argument("config: is required"))?;
             let pod_sandbox_id = self.pods.run(config, &r.runtime_handler).await?;
             Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
@@ -310,11 +318,15 @@ cri_service! {
         // cri:RuntimeService.ExecSync: output, exit code, timeout honoured.
         async fn exec_sync(&self, request: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
             let r = request.into_inner();
-            let out = self.containers.exec_sync(&r.container_id, r.cmd, r.timeout).await?;
+            let mut out = self.containers.exec_sync(&r.container_id, r.cmd, r.timeout).await?;
+            if crate::faults::on(crate::faults::Fault::ExecSyncMergesStderr) {
+                let stderr = std::mem::take(&mut out.stderr);
+                out.stdout.extend(stderr);
+            }
             Ok(Response::new(cri::ExecSyncResponse {
                 stdout: out.stdout,
                 stderr: out.stderr,
-                exit_code: out.exit_code,
+                exit_code: if crate::faults::on(crate::faults::Fault::ExecSyncExitZero) { 0 } else { out.exit_code },
             }))
         }
 
@@ -337,7 +349,7 @@ cri_service! {
                 return Err(Status::invalid_argument("pod_sandbox_id: must not be empty"));
             }
             let usage = self.containers.pod_stats(&id)?;
-            Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(convert::pod_stats(&usage)) }))
+            Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(convert::pod_stats(&usage)).filter(|_| !crate::faults::on(crate::faults::Fault::PodStatsMissing)) }))
         }
 
         // cri:RuntimeService.ListPodSandboxStats: ready pods, id and label filters.

@@ -134,7 +134,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
         &UserRequest {
             run_as_user: sc.run_as_user.map(|v| v.value),
             run_as_username: sc.run_as_username.clone(),
-            run_as_group: sc.run_as_group.map(|v| v.value),
+            run_as_group: sc
+                .run_as_group
+                .filter(|_| !crate::faults::on(crate::faults::Fault::IgnoreRunAsGroup))
+                .map(|v| v.value),
             supplemental_groups: sc.supplemental_groups.clone(),
             strict_groups: sc.supplemental_groups_policy
                 == cri::SupplementalGroupsPolicy::Strict as i32,
@@ -147,11 +150,18 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
         container_env.push(("HOSTNAME".into(), input.sandbox.hostname.clone()));
     }
     container_env.extend(c.envs.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
+    if crate::faults::on(crate::faults::Fault::DropEnvVar) {
+        container_env.pop();
+    }
     let caps = sc.capabilities.clone().unwrap_or_default();
     let capabilities = security::capabilities(
         &CapabilityRequest {
             add: caps.add_capabilities,
-            drop: caps.drop_capabilities,
+            drop: if crate::faults::on(crate::faults::Fault::IgnoreCapDrop) {
+                Vec::new()
+            } else {
+                caps.drop_capabilities
+            },
             ambient: caps.add_ambient_capabilities,
         },
         sc.privileged,
@@ -161,7 +171,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
     let (resources, _) =
         host::enforceable(&linux.resources.clone().unwrap_or_default(), input.host);
     let process = oci::Process {
-        terminal: c.tty,
+        terminal: c.tty && !crate::faults::on(crate::faults::Fault::IgnoreTty),
         user: oci::User {
             uid: user.uid,
             gid: user.gid,
@@ -169,10 +179,18 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
         },
         args: process::argv(&c.command, &c.args, input.image)?,
         env: process::env(&input.image.env, &container_env, &user.home),
-        cwd: process::cwd(&c.working_dir, &input.image.working_dir)?,
+        cwd: process::cwd(
+            if crate::faults::on(crate::faults::Fault::IgnoreWorkingDir) {
+                ""
+            } else {
+                &c.working_dir
+            },
+            &input.image.working_dir,
+        )?,
         capabilities: Some(capabilities),
         rlimits: Vec::new(),
-        no_new_privileges: sc.no_new_privs,
+        no_new_privileges: sc.no_new_privs
+            && !crate::faults::on(crate::faults::Fault::IgnoreNoNewPrivs),
         apparmor_profile: apparmor_profile(sc.apparmor.as_ref())?,
         oom_score_adj: linux.resources.as_ref().map(|_| resources.oom_score_adj),
         selinux_label: String::new(),
@@ -248,7 +266,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
         process,
         root: oci::Root {
             path: input.rootfs.into(),
-            readonly: sc.readonly_rootfs,
+            readonly: sc.readonly_rootfs
+                && !crate::faults::on(crate::faults::Fault::IgnoreReadonlyRootfs),
         },
         hostname: String::new(),
         mounts: mount_list,
@@ -261,7 +280,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
             devices,
             seccomp,
             rootfs_propagation: rootfs_propagation.into(),
-            masked_paths: if sc.privileged {
+            masked_paths: if sc.privileged
+                || crate::faults::on(crate::faults::Fault::IgnoreMaskedPaths)
+            {
                 Vec::new()
             } else {
                 sc.masked_paths.clone()
@@ -372,12 +393,14 @@ fn cgroup_resources(
     let positive = |v: i64| (v > 0).then_some(v);
     let memory =
         (r.memory_limit_in_bytes > 0 || r.memory_swap_limit_in_bytes > 0).then(|| oci::Memory {
-            limit: positive(r.memory_limit_in_bytes),
+            limit: positive(r.memory_limit_in_bytes)
+                .filter(|_| !crate::faults::on(crate::faults::Fault::MemoryLimitDropped)),
             swap: positive(r.memory_swap_limit_in_bytes),
         });
     let cpu = oci::Cpu {
         shares: positive(r.cpu_shares).map(|v| v as u64),
-        quota: positive(r.cpu_quota),
+        quota: positive(r.cpu_quota)
+            .filter(|_| !crate::faults::on(crate::faults::Fault::CpuQuotaDropped)),
         period: positive(r.cpu_period).map(|v| v as u64),
         cpus: r.cpuset_cpus.clone(),
         mems: r.cpuset_mems.clone(),
@@ -410,9 +433,10 @@ fn seccomp(
 ) -> Result<Option<oci::Seccomp>, SpecError> {
     let Some(p) = profile else { return Ok(None) };
     match cri::security_profile::ProfileType::try_from(p.profile_type) {
-        Ok(cri::security_profile::ProfileType::RuntimeDefault) => {
-            Ok(Some(security::runtime_default_seccomp()))
-        }
+        Ok(cri::security_profile::ProfileType::RuntimeDefault) => Ok((!crate::faults::on(
+            crate::faults::Fault::SeccompDefaultUnconfined,
+        ))
+        .then(security::runtime_default_seccomp)),
         Ok(cri::security_profile::ProfileType::Unconfined) => Ok(None),
         Ok(cri::security_profile::ProfileType::Localhost) => match localhost {
             Some(profile) => Ok(Some(profile.clone())),

@@ -84,7 +84,7 @@ pub(super) fn cases() -> Vec<Case> {
         pull.required(
             "image/image-ref-consistency",
             "cri:ImageService.PullImage#image_ref",
-            "PullImage's image_ref, ImageStatus(image_ref).id and ImageStatus(tag).id name the same image",
+            "PullImage's image_ref is the image's ID or a digest of it, and ImageStatus(image_ref).id and ImageStatus(tag).id name the same image",
             |ctx| Box::pin(scoped(ctx, "ic", image_ref_consistency)),
         ),
         run.required(
@@ -383,6 +383,17 @@ async fn image_ref_consistency(s: Arc<Scope>) -> CaseResult {
             by_tag.id, by_ref.id
         )
     })?;
+    // api.proto: image_ref "should be an image ID or digest". The kubelet records it as the
+    // container's imageID; a tag it was given back would follow the tag when it moves.
+    ensure(
+        image_ref == by_tag.id || by_tag.repo_digests.contains(&image_ref),
+        || {
+            format!(
+                "image_ref {image_ref} is neither the image's ID {} nor one of its digests {:?}",
+                by_tag.id, by_tag.repo_digests
+            )
+        },
+    )?;
     Ok(format!("image_ref {image_ref}, id {}", by_tag.id))
 }
 

@@ -4,6 +4,8 @@ use crid_api::RuntimeServiceClient;
 use crid_api::cri;
 use tonic::Code;
 
+use super::container::CONTAINER_NEEDS;
+use super::support::{SLEEP_SCRIPT, Scope, scoped};
 use super::{Area, Case, CaseResult, Ctx, Needs, ensure, status_text};
 
 pub(super) fn cases() -> Vec<Case> {
@@ -24,7 +26,7 @@ pub(super) fn cases() -> Vec<Case> {
         cases.required(
             "runtime-info/status-conditions",
             "cri:RuntimeService.Status#status.conditions",
-            "Status reports both RuntimeReady and NetworkReady",
+            "Status reports both RuntimeReady and NetworkReady, RuntimeReady true",
             |ctx| Box::pin(status_conditions(ctx)),
         ),
         cases
@@ -56,6 +58,13 @@ pub(super) fn cases() -> Vec<Case> {
             "cri:RuntimeService.RuntimeConfig#linux.cgroup_driver",
             "RuntimeConfig reports a cgroup driver (or is Unimplemented, which the kubelet tolerates)",
             |ctx| Box::pin(runtime_config_cgroup_driver(ctx)),
+        ),
+        cases.needs(CONTAINER_NEEDS).optional(
+            "runtime-info/cgroup-driver-matches-containers",
+            "cri:RuntimeService.RuntimeConfig#linux.cgroup_driver",
+            "the reported cgroup driver is the one containers are placed with: a systemd \
+             driver's containers are in .scope units, a cgroupfs driver's are not",
+            |ctx| Box::pin(scoped(ctx, "rc", cgroup_driver_matches_containers)),
         ),
         cases.required(
             "runtime-info/update-runtime-config-pod-cidr",
@@ -122,6 +131,15 @@ async fn status_conditions(ctx: Ctx) -> CaseResult {
             )
         })?;
     }
+    // api.proto: RuntimeReady means the runtime "is up and ready to accept basic
+    // containers", which the endpoint the suite runs its containers on is: a false one
+    // makes the kubelet report the node NotReady and run nothing on it.
+    ensure(
+        conditions
+            .iter()
+            .any(|c| c.r#type == "RuntimeReady" && c.status),
+        || format!("RuntimeReady is false on an endpoint that runs containers: {conditions:?}"),
+    )?;
     let summary: Vec<_> = conditions
         .iter()
         .map(|c| format!("{}={}", c.r#type, c.status))
@@ -242,6 +260,67 @@ async fn runtime_config_cgroup_driver(ctx: Ctx) -> CaseResult {
     }
 }
 
+/// The kubelet builds every cgroup_parent in the driver RuntimeConfig reports, so a wrong
+/// answer places pods where the kubelet does not look. What tells the drivers apart from the
+/// inside: the systemd driver puts each container into a transient `.scope` unit (runc's
+/// `<prefix>-<id>.scope`, containerd's `cri-containerd-<id>.scope`), cgroupfs into a plain
+/// directory. With a cgroup namespace the container sees only `/`, and nothing is judged.
+async fn cgroup_driver_matches_containers(s: std::sync::Arc<Scope>) -> CaseResult {
+    let driver = match s.rs().runtime_config(cri::RuntimeConfigRequest {}).await {
+        Ok(r) => r
+            .into_inner()
+            .linux
+            .ok_or("RuntimeConfig answered without linux")?
+            .cgroup_driver(),
+        Err(st) if st.code() == Code::Unimplemented => {
+            return Ok("RuntimeConfig is Unimplemented: no driver to compare".into());
+        }
+        Err(st) => return Err(format!("RuntimeConfig failed: {}", status_text(&st))),
+    };
+    let (_, id, _) = s.busybox(SLEEP_SCRIPT, |_| {}, |_| {}).await?;
+    let cgroups = s.sh(&id, "cat /proc/self/cgroup").await?;
+    judge_cgroup_driver(driver, &cgroups)
+}
+
+/// The judgment: the container's own cgroup (memory controller on v1, the unified entry
+/// on v2) ends in `.scope` exactly when the driver is systemd.
+fn judge_cgroup_driver(driver: cri::CgroupDriver, proc_cgroup: &str) -> CaseResult {
+    let path = proc_cgroup
+        .lines()
+        .filter_map(|l| {
+            // hierarchy-ID:controllers:path; the path may hold a colon of its own.
+            let mut fields = l.splitn(3, ':').skip(1);
+            Some((fields.next()?, fields.next()?))
+        })
+        .find(|(controllers, _)| controllers.split(',').any(|c| c == "memory"))
+        .or_else(|| {
+            proc_cgroup
+                .lines()
+                .find_map(|l| l.strip_prefix("0::").map(|p| ("", p)))
+        })
+        .map(|(_, p)| p.trim())
+        .ok_or_else(|| {
+            format!("no memory or unified cgroup in /proc/self/cgroup: {proc_cgroup:?}")
+        })?;
+    if path == "/" {
+        return Ok(format!(
+            "{}: the container is in a cgroup namespace",
+            driver.as_str_name()
+        ));
+    }
+    let scope = path
+        .rsplit('/')
+        .next()
+        .is_some_and(|c| c.ends_with(".scope"));
+    ensure(scope == (driver == cri::CgroupDriver::Systemd), || {
+        format!(
+            "RuntimeConfig reports {} but the container's cgroup is {path}",
+            driver.as_str_name()
+        )
+    })?;
+    Ok(format!("{}: {path}", driver.as_str_name()))
+}
+
 async fn update_runtime_config_pod_cidr(ctx: Ctx) -> CaseResult {
     // A documentation range: valid, and routes nowhere on a test host.
     let req = cri::UpdateRuntimeConfigRequest {
@@ -260,6 +339,19 @@ async fn update_runtime_config_pod_cidr(ctx: Ctx) -> CaseResult {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_cgroup_driver_is_judged_by_the_containers_cgroup() {
+        use crid_api::cri::CgroupDriver::{Cgroupfs, Systemd};
+        let v1 = |p: &str| format!("12:pids:/x\n4:memory:{p}\n0::/\n");
+        assert!(super::judge_cgroup_driver(Cgroupfs, &v1("/crid/crid-abc")).is_ok());
+        assert!(super::judge_cgroup_driver(Systemd, &v1("/crid/crid-abc")).is_err());
+        assert!(super::judge_cgroup_driver(Systemd, &v1("/k.slice/crid-abc.scope")).is_ok());
+        assert!(super::judge_cgroup_driver(Cgroupfs, &v1("/k.slice/crid-abc.scope")).is_err());
+        // v2 only, and a cgroup namespace: nothing to judge.
+        assert!(super::judge_cgroup_driver(Systemd, "0::/a.slice/cri-x.scope\n").is_ok());
+        assert!(super::judge_cgroup_driver(Cgroupfs, "0::/\n").is_ok());
+    }
+
     use super::*;
 
     fn cond(t: &str, status: bool, reason: &str) -> cri::RuntimeCondition {

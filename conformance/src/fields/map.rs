@@ -18,6 +18,7 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     ),
     ("runtime-info/status-runtime-handlers", &[]),
     ("runtime-info/runtime-config-cgroup-driver", &[]),
+    ("runtime-info/cgroup-driver-matches-containers", &[]),
     (
         "runtime-info/update-runtime-config-pod-cidr",
         &["UpdateRuntimeConfigRequest.runtime_config.network_config.pod_cidr"],

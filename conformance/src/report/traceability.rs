@@ -196,6 +196,8 @@ pub fn to_traceability(cases: &[Case]) -> String {
 
     s.push_str(&field_section());
 
+    s.push_str(&crate::mutate::Results::checked_in().markdown());
+
     s.push_str("## Differences between runtimes\n\n");
     s.push_str(
         "Cases listed in exactly one of conformance/baseline/crid.toml and \

@@ -54,6 +54,9 @@ impl OciRuntime {
         // No kill_on_drop: the monitor must outlive this call (and the daemon). Until it has
         // reported, the guard kills it if this future is dropped.
         self.isolate(&mut cmd);
+        if let Some(f) = crate::faults::active() {
+            cmd.env(crate::faults::ENV, f.name());
+        }
         let child = cmd.spawn().map_err(|e| RuntimeError::Monitor {
             handler: self.name.clone(),
             id: req.id.clone(),
