@@ -336,6 +336,30 @@ fn misbehaving_plugin(dir: &Path) {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
+/// A fixture registry and a crid that finds CNI plugins in `plugins` before
+/// /usr/lib/cni, with a 2 s timeout per plugin call.
+async fn plugin_cluster(plugins: &Path) -> Cluster {
+    use crid_conformance::fixtures::registry::{Registry, RegistryOptions};
+    let registry = Registry::start(RegistryOptions::plain())
+        .await
+        .expect("start docker-registry (run scripts/setup.sh)");
+    registry.push_all_fixtures().await.expect("push fixtures");
+    let host = registry.host();
+    let mut daemon = support::TestDaemon::prepare(&format!(
+        "[image]\ninsecure_registries = [\"{host}\"]\npause_image = \"{host}/pause:latest\"\n"
+    ));
+    daemon.write(
+        "crid.d/10-network.toml",
+        &format!(
+            "[network]\ncni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\nplugin_timeout_secs = 2\n",
+            plugins.display()
+        ),
+    );
+    daemon.spawn();
+    daemon.wait_ready();
+    Cluster { daemon, registry }
+}
+
 /// Live processes running `sleep 4321` (the hung plugin).
 fn hung_plugins() -> Vec<i32> {
     std::fs::read_dir("/proc")
@@ -357,30 +381,12 @@ fn hung_plugins() -> Vec<i32> {
 // on a sane network works afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_cni_plugin_fails_only_its_pod_needs_root() {
-    use crid_conformance::fixtures::registry::{Registry, RegistryOptions};
     let dir = tempfile::Builder::new()
         .prefix("crid-cni-")
         .tempdir()
         .expect("tempdir");
     misbehaving_plugin(dir.path());
-    let registry = Registry::start(RegistryOptions::plain())
-        .await
-        .expect("start docker-registry (run scripts/setup.sh)");
-    registry.push_all_fixtures().await.expect("push fixtures");
-    let host = registry.host();
-    let mut daemon = support::TestDaemon::prepare(&format!(
-        "[image]\ninsecure_registries = [\"{host}\"]\npause_image = \"{host}/pause:latest\"\n"
-    ));
-    daemon.write(
-        "crid.d/10-network.toml",
-        &format!(
-            "[network]\ncni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\nplugin_timeout_secs = 2\n",
-            dir.path().join("bin").display()
-        ),
-    );
-    daemon.spawn();
-    daemon.wait_ready();
-    let c = Cluster { daemon, registry };
+    let c = plugin_cluster(&dir.path().join("bin")).await;
     let net = support::cri::TestNetwork::install(&c.daemon, "mb", 77);
     let sane: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(c.daemon.path().join("net.d/10-test.conflist")).expect("read"),
@@ -467,9 +473,11 @@ async fn misbehaving_cni_plugin_fails_only_its_pod_needs_root() {
     assert!(net.leases().is_empty(), "{:?}", net.leases());
 }
 
-/// A chained CNI plugin that passes ADD through (its prevResult) and, on DEL, does what
-/// `<dir>/del-mode` says: `hang`, `crash` (binary garbage, exit 1), `garbage` (exit 0 with
-/// noise on stdout, which DEL's caller must not read as a failure) or `ok`.
+/// A CNI plugin, first in its chain, whose ADD answers an empty result (the bridge after it
+/// makes the interface; a shell script, so ADD stays fast on a loaded machine) and which,
+/// on DEL (run last), does what `<dir>/del-mode` says: `hang`, `crash` (binary garbage,
+/// exit 1), `garbage` (exit 0 with noise on stdout, which DEL's caller must not read as a
+/// failure) or `ok`.
 fn misbehaving_del_plugin(dir: &Path) {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).expect("mkdir");
@@ -479,7 +487,7 @@ fn misbehaving_del_plugin(dir: &Path) {
         format!(
             "#!/bin/sh\ncase \"$CNI_COMMAND\" in\n\
              VERSION) echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}}'; exit 0;;\n\
-             ADD) exec python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)[\"prevResult\"]))';;\n\
+             ADD) cat >/dev/null; echo '{{\"cniVersion\":\"1.0.0\"}}'; exit 0;;\n\
              DEL) cat >/dev/null;;\n*) cat >/dev/null; exit 0;;\nesac\n\
              case \"$(cat {d}/del-mode)\" in\n\
              hang) exec sleep 4321;;\n\
@@ -495,36 +503,17 @@ fn misbehaving_del_plugin(dir: &Path) {
 }
 
 // A CNI plugin that hangs or crashes on DEL: StopPodSandbox (and RemovePodSandbox) fails
-// within network.plugin_timeout_secs naming the plugin, the pod is NOTREADY (crid still
-// runs the chain's other DELs, so the bridge's veth and lease may already be gone), a
-// neighbour pod works meanwhile, and once the plugin behaves the retry releases everything. Noise on stdout with exit 0 is a success.
+// within network.plugin_timeout_secs naming the plugin, the pod is NOTREADY, a neighbour
+// pod works meanwhile, and once the plugin behaves the retry releases everything. Noise on stdout with exit 0 is a success.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_cni_del_fails_only_its_pod_and_the_retry_cleans_up_needs_root() {
-    use crid_conformance::fixtures::registry::{Registry, RegistryOptions};
     let dir = tempfile::Builder::new()
         .prefix("crid-cni-del-")
         .tempdir()
         .expect("tempdir");
     misbehaving_del_plugin(dir.path());
     std::fs::write(dir.path().join("del-mode"), "ok").expect("mode");
-    let registry = Registry::start(RegistryOptions::plain())
-        .await
-        .expect("start docker-registry (run scripts/setup.sh)");
-    registry.push_all_fixtures().await.expect("push fixtures");
-    let host = registry.host();
-    let mut daemon = support::TestDaemon::prepare(&format!(
-        "[image]\ninsecure_registries = [\"{host}\"]\npause_image = \"{host}/pause:latest\"\n"
-    ));
-    daemon.write(
-        "crid.d/10-network.toml",
-        &format!(
-            "[network]\ncni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\nplugin_timeout_secs = 2\n",
-            dir.path().join("bin").display()
-        ),
-    );
-    daemon.spawn();
-    daemon.wait_ready();
-    let c = Cluster { daemon, registry };
+    let c = plugin_cluster(&dir.path().join("bin")).await;
     let net = support::cri::TestNetwork::install(&c.daemon, "md", 78);
     let conflist = c.daemon.path().join("net.d/10-test.conflist");
     let mut chain: serde_json::Value =
@@ -532,7 +521,7 @@ async fn misbehaving_cni_del_fails_only_its_pod_and_the_retry_cleans_up_needs_ro
     chain["plugins"]
         .as_array_mut()
         .expect("plugins")
-        .push(serde_json::json!({"type": "misbehave-del"}));
+        .insert(0, serde_json::json!({"type": "misbehave-del"}));
     std::fs::write(&conflist, chain.to_string()).expect("write conflist");
     let image = c.pull("busybox").await;
     let mut rs = c.rs().await;
