@@ -116,6 +116,21 @@ fn stat(pid: i32) -> Option<(char, i32)> {
     Some((state, f.next()?.parse().ok()?))
 }
 
+/// Whether process `pid` has a handler for `signal` (`SigCgt` in /proc/PID/status).
+fn catches(pid: i32, signal: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let mask = s
+                .lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))?
+                .trim()
+                .to_owned();
+            u64::from_str_radix(&mask, 16).ok()
+        })
+        .is_some_and(|m| m & (1 << (signal - 1)) != 0)
+}
+
 /// The process exists and is not a zombie.
 fn alive(pid: i32) -> bool {
     stat(pid).is_some_and(|(s, _)| s != 'Z')
@@ -222,6 +237,13 @@ async fn lifecycle(handler: &str) {
         rt.state(&b.id).await.expect("state"),
         state("running", created.pid)
     );
+    // The shell is PID 1 of its namespace: until its trap is set it ignores SIGTERM, so
+    // the signal goes only once the kernel says it is caught (on a loaded host `start`
+    // returns well before the shell has run its first command).
+    eventually("sh catches SIGTERM", Duration::from_secs(20), || {
+        catches(created.pid, libc::SIGTERM)
+    })
+    .await;
     rt.kill(&b.id, "SIGTERM", false).await.expect("kill");
     assert_eq!(wait_exit(&req.exit_file).await.exit_code, 7);
     assert_eq!(
