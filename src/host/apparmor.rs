@@ -296,6 +296,36 @@ mod tests {
         assert!(text.contains("-Kr refused AppArmor profile p"), "{text}");
     }
 
+    /// Needs `apparmor_parser` (Debian package apparmor); says so and passes without it,
+    /// since the kernel side is not needed to compile a profile.
+    #[test]
+    fn crid_default_compiles_with_apparmor_parser_when_installed() {
+        let Some(parser) = PARSER_DIRS
+            .iter()
+            .map(|d| Path::new(d).join("apparmor_parser"))
+            .find(|p| is_executable(p))
+        else {
+            eprintln!("apparmor_parser is not installed: crid-default not compiled");
+            return;
+        };
+        // -Q: compile only, never load into the kernel; -K: no cache.
+        let mut child = Command::new(&parser)
+            .args(["-QK"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn apparmor_parser");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(crate::spec::apparmor::default_profile_text().as_bytes())
+            .expect("write profile");
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {stderr}", out.status);
+    }
+
     #[test]
     fn the_probe_agrees_with_this_host() {
         let kernel = std::fs::read_to_string(ENABLED).is_ok_and(|v| v.trim() == "Y");
