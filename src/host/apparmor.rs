@@ -162,7 +162,10 @@ pub fn ensure_loaded(parser: &Path, name: &str, text: &str) -> Result<(), AppArm
     }
     load(parser, name, text)?;
     match loaded(name)? {
-        Some(_) => Ok(()),
+        Some(mode) => {
+            tracing::info!(profile = name, mode, "AppArmor profile loaded");
+            Ok(())
+        }
         None => Err(AppArmorError::NotListed(name.to_owned())),
     }
 }

@@ -145,6 +145,12 @@ pub(super) fn cases() -> Vec<Case> {
             "where the host has AppArmor, RuntimeDefault (and no request at all, its equal) runs the container and its exec'd processes under the runtime's default profile in enforce mode; without AppArmor the container runs unlabelled (or is refused), and the note says so",
             |ctx| Box::pin(scoped(ctx, "aad", apparmor::runtime_default)),
         ),
+        cases.optional(
+            "security-context/apparmor-runtime-default-denies-mount",
+            sc_clause!("apparmor"),
+            "where the host has AppArmor, the runtime's default profile denies mount to a container holding CAP_SYS_ADMIN (as Docker's, containerd's and CRI-O's defaults do), while the same container unconfined can mount",
+            |ctx| Box::pin(scoped(ctx, "aam", apparmor::default_denies_mount)),
+        ),
         cases.required(
             "security-context/apparmor-unconfined",
             sc_clause!("apparmor"),

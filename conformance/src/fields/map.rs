@@ -516,6 +516,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         &["CreateContainerRequest.config.linux.security_context.apparmor.profile_type"],
     ),
     (
+        "security-context/apparmor-runtime-default-denies-mount",
+        &["CreateContainerRequest.config.linux.security_context.apparmor.profile_type"],
+    ),
+    (
         "security-context/apparmor-unconfined",
         &["CreateContainerRequest.config.linux.security_context.apparmor.profile_type"],
     ),

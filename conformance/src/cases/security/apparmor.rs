@@ -248,6 +248,37 @@ pub(crate) async fn runtime_default(s: Arc<Scope>) -> CaseResult {
     Ok(format!("default profile {name}"))
 }
 
+/// `security-context/apparmor-runtime-default-denies-mount`.
+pub(crate) async fn default_denies_mount(s: Arc<Scope>) -> CaseResult {
+    if let Err(no) = host_apparmor() {
+        return Ok(format!(
+            "no AppArmor on this host ({no}): no default profile to judge"
+        ));
+    }
+    let mount = "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m";
+    let with = |t: ProfileType| {
+        move |c: &mut cri::ContainerConfig| {
+            sc(c).apparmor = profile(t, "");
+            sc(c).capabilities = Some(cri::Capability {
+                add_capabilities: vec!["SYS_ADMIN".into()],
+                ..Default::default()
+            });
+        }
+    };
+    // The control: with CAP_SYS_ADMIN and no profile the mount works, so a failure below
+    // is the profile's doing, not a missing capability or a seccomp filter.
+    let (_, free) = s.sleeper(with(ProfileType::Unconfined)).await?;
+    s.sh(&free, mount).await.map_err(|e| {
+        format!("the control (Unconfined, CAP_SYS_ADMIN) could not mount either: {e}")
+    })?;
+    let (_, confined) = s.sleeper(with(ProfileType::RuntimeDefault)).await?;
+    let (out, err, code) = s.exec(&confined, &["sh", "-c", mount], 20).await?;
+    ensure(code != 0, || {
+        format!("RuntimeDefault with CAP_SYS_ADMIN mounted a tmpfs: stdout {out:?} stderr {err:?}")
+    })?;
+    Ok(format!("mount refused: {}", err.trim()))
+}
+
 /// `security-context/apparmor-unconfined`.
 pub(crate) async fn unconfined(s: Arc<Scope>) -> CaseResult {
     let l = label(&s, |c| {
