@@ -21,8 +21,8 @@ cd "$(dirname "$0")/.."
 
 ci_areas=(runtime-info pod-sandbox container resources stats security-context)
 areas=()
-# The guest's whole time (QEMU is killed after it): the subset takes about 12 minutes under
-# TCG on a loaded 2-core host (security-context about 3 of them), the whole suite about 20.
+# The guest's whole time (QEMU is killed after it): the subset takes about 9 minutes under
+# TCG on a loaded 2-core host (security-context 2 of them), the whole suite about 20.
 timeout=3600
 for arg in "$@"; do
   case $arg in
