@@ -4,7 +4,8 @@
 # (conformance/baseline/crid-vm-cgroupv2.toml).
 #
 #   scripts/vm.sh          every area of the suite
-#   scripts/vm.sh --ci     the CI subset: runtime-info, pod-sandbox, container, resources, stats
+#   scripts/vm.sh --ci     the CI subset: runtime-info, pod-sandbox, container, resources, stats,
+#                          security-context (AppArmor is judged only in this guest)
 #
 # Installs the VM packages (scripts/vm-setup.sh), builds the guest image or reuses the cached
 # one (target/vm/, keyed by the recipe's hash), boots it with QEMU (KVM when a guest kernel
@@ -18,10 +19,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ci_areas=(runtime-info pod-sandbox container resources stats)
+ci_areas=(runtime-info pod-sandbox container resources stats security-context)
 areas=()
 # The guest's whole time (QEMU is killed after it): the subset takes about 9 minutes under
-# TCG on a loaded 2-core host, the whole suite about 20.
+# TCG on a loaded 2-core host (security-context 2 of them), the whole suite about 20.
 timeout=3600
 for arg in "$@"; do
   case $arg in

@@ -205,6 +205,23 @@ pub async fn run(config: &Config) -> Report {
         _ => report.push(Level::Ok, "cgroups", detail),
     }
 
+    let apparmor = host::apparmor::probe();
+    let detail = match &apparmor {
+        host::apparmor::Support::Enabled { .. } => format!(
+            "{apparmor}; RuntimeDefault containers get {} ({})",
+            crate::spec::apparmor::DEFAULT_PROFILE,
+            match host::apparmor::loaded(crate::spec::apparmor::DEFAULT_PROFILE) {
+                Ok(Some(mode)) => format!("loaded, {mode}"),
+                Ok(None) => "loaded at first use".to_owned(),
+                Err(e) => e.to_string(),
+            }
+        ),
+        host::apparmor::Support::Disabled { .. } => {
+            format!("{apparmor}; containers run without a profile, Localhost profiles are refused")
+        }
+    };
+    report.push(Level::Ok, "apparmor", detail);
+
     let host = host::probe_resources();
     let hugetlb = if host.hugetlb_controller {
         format!(

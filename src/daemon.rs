@@ -175,6 +175,7 @@ impl Daemon {
             layout,
             Settings::new(&config, host_resources.clone()),
         );
+        tracing::info!(apparmor = %containers.settings().apparmor, "AppArmor");
         let pods = PodService::new(
             registry.clone(),
             containers.clone(),

@@ -231,6 +231,9 @@ impl Kit {
             tolerate_missing_hugetlb: true,
             tolerate_unsupported: true,
             cgroup_namespace: false,
+            apparmor: crate::host::apparmor::Support::Disabled {
+                reason: "the test kit has no AppArmor".into(),
+            },
         };
         f(&mut settings);
         let containers = ContainerService::new(

@@ -60,6 +60,8 @@ pub struct Settings {
     pub tolerate_unsupported: bool,
     /// Whether containers get a cgroup namespace (cgroup v2 hosts).
     pub cgroup_namespace: bool,
+    /// Whether this host enforces AppArmor, probed once at start.
+    pub apparmor: crate::host::apparmor::Support,
 }
 
 impl Settings {
@@ -74,6 +76,7 @@ impl Settings {
             tolerate_missing_hugetlb: config.runtime.tolerate_missing_hugetlb_controller,
             tolerate_unsupported: config.runtime.tolerate_unsupported_resources,
             cgroup_namespace: crate::host::cgroup_mode() == crate::host::CgroupMode::Unified,
+            apparmor: crate::host::apparmor::probe(),
         }
     }
 }
@@ -419,6 +422,7 @@ impl ContainerService {
             Vec::new()
         };
         let seccomp = bundle::localhost_seccomp(sc.seccomp.as_ref())?;
+        self.prepare_apparmor(&sc).await?;
         let pid = match NamespaceMode::try_from(sc.namespace_options.as_ref().map_or(0, |n| n.pid))
         {
             Ok(NamespaceMode::Node) => PidNamespace::Host,
@@ -479,6 +483,7 @@ impl ContainerService {
             host_devices: &host_devices,
             localhost_seccomp: seccomp.as_ref(),
             host: &self.settings.host_resources,
+            apparmor: self.settings.apparmor.enforces(),
         })?;
 
         let log_path =
@@ -510,6 +515,53 @@ impl ContainerService {
         self.watch_monitor(&id, created.monitor_pid);
         self.registry.emit(&id, &pod.id, EventKind::Created);
         Ok(())
+    }
+
+    /// Makes the AppArmor profile that security context `sc` asks for usable before the
+    /// runtime is asked to apply it: crid's default profile is loaded when the kernel does
+    /// not list it (at first use, and again if someone unloaded it), and a Localhost profile
+    /// must already be loaded, else InvalidArgument naming the field and the profile (as
+    /// for a Localhost seccomp profile that cannot be read).
+    pub(crate) async fn prepare_apparmor(
+        &self,
+        sc: &cri::LinuxContainerSecurityContext,
+    ) -> Result<()> {
+        use crate::host::apparmor::{self, Support};
+        let profile = spec::apparmor::profile(sc, self.settings.apparmor.enforces())?;
+        let Support::Enabled { parser } = &self.settings.apparmor else {
+            return Ok(());
+        };
+        let parser = parser.clone();
+        let what = format!("AppArmor profile {}", profile.oci_name());
+        // Reading securityfs and running apparmor_parser block: off the async workers.
+        let checked = tokio::task::spawn_blocking(move || match &profile {
+            spec::apparmor::Profile::None => Ok(None),
+            spec::apparmor::Profile::Default => apparmor::ensure_loaded(
+                &parser,
+                spec::apparmor::DEFAULT_PROFILE,
+                &spec::apparmor::default_profile_text(),
+            )
+            .map(|()| None),
+            spec::apparmor::Profile::Localhost { name, field } => match apparmor::loaded(name) {
+                Ok(Some(_)) => Ok(None),
+                Ok(None) => Ok(Some(Error::invalid(
+                    *field,
+                    format!(
+                        "AppArmor profile `{name}` is not loaded on this host (not listed in \
+                         /sys/kernel/security/apparmor/profiles); load it with apparmor_parser \
+                         before creating the container"
+                    ),
+                ))),
+                Err(e) => Err(e),
+            },
+        })
+        .await
+        .map_err(|e| Error::host(what.clone())(std::io::Error::other(e)))?;
+        match checked {
+            Ok(None) => Ok(()),
+            Ok(Some(refusal)) => Err(refusal),
+            Err(e) => Err(Error::host(what)(std::io::Error::other(e))),
+        }
     }
 
     /// A container past creation; InvalidArgument for an empty ID.

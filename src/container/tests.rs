@@ -285,6 +285,33 @@ async fn create_container_refusals_have_their_codes() {
             }),
             Code::NotFound,
         ),
+        // The kit's host has no AppArmor: a Localhost profile cannot be honoured.
+        (
+            pod.as_str(),
+            with(|c| {
+                let linux = c.linux.get_or_insert_with(Default::default);
+                linux
+                    .security_context
+                    .get_or_insert_with(Default::default)
+                    .apparmor = Some(crid_api::cri::SecurityProfile {
+                    profile_type: crid_api::cri::security_profile::ProfileType::Localhost as i32,
+                    localhost_ref: "k8s-x".into(),
+                });
+            }),
+            Code::InvalidArgument,
+        ),
+        (
+            pod.as_str(),
+            #[allow(deprecated)] // The deprecated field is the one refused.
+            with(|c| {
+                let linux = c.linux.get_or_insert_with(Default::default);
+                linux
+                    .security_context
+                    .get_or_insert_with(Default::default)
+                    .apparmor_profile = "docker-default-x".into();
+            }),
+            Code::InvalidArgument,
+        ),
         ("", Kit::container_config("c"), Code::InvalidArgument),
         ("no-such-pod", Kit::container_config("c"), Code::NotFound),
     ];

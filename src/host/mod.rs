@@ -1,9 +1,10 @@
 //! The kernel side of crid: facts about the host that decide what crid can do (cgroup
-//! layout, what its cgroups can enforce, capabilities, sysctls, overlayfs), and the [`Host`]
+//! layout, what its cgroups can enforce, capabilities, sysctls, overlayfs, AppArmor), and the [`Host`]
 //! seam through which the pod and container services change it (namespace pins, mounts,
 //! cgroups). [`Linux`] is the real implementation; [`fake::Recording`] records calls and
 //! keeps a model of what exists, so the services' rules are tested without root.
 
+pub mod apparmor;
 pub mod cgroups;
 #[cfg(test)]
 pub mod fake;

@@ -473,6 +473,8 @@ impl PodService {
                         drop_capabilities: vec!["ALL".into()],
                         ..Default::default()
                     }),
+                    // cri:LinuxSandboxSecurityContext#apparmor is the sandbox's own profile.
+                    apparmor: pod_sc.apparmor.clone(),
                     run_as_user: pod_sc.run_as_user,
                     run_as_group: pod_sc.run_as_group,
                     supplemental_groups: pod_sc.supplemental_groups,
@@ -483,6 +485,13 @@ impl PodService {
             }),
             ..Default::default()
         };
+        if let Some(sc) = container
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+        {
+            c.prepare_apparmor(sc).await?;
+        }
         let paths = self.layout.pod_files(&id);
         let settings = c.settings();
         let mut spec = spec::build(&SpecInput {
@@ -506,6 +515,7 @@ impl PodService {
             host_devices: &[],
             localhost_seccomp: None,
             host: &settings.host_resources,
+            apparmor: settings.apparmor.enforces(),
         })?;
         spec.annotations
             .insert("io.kubernetes.cri.container-type".into(), "sandbox".into());

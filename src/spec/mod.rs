@@ -5,6 +5,7 @@
 //! a Localhost seccomp profile) is read by the caller and passed in [`SpecInput`]. That keeps
 //! the translation unit-, property- and snapshot-testable without root.
 
+pub mod apparmor;
 pub mod host;
 pub mod mounts;
 pub mod oci;
@@ -110,6 +111,8 @@ pub struct SpecInput<'a> {
     pub localhost_seccomp: Option<&'a oci::Seccomp>,
     /// What the host's cgroups can enforce: the rest of `resources` is left out.
     pub host: &'a HostResources,
+    /// Whether the host enforces AppArmor profiles (see [`apparmor::profile`]).
+    pub apparmor: bool,
 }
 
 /// Builds the OCI runtime spec of a container.
@@ -191,7 +194,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
         rlimits: Vec::new(),
         no_new_privileges: sc.no_new_privs
             && !crate::faults::on(crate::faults::Fault::IgnoreNoNewPrivs),
-        apparmor_profile: apparmor_profile(sc.apparmor.as_ref())?,
+        apparmor_profile: apparmor::profile(&sc, input.apparmor)?
+            .oci_name()
+            .to_owned(),
         oom_score_adj: linux.resources.as_ref().map(|_| resources.oom_score_adj),
         selinux_label: String::new(),
     };
@@ -449,23 +454,6 @@ fn seccomp(
             field: "config.linux.security_context.seccomp.profile_type",
             reason: format!("unknown profile type {}", p.profile_type),
         }),
-    }
-}
-
-/// AppArmor: only Localhost names a profile; crid loads no default profile of its own.
-fn apparmor_profile(profile: Option<&cri::SecurityProfile>) -> Result<String, SpecError> {
-    match profile {
-        Some(p) if p.profile_type == cri::security_profile::ProfileType::Localhost as i32 => {
-            if p.localhost_ref.is_empty() {
-                Err(SpecError::Invalid {
-                    field: "config.linux.security_context.apparmor.localhost_ref",
-                    reason: "a Localhost profile needs a name".into(),
-                })
-            } else {
-                Ok(p.localhost_ref.clone())
-            }
-        }
-        _ => Ok(String::new()),
     }
 }
 

@@ -22,6 +22,7 @@ struct Fixture {
     files: PodFiles,
     caps: Vec<String>,
     host: HostResources,
+    apparmor: bool,
 }
 
 impl Fixture {
@@ -54,6 +55,7 @@ impl Fixture {
             },
             caps: all_caps(),
             host: HostResources::default(),
+            apparmor: false,
         }
     }
 
@@ -74,6 +76,7 @@ impl Fixture {
             host_devices: &[],
             localhost_seccomp: None,
             host: &self.host,
+            apparmor: self.apparmor,
         })
     }
 }
@@ -180,6 +183,33 @@ fn seccomp_profiles() {
         ))
         .expect_err("not loaded");
     assert!(err.to_string().contains("localhost_ref"), "{err}");
+}
+
+// cri:LinuxContainerSecurityContext#apparmor reaches oci-runtime:config.md#process
+// (`apparmorProfile`) only where the host enforces AppArmor.
+#[test]
+fn apparmor_profiles_reach_the_process() {
+    let mut fx = Fixture::new();
+    let localhost = container(|c| {
+        c.linux = security(|s| {
+            s.apparmor = Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::Localhost as i32,
+                localhost_ref: "k8s-test".into(),
+            })
+        })
+    });
+    let unset = container(|_| {});
+    assert_eq!(fx.build(&unset).expect("spec").process.apparmor_profile, "");
+    let err = fx.build(&localhost).expect_err("no AppArmor here");
+    assert!(err.to_string().contains("apparmor.localhost_ref"), "{err}");
+
+    fx.apparmor = true;
+    let spec = fx.build(&unset).expect("spec");
+    assert_eq!(spec.process.apparmor_profile, apparmor::DEFAULT_PROFILE);
+    let spec = fx.build(&localhost).expect("spec");
+    assert_eq!(spec.process.apparmor_profile, "k8s-test");
+    let json = serde_json::to_value(&spec).expect("json");
+    assert_eq!(json["process"]["apparmorProfile"], "k8s-test");
 }
 
 // cri:LinuxContainerResources → oci-runtime:config-linux.md#control-groups.
@@ -588,6 +618,7 @@ proptest! {
             host_devices: &[],
             localhost_seccomp: None,
             host: &HostResources::default(),
+            apparmor: false,
         }).expect("spec");
         std::fs::write(bundle.dir.path().join("config.json"), serde_json::to_vec_pretty(&spec).expect("json")).expect("write");
         let (created, create_err) = bundle.runc(&["create", "--bundle", &bundle.path(""), &id]);

@@ -93,6 +93,7 @@ impl Bundle {
             host_devices: &[],
             localhost_seccomp: None,
             host: &crid::host::probe_resources(),
+            apparmor: false,
         })
         .expect("spec");
         std::fs::write(

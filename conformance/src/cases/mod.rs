@@ -47,7 +47,8 @@ pub enum Area {
     Logs,
     /// Pod IPs, DNS, port mappings, pod-to-pod traffic.
     Networking,
-    /// Users, groups, capabilities, privileged, read-only rootfs, seccomp, namespaces, sysctls.
+    /// Users, groups, capabilities, privileged, read-only rootfs, seccomp, AppArmor,
+    /// namespaces, sysctls.
     SecurityContext,
     /// Resource limits and UpdateContainerResources.
     Resources,

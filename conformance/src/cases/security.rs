@@ -1,6 +1,8 @@
 //! Security context: users and groups, capabilities, privileged, read-only rootfs,
-//! no_new_privs, masked and read-only paths, seccomp, namespaces, sysctls. Each case
-//! observes the effect from inside the container through ExecSync.
+//! no_new_privs, masked and read-only paths, seccomp, AppArmor ([`apparmor`]), namespaces,
+//! sysctls. Each case observes the effect from inside the container through ExecSync.
+
+mod apparmor;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,6 +138,42 @@ pub(super) fn cases() -> Vec<Case> {
             sc_clause!("seccomp"),
             "seccomp Unconfined leaves the process without a filter (Seccomp: 0)",
             |ctx| Box::pin(scoped(ctx, "seu", seccomp_unconfined)),
+        ),
+        cases.required(
+            "security-context/apparmor-runtime-default",
+            sc_clause!("apparmor"),
+            "where the host has AppArmor, RuntimeDefault (and no request at all, its equal) runs the container and its exec'd processes under the runtime's default profile in enforce mode; without AppArmor the container runs unlabelled (or is refused), and the note says so",
+            |ctx| Box::pin(scoped(ctx, "aad", apparmor::runtime_default)),
+        ),
+        cases.optional(
+            "security-context/apparmor-runtime-default-denies-mount",
+            sc_clause!("apparmor"),
+            "where the host has AppArmor, the runtime's default profile denies mount to a container holding CAP_SYS_ADMIN (as Docker's, containerd's and CRI-O's defaults do), while the same container unconfined can mount",
+            |ctx| Box::pin(scoped(ctx, "aam", apparmor::default_denies_mount)),
+        ),
+        cases.required(
+            "security-context/apparmor-unconfined",
+            sc_clause!("apparmor"),
+            "AppArmor Unconfined runs the container and its exec'd processes with the label `unconfined` (no label where the host has no AppArmor)",
+            |ctx| Box::pin(scoped(ctx, "aau", apparmor::unconfined)),
+        ),
+        cases.required(
+            "security-context/apparmor-localhost",
+            sc_clause!("apparmor.localhost_ref"),
+            "a Localhost profile the harness loaded with apparmor_parser labels the container and its exec'd processes `<name> (enforce)` and denies the one write it forbids; without AppArmor on the host it is refused",
+            |ctx| Box::pin(scoped(ctx, "aal", apparmor::localhost)),
+        ),
+        cases.required(
+            "security-context/apparmor-deprecated-field",
+            sc_clause!("apparmor_profile"),
+            "the deprecated apparmor_profile `localhost/<name>` applies that profile when the structured field is absent, and the structured field (Unconfined) wins when both are set; without AppArmor `unconfined` runs and `localhost/<name>` is refused",
+            |ctx| Box::pin(scoped(ctx, "aap", apparmor::deprecated_field)),
+        ),
+        cases.required(
+            "security-context/apparmor-unloaded-profile-refused",
+            sc_clause!("apparmor.localhost_ref"),
+            "CreateContainer naming a Localhost AppArmor profile that is not loaded fails with an error naming the profile or AppArmor, and leaves no container",
+            |ctx| Box::pin(scoped(ctx, "aar", apparmor::unloaded_refused)),
         ),
         cases.required(
             "security-context/namespace-host-network",

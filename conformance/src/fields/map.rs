@@ -513,6 +513,33 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         &["CreateContainerRequest.config.linux.security_context.seccomp.profile_type"],
     ),
     (
+        "security-context/apparmor-runtime-default",
+        &["CreateContainerRequest.config.linux.security_context.apparmor.profile_type"],
+    ),
+    (
+        "security-context/apparmor-runtime-default-denies-mount",
+        &["CreateContainerRequest.config.linux.security_context.apparmor.profile_type"],
+    ),
+    (
+        "security-context/apparmor-unconfined",
+        &["CreateContainerRequest.config.linux.security_context.apparmor.profile_type"],
+    ),
+    (
+        "security-context/apparmor-localhost",
+        &[
+            "CreateContainerRequest.config.linux.security_context.apparmor.profile_type",
+            "CreateContainerRequest.config.linux.security_context.apparmor.localhost_ref",
+        ],
+    ),
+    (
+        "security-context/apparmor-deprecated-field",
+        &["CreateContainerRequest.config.linux.security_context.apparmor_profile"],
+    ),
+    (
+        "security-context/apparmor-unloaded-profile-refused",
+        &["CreateContainerRequest.config.linux.security_context.apparmor.localhost_ref"],
+    ),
+    (
         "security-context/namespace-host-network",
         &[
             "CreateContainerRequest.config.linux.security_context.namespace_options.network",
