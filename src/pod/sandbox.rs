@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::host::PinRequest;
 use crate::network::Attacher;
 use crate::registry::{Object, Registry};
+use crate::runtime::RuntimeHandler;
 use crate::spec::{self, PidNamespace, PodFiles, SpecInput};
 use crate::state::{self, Layout, PodRecord, PodState, records::InfraRecord};
 
@@ -218,7 +219,7 @@ impl PodService {
         let setup = async {
             pod.persist().await?;
             crate::failpoint!("run-pod.recorded");
-            self.setup(&pod, &sysctls).await
+            self.setup(&pod, &sysctls, &runtime).await
         };
         match setup.await {
             Ok(()) => {
@@ -251,6 +252,7 @@ impl PodService {
         self: &Arc<Self>,
         pod: &Arc<Object<PodRecord>>,
         sysctls: &[(String, String)],
+        runtime: &Arc<dyn RuntimeHandler>,
     ) -> Result<()> {
         let record = pod.get();
         let id = record.id.clone();
@@ -338,13 +340,8 @@ impl PodService {
         if let Some(netns) = &pinned.net {
             self.attach_network(pod, netns, &hostname).await?;
         }
-        let (_, runtime) = self
-            .containers
-            .runtimes()
-            .get(&record.runtime_handler)
-            .await?;
         if mode(ns.pid) == NamespaceMode::Pod || runtime.needs_infra() {
-            self.start_infra(pod).await?;
+            self.start_infra(pod, runtime.as_ref()).await?;
         }
         Ok(())
     }
@@ -429,11 +426,14 @@ impl PodService {
     }
 
     /// Runs the pause image as the PID 1 of the pod's shared PID namespace.
-    async fn start_infra(self: &Arc<Self>, pod: &Arc<Object<PodRecord>>) -> Result<()> {
+    async fn start_infra(
+        self: &Arc<Self>,
+        pod: &Arc<Object<PodRecord>>,
+        runtime: &dyn RuntimeHandler,
+    ) -> Result<()> {
         let record = pod.get();
         let id = record.id.clone();
         let c = &self.containers;
-        let (_, runtime) = c.runtimes().get(&record.runtime_handler).await?;
         let field = "image.pause_image";
         let pause = c.settings().pause_image.clone();
         let image = match c.images().find(&pause, field)? {
@@ -520,13 +520,7 @@ impl PodService {
         spec.annotations
             .insert("io.kubernetes.cri.container-type".into(), "sandbox".into());
         let created = c
-            .create_in_runtime(
-                runtime.as_ref(),
-                &id,
-                &spec,
-                &PathBuf::from("/dev/null"),
-                &record,
-            )
+            .create_in_runtime(runtime, &id, &spec, &PathBuf::from("/dev/null"), &record)
             .await?;
         crate::failpoint!("run-pod.infra-created");
         pod.update(|r| {

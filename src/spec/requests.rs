@@ -13,32 +13,10 @@ fn refuse(field: &'static str, reason: impl Into<String>) -> Result<(), SpecErro
     })
 }
 
-/// A user namespace other than the host's (`userns_options.mode` POD): crid reports
-/// `user_namespaces: false` in Status, so a client must not ask for one. An absent
-/// `userns_options` is the host's, as older kubelets send it.
-fn userns(ns: Option<&cri::NamespaceOption>) -> Result<(), SpecError> {
-    match ns.and_then(|n| n.userns_options.as_ref()) {
-        Some(u) if u.mode != cri::NamespaceMode::Node as i32 => refuse(
-            "config.linux.security_context.namespace_options.userns_options.mode",
-            format!(
-                "user namespaces ({}) are not supported; only NODE is (Status reports user_namespaces false)",
-                cri::NamespaceMode::try_from(u.mode)
-                    .map_or_else(|_| u.mode.to_string(), |m| m.as_str_name().to_owned())
-            ),
-        ),
-        _ => Ok(()),
-    }
-}
-
-/// The mode of the user namespace a pod asks for when it is not the host's (`POD`), by
-/// name: RunPodSandbox needs a handler whose features include user namespaces for it.
-pub fn pod_user_namespace(config: &cri::PodSandboxConfig) -> Option<String> {
-    config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.as_ref())
-        .and_then(|n| n.userns_options.as_ref())
+/// The mode, by name, of a user namespace other than the host's (`userns_options.mode`
+/// POD). An absent `userns_options` is the host's, as older kubelets send it.
+fn user_namespace(ns: Option<&cri::NamespaceOption>) -> Option<String> {
+    ns.and_then(|n| n.userns_options.as_ref())
         .filter(|u| u.mode != cri::NamespaceMode::Node as i32)
         .map(|u| {
             cri::NamespaceMode::try_from(u.mode)
@@ -46,15 +24,35 @@ pub fn pod_user_namespace(config: &cri::PodSandboxConfig) -> Option<String> {
         })
 }
 
-/// Refuses what CreateContainer cannot honour.
-pub fn check_container(config: &cri::ContainerConfig) -> Result<(), SpecError> {
-    userns(
+/// The user namespace a pod asks for when it is not the host's: RunPodSandbox needs a
+/// handler whose features include user namespaces for it.
+pub fn pod_user_namespace(config: &cri::PodSandboxConfig) -> Option<String> {
+    user_namespace(
         config
             .linux
             .as_ref()
             .and_then(|l| l.security_context.as_ref())
             .and_then(|s| s.namespace_options.as_ref()),
-    )?;
+    )
+}
+
+/// Refuses what CreateContainer cannot honour.
+pub fn check_container(config: &cri::ContainerConfig) -> Result<(), SpecError> {
+    // crid reports `user_namespaces: false` in Status, so a client must not ask for one.
+    if let Some(mode) = user_namespace(
+        config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref()),
+    ) {
+        refuse(
+            "config.linux.security_context.namespace_options.userns_options.mode",
+            format!(
+                "user namespaces ({mode}) are not supported; only NODE is (Status reports user_namespaces false)"
+            ),
+        )?;
+    }
     if let Some(d) = config.cdi_devices.first() {
         refuse(
             "config.CDI_devices",

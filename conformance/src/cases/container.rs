@@ -580,31 +580,6 @@ async fn mount_host_path(s: Arc<Scope>) -> CaseResult {
     Ok(String::new())
 }
 
-/// A tmpfs mounted inside a host directory, unmounted (lazily: a container may still hold
-/// it) when dropped.
-struct Submount(std::path::PathBuf);
-
-impl Submount {
-    fn new(at: std::path::PathBuf) -> Result<Submount, String> {
-        std::fs::create_dir_all(&at).map_err(|e| format!("mkdir {}: {e}", at.display()))?;
-        nix::mount::mount(
-            Some("tmpfs"),
-            &at,
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some("size=1m"),
-        )
-        .map_err(|e| format!("mounting a tmpfs on {}: {e}", at.display()))?;
-        Ok(Submount(at))
-    }
-}
-
-impl Drop for Submount {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
 async fn mount_recursive_read_only(s: Arc<Scope>) -> CaseResult {
     let status = s
         .rs()
@@ -620,7 +595,11 @@ async fn mount_recursive_read_only(s: Arc<Scope>) -> CaseResult {
         .and_then(|h| h.features.as_ref())
         .is_some_and(|f| f.recursive_read_only_mounts);
     let dir = host_dir()?;
-    let _sub = Submount::new(dir.path().join("sub"))?;
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).map_err(|e| format!("creating {}: {e}", sub.display()))?;
+    let mut mounts = HostMounts(Vec::new());
+    let sub_s = sub.display().to_string();
+    mounts.mount(&["-t", "tmpfs", "-o", "size=1m", "crid-rro", &sub_s], &sub)?;
     let mount = |recursive: bool| cri::Mount {
         container_path: "/data".into(),
         host_path: dir.path().display().to_string(),

@@ -199,23 +199,13 @@ async fn exec_url(s: Arc<Scope>) -> CaseResult {
     let (_, id) = s.sleeper(|_| {}).await?;
     let mut done = Vec::new();
     for protocol in ["websocket", "spdy"] {
-        let r = s
-            .rs()
-            .exec(cri::ExecRequest {
-                container_id: id.clone(),
-                cmd: vec!["sh".into(), "-c".into(), "echo out; exit 3".into()],
-                stdout: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("Exec: {}", status_text(&e)))?;
-        let url = check_url("Exec", &r.into_inner().url)?;
-        let opts = ExecOptions::default();
-        let out = match protocol {
-            "websocket" => stream::websocket::exec(&url, "v4.channel.k8s.io", &opts).await,
-            _ => stream::spdy::exec(&url, "v4.channel.k8s.io", &opts).await,
-        }
-        .map_err(|e| format!("{protocol}: {e}"))?;
+        let req = cri::ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "echo out; exit 3".into()],
+            stdout: true,
+            ..Default::default()
+        };
+        let out = exec_with(&s, protocol, req, &ExecOptions::default()).await?;
         ensure(out.stdout == b"out\n" && out.exit_code() == Some(3), || {
             format!(
                 "{protocol}: stdout {:?}, status {:?}; expected \"out\\n\" and exit code 3",
@@ -234,17 +224,16 @@ async fn attach_url(s: Arc<Scope>) -> CaseResult {
         let (_, id, _) = s
             .busybox("read l; echo \"got $l\"", |_| {}, |c| c.stdin = true)
             .await?;
-        let r = s
-            .rs()
-            .attach(cri::AttachRequest {
+        let url = attach_url_of(
+            &s,
+            cri::AttachRequest {
                 container_id: id,
                 stdin: true,
                 stdout: true,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("Attach: {}", status_text(&e)))?;
-        let url = check_url("Attach", &r.into_inner().url)?;
+            },
+        )
+        .await?;
         let opts = ExecOptions {
             stdin: Some(b"hi\n".to_vec()),
             ..Default::default()
@@ -264,6 +253,16 @@ async fn attach_url(s: Arc<Scope>) -> CaseResult {
         done.push(protocol);
     }
     Ok(done.join(", "))
+}
+
+/// The URL Attach answers for `req`, checked.
+async fn attach_url_of(s: &Scope, req: cri::AttachRequest) -> Result<String, String> {
+    let r = s
+        .rs()
+        .attach(req)
+        .await
+        .map_err(|e| format!("Attach: {}", status_text(&e)))?;
+    check_url("Attach", &r.into_inner().url)
 }
 
 /// Runs `req` through Exec and a v4 client of `protocol` (`websocket` or `spdy`) sending
@@ -368,18 +367,17 @@ async fn attach_stderr(s: Arc<Scope>) -> CaseResult {
             |c| c.stdin = true,
         )
         .await?;
-    let r = s
-        .rs()
-        .attach(cri::AttachRequest {
+    let url = attach_url_of(
+        &s,
+        cri::AttachRequest {
             container_id: id,
             stdin: true,
             stdout: true,
             stderr: true,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("Attach: {}", status_text(&e)))?;
-    let url = check_url("Attach", &r.into_inner().url)?;
+        },
+    )
+    .await?;
     let opts = ExecOptions {
         stdin: Some(b"hi\n".to_vec()),
         stderr: true,
@@ -411,18 +409,17 @@ async fn attach_tty(s: Arc<Scope>) -> CaseResult {
             },
         )
         .await?;
-    let r = s
-        .rs()
-        .attach(cri::AttachRequest {
+    let url = attach_url_of(
+        &s,
+        cri::AttachRequest {
             container_id: id,
             stdin: true,
             stdout: true,
             tty: true,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("Attach: {}", status_text(&e)))?;
-    let url = check_url("Attach", &r.into_inner().url)?;
+        },
+    )
+    .await?;
     let opts = ExecOptions {
         stdin: Some(b"hi\n".to_vec()),
         tty: Some((123, 45)),
@@ -444,17 +441,16 @@ async fn attach_and_close_stdin(
     id: &str,
     limit: Duration,
 ) -> Result<Option<stream::ExecOutput>, String> {
-    let r = s
-        .rs()
-        .attach(cri::AttachRequest {
+    let url = attach_url_of(
+        s,
+        cri::AttachRequest {
             container_id: id.to_owned(),
             stdin: true,
             stdout: true,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("Attach: {}", status_text(&e)))?;
-    let url = check_url("Attach", &r.into_inner().url)?;
+        },
+    )
+    .await?;
     let opts = ExecOptions {
         stdin: Some(b"hi\n".to_vec()),
         close_stdin: true,
