@@ -2,12 +2,14 @@
 # The main job: set-up, build, start the fixture registry and crid on a private socket (and a
 # second crid without a network, for the NetworkReady=false case), run the conformance suite
 # against crid and print the report, then compare the results with crid's baseline
-# (conformance/baseline/crid.toml); then run the matrix across crid's runtime handlers and
-# compare every cell with the same baseline; then the core areas on a third crid whose
+# (conformance/baseline/crid.toml); then run the suite on crid's other runtime handler
+# (crun) and compare it with the same baseline; then the core areas on a third crid whose
 # default handler is a shim v2 (containerd-shim-runc-v2, the path Kata takes), compared
 # with conformance/baseline/crid-shim.toml; then a bounded property-based run against crid;
 # then a bounded run of malformed and hostile requests against crid; then a 5-minute soak;
-# then a sample of the mutation score (three faults of crid's faults build, each caught).
+# then a sample of the mutation score (three faults of crid's faults build, each caught);
+# last, the grid of every cell that ran (runc, crun, the shim v2 cell, the guests) in one
+# matrix report (target/conformance/grid/).
 # The job fails on any unexplained difference (a failure the baseline does not list, a listed
 # failure with another message, a listed case that now passes, a case missing from a report),
 # on a harness error (exit status other than 0 or 1), on a props failure or timeout, and on
@@ -15,8 +17,9 @@
 # Reports land in target/conformance/ (or $CRID_REPORT_DIR); earlier ones are removed first.
 # CRID_BIN_DIR=target/debug reuses binaries that the test run already built (CI does this:
 # building only the binaries would unify features differently and recompile shared crates).
-# --vm also runs the whole suite in the cgroup v2 guest (scripts/vm.sh, docs/vm.md) after
-# the host's job; --vm-ci runs the guest's CI subset (scripts/vm.sh --ci) instead.
+# --vm also runs the whole suite in the cgroup v2 guest, with crid's cgroupfs and systemd
+# drivers (scripts/vm.sh, docs/vm.md), after the host's job; --vm-ci runs the guests' CI
+# subsets (scripts/vm.sh --ci) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vm=()
@@ -47,7 +50,7 @@ mkdir -p "$out"
 # Reports of an earlier run go first: a run that writes none must not be judged by them.
 fresh_report "$out/junit.xml" "$out/report.md" "$out/report.html" "$out/baseline.txt" \
   "$out/matrix" "$out/matrix.txt" "$out/shim" "$out/props.txt" "$out/hostile.txt" "$out/soak.txt" \
-  "$out/mutation.txt"
+  "$out/mutation.txt" "$out/grid" "$out/vm"
 
 work=$(mktemp -d /tmp/crid-conformance.XXXXXX)
 crid_pid=""
@@ -139,11 +142,12 @@ echo
 status=0
 "$bin/crid-conformance" compare --junit "$out/junit.xml" \
   --baseline conformance/baseline/crid.toml | tee "$out/baseline.txt" || status=$?
-# The matrix across crid's runtime handlers (runc, crun): JUnit per cell, Markdown and the
-# HTML grid; every cell is compared with the baseline (entries may name their handlers).
+# The matrix cell of crid's other runtime handler, crun (the run above is runc's, the
+# default): JUnit per cell; every cell is compared with the baseline (entries may name
+# their handlers). The grid at the end shows it beside the others.
 echo
 run_suite matrix "$bin/crid-conformance" matrix --endpoint "unix://$work/crid.sock" \
-  --registry-state "$work/fixtures" --not-ready-endpoint "$unready" \
+  --runtime-handler crun --registry-state "$work/fixtures" --not-ready-endpoint "$unready" \
   --out "$out/matrix" >"$out/matrix.txt" || { cat "$out/matrix.txt"; exit 1; }
 grep -E '^#[0-9]+ ' "$out/matrix.txt" || true
 compare_cells "$bin/crid-conformance" conformance/baseline/crid.toml "$out/matrix" \
@@ -264,12 +268,27 @@ CRID_BIN_DIR=$bin CRID_FAULTS_BIN_DIR=$work/faults-bin CRID_REGISTRY_STATE=$work
   echo "mutation sample: failed or no verdict within ${mutation_limit}s" | tee -a "$out/mutation.txt"
   status=1
 }
-echo
-echo "matrix: $out/matrix/report.html, $out/matrix/summary.md, $out/matrix/baseline.txt"
-echo "shim v2 cell: $out/shim/junit-*.xml, $out/shim/baseline.txt (daemon log: $out/crid-shim.log)"
-echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt, $out/props.txt, $out/hostile.txt, $out/soak.txt, $out/mutation.txt (daemon log: $out/crid.log)"
 if ((${#vm[@]})); then
   echo
   CRID_BIN_DIR=$bin CRID_REPORT_DIR=$out "${vm[@]}" || status=1
 fi
+# The grid: every cell that ran, read back from its JUnit with its own baseline (the
+# strict comparisons above judged them; this is the report people read).
+echo
+cells=(--cell "junit=$out/junit.xml;baseline=conformance/baseline/crid.toml")
+for f in "$out"/matrix/junit-*.xml; do
+  cells+=(--cell "junit=$f;baseline=conformance/baseline/crid.toml")
+done
+shim_reports=$(printf '%s,' "$out"/shim/junit-*.xml)
+cells+=(--cell "junit=${shim_reports%,};baseline=conformance/baseline/crid-shim.toml")
+for cell in vm-debian12-cgroupv2:crid-vm-cgroupv2 vm-debian12-cgroupv2-systemd:crid-vm-cgroupv2-systemd; do
+  [ -f "$out/vm/${cell%%:*}/junit.xml" ] || continue
+  cells+=(--cell "junit=$out/vm/${cell%%:*}/junit.xml;baseline=conformance/baseline/${cell#*:}.toml;fixture=${cell%%:*}")
+done
+"$bin/crid-conformance" grid "${cells[@]}" --out "$out/grid" || status=1
+echo
+echo "grid of every cell: $out/grid/report.html, $out/grid/summary.md"
+echo "crun cell: $out/matrix/junit-*.xml, $out/matrix/baseline.txt"
+echo "shim v2 cell: $out/shim/junit-*.xml, $out/shim/baseline.txt (daemon log: $out/crid-shim.log)"
+echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt, $out/props.txt, $out/hostile.txt, $out/soak.txt, $out/mutation.txt (daemon log: $out/crid.log)"
 exit "$status"

@@ -17,6 +17,7 @@ packages=(
   conmon                         # CRI-O's monitor: the memory comparison of the lifecycle benchmark
   iproute2 iptables              # network namespaces and CNI's rules
   apparmor                       # apparmor_parser: crid-default is compiled in a unit test
+  vagrant                        # `vagrant validate` of vagrant/ (no provider runs here)
   python3-venv                   # for Debian's python3; pyenv interpreters have venv built in
   golang-go golang-github-docker-spdystream-dev  # the independent SPDY client (tests/spdy-client)
   pkg-config gcc                 # build tools some crates expect

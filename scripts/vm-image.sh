@@ -59,9 +59,21 @@ pkgs=$(grep -v '^\s*#' "$recipe/packages" | xargs | tr ' ' ',')
 started=$(date +%s)
 echo "vm-image: building $name ($key) from $suite at $mirror" >&2
 # A directory target: no loop devices and no mounts left behind; mke2fs -d makes the disk.
-mmdebstrap --quiet --mode=root --variant=minbase --include="$pkgs" \
-  --customize-hook="$recipe/customize.sh \"\$1\"" \
-  "$suite" "$work/root" "$mirror" >&2
+# One retry on a fresh root: a bootstrap failed once here in dpkg's first unpack (exit 28,
+# its cause not in the output) and the next attempt with the same recipe built.
+for attempt in 1 2; do
+  if mmdebstrap --quiet --mode=root --variant=minbase --include="$pkgs" \
+      --customize-hook="$recipe/customize.sh \"\$1\"" \
+      "$suite" "$work/root" "$mirror" >&2; then
+    break
+  fi
+  [ "$attempt" = 2 ] && { echo "vm-image: mmdebstrap failed twice" >&2; exit 1; }
+  echo "vm-image: mmdebstrap failed; retrying once on a fresh root" >&2
+  for m in $(awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/self/mounts | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf --one-file-system "$work/root"
+done
 mkdir -p "$work/out"
 kernel=$(ls "$work/root"/boot/vmlinuz-* | sort -V | tail -1)
 initrd=$(ls "$work/root"/boot/initrd.img-* | sort -V | tail -1)

@@ -94,6 +94,19 @@ enum Command {
         #[arg(long, value_name = "ENDPOINT")]
         not_ready_endpoint: Option<String>,
     },
+    /// Put cells that ran apart into one matrix: read the JUnit reports that `run --junit`,
+    /// `matrix` or a VM fixture wrote, each cell read against its baseline, and write the
+    /// Markdown summary and the HTML grid. Exits 1 when a cell has a failure its baseline
+    /// does not expect.
+    Grid {
+        /// A cell, in column order: `junit=A.xml[,B.xml...][;baseline=FILE][;fixture=NAME]`
+        /// (several reports when the cell ran area by area; `fixture` names a guest).
+        #[arg(long = "cell", required = true, value_name = "SPEC")]
+        cells: Vec<report::grid::CellSpec>,
+        /// Directory for summary.md and report.html (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Run cri-tools' critest against an endpoint with the fixture registry wired in, and
     /// fold its JUnit results into this harness's reports.
     Critest {
@@ -406,6 +419,7 @@ async fn main() -> ExitCode {
             })
             .await
         }
+        Command::Grid { cells, out } => grid(&cells, &out),
         Command::Critest {
             endpoint,
             critest,
@@ -825,6 +839,7 @@ async fn run_critest(
         endpoint: opts.endpoint.clone(),
         runtime: target.runtime,
         handler: opts.runtime_handler.clone(),
+        fixture: String::new(),
         entries,
         baseline: None,
     };
@@ -847,10 +862,50 @@ async fn run_node_e2e(opts: drivers::node_e2e::NodeE2eOptions) -> anyhow::Result
         endpoint: opts.endpoint.clone(),
         runtime: target.runtime,
         handler: String::new(),
+        fixture: String::new(),
         entries,
         baseline: None,
     };
     write_single_cell(&opts.work_dir, cell, started)
+}
+
+/// `grid`: cells read back from their reports, rendered together.
+fn grid(specs: &[report::grid::CellSpec], out: &Path) -> anyhow::Result<bool> {
+    report::grid::check_paths(specs).map_err(anyhow::Error::msg)?;
+    let cells = specs
+        .iter()
+        .map(report::grid::load_cell)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let m = MatrixReport {
+        generated: report::matrix::format_utc(now()),
+        differences: Vec::new(),
+        cells,
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // Each cell's results beside the grid, under the names its summary links to.
+    for (i, cell) in m.cells.iter().enumerate() {
+        write_file(
+            &out.join(MatrixReport::junit_file_name(i, cell)),
+            &report::cell_to_junit(cell),
+        )?;
+    }
+    write_file(&out.join("summary.md"), &m.to_markdown())?;
+    write_file(&out.join("report.html"), &report::html::to_html(&m))?;
+    for (i, cell) in m.cells.iter().enumerate() {
+        println!(
+            "#{} {}: {}",
+            i + 1,
+            MatrixReport::cell_label(cell),
+            cell.verdict_line()
+        );
+    }
+    println!("{}", m.verdict_line());
+    println!(
+        "grid: {} (junit-*.xml, summary.md, report.html)",
+        out.display()
+    );
+    Ok(m.passed())
 }
 
 async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
@@ -962,6 +1017,7 @@ async fn matrix(args: MatrixArgs) -> anyhow::Result<bool> {
             endpoint: target.endpoint.clone(),
             runtime: target.runtime.clone(),
             handler: handler.clone(),
+            fixture: String::new(),
             entries,
             baseline: None,
         });

@@ -8,6 +8,7 @@ pub mod console;
 pub mod exit;
 pub mod liveness;
 pub mod log;
+pub mod oom;
 pub mod supervise;
 pub mod watch;
 

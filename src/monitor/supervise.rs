@@ -26,6 +26,7 @@ use std::path::Path;
 use super::attach::{Attach, SOCKET as ATTACH_SOCKET, StdinMode};
 use super::exit::{self, ExitRecord};
 use super::log::{LogWriter, Stream};
+use super::oom::{OomWatch, oom_killed};
 
 /// How long output is still collected after the container's init exits (and its exit is
 /// recorded), for processes that survived it and still hold the pipes.
@@ -249,10 +250,13 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
         }
     }
     let mut output = Output::new(out_r, err_r, master, attach)?;
+    // The runtime's create made the cgroup; watch it before the container starts.
+    let mut oom = args.memory_cgroup.as_deref().and_then(OomWatch::start);
     let exit_code = copy(
         &mut log,
         &mut output,
         &signals,
+        oom.as_mut(),
         Some(Pid::from_raw(pid)),
         None,
     )?
@@ -266,7 +270,10 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as i64)
             .unwrap_or_default(),
-        oom_killed: args.memory_cgroup.as_deref().is_some_and(oom_killed),
+        oom_killed: match oom.as_mut() {
+            Some(watch) => watch.oom_killed(exit_code == 128 + Signal::SIGKILL as i32),
+            None => args.memory_cgroup.as_deref().is_some_and(oom_killed),
+        },
     };
     // The container's exit is its init's exit: record it now, even if a process that
     // survived init (one in a pod-shared PID namespace) still holds the pipes open.
@@ -275,6 +282,7 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
             &mut log,
             &mut output,
             &signals,
+            None,
             None,
             Some(Instant::now() + std::time::Duration::from_secs(2)),
         );
@@ -287,6 +295,7 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
         &mut log,
         &mut output,
         &signals,
+        None,
         None,
         Some(Instant::now() + DRAIN_AFTER_EXIT),
     ) {
@@ -394,6 +403,7 @@ fn copy(
     log: &mut LogWriter,
     output: &mut Output,
     signals: &SignalFd,
+    mut oom: Option<&mut OomWatch>,
     init: Option<Pid>,
     deadline: Option<Instant>,
 ) -> Result<Option<i32>, MonitorError> {
@@ -430,12 +440,22 @@ fn copy(
                 fds.push(PollFd::new(fd, flags));
             }
         }
+        let oom_at = fds.len();
+        if let Some(w) = oom.as_ref() {
+            fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(sys("poll")(e)),
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
         drop(fds);
+        // First: the counter must be read while the cgroup exists (see super::oom).
+        if let Some(w) = oom.as_mut()
+            && ready.get(oom_at).copied().unwrap_or(false)
+        {
+            w.update();
+        }
 
         for (slot, i) in which.iter().enumerate() {
             if ready[slot + 1] {
@@ -444,7 +464,7 @@ fn copy(
         }
 
         if let Some(a) = output.attach.as_mut() {
-            a.handle(&ready[attach_from..]);
+            a.handle(&ready[attach_from..oom_at]);
         }
 
         if ready[0] {
@@ -516,18 +536,6 @@ fn attach_kind(stream: Stream) -> u8 {
         Stream::Stdout => super::attach::STDOUT,
         Stream::Stderr => super::attach::STDERR,
     }
-}
-
-/// Whether the memory cgroup counted an OOM kill: `oom_kill N` in cgroup v2's
-/// `memory.events` or cgroup v1's `memory.oom_control`.
-pub fn oom_killed(cgroup: &std::path::Path) -> bool {
-    ["memory.events", "memory.oom_control"].iter().any(|f| {
-        std::fs::read_to_string(cgroup.join(f)).is_ok_and(|s| {
-            s.lines()
-                .filter_map(|l| l.strip_prefix("oom_kill "))
-                .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
-        })
-    })
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), MonitorError> {
@@ -651,23 +659,5 @@ mod tests {
                 .expect_err("no value")
                 .contains("needs a value")
         );
-    }
-
-    #[test]
-    fn oom_kill_counters_are_read_for_both_cgroup_versions() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        assert!(!oom_killed(dir.path()));
-        std::fs::write(
-            dir.path().join("memory.oom_control"),
-            "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
-        )
-        .expect("w");
-        assert!(!oom_killed(dir.path()));
-        std::fs::write(
-            dir.path().join("memory.events"),
-            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
-        )
-        .expect("w");
-        assert!(oom_killed(dir.path()));
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use crid_api::cri;
 
 use super::container::CONTAINER_NEEDS;
-use super::support::{Scope, scoped};
+use super::kubelet_replay::host;
+use super::support::{SLEEP_SCRIPT, Scope, scoped};
 use super::{Area, Case, CaseResult, ensure, status_text};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -75,6 +76,18 @@ pub(super) fn cases() -> Vec<Case> {
             "cri:RuntimeService.CreateContainer#config.linux.resources.memory_swap_limit_in_bytes",
             "memory_swap_limit_in_bytes is the cgroup's memory+swap limit, and UpdateContainerResources changes it on a running container (optional: the host must account swap)",
             |ctx| Box::pin(scoped(ctx, "rw", memory_swap_limit)),
+        ),
+        cases.required(
+            "resources/oom-killed",
+            "cri:RuntimeService.ContainerStatus#status.reason",
+            "a container whose process outgrows memory_limit_in_bytes is killed by the cgroup's OOM killer and reported EXITED with exit code 137 and reason OOMKilled",
+            |ctx| Box::pin(scoped(ctx, "rk", oom_killed)),
+        ),
+        cases.required(
+            "resources/kubelet-cgroup-parent",
+            "cri:RuntimeService.RunPodSandbox#config.linux.cgroup_parent",
+            "a pod whose cgroup_parent is the kubelet's QoS-and-UID parent in the driver RuntimeConfig reports (systemd: kubepods-besteffort-pod<uid>.slice; cgroupfs: /kubepods/besteffort/pod<uid>) has its containers' cgroups below it, and none left there after its removal",
+            |ctx| Box::pin(scoped(ctx, "rp", kubelet_cgroup_parent)),
         ),
         cases.optional(
             "resources/status-resources",
@@ -346,4 +359,232 @@ async fn status_resources(s: Arc<Scope>) -> CaseResult {
         format!("status.resources memory limit {got:?}")
     })?;
     Ok(String::new())
+}
+
+/// A shell holding 64 MiB in a variable, limited to 16 MiB: the kernel's OOM killer ends it
+/// (PID 1 of the container, so the container exits 137) and the runtime must say why. No
+/// swap limit is set: with swap on the host the shell could swap instead, and the failure
+/// says so.
+async fn oom_killed(s: Arc<Scope>) -> CaseResult {
+    let (id, st) = s
+        .busybox_exited(
+            "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived ${#x}; sleep 5",
+            |c| {
+                limits(
+                    c,
+                    cri::LinuxContainerResources {
+                        memory_limit_in_bytes: 16 * MIB,
+                        ..Default::default()
+                    },
+                )
+            },
+            Duration::from_secs(60),
+        )
+        .await?;
+    if st.exit_code == 0 {
+        let swaps = s.sh(&id, "cat /proc/swaps").await.unwrap_or_default();
+        return Err(format!(
+            "the process outgrew its 16 MiB limit and exited 0 (swap on the host: {swaps:?})"
+        ));
+    }
+    ensure(st.exit_code == 137 && st.reason == "OOMKilled", || {
+        format!(
+            "exit code {} reason {:?} message {:?}; expected 137 and OOMKilled",
+            st.exit_code, st.reason, st.message
+        )
+    })?;
+    Ok(format!("exit {} {}", st.exit_code, st.reason))
+}
+
+/// The kubelet's cgroup parent for a BestEffort pod, in the form of `driver`: the parent to
+/// send, and the cgroup path (from a hierarchy's root) the pod's containers must be under.
+fn kubelet_parent(driver: cri::CgroupDriver, uid: &str) -> (String, String) {
+    if driver == cri::CgroupDriver::Systemd {
+        // The kubelet escapes the UID's dashes: a dash in a slice name means nesting.
+        let u = uid.replace('-', "_");
+        (
+            format!("kubepods-besteffort-pod{u}.slice"),
+            format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice"),
+        )
+    } else {
+        let path = format!("/kubepods/besteffort/pod{uid}");
+        (path.clone(), path)
+    }
+}
+
+/// The container's cgroup (memory controller on v1, the unified entry on v2) in a
+/// /proc/PID/cgroup text.
+fn own_cgroup(proc_cgroup: &str) -> Option<String> {
+    let mut v2 = None;
+    for l in proc_cgroup.lines() {
+        let mut fields = l.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        if controllers.split(',').any(|c| c == "memory") {
+            return Some(path.trim().to_owned());
+        }
+        if controllers.is_empty() && l.starts_with("0::") {
+            v2 = Some(path.trim().to_owned());
+        }
+    }
+    v2
+}
+
+/// Slices systemd has active now, of `names`; empty without systemctl.
+fn active_units(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| {
+            std::process::Command::new("systemctl")
+                .args(["is-active", "--quiet", n.as_str()])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .cloned()
+        .collect()
+}
+
+async fn kubelet_cgroup_parent(s: Arc<Scope>) -> CaseResult {
+    let driver = match s.rs().runtime_config(cri::RuntimeConfigRequest {}).await {
+        Ok(r) => r
+            .into_inner()
+            .linux
+            .ok_or("RuntimeConfig answered without linux")?
+            .cgroup_driver(),
+        // A runtime that does not say is configured by hand; cgroupfs is the kubelet's default.
+        Err(st) if st.code() == tonic::Code::Unimplemented => cri::CgroupDriver::Cgroupfs,
+        Err(st) => return Err(format!("RuntimeConfig: {}", status_text(&st))),
+    };
+    let mut config = s.pod_config();
+    let uid = config
+        .metadata
+        .as_ref()
+        .map(|m| m.uid.clone())
+        .unwrap_or_default();
+    let (parent, path) = kubelet_parent(driver, &uid);
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .cgroup_parent = parent.clone();
+    // What the kubelet would have made before; the case removes only what it caused.
+    let systemd = driver == cri::CgroupDriver::Systemd;
+    let slices: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(str::to_owned)
+        .collect();
+    let slices_before = if systemd {
+        active_units(&slices)
+    } else {
+        Vec::new()
+    };
+    let dirs_before = host::existing_ancestors(&path);
+    let checked = check_kubelet_parent(&s, config, &path, systemd).await;
+    if systemd {
+        for unit in slices.iter().rev().filter(|u| !slices_before.contains(u)) {
+            let _ = std::process::Command::new("systemctl")
+                .args(["stop", unit.as_str()])
+                .status();
+        }
+    } else {
+        host::remove_pod_cgroups(&path, &dirs_before);
+    }
+    checked
+}
+
+async fn check_kubelet_parent(
+    s: &Scope,
+    config: cri::PodSandboxConfig,
+    path: &str,
+    systemd: bool,
+) -> CaseResult {
+    let (pod_id, id, _) = s.busybox(SLEEP_SCRIPT, |p| *p = config, |_| {}).await?;
+    let own = match container_pid(s, &id).await? {
+        // The host's view: a cgroup namespace inside the container hides the path.
+        Some(pid) => std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .map_err(|e| format!("reading /proc/{pid}/cgroup: {e}"))?,
+        None => s.sh(&id, "cat /proc/self/cgroup").await?,
+    };
+    let cgroup =
+        own_cgroup(&own).ok_or_else(|| format!("no memory or unified cgroup in {own:?}"))?;
+    ensure(cgroup.starts_with(&format!("{path}/")), || {
+        format!("the container's cgroup is {cgroup}, not below the pod's parent {path}")
+    })?;
+    ensure(!systemd || cgroup.ends_with(".scope"), || {
+        format!("systemd driver, but the container's cgroup {cgroup} is not a scope unit")
+    })?;
+    s.stop(&id, 0).await?;
+    s.remove_container(&id).await?;
+    s.rs()
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .map_err(|e| format!("StopPodSandbox: {}", status_text(&e)))?;
+    s.rs()
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .map_err(|e| format!("RemovePodSandbox: {}", status_text(&e)))?;
+    let left = host::cgroup_children(path);
+    ensure(left.is_empty(), || {
+        format!("cgroups left below the pod's parent after its removal: {left:?}")
+    })?;
+    Ok(cgroup)
+}
+
+/// The container's host PID from ContainerStatus' verbose info (`info` → `pid`, as
+/// containerd and crid report it), when the runtime gives one.
+async fn container_pid(s: &Scope, id: &str) -> Result<Option<u32>, String> {
+    let r = s
+        .rs()
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.to_owned(),
+            verbose: true,
+        })
+        .await
+        .map_err(|e| format!("ContainerStatus: {}", status_text(&e)))?
+        .into_inner();
+    Ok(r.info
+        .get("info")
+        .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+        .and_then(|v| v.get("pid").and_then(serde_json::Value::as_u64))
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| *p > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubelet_parents_follow_the_driver() {
+        assert_eq!(
+            kubelet_parent(cri::CgroupDriver::Systemd, "a-b-1"),
+            (
+                "kubepods-besteffort-poda_b_1.slice".to_owned(),
+                "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-poda_b_1.slice"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            kubelet_parent(cri::CgroupDriver::Cgroupfs, "a-b-1"),
+            (
+                "/kubepods/besteffort/poda-b-1".to_owned(),
+                "/kubepods/besteffort/poda-b-1".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn the_own_cgroup_is_memorys_on_v1_and_the_unified_one_on_v2() {
+        let v1 = "12:pids:/a\n5:memory:/kubepods/x/y\n0::/\n";
+        assert_eq!(own_cgroup(v1).as_deref(), Some("/kubepods/x/y"));
+        let v2 = "0::/kubepods.slice/p.slice/crid-1.scope\n";
+        assert_eq!(
+            own_cgroup(v2).as_deref(),
+            Some("/kubepods.slice/p.slice/crid-1.scope")
+        );
+        assert_eq!(own_cgroup("garbage"), None);
+    }
 }

@@ -640,6 +640,14 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         &["CreateContainerRequest.config.linux.resources.memory_limit_in_bytes"],
     ),
     (
+        "resources/oom-killed",
+        &["CreateContainerRequest.config.linux.resources.memory_limit_in_bytes"],
+    ),
+    (
+        "resources/kubelet-cgroup-parent",
+        &["RunPodSandboxRequest.config.linux.cgroup_parent"],
+    ),
+    (
         "stats/container-stats",
         &["ContainerStatsRequest.container_id"],
     ),

@@ -145,7 +145,7 @@ fn cell_heading(i: usize, c: &CellReport) -> String {
     format!(
         "#{} <span class=\"rt\">{}</span><span class=\"h\">handler {}</span><code>{}</code>",
         i + 1,
-        esc(&c.runtime),
+        esc(&c.runtime_label()),
         esc(c.handler_label()),
         esc(&c.endpoint)
     )
@@ -161,7 +161,7 @@ pub fn to_html(m: &MatrixReport) -> String {
     s.push_str(STYLE);
     s.push_str("</style>\n</head>\n<body>\n<header>\n<h1>CRI conformance matrix</h1>\n");
     let runtimes: Vec<String> = {
-        let mut r: Vec<String> = m.cells.iter().map(|c| c.runtime.clone()).collect();
+        let mut r: Vec<String> = m.cells.iter().map(|c| c.runtime_label()).collect();
         r.dedup();
         r
     };
@@ -231,7 +231,7 @@ pub fn to_html(m: &MatrixReport) -> String {
             s,
             "<h3>#{} {} · handler {}</h3>\n<table class=\"list\">",
             i + 1,
-            esc(&c.runtime),
+            esc(&c.runtime_label()),
             esc(c.handler_label())
         );
         // Required failures first: they are what fails the run.
@@ -264,7 +264,7 @@ pub fn to_html(m: &MatrixReport) -> String {
                 s,
                 "<h3>#{} {} · handler {} · baseline of {}</h3>\n<table class=\"list\">",
                 i + 1,
-                esc(&c.runtime),
+                esc(&c.runtime_label()),
                 esc(c.handler_label()),
                 esc(c.baseline.as_deref().unwrap_or_default())
             );
@@ -311,7 +311,7 @@ pub fn to_html(m: &MatrixReport) -> String {
             s,
             "<details><summary>#{} {} · handler {} — {} passed, {} failed, {} skipped</summary>\n<table class=\"list\">",
             i + 1,
-            esc(&c.runtime),
+            esc(&c.runtime_label()),
             esc(c.handler_label()),
             ct.passed,
             ct.failed(),

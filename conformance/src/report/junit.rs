@@ -56,6 +56,13 @@ pub fn cell_to_junit(report: &CellReport) -> String {
                 esc(&report.handler)
             );
         }
+        if !report.fixture.is_empty() {
+            let _ = write!(
+                x,
+                "<property name=\"fixture\" value=\"{}\"/>",
+                esc(&report.fixture)
+            );
+        }
         x.push_str("</properties>\n");
         for e in entries {
             let _ = writeln!(

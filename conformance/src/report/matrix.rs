@@ -98,16 +98,21 @@ impl MatrixReport {
         } else {
             &cell.handler
         };
+        let on = if cell.fixture.is_empty() {
+            String::new()
+        } else {
+            format!("-{}", cell.fixture)
+        };
         format!(
             "junit-{}-{}.xml",
             index + 1,
-            slug(&format!("{runtime}-{handler}"))
+            slug(&format!("{runtime}-{handler}{on}"))
         )
     }
 
     /// A short column heading: `containerd 1.6.20 · runc`.
     pub fn cell_label(cell: &CellReport) -> String {
-        format!("{} · {}", cell.runtime, cell.handler_label())
+        format!("{} · {}", cell.runtime_label(), cell.handler_label())
     }
 
     /// The Markdown summary: cells, the areas × cells grid, then every failure.
@@ -135,7 +140,7 @@ impl MatrixReport {
                 s,
                 "| {} | {} | `{}` | `{}` | {} | {} | {} | {} | [{f}]({f}) |",
                 i + 1,
-                md(&c.runtime),
+                md(&c.runtime_label()),
                 md(c.handler_label()),
                 md(&c.endpoint),
                 ct.passed,
@@ -297,6 +302,7 @@ pub(crate) mod tests {
                     endpoint: "unix:///run/containerd/containerd.sock".into(),
                     runtime: "containerd 1.6.20".into(),
                     handler: "runc".into(),
+                    fixture: String::new(),
                     baseline: None,
                     entries: vec![
                         entry("runtime-info/a", "runtime-info", Required, Verdict::Pass),
@@ -308,6 +314,7 @@ pub(crate) mod tests {
                     endpoint: "unix:///run/crid/crid.sock".into(),
                     runtime: "crid 0.1.0".into(),
                     handler: String::new(),
+                    fixture: "vm-guest".into(),
                     baseline: None,
                     entries: vec![
                         entry("runtime-info/a", "runtime-info", Required, Verdict::Pass),
@@ -374,7 +381,7 @@ pub(crate) mod tests {
         let md = sample().to_markdown();
         assert!(md.contains("**FAIL**: 1 required case(s) failed"), "{md}");
         assert!(
-            md.contains("| 2 | crid 0.1.0 | `(default)` | `unix:///run/crid/crid.sock` | 1 | 1 | 1 | 1 | [junit-2-crid-default.xml](junit-2-crid-default.xml) |"),
+            md.contains("| 2 | crid 0.1.0 (vm-guest) | `(default)` | `unix:///run/crid/crid.sock` | 1 | 1 | 1 | 1 | [junit-2-crid-default-vm-guest.xml](junit-2-crid-default-vm-guest.xml) |"),
             "{md}"
         );
         assert!(md.contains("| runtime-info | 2/2 | 1/2 ✗1 |"), "{md}");

@@ -2,6 +2,7 @@
 //! people, the traceability matrix for the docs, and progress lines while a run goes on.
 
 mod entry;
+pub mod grid;
 pub mod html;
 mod junit;
 pub mod matrix;
@@ -94,6 +95,9 @@ pub struct CellReport {
     pub runtime: String,
     /// The runtime handler pods ran with; empty for the endpoint's default.
     pub handler: String,
+    /// Where the endpoint ran when not on this host: a VM fixture's cell name
+    /// (`vm-debian12-cgroupv2`); empty for this host.
+    pub fixture: String,
     /// The results, in run order.
     pub entries: Vec<Entry>,
     /// The `runtime` of the baseline the results were read against, when one was given
@@ -163,6 +167,16 @@ impl CellReport {
         }
     }
 
+    /// The runtime as people read it, with the fixture it ran on when not this host:
+    /// `crid 0.1.0 (vm-debian12-cgroupv2)`.
+    pub fn runtime_label(&self) -> String {
+        if self.fixture.is_empty() {
+            self.runtime.clone()
+        } else {
+            format!("{} ({})", self.runtime, self.fixture)
+        }
+    }
+
     /// The handler as people read it: `(default)` for the empty name.
     pub fn handler_label(&self) -> &str {
         if self.handler.is_empty() {
@@ -179,6 +193,7 @@ impl From<&RunReport> for CellReport {
             endpoint: r.endpoint.clone(),
             runtime: r.runtime.clone(),
             handler: String::new(),
+            fixture: String::new(),
             entries: r.outcomes.iter().map(Entry::from).collect(),
             baseline: None,
         }

@@ -28,7 +28,7 @@ fn cgroup_mounts() -> Vec<PathBuf> {
 
 /// The directories `parent` (a cgroupfs-style path such as `/kubepods/burstable/pod<uid>`)
 /// names in every cgroup hierarchy where it exists.
-pub(super) fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
+pub(in crate::cases) fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
     let rel = parent.trim_start_matches('/');
     cgroup_mounts()
         .into_iter()
@@ -39,7 +39,7 @@ pub(super) fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
 
 /// Child cgroups under `parent` in any hierarchy: what a runtime left behind once all of
 /// the pod's containers and its sandbox are removed.
-pub(super) fn cgroup_children(parent: &str) -> Vec<PathBuf> {
+pub(in crate::cases) fn cgroup_children(parent: &str) -> Vec<PathBuf> {
     cgroup_dirs(parent)
         .into_iter()
         .flat_map(|d| {
@@ -57,7 +57,7 @@ pub(super) fn cgroup_children(parent: &str) -> Vec<PathBuf> {
 /// Removes the pod cgroup `parent` where it is empty, as the kubelet's pod cgroup manager
 /// does after the runtime removed the sandbox, and then its ancestors that did not exist
 /// before (`existed`); a directory still in use stays (rmdir refuses).
-pub(super) fn remove_pod_cgroups(parent: &str, existed: &[PathBuf]) {
+pub(in crate::cases) fn remove_pod_cgroups(parent: &str, existed: &[PathBuf]) {
     let mut rel = PathBuf::from(parent.trim_start_matches('/'));
     loop {
         for m in cgroup_mounts() {
@@ -73,7 +73,7 @@ pub(super) fn remove_pod_cgroups(parent: &str, existed: &[PathBuf]) {
 }
 
 /// The cgroup directories on the way to `parent` that exist now (left alone later).
-pub(super) fn existing_ancestors(parent: &str) -> Vec<PathBuf> {
+pub(in crate::cases) fn existing_ancestors(parent: &str) -> Vec<PathBuf> {
     let mut rel = PathBuf::from(parent.trim_start_matches('/'));
     let mut out = Vec::new();
     while !rel.as_os_str().is_empty() {

@@ -6,7 +6,7 @@
 //! container under its uid, no cgroup under its cgroup parent, no mount of its volumes.
 
 mod engine;
-mod host;
+pub(super) mod host;
 mod judge;
 
 use std::future::Future;
