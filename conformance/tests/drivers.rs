@@ -156,6 +156,7 @@ fn folded_results_appear_in_every_report_format() {
         endpoint: "unix:///run/crid/crid.sock".into(),
         runtime: "crid 0.1.0".into(),
         handler: "runc".into(),
+        fixture: String::new(),
         entries,
         baseline: None,
     };
