@@ -410,6 +410,7 @@ mod tests {
                 kind: RuntimeKind::Oci,
                 args: Vec::new(),
                 always_infra: false,
+                timeout_secs: None,
             },
         );
         let report = run(&config).await;

@@ -1,7 +1,8 @@
 //! Misbehaving neighbours (issue 16, part 5) through the real daemon on real runc (root):
 //! a crid-monitor killed with SIGKILL, and a runtime binary that crashes printing garbage.
 //! Each fails only its own container, within its deadline, with a clear status, and
-//! leaves nothing behind. (A registry that stalls mid-blob is
+//! leaves nothing behind; so does a shim v2 that fails, hangs or answers nothing (issue 13).
+//! (A registry that stalls mid-blob is
 //! tests/images `stalled_pull_is_cancelled_with_a_clear_error_needs_root`.)
 
 mod support;
@@ -635,4 +636,159 @@ async fn misbehaving_cni_del_fails_only_its_pod_and_the_retry_cleans_up_needs_ro
     assert_nothing_left(&c.daemon, &ids);
     assert!(net.leases().is_empty(), "{:?}", net.leases());
     assert!(net.ports().is_empty(), "{:?}", net.ports());
+}
+
+/// A shim v2 binary that misbehaves on `start` as `<dir>/mode` says: `fail` (exit 1 with a
+/// reason on stderr), `garbage` (exit 0 printing no address), `hang` (never returns),
+/// `gone` (the address of a socket nobody serves: a shim that died at once) or `deaf` (a
+/// listener that takes connections and never answers a call). Its `delete`, the clean-up
+/// after a dead shim, ends the deaf listener as a real shim's would end its task. Every
+/// process it leaves running names `dir` on its command line.
+fn misbehaving_shim(dir: &Path) -> std::path::PathBuf {
+    let script = dir.join("bad-shim");
+    let d = dir.display();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do action=$a; done\n\
+             case $action in\n\
+             delete) [ -f {d}/deaf.pid ] && kill \"$(cat {d}/deaf.pid)\"; rm -f {d}/deaf.pid {d}/deaf.sock; exit 0;;\n\
+             start) ;;\n\
+             *) exit 0;;\n\
+             esac\n\
+             case $(cat {d}/mode) in\n\
+             fail) echo 'bad-shim: no hypervisor on this host' >&2; exit 1;;\n\
+             garbage) printf 'garbage\\377\\376{{{{\\n'; exit 0;;\n\
+             hang) exec python3 -c 'import time; time.sleep(1000)' {d};;\n\
+             gone) echo unix://{d}/nobody.sock; exit 0;;\n\
+             deaf) python3 -c 'import socket, sys, time\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(8)\ntime.sleep(1000)' {d}/deaf.sock </dev/null >/dev/null 2>&1 &\n\
+               echo $! > {d}/deaf.pid\n\
+               while [ ! -S {d}/deaf.sock ]; do sleep 0.05; done\n\
+               echo unix://{d}/deaf.sock; exit 0;;\n\
+             esac\n"
+        ),
+    )
+    .expect("write shim");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
+}
+
+/// Live processes whose command line mentions `needle`.
+fn processes_naming(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| alive(*pid))
+        .filter_map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains(needle).then(|| format!("{pid}: {cmd}"))
+        })
+        .collect()
+}
+
+// Issue 13: a shim v2 that fails to start, prints garbage, hangs, dies at once or takes
+// connections without answering fails only its own container, within the handler's
+// `timeout_secs` (DeadlineExceeded for the two that run out of time), with a message that
+// says what happened, and leaves no container, task record, FIFO or process; a pod on runc
+// runs meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_shim_fails_only_its_own_container_needs_root() {
+    let dir = tempfile::Builder::new()
+        .prefix("crid-badshim-")
+        .tempdir()
+        .expect("tempdir");
+    let shim = misbehaving_shim(dir.path());
+    let c = Cluster::start(&format!(
+        "[runtime.runtimes.bad]\npath = \"{}\"\ntype = \"shim\"\ntimeout_secs = 3\n",
+        shim.display()
+    ))
+    .await;
+    let image = c.pull("busybox").await;
+    let mut rs = c.rs().await;
+    let needle = dir.path().display().to_string();
+    // The shim runs the pod's sandbox task, so RunPodSandbox is where it first misbehaves.
+    for (n, (mode, code, says)) in [
+        ("fail", tonic::Code::Internal, "no hypervisor on this host"),
+        ("garbage", tonic::Code::Internal, "not a ttrpc address"),
+        (
+            "hang",
+            tonic::Code::DeadlineExceeded,
+            "did not finish within 3s",
+        ),
+        ("gone", tonic::Code::Internal, "nobody.sock"),
+        (
+            "deaf",
+            tonic::Code::DeadlineExceeded,
+            "create` for container",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(dir.path().join("mode"), mode).expect("mode");
+        let t = Instant::now();
+        let err = rs
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod_config(&format!("badshim{n}"), &c.log_dir())),
+                runtime_handler: "bad".into(),
+            })
+            .await
+            .expect_err("the shim misbehaved");
+        let took = t.elapsed();
+        eprintln!(
+            "shim {mode} -> {:?} after {took:?}: {}",
+            err.code(),
+            err.message()
+        );
+        assert_eq!(err.code(), code, "{mode}: {err}");
+        assert!(err.message().contains(says), "{mode}: {err}");
+        assert!(
+            err.message().contains("handler bad"),
+            "{mode}: names the handler: {err}"
+        );
+        // fail, garbage, gone: at once; hang: one bound; deaf: connect, create and the
+        // clean-up's kill each run out (3 s and 1 s of slack each), then `delete`.
+        assert!(took < Duration::from_secs(20), "{mode}: {took:?}");
+        let pods = rs
+            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await
+            .expect("list")
+            .into_inner()
+            .items;
+        assert!(pods.is_empty(), "{mode}: no half pod: {pods:?}");
+        let left = processes_naming(&needle);
+        assert!(left.is_empty(), "{mode}: processes left: {left:?}");
+    }
+
+    // A neighbour on runc is unaffected.
+    let pc2 = pod_config("calm", &c.log_dir());
+    let pod2 = run_pod(&mut rs, &pc2, "").await;
+    let calm = run_container(
+        &mut rs,
+        &pod2,
+        &pc2,
+        container_config("calm", &image, &["sleep", "1000"]),
+    )
+    .await;
+    let r = exec(&mut rs, &calm, &["echo", "calm"], 10)
+        .await
+        .expect("exec");
+    assert_eq!(r.stdout, b"calm\n");
+
+    let ids = support::object_ids(c.daemon.path());
+    remove_all(&mut rs).await;
+    assert_nothing_left(&c.daemon, &ids);
+    // The handler's state directory existed (it serves the shims' events there) and holds
+    // no task record.
+    let state = c.daemon.path().join("run/shims/bad");
+    let records: Vec<_> = std::fs::read_dir(&state)
+        .expect("the shim handler's state directory")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert!(records.is_empty(), "task records left: {records:?}");
 }

@@ -44,6 +44,7 @@ async fn runtime(b: &Bundle, handler: &str) -> OciRuntime {
         kind: RuntimeKind::Oci,
         args: Vec::new(),
         always_infra: false,
+        timeout_secs: None,
     };
     let rt = OciRuntime::new(handler, &h, b.dir.path(), CgroupDriver::Cgroupfs)
         .await
@@ -514,6 +515,7 @@ async fn hanging_runtime(b: &Bundle, wrapper: &Path) -> OciRuntime {
         kind: RuntimeKind::Oci,
         args: Vec::new(),
         always_infra: false,
+        timeout_secs: None,
     };
     OciRuntime::new("hanging-runc", &h, b.dir.path(), CgroupDriver::Cgroupfs)
         .await
@@ -630,6 +632,7 @@ async fn what_the_runtime_prints_during_create_is_not_container_output_needs_roo
         kind: RuntimeKind::Oci,
         args: Vec::new(),
         always_infra: false,
+        timeout_secs: None,
     };
     let rt = OciRuntime::new("noisy-runc", &h, b.dir.path(), CgroupDriver::Cgroupfs)
         .await

@@ -382,6 +382,27 @@ mod tests {
     }
 
     #[test]
+    fn handler_timeouts_are_bounded() {
+        let d = dirs(
+            Some(
+                "[runtime.runtimes.kata]\npath = \"/bin/true\"\ntype = \"vm\"\ntimeout_secs = 0\n",
+            ),
+            &[],
+        );
+        let p = problems(load(&opts(&d)).expect_err("must fail"));
+        assert_eq!(p[0].key, "runtime.runtimes.kata.timeout_secs");
+        assert!(p[0].reason.contains("1 to 3600"), "{}", p[0].reason);
+        let d = dirs(
+            Some(
+                "[runtime.runtimes.kata]\npath = \"/bin/true\"\ntype = \"vm\"\ntimeout_secs = 120\n",
+            ),
+            &[],
+        );
+        let c = load(&opts(&d)).expect("valid");
+        assert_eq!(c.runtime.runtimes["kata"].timeout_secs, Some(120));
+    }
+
+    #[test]
     fn semantic_problem_blames_the_source_that_set_it() {
         let d = dirs(
             Some("[runtime]\ndefault_runtime = \"nope\"\n"),

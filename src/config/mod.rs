@@ -98,6 +98,11 @@ pub struct RuntimeHandler {
     /// and refuse containers without one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub always_infra: bool,
+    /// Bound on each call to the handler, in seconds: an OCI runtime's commands, a shim's
+    /// `start` and `delete` and each of its ttrpc calls (default 30). A VM runtime that
+    /// boots a guest per pod may need more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
 }
 
 /// How crid drives a runtime handler.
@@ -262,6 +267,7 @@ impl Default for RuntimeConfig {
             kind: RuntimeKind::Oci,
             args: Vec::new(),
             always_infra: false,
+            timeout_secs: None,
         };
         Self {
             default_runtime: "runc".to_owned(),

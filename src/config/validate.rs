@@ -76,6 +76,14 @@ pub(super) fn check(config: &Config, origins: &Origins) -> Vec<Problem> {
         if let Some(root) = &handler.root {
             absolute(root, &format!("{key}.root"), &mut bad);
         }
+        if let Some(t) = handler.timeout_secs
+            && !(1..=3600).contains(&t)
+        {
+            bad(
+                format!("{key}.timeout_secs"),
+                format!("{t} is out of range: 1 to 3600 seconds"),
+            );
+        }
     }
 
     let image = &config.image;

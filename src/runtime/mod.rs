@@ -311,6 +311,7 @@ mod tests {
             kind: RuntimeKind::Oci,
             args: Vec::new(),
             always_infra: false,
+            timeout_secs: None,
         }
     }
 

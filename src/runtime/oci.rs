@@ -519,6 +519,7 @@ pub(crate) mod tests {
             kind: RuntimeKind::Oci,
             args: Vec::new(),
             always_infra: false,
+            timeout_secs: None,
         };
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -582,6 +583,7 @@ pub(crate) mod tests {
             kind: RuntimeKind::Oci,
             args: vec!["--platform=ptrace".into(), "--network=none".into()],
             always_infra: true,
+            timeout_secs: None,
         };
         let r = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -752,6 +754,7 @@ pub(crate) mod tests {
             kind: RuntimeKind::Vm,
             args: Vec::new(),
             always_infra: false,
+            timeout_secs: None,
         };
         let err = tokio::runtime::Builder::new_current_thread()
             .enable_all()

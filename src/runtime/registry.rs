@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::handler::{OciHandler, RuntimeHandler};
 use super::oci::OciRuntime;
@@ -152,17 +152,27 @@ impl RuntimeRegistry {
         {
             return Ok((name, b.handler.clone()));
         }
+        let timeout = config.timeout_secs.map(Duration::from_secs);
         let handler: Arc<dyn RuntimeHandler> = match config.kind {
             RuntimeKind::Oci => {
-                let runtime = OciRuntime::new(&name, config, &self.runroot, self.cgroup_driver)
+                let mut runtime = OciRuntime::new(&name, config, &self.runroot, self.cgroup_driver)
                     .await
                     .map_err(unusable)?;
+                if let Some(t) = timeout {
+                    runtime = runtime.with_timeout(t);
+                }
                 Arc::new(
                     OciHandler::new(runtime, self.monitor.clone())
                         .always_infra(config.always_infra),
                 )
             }
-            RuntimeKind::Vm => Arc::new(ShimHandler::new(&name, binary.clone(), &self.runroot)),
+            RuntimeKind::Vm => {
+                let shim = ShimHandler::new(&name, binary.clone(), &self.runroot);
+                Arc::new(match timeout {
+                    Some(t) => shim.with_timeout(t),
+                    None => shim,
+                })
+            }
         };
         self.lock().insert(
             name.clone(),
@@ -222,6 +232,7 @@ mod tests {
                 kind: RuntimeKind::Oci,
                 args: Vec::new(),
                 always_infra: false,
+                timeout_secs: None,
             },
         );
         c.runtime.runtimes.insert(
@@ -232,6 +243,7 @@ mod tests {
                 kind: RuntimeKind::Vm,
                 args: Vec::new(),
                 always_infra: false,
+                timeout_secs: None,
             },
         );
         c.runtime.default_runtime = "late".into();

@@ -80,6 +80,11 @@ impl From<Error> for Status {
             Error::Network(e) if matches!(**e, crate::network::CniError::Timeout { .. }) => {
                 Status::deadline_exceeded(msg)
             }
+            Error::Runtime { source, .. }
+                if matches!(**source, crate::runtime::RuntimeError::Timeout { .. }) =>
+            {
+                Status::deadline_exceeded(msg)
+            }
             // A full disk is the node's state, not a bug: the kubelet backs off and
             // retries, and the operator frees space (ENOSPC, EDQUOT).
             Error::Persist(p) if is_full(&p.source) => Status::resource_exhausted(msg),

@@ -128,20 +128,20 @@ impl TaskClient {
                 .map_err(|_| CallError::Timeout { method, limit: l })?,
             None => call.await,
         };
-        let res = res.map_err(|e| match e {
-            ttrpc::Error::RpcStatus(s) => {
-                if s.code() == ttrpc::Code::DEADLINE_EXCEEDED
-                    && let Some(l) = limit
-                {
-                    return CallError::Timeout { method, limit: l };
-                }
-                CallError::Status {
-                    method,
-                    code: s.code(),
-                    message: s.message().to_owned(),
-                }
+        let res = res.map_err(|e| match (e, limit) {
+            (ttrpc::Error::RpcStatus(s), Some(l)) if s.code() == ttrpc::Code::DEADLINE_EXCEEDED => {
+                CallError::Timeout { method, limit: l }
             }
-            other => CallError::Unreachable(format!("{method}: {other}")),
+            (ttrpc::Error::RpcStatus(s), _) => CallError::Status {
+                method,
+                code: s.code(),
+                message: s.message().to_owned(),
+            },
+            // The client's own deadline (`timeout_nano`): ttrpc says it only in words.
+            (ttrpc::Error::Others(m), Some(l)) if m.contains("deadline elapsed") => {
+                CallError::Timeout { method, limit: l }
+            }
+            (other, _) => CallError::Unreachable(format!("{method}: {other}")),
         })?;
         Resp::parse_from_bytes(&res.payload).map_err(|e| CallError::Codec {
             method,
