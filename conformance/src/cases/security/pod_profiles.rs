@@ -30,7 +30,7 @@ const SECCOMP_PROFILE: &str = r#"{
 }"#;
 
 /// A pod sharing one PID namespace, its config adjusted by `edit_pod`, with an unconfined
-/// busybox sleeper; returns the sleeper's id.
+/// busybox sleeper; returns the sleeper's id once PID 1 is seen to be the sandbox process.
 async fn observer(
     s: &Scope,
     edit_pod: impl FnOnce(&mut cri::LinuxSandboxSecurityContext),
@@ -51,6 +51,13 @@ async fn observer(
             },
         )
         .await?;
+    // PID 1 must be the sandbox process, not the observer's own command.
+    let cmdline = s.sh(&id, "tr '\\0' ' ' < /proc/1/cmdline").await?;
+    ensure(!cmdline.contains(SLEEP_SCRIPT), || {
+        format!(
+            "PID 1 is the observer itself ({cmdline:?}): the pod's containers do not share the sandbox's PID namespace"
+        )
+    })?;
     Ok(id)
 }
 
@@ -59,13 +66,7 @@ async fn observer(
 async fn pid1_seccomp(s: &Scope, t: ProfileType, localhost_ref: &str) -> Result<String, String> {
     let id = observer(s, |p| p.seccomp = profile(t, localhost_ref)).await?;
     let status = s.sh(&id, "cat /proc/1/status").await?;
-    let mode = status_field(&status, "Seccomp").unwrap_or("").to_owned();
-    // PID 1 must be the sandbox process, not the observer itself.
-    let name = status_field(&status, "Name").unwrap_or("");
-    ensure(name != "sh" && name != "sleep", || {
-        format!("PID 1 is {name:?}: the pod's containers do not share the sandbox's PID namespace")
-    })?;
-    Ok(mode)
+    Ok(status_field(&status, "Seccomp").unwrap_or("").to_owned())
 }
 
 /// `security-context/pod-seccomp-unconfined`.
