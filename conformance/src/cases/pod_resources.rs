@@ -296,12 +296,15 @@ async fn update_empty_id(s: Arc<Scope>) -> CaseResult {
     }
 }
 
+/// Makes one field of a resources message impossible.
+type Spoil = fn(&mut cri::LinuxContainerResources);
+
 async fn update_invalid(s: Arc<Scope>) -> CaseResult {
     let (overhead, resources) = (distinct(1), distinct(2));
     let id = s
         .run_pod(&with_resources(&s, overhead.clone(), resources.clone()))
         .await?;
-    let bad: [(&str, fn(&mut cri::LinuxContainerResources)); 4] = [
+    let bad: [(&str, Spoil); 4] = [
         ("memory_limit_in_bytes", |r| r.memory_limit_in_bytes = -5),
         ("cpu_shares", |r| r.cpu_shares = -2),
         ("cpuset_cpus", |r| r.cpuset_cpus = "3-1,x".into()),
