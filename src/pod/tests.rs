@@ -564,3 +564,43 @@ async fn pod_resources_and_seccomp_are_checked_before_anything_is_created() {
     }
     assert_no_pod_left(&kit);
 }
+
+// cri:RuntimeService.RunPodSandbox#config.linux.resources: the infra container's spec
+// carries containerd's annotations of the pod's resources (for VM runtimes), and the
+// pod's seccomp (Unconfined here: no filter).
+#[tokio::test]
+async fn the_infra_spec_carries_the_pods_resources_and_seccomp() {
+    let kit = Kit::new();
+    let mut config = shared_pid(kit.pod_config("vm"));
+    let linux = config.linux.get_or_insert_with(Default::default);
+    linux.resources = Some(cri::LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: 200_000,
+        cpu_shares: 2048,
+        memory_limit_in_bytes: 512 << 20,
+        ..Default::default()
+    });
+    linux
+        .security_context
+        .get_or_insert_with(Default::default)
+        .seccomp = Some(cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::Unconfined as i32,
+        localhost_ref: String::new(),
+    });
+    let id = kit.pods.run(config, "").await.expect("run");
+    let spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(kit.containers.layout().bundle(&id).join("config.json")).expect("spec"),
+    )
+    .expect("JSON");
+    let a = &spec["annotations"];
+    assert_eq!(a["io.kubernetes.cri.container-type"], "sandbox");
+    assert_eq!(a["io.kubernetes.cri.sandbox-cpu-period"], "100000");
+    assert_eq!(a["io.kubernetes.cri.sandbox-cpu-quota"], "200000");
+    assert_eq!(a["io.kubernetes.cri.sandbox-cpu-shares"], "2048");
+    assert_eq!(
+        a["io.kubernetes.cri.sandbox-memory"],
+        (512i64 << 20).to_string()
+    );
+    assert!(spec["linux"]["seccomp"].is_null(), "{}", spec["linux"]);
+    kit.pods.stop(&id).await.expect("stop");
+}
