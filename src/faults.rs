@@ -250,6 +250,15 @@ faults! {
     /// RemoveContainer leaves the container's root filesystem mounted.
     LeakRootfsMount = "leak-rootfs-mount", areas ["kubelet-replay"],
         clause "cri:RuntimeService.RemoveContainer#idempotent";
+    /// UpdatePodSandboxResources answers OK without recording the pod's new resources.
+    /// api.proto: it "synchronously updates the PodSandboxConfig"; the kubelet's NRI
+    /// plugins and VM runtimes read the recorded values.
+    PodResourcesUpdateIgnored = "pod-resources-update-ignored", areas ["pod-sandbox"],
+        clause "cri:RuntimeService.UpdatePodSandboxResources#resources";
+    /// The pod's sandbox process runs with RuntimeDefault seccomp whatever the pod asks.
+    /// cri:LinuxSandboxSecurityContext#seccomp is the sandbox process's own profile.
+    PodSeccompIgnored = "pod-seccomp-ignored", areas ["security-context"],
+        clause "cri:RuntimeService.RunPodSandbox#config.linux.security_context.seccomp";
 }
 
 impl Fault {

@@ -53,6 +53,7 @@ const IMPLEMENTED: &[&str] = &[
     "StreamContainers",
     "StreamContainerStats",
     "StreamPodSandboxStats",
+    "UpdatePodSandboxResources",
 ];
 
 fn condition<'a>(s: &'a cri::StatusResponse, kind: &str) -> &'a cri::RuntimeCondition {

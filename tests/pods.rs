@@ -225,6 +225,56 @@ async fn restart_adopts_running_containers_and_learns_missed_exits_needs_root() 
     assert_nothing_left(&c.daemon, &ids);
 }
 
+// cri:RuntimeService.UpdatePodSandboxResources: the recorded pod resources survive a
+// `kill -9` of the daemon (the answer came once they were on disk).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_resources_update_survives_a_restart_needs_root() {
+    let mut c = Cluster::start("").await;
+    let mut rs = c.rs().await;
+    let pc = pod_config("resized", &c.log_dir());
+    let pod = run_pod(&mut rs, &pc, "").await;
+    let resized = cri::LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: 150_000,
+        cpu_shares: 1536,
+        memory_limit_in_bytes: 300 << 20,
+        cpuset_cpus: "0-1".into(),
+        ..Default::default()
+    };
+    rs.update_pod_sandbox_resources(cri::UpdatePodSandboxResourcesRequest {
+        pod_sandbox_id: pod.clone(),
+        overhead: None,
+        resources: Some(resized.clone()),
+    })
+    .await
+    .expect("UpdatePodSandboxResources");
+    drop(rs);
+    c.daemon
+        .signal_and_wait(Signal::SIGKILL, Duration::from_secs(5));
+    c.daemon.spawn();
+    c.daemon.wait_ready();
+    let mut rs = c.rs().await;
+    let info = rs
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .expect("status")
+        .into_inner()
+        .info;
+    let info: serde_json::Value =
+        serde_json::from_str(info.get("info").expect("info")).expect("JSON");
+    let r = &info["config"]["linux"]["resources"];
+    assert_eq!(r["cpu_quota"], 150_000, "{info}");
+    assert_eq!(r["cpu_shares"], 1536, "{info}");
+    assert_eq!(r["memory_limit_in_bytes"], 300 << 20, "{info}");
+    assert_eq!(r["cpuset_cpus"], "0-1", "{info}");
+    let ids = support::object_ids(c.daemon.path());
+    remove_all(&mut rs).await;
+    assert_nothing_left(&c.daemon, &ids);
+}
+
 /// A cluster whose `stall` handler wraps runc and stalls the commands the test asks for.
 /// The stall directory is removed when the returned guard drops, even if the test fails.
 async fn stall_cluster() -> (Cluster, tempfile::TempDir) {

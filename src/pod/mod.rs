@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod files;
 pub mod sandbox;
+mod security;
 pub mod sysctl;
 #[cfg(test)]
 mod tests;

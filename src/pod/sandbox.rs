@@ -10,6 +10,7 @@ use std::sync::Arc;
 use cri::NamespaceMode;
 use crid_api::cri;
 
+use super::security::{self, SandboxSecurity};
 use super::{files, sysctl};
 use crate::container::ContainerService;
 use crate::error::{Error, Result};
@@ -17,7 +18,7 @@ use crate::host::PinRequest;
 use crate::network::Attacher;
 use crate::registry::{Object, Registry};
 use crate::runtime::RuntimeHandler;
-use crate::spec::{self, PidNamespace, PodFiles, SpecInput};
+use crate::spec::{self, PidNamespace, PodFiles, SpecInput, pod_resources};
 use crate::state::{self, Layout, PodRecord, PodState, records::InfraRecord};
 
 /// The namespace options of a pod config (all `POD` when absent).
@@ -47,6 +48,13 @@ fn check_log_directory(dir: &str) -> std::result::Result<(), String> {
         return Err(format!("`{dir}` contains `..`"));
     }
     Ok(())
+}
+
+/// Pod-level resources (cri:LinuxPodSandboxConfig#overhead, #resources): values that
+/// cannot be valid are refused, naming the field under `prefix`.
+fn check_resources(prefix: &str, r: Option<&cri::LinuxContainerResources>) -> Result<()> {
+    let Some(r) = r else { return Ok(()) };
+    pod_resources::check(r).map_err(|e| Error::invalid(format!("{prefix}.{}", e.field), e.reason))
 }
 
 /// Longest pod name, namespace or UID: a Kubernetes object name (DNS subdomain) is at most
@@ -124,6 +132,8 @@ impl PodService {
         let host_net = mode(namespace_options(config).network) == NamespaceMode::Node;
         let mut sysctls = Vec::new();
         if let Some(linux) = &config.linux {
+            check_resources("config.linux.overhead", linux.overhead.as_ref())?;
+            check_resources("config.linux.resources", linux.resources.as_ref())?;
             for (k, v) in &linux.sysctls {
                 match sysctl::sysctl_namespace(k) {
                     None => {
@@ -155,6 +165,9 @@ impl PodService {
         handler: &str,
     ) -> Result<String> {
         let mut sysctls = Self::validate_pod(&config)?;
+        // The sandbox's own confinement is checked whether or not an infra process runs.
+        let security = security::sandbox_security(&config)?;
+        self.containers.prepare_apparmor(&security.context).await?;
         sysctls.retain(|_| !crate::faults::on(crate::faults::Fault::SysctlsDropped));
         // A sysctl this kernel lacks cannot be set; drop it unless told to refuse.
         let mut lacking = Vec::new();
@@ -219,7 +232,7 @@ impl PodService {
         let setup = async {
             pod.persist().await?;
             crate::failpoint!("run-pod.recorded");
-            self.setup(&pod, &sysctls, &runtime).await
+            self.setup(&pod, &sysctls, &runtime, &security).await
         };
         match setup.await {
             Ok(()) => {
@@ -253,6 +266,7 @@ impl PodService {
         pod: &Arc<Object<PodRecord>>,
         sysctls: &[(String, String)],
         runtime: &Arc<dyn RuntimeHandler>,
+        security: &SandboxSecurity,
     ) -> Result<()> {
         let record = pod.get();
         let id = record.id.clone();
@@ -341,7 +355,7 @@ impl PodService {
             self.attach_network(pod, netns, &hostname).await?;
         }
         if mode(ns.pid) == NamespaceMode::Pod || runtime.needs_infra() {
-            self.start_infra(pod, runtime.as_ref()).await?;
+            self.start_infra(pod, runtime.as_ref(), security).await?;
         }
         Ok(())
     }
@@ -430,6 +444,7 @@ impl PodService {
         self: &Arc<Self>,
         pod: &Arc<Object<PodRecord>>,
         runtime: &dyn RuntimeHandler,
+        security: &SandboxSecurity,
     ) -> Result<()> {
         let record = pod.get();
         let id = record.id.clone();
@@ -449,49 +464,20 @@ impl PodService {
         let (process, _) = c.images().process_config(&image)?;
         let rootfs = c.mount_rootfs(&id, &image)?;
         crate::failpoint!("run-pod.infra-rootfs-mounted");
-        // cri:RuntimeService.RunPodSandbox#config.linux.security_context: the user, groups
-        // and read-only root the pod asks for apply to its sandbox process too.
-        let pod_sc = record
-            .config
-            .linux
-            .as_ref()
-            .and_then(|l| l.security_context.clone())
-            .unwrap_or_default();
+        // cri:RuntimeService.RunPodSandbox#config.linux.security_context: the seccomp and
+        // AppArmor profiles, user, groups and read-only root the pod asks for apply to its
+        // sandbox process (checked, and AppArmor's loaded, by `run`).
         let container = cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {
                 name: "POD".into(),
                 attempt: 0,
             }),
             linux: Some(cri::LinuxContainerConfig {
-                security_context: Some(cri::LinuxContainerSecurityContext {
-                    seccomp: Some(cri::SecurityProfile {
-                        profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
-                        localhost_ref: String::new(),
-                    }),
-                    no_new_privs: true,
-                    capabilities: Some(cri::Capability {
-                        drop_capabilities: vec!["ALL".into()],
-                        ..Default::default()
-                    }),
-                    // cri:LinuxSandboxSecurityContext#apparmor is the sandbox's own profile.
-                    apparmor: pod_sc.apparmor.clone(),
-                    run_as_user: pod_sc.run_as_user,
-                    run_as_group: pod_sc.run_as_group,
-                    supplemental_groups: pod_sc.supplemental_groups,
-                    readonly_rootfs: pod_sc.readonly_rootfs,
-                    ..Default::default()
-                }),
+                security_context: Some(security.context.clone()),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        if let Some(sc) = container
-            .linux
-            .as_ref()
-            .and_then(|l| l.security_context.as_ref())
-        {
-            c.prepare_apparmor(sc).await?;
-        }
         let paths = self.layout.pod_files(&id);
         let settings = c.settings();
         let mut spec = spec::build(&SpecInput {
@@ -513,12 +499,15 @@ impl PodService {
             host_capabilities: &settings.host_capabilities,
             devices: &[],
             host_devices: &[],
-            localhost_seccomp: None,
+            localhost_seccomp: security.localhost_seccomp.as_ref(),
             host: &settings.host_resources,
             apparmor: settings.apparmor.enforces(),
         })?;
         spec.annotations
             .insert("io.kubernetes.cri.container-type".into(), "sandbox".into());
+        // The pod's resources, for runtimes that size a sandbox of their own (Kata's VM).
+        spec.annotations
+            .extend(pod_resources::sandbox_annotations(&record.config));
         let created = c
             .create_in_runtime(runtime, &id, &spec, &PathBuf::from("/dev/null"), &record)
             .await?;
@@ -646,6 +635,54 @@ impl PodService {
         crate::failpoint!("remove-pod.unrecorded");
         self.registry.drop_pod(id);
         tracing::info!(pod = %id, "pod sandbox removed");
+        Ok(())
+    }
+
+    /// cri:RuntimeService.UpdatePodSandboxResources: records in the pod's config the
+    /// pod-level resources the kubelet has given the pod cgroup (the kubelet owns that
+    /// cgroup; crid changes no limit), durably, before answering. An absent `overhead` or
+    /// `resources` leaves the recorded one as it is; a present one replaces it whole. A
+    /// stopped pod is updated too, as containerd 2.x and CRI-O do (they find the pod by ID
+    /// whatever its state); only an unknown one is NotFound.
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        overhead: Option<cri::LinuxContainerResources>,
+        resources: Option<cri::LinuxContainerResources>,
+    ) -> Result<()> {
+        if id.is_empty() {
+            return Err(Error::invalid("pod_sandbox_id", "must not be empty"));
+        }
+        check_resources("overhead", overhead.as_ref())?;
+        check_resources("resources", resources.as_ref())?;
+        let not_found = || Error::NotFound {
+            kind: "pod sandbox",
+            id: id.to_owned(),
+        };
+        let pod = self
+            .registry
+            .pod(id)
+            .filter(|p| p.read(|r| r.state != PodState::Creating))
+            .ok_or_else(not_found)?;
+        let _op = pod.lock().await;
+        // A RemovePodSandbox that held the lock first has forgotten the pod.
+        if self.registry.pod(id).is_none() {
+            return Err(not_found());
+        }
+        if crate::faults::on(crate::faults::Fault::PodResourcesUpdateIgnored) {
+            return Ok(());
+        }
+        pod.update(|r| {
+            let linux = r.config.linux.get_or_insert_with(Default::default);
+            if let Some(o) = overhead {
+                linux.overhead = Some(o);
+            }
+            if let Some(res) = resources {
+                linux.resources = Some(res);
+            }
+        })
+        .await?;
+        tracing::info!(pod = %id, "pod sandbox resources recorded");
         Ok(())
     }
 

@@ -461,3 +461,146 @@ async fn a_user_namespace_on_a_handler_without_them_is_refused() {
     assert!(kit.pods.list().is_empty());
     assert!(kit.host.model().is_clean());
 }
+
+fn resources(cpu_shares: i64, cpuset_cpus: &str) -> cri::LinuxContainerResources {
+    cri::LinuxContainerResources {
+        cpu_shares,
+        cpuset_cpus: cpuset_cpus.into(),
+        ..Default::default()
+    }
+}
+
+fn recorded(kit: &Kit, id: &str) -> cri::LinuxPodSandboxConfig {
+    let stored: PodRecord = kit.store.get(RecordKind::Pod, id).expect("stored");
+    stored.config.linux.unwrap_or_default()
+}
+
+// cri:RuntimeService.UpdatePodSandboxResources: the config's overhead and resources are
+// replaced durably (an absent one is kept); impossible values, an empty and an unknown ID
+// are refused and change nothing; a stopped pod is updated too.
+#[tokio::test]
+async fn update_pod_sandbox_resources_records_durably() {
+    let kit = Kit::new();
+    let mut config = kit.pod_config("sized");
+    let linux = config.linux.get_or_insert_with(Default::default);
+    linux.overhead = Some(resources(10, "0"));
+    linux.resources = Some(resources(20, "0"));
+    let id = kit.pods.run(config, "").await.expect("run");
+    kit.pods
+        .update_resources(&id, None, Some(resources(30, "0-1")))
+        .await
+        .expect("update");
+    let linux = recorded(&kit, &id);
+    assert_eq!(linux.overhead, Some(resources(10, "0")), "absent: kept");
+    assert_eq!(linux.resources, Some(resources(30, "0-1")));
+    for (overhead, res, field) in [
+        (Some(resources(-1, "")), None, "overhead.cpu_shares"),
+        (None, Some(resources(1, "1-0")), "resources.cpuset_cpus"),
+    ] {
+        let e = kit
+            .pods
+            .update_resources(&id, overhead, res)
+            .await
+            .expect_err(field);
+        assert!(e.to_string().starts_with(field), "{e}");
+        assert_eq!(code(e), Code::InvalidArgument);
+    }
+    assert_eq!(recorded(&kit, &id).resources, Some(resources(30, "0-1")));
+    let e = kit
+        .pods
+        .update_resources("", None, None)
+        .await
+        .expect_err("empty");
+    assert_eq!(code(e), Code::InvalidArgument);
+    let e = kit
+        .pods
+        .update_resources("nope", None, None)
+        .await
+        .expect_err("unknown");
+    assert_eq!(code(e), Code::NotFound);
+    kit.pods.stop(&id).await.expect("stop");
+    kit.pods
+        .update_resources(&id, Some(resources(40, "")), None)
+        .await
+        .expect("a stopped pod");
+    assert_eq!(recorded(&kit, &id).overhead, Some(resources(40, "")));
+}
+
+// cri:RuntimeService.RunPodSandbox: impossible pod resources and a Localhost seccomp
+// profile that cannot be read are refused naming the field, with an infra container or
+// without, and leave nothing.
+#[tokio::test]
+async fn pod_resources_and_seccomp_are_checked_before_anything_is_created() {
+    let kit = Kit::new();
+    let mut bad_resources = kit.pod_config("x");
+    bad_resources
+        .linux
+        .get_or_insert_with(Default::default)
+        .resources = Some(resources(0, "a-b"));
+    let mut missing_profile = kit.pod_config("x");
+    missing_profile
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .seccomp = Some(cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::Localhost as i32,
+        localhost_ref: "/nonexistent/crid-profile.json".into(),
+    });
+    for (config, field) in [
+        (bad_resources, "config.linux.resources.cpuset_cpus"),
+        (
+            missing_profile.clone(),
+            "config.linux.security_context.seccomp.localhost_ref",
+        ),
+        (
+            shared_pid(missing_profile),
+            "config.linux.security_context.seccomp.localhost_ref",
+        ),
+    ] {
+        let e = kit.pods.run(config, "").await.expect_err(field);
+        assert!(e.to_string().starts_with(field), "{e}");
+        assert_eq!(code(e), Code::InvalidArgument);
+    }
+    assert_no_pod_left(&kit);
+}
+
+// cri:RuntimeService.RunPodSandbox#config.linux.resources: the infra container's spec
+// carries containerd's annotations of the pod's resources (for VM runtimes), and the
+// pod's seccomp (Unconfined here: no filter).
+#[tokio::test]
+async fn the_infra_spec_carries_the_pods_resources_and_seccomp() {
+    let kit = Kit::new();
+    let mut config = shared_pid(kit.pod_config("vm"));
+    let linux = config.linux.get_or_insert_with(Default::default);
+    linux.resources = Some(cri::LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: 200_000,
+        cpu_shares: 2048,
+        memory_limit_in_bytes: 512 << 20,
+        ..Default::default()
+    });
+    linux
+        .security_context
+        .get_or_insert_with(Default::default)
+        .seccomp = Some(cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::Unconfined as i32,
+        localhost_ref: String::new(),
+    });
+    let id = kit.pods.run(config, "").await.expect("run");
+    let spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(kit.containers.layout().bundle(&id).join("config.json")).expect("spec"),
+    )
+    .expect("JSON");
+    let a = &spec["annotations"];
+    assert_eq!(a["io.kubernetes.cri.container-type"], "sandbox");
+    assert_eq!(a["io.kubernetes.cri.sandbox-cpu-period"], "100000");
+    assert_eq!(a["io.kubernetes.cri.sandbox-cpu-quota"], "200000");
+    assert_eq!(a["io.kubernetes.cri.sandbox-cpu-shares"], "2048");
+    assert_eq!(
+        a["io.kubernetes.cri.sandbox-memory"],
+        (512i64 << 20).to_string()
+    );
+    assert!(spec["linux"]["seccomp"].is_null(), "{}", spec["linux"]);
+    kit.pods.stop(&id).await.expect("stop");
+}

@@ -9,6 +9,7 @@ mod decode;
 mod error;
 mod image_service;
 mod macros;
+mod proto_json;
 mod runtime_service;
 pub mod socket;
 

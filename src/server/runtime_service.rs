@@ -173,11 +173,14 @@ cri_service! {
                 return Err(Status::invalid_argument("pod_sandbox_id: must not be empty"));
             }
             let record = self.pods.status(&r.pod_sandbox_id)?;
+            // `config`: the recorded PodSandboxConfig (with the resources of the last
+            // UpdatePodSandboxResources), as containerd reports it.
             let info = verbose_info(r.verbose, || serde_json::json!({
                 "runtimeHandler": record.runtime_handler,
                 "netns": record.netns,
                 "cgroupParent": record.cgroup_parent,
                 "infraPid": record.infra.as_ref().map(|i| i.pid),
+                "config": super::proto_json::to_json("PodSandboxConfig", &record.config),
             }));
             Ok(Response::new(cri::PodSandboxStatusResponse {
                 status: Some(convert::pod_status(&record)),
@@ -185,6 +188,14 @@ cri_service! {
                 containers_statuses: Vec::new(),
                 timestamp: crate::state::now_ns(),
             }))
+        }
+
+        // cri:RuntimeService.UpdatePodSandboxResources: the pod's config records the
+        // pod-level resources the kubelet applied; answered once they are on disk.
+        async fn update_pod_sandbox_resources(&self, request: Request<cri::UpdatePodSandboxResourcesRequest>) -> Result<Response<cri::UpdatePodSandboxResourcesResponse>, Status> {
+            let r = request.into_inner();
+            self.pods.update_resources(&r.pod_sandbox_id, r.overhead, r.resources).await?;
+            Ok(Response::new(cri::UpdatePodSandboxResourcesResponse {}))
         }
 
         // cri:RuntimeService.ListPodSandbox: id, state and label filters.
@@ -410,7 +421,6 @@ cri_service! {
         checkpoint_container(cri::CheckpointContainerRequest) -> cri::CheckpointContainerResponse = "CheckpointContainer";
         list_metric_descriptors(cri::ListMetricDescriptorsRequest) -> cri::ListMetricDescriptorsResponse = "ListMetricDescriptors";
         list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest) -> cri::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
-        update_pod_sandbox_resources(cri::UpdatePodSandboxResourcesRequest) -> cri::UpdatePodSandboxResourcesResponse = "UpdatePodSandboxResources";
     }
     unimplemented streams {
         stream_pod_sandbox_metrics(cri::StreamPodSandboxMetricsRequest) -> StreamPodSandboxMetricsStream of cri::StreamPodSandboxMetricsResponse = "StreamPodSandboxMetrics";

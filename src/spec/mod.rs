@@ -9,6 +9,7 @@ pub mod apparmor;
 pub mod host;
 pub mod mounts;
 pub mod oci;
+pub mod pod_resources;
 pub mod process;
 pub mod requests;
 pub mod security;

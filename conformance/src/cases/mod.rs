@@ -13,6 +13,7 @@ mod image;
 mod kubelet_replay;
 mod logs;
 mod networking;
+mod pod_resources;
 mod pod_sandbox;
 mod resources;
 mod runtime_info;
@@ -286,6 +287,7 @@ pub fn catalogue() -> Vec<Case> {
     all.extend(runtime_info::cases());
     all.extend(api_surface::cases());
     all.extend(pod_sandbox::cases());
+    all.extend(pod_resources::cases());
     all.extend(container::cases());
     all.extend(image::cases());
     all.extend(exec::cases());

@@ -1,8 +1,9 @@
 //! Security context: users and groups, capabilities, privileged, read-only rootfs,
 //! no_new_privs, masked and read-only paths, seccomp, AppArmor ([`apparmor`]), namespaces,
-//! sysctls. Each case observes the effect from inside the container through ExecSync.
+//! sysctls, and the pod's own seccomp and AppArmor profiles ([`pod_profiles`]). Each case observes the effect from inside the container through ExecSync.
 
 mod apparmor;
+mod pod_profiles;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,15 @@ macro_rules! sc_clause {
     ($field:literal) => {
         concat!(
             "cri:RuntimeService.CreateContainer#config.linux.security_context.",
+            $field
+        )
+    };
+}
+
+macro_rules! pod_sc_clause {
+    ($field:literal) => {
+        concat!(
+            "cri:RuntimeService.RunPodSandbox#config.linux.security_context.",
             $field
         )
     };
@@ -174,6 +184,48 @@ pub(super) fn cases() -> Vec<Case> {
             sc_clause!("apparmor.localhost_ref"),
             "CreateContainer naming a Localhost AppArmor profile that is not loaded fails with an error naming the profile or AppArmor, and leaves no container",
             |ctx| Box::pin(scoped(ctx, "aar", apparmor::unloaded_refused)),
+        ),
+        cases.required(
+            "security-context/pod-seccomp-unconfined",
+            pod_sc_clause!("seccomp"),
+            "a pod sharing one PID namespace with seccomp Unconfined runs its sandbox process (PID 1 to its containers) without a filter (Seccomp: 0)",
+            |ctx| Box::pin(scoped(ctx, "pscu", pod_profiles::seccomp_unconfined)),
+        ),
+        cases.required(
+            "security-context/pod-seccomp-runtime-default",
+            pod_sc_clause!("seccomp"),
+            "a pod sharing one PID namespace with seccomp RuntimeDefault runs its sandbox process in filter mode (Seccomp: 2)",
+            |ctx| Box::pin(scoped(ctx, "pscd", pod_profiles::seccomp_runtime_default)),
+        ),
+        cases.required(
+            "security-context/pod-seccomp-localhost",
+            pod_sc_clause!("seccomp.localhost_ref"),
+            "a pod sharing one PID namespace with a Localhost seccomp profile (a file the harness writes on the host) runs its sandbox process in filter mode (Seccomp: 2)",
+            |ctx| Box::pin(scoped(ctx, "pscl", pod_profiles::seccomp_localhost)),
+        ),
+        cases.required(
+            "security-context/pod-seccomp-localhost-missing-refused",
+            pod_sc_clause!("seccomp.localhost_ref"),
+            "RunPodSandbox naming a Localhost seccomp profile file that does not exist is refused, naming localhost_ref or the file, and leaves no pod, whether or not the pod shares a PID namespace",
+            |ctx| Box::pin(scoped(ctx, "pscm", pod_profiles::seccomp_localhost_missing)),
+        ),
+        cases.required(
+            "security-context/pod-apparmor-runtime-default",
+            pod_sc_clause!("apparmor"),
+            "a pod sharing one PID namespace with AppArmor RuntimeDefault runs its sandbox process under the runtime's profile in enforce mode (unlabelled where the host has no AppArmor)",
+            |ctx| Box::pin(scoped(ctx, "paad", pod_profiles::apparmor_runtime_default)),
+        ),
+        cases.required(
+            "security-context/pod-apparmor-unconfined",
+            pod_sc_clause!("apparmor"),
+            "a pod sharing one PID namespace with AppArmor Unconfined runs its sandbox process with the label `unconfined` (no label where the host has no AppArmor)",
+            |ctx| Box::pin(scoped(ctx, "paau", pod_profiles::apparmor_unconfined)),
+        ),
+        cases.required(
+            "security-context/pod-apparmor-localhost",
+            pod_sc_clause!("apparmor.localhost_ref"),
+            "a pod's Localhost AppArmor profile that is not loaded is refused (whatever the PID namespace mode, leaving no pod); one the harness loaded labels the sandbox process `<name> (enforce)`; without AppArmor on the host any Localhost profile is refused",
+            |ctx| Box::pin(scoped(ctx, "paal", pod_profiles::apparmor_localhost)),
         ),
         cases.required(
             "security-context/namespace-host-network",

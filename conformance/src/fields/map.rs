@@ -115,6 +115,42 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         &["StreamPodSandboxesRequest.filter"],
     ),
     (
+        "pod-sandbox/resources-reported",
+        &[
+            "RunPodSandboxRequest.config.linux.overhead",
+            "RunPodSandboxRequest.config.linux.resources",
+        ],
+    ),
+    (
+        "pod-sandbox/update-resources-recorded",
+        &[
+            "UpdatePodSandboxResourcesRequest.pod_sandbox_id",
+            "UpdatePodSandboxResourcesRequest.overhead",
+            "UpdatePodSandboxResourcesRequest.resources",
+        ],
+    ),
+    (
+        "pod-sandbox/update-resources-unknown-not-found",
+        &["UpdatePodSandboxResourcesRequest.pod_sandbox_id"],
+    ),
+    (
+        "pod-sandbox/update-resources-empty-id-refused",
+        &["UpdatePodSandboxResourcesRequest.pod_sandbox_id"],
+    ),
+    (
+        "pod-sandbox/update-resources-invalid-refused",
+        &[
+            "UpdatePodSandboxResourcesRequest.overhead.memory_limit_in_bytes",
+            "UpdatePodSandboxResourcesRequest.overhead.cpu_shares",
+            "UpdatePodSandboxResourcesRequest.overhead.cpuset_cpus",
+            "UpdatePodSandboxResourcesRequest.overhead.hugepage_limits.page_size",
+            "UpdatePodSandboxResourcesRequest.resources.memory_limit_in_bytes",
+            "UpdatePodSandboxResourcesRequest.resources.cpu_shares",
+            "UpdatePodSandboxResourcesRequest.resources.cpuset_cpus",
+            "UpdatePodSandboxResourcesRequest.resources.hugepage_limits.page_size",
+        ],
+    ),
+    (
         "container/create-created",
         &[
             "CreateContainerRequest.pod_sandbox_id",
@@ -538,6 +574,40 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     (
         "security-context/apparmor-unloaded-profile-refused",
         &["CreateContainerRequest.config.linux.security_context.apparmor.localhost_ref"],
+    ),
+    (
+        "security-context/pod-seccomp-unconfined",
+        &["RunPodSandboxRequest.config.linux.security_context.seccomp.profile_type"],
+    ),
+    (
+        "security-context/pod-seccomp-runtime-default",
+        &["RunPodSandboxRequest.config.linux.security_context.seccomp.profile_type"],
+    ),
+    (
+        "security-context/pod-seccomp-localhost",
+        &[
+            "RunPodSandboxRequest.config.linux.security_context.seccomp.profile_type",
+            "RunPodSandboxRequest.config.linux.security_context.seccomp.localhost_ref",
+        ],
+    ),
+    (
+        "security-context/pod-seccomp-localhost-missing-refused",
+        &["RunPodSandboxRequest.config.linux.security_context.seccomp.localhost_ref"],
+    ),
+    (
+        "security-context/pod-apparmor-runtime-default",
+        &["RunPodSandboxRequest.config.linux.security_context.apparmor.profile_type"],
+    ),
+    (
+        "security-context/pod-apparmor-unconfined",
+        &["RunPodSandboxRequest.config.linux.security_context.apparmor.profile_type"],
+    ),
+    (
+        "security-context/pod-apparmor-localhost",
+        &[
+            "RunPodSandboxRequest.config.linux.security_context.apparmor.profile_type",
+            "RunPodSandboxRequest.config.linux.security_context.apparmor.localhost_ref",
+        ],
     ),
     (
         "security-context/namespace-host-network",

@@ -181,7 +181,6 @@ impl Rpc {
             Rpc::CheckpointContainer
                 | Rpc::ListMetricDescriptors
                 | Rpc::ListPodSandboxMetrics
-                | Rpc::UpdatePodSandboxResources
                 | Rpc::StreamPodSandboxMetrics
         )
     }

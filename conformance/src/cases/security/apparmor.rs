@@ -35,7 +35,7 @@ const LABELS_SCRIPT: &str = "for p in 1 self; do \
 
 /// Whether the endpoint's host (this host) enforces AppArmor, and with which parser the
 /// harness can load a test profile; `Err` says what is missing.
-fn host_apparmor() -> Result<PathBuf, String> {
+pub(super) fn host_apparmor() -> Result<PathBuf, String> {
     match std::fs::read_to_string(ENABLED) {
         Ok(v) if v.trim() == "Y" => {}
         Ok(v) => return Err(format!("{ENABLED} is {:?}", v.trim())),
@@ -56,16 +56,16 @@ fn host_apparmor() -> Result<PathBuf, String> {
 }
 
 /// A profile this case loaded; unloaded on drop, also when the case fails or times out.
-struct TestProfile {
+pub(super) struct TestProfile {
     parser: PathBuf,
-    name: String,
+    pub(super) name: String,
     text: String,
 }
 
 impl TestProfile {
     /// Loads a profile named after the case's scope that allows everything but writing
     /// [`DENIED_FILE`], so its enforcement shows from inside the container.
-    fn load(parser: &Path, s: &Scope) -> Result<TestProfile, String> {
+    pub(super) fn load(parser: &Path, s: &Scope) -> Result<TestProfile, String> {
         let name = format!("{}-aa", s.tag);
         let text = format!(
             "profile {name} flags=(attach_disconnected,mediate_deleted) {{\n  file,\n  network,\n  \
@@ -112,7 +112,7 @@ fn parse(parser: &Path, flag: &str, text: &str) -> Result<(), String> {
     })
 }
 
-fn profile(t: ProfileType, localhost_ref: &str) -> Option<cri::SecurityProfile> {
+pub(super) fn profile(t: ProfileType, localhost_ref: &str) -> Option<cri::SecurityProfile> {
     Some(cri::SecurityProfile {
         profile_type: t as i32,
         localhost_ref: localhost_ref.into(),
@@ -138,13 +138,13 @@ async fn label(s: &Scope, edit: impl FnOnce(&mut cri::ContainerConfig)) -> Resul
 }
 
 /// `name (enforce)` for a profile in enforce mode.
-fn enforced(label: &str) -> Option<&str> {
+pub(super) fn enforced(label: &str) -> Option<&str> {
     label.strip_suffix(" (enforce)")
 }
 
 /// Without AppArmor a container carries no label (`-`), or `unconfined` on kernels that
 /// have the module but not as the active LSM.
-fn unlabelled(label: &str) -> bool {
+pub(super) fn unlabelled(label: &str) -> bool {
     label == "-" || label == "unconfined"
 }
 
