@@ -221,6 +221,9 @@ faults! {
     /// UpdateContainerResources answers OK without updating the container's cgroup.
     UpdateResourcesNotApplied = "update-resources-not-applied", areas ["resources"],
         clause "cri:RuntimeService.UpdateContainerResources#linux";
+    /// UpdateContainerResources records a new oom_score_adj without applying it.
+    UpdateOomScoreAdjIgnored = "update-oom-score-adj-ignored", areas ["resources"],
+        clause "cri:RuntimeService.UpdateContainerResources#linux.oom_score_adj";
     /// ContainerStats reports no memory usage.
     StatsMemoryMissing = "stats-memory-missing", areas ["stats"],
         clause "cri:RuntimeService.ContainerStats#stats.memory";

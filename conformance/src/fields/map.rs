@@ -640,6 +640,31 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         &["CreateContainerRequest.config.linux.resources.memory_limit_in_bytes"],
     ),
     (
+        "resources/update-oom-score-adj",
+        &[
+            "CreateContainerRequest.config.linux.resources.oom_score_adj",
+            "UpdateContainerResourcesRequest.linux.oom_score_adj",
+        ],
+    ),
+    (
+        "resources/unified",
+        &[
+            "CreateContainerRequest.config.linux.resources.unified",
+            "UpdateContainerResourcesRequest.linux.unified",
+        ],
+    ),
+    (
+        "resources/update-hugepage-limits",
+        &["UpdateContainerResourcesRequest.linux.hugepage_limits"],
+    ),
+    (
+        "resources/cpuset-mems",
+        &[
+            "CreateContainerRequest.config.linux.resources.cpuset_mems",
+            "UpdateContainerResourcesRequest.linux.cpuset_mems",
+        ],
+    ),
+    (
         "stats/container-stats",
         &["ContainerStatsRequest.container_id"],
     ),
