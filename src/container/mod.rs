@@ -7,6 +7,7 @@
 //! the [`Host`] for the kernel side and an [`ImageSource`].
 
 pub mod bundle;
+mod cdi;
 mod exits;
 pub mod log_path;
 pub mod stats;
@@ -62,6 +63,8 @@ pub struct Settings {
     pub cgroup_namespace: bool,
     /// Whether this host enforces AppArmor, probed once at start.
     pub apparmor: crate::host::apparmor::Support,
+    /// `[runtime] cdi_spec_dirs`, in rising precedence.
+    pub cdi_spec_dirs: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -77,6 +80,7 @@ impl Settings {
             tolerate_unsupported: config.runtime.tolerate_unsupported_resources,
             cgroup_namespace: crate::host::cgroup_mode() == crate::host::CgroupMode::Unified,
             apparmor: crate::host::apparmor::probe(),
+            cdi_spec_dirs: config.runtime.cdi_spec_dirs.clone(),
         }
     }
 }
@@ -349,6 +353,8 @@ impl ContainerService {
                 m.container_path
             )));
         }
+        // CDI devices are looked up before anything exists: an unknown one leaves nothing.
+        let cdi_edits = cdi::resolve(&self.settings.cdi_spec_dirs, &config.cdi_devices).await?;
         let id = state::new_id().map_err(Error::host("generating a container ID"))?;
         let record = ContainerRecord {
             id: id.clone(),
@@ -390,8 +396,14 @@ impl ContainerService {
         let setup = async {
             container.persist().await?;
             crate::failpoint!("create.recorded");
-            self.setup(&container, &pod_record, &image, runtime.as_ref())
-                .await
+            self.setup(
+                &container,
+                &pod_record,
+                &image,
+                runtime.as_ref(),
+                &cdi_edits,
+            )
+            .await
         };
         match setup.await {
             Ok(()) => Ok(id),
@@ -418,6 +430,7 @@ impl ContainerService {
         pod: &PodRecord,
         image: &crate::image::ImageRecord,
         runtime: &dyn RuntimeHandler,
+        cdi_edits: &spec::cdi::Resolved,
     ) -> Result<()> {
         let record = container.get();
         let id = record.id.clone();
@@ -482,7 +495,7 @@ impl ContainerService {
                 "/dev/shm".into()
             }),
         };
-        let spec = spec::build(&SpecInput {
+        let mut spec = spec::build(&SpecInput {
             container: c,
             sandbox: &pod.config,
             sandbox_id: &pod.id,
@@ -500,6 +513,7 @@ impl ContainerService {
             host: &self.settings.host_resources,
             apparmor: self.settings.apparmor.enforces(),
         })?;
+        cdi_edits.apply(&mut spec);
 
         let log_path =
             log_path::create(&pod.config.log_directory, &c.log_path)?.unwrap_or_default();

@@ -64,7 +64,9 @@ pub struct Refusal {
 /// keys on a host whose runtime manages containers through cgroup v1 (runc refuses them
 /// there; the kubelet sends them only on cgroup v2 nodes).
 pub fn refusal(resources: &cri::LinuxContainerResources, host: &HostResources) -> Option<Refusal> {
-    if !resources.cpuset_mems.is_empty() {
+    if !resources.cpuset_mems.is_empty()
+        && !crate::faults::on(crate::faults::Fault::CpusetMemsUnchecked)
+    {
         let reason = match parse_list(&resources.cpuset_mems) {
             Err(e) => Some(format!("`{}`: {e}", resources.cpuset_mems)),
             Ok(nodes) => nodes.difference(&host.memory_nodes).next().map(|n| {
@@ -83,6 +85,7 @@ pub fn refusal(resources: &cri::LinuxContainerResources, host: &HostResources) -
         }
     }
     if host.unified_controllers.is_none()
+        && !crate::faults::on(crate::faults::Fault::UnifiedOnV1Dropped)
         && let Some(key) = resources.unified.keys().next()
     {
         return Some(Refusal {

@@ -6,6 +6,7 @@
 //! the translation unit-, property- and snapshot-testable without root.
 
 pub mod apparmor;
+pub mod cdi;
 pub mod host;
 pub mod mounts;
 pub mod oci;
@@ -277,6 +278,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
         hostname: String::new(),
         mounts: mount_list,
         annotations,
+        hooks: oci::Hooks::default(),
         linux: oci::Linux {
             sysctl: BTreeMap::new(),
             resources: Some(cgroup_resources(&resources, device_rules)),

@@ -282,6 +282,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         "container/stream-filters",
         &["StreamContainersRequest.filter"],
     ),
+    (
+        "container/cdi-devices",
+        &["CreateContainerRequest.config.CDI_devices"],
+    ),
     ("image/pull-tag", &["PullImageRequest.image.image"]),
     ("image/pull-digest", &["PullImageRequest.image.image"]),
     ("image/multi-tag", &["ImageStatusRequest.image.image"]),
