@@ -247,12 +247,13 @@ pub async fn run(config: &Config) -> Report {
         Level::Ok,
         "cgroup limits",
         format!(
-            "swap accounting: {}; cgroup v2 controllers for unified keys: {}; lowest oom_score_adj: {}",
+            "swap accounting: {}; cgroup v2 controllers for unified keys: {}; lowest oom_score_adj: {}; memory nodes: {}",
             if host.swap_accounting { "yes" } else { "no (swap limits are dropped)" },
             host.unified_controllers
                 .as_ref()
-                .map_or("none (v1 limits)".to_owned(), |c| c.iter().cloned().collect::<Vec<_>>().join(" ")),
-            host.oom_score_adj_min
+                .map_or("none (v1 limits; unified keys are refused)".to_owned(), |c| c.iter().cloned().collect::<Vec<_>>().join(" ")),
+            host.oom_score_adj_min,
+            host.memory_nodes.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
         ),
     );
 

@@ -221,6 +221,18 @@ faults! {
     /// UpdateContainerResources answers OK without updating the container's cgroup.
     UpdateResourcesNotApplied = "update-resources-not-applied", areas ["resources"],
         clause "cri:RuntimeService.UpdateContainerResources#linux";
+    /// UpdateContainerResources records a new oom_score_adj without applying it.
+    UpdateOomScoreAdjIgnored = "update-oom-score-adj-ignored", areas ["resources"],
+        clause "cri:RuntimeService.UpdateContainerResources#linux.oom_score_adj";
+    /// cgroup v2 `unified` keys on a cgroup v1 host are dropped instead of refused.
+    UnifiedOnV1Dropped = "unified-on-v1-dropped", areas ["resources"],
+        clause "cri:RuntimeService.CreateContainer#config.linux.resources.unified";
+    /// `cpuset_mems` is not checked against the host's memory nodes (the runtime fails late).
+    CpusetMemsUnchecked = "cpuset-mems-unchecked", areas ["resources"],
+        clause "cri:RuntimeService.CreateContainer#config.linux.resources.cpuset_mems";
+    /// CreateContainer resolves its CDI devices but applies none of their edits.
+    CdiEditsIgnored = "cdi-edits-ignored", areas ["container"],
+        clause "cri:RuntimeService.CreateContainer#config.CDI_devices";
     /// ContainerStats reports no memory usage.
     StatsMemoryMissing = "stats-memory-missing", areas ["stats"],
         clause "cri:RuntimeService.ContainerStats#stats.memory";

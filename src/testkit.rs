@@ -234,6 +234,7 @@ impl Kit {
             apparmor: crate::host::apparmor::Support::Disabled {
                 reason: "the test kit has no AppArmor".into(),
             },
+            cdi_spec_dirs: Vec::new(),
         };
         f(&mut settings);
         let containers = ContainerService::new(

@@ -75,6 +75,10 @@ pub struct RuntimeConfig {
     /// controllers, an `oom_score_adj` below what crid may set, sysctls the kernel lacks);
     /// `false` refuses them instead.
     pub tolerate_unsupported_resources: bool,
+    /// Directories of Container Device Interface spec files (`config.CDI_devices`), in
+    /// rising precedence: a spec in a later directory overrides one in an earlier
+    /// directory that defines the same device.
+    pub cdi_spec_dirs: Vec<PathBuf>,
 }
 
 /// `[runtime.runtimes.NAME]`: one runtime handler.
@@ -275,6 +279,7 @@ impl Default for RuntimeConfig {
             log_size_max: 0,
             tolerate_missing_hugetlb_controller: true,
             tolerate_unsupported_resources: true,
+            cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
             runtimes: BTreeMap::from([
                 ("runc".to_owned(), oci("runc")),
                 ("crun".to_owned(), oci("crun")),

@@ -7,6 +7,7 @@
 //! the [`Host`] for the kernel side and an [`ImageSource`].
 
 pub mod bundle;
+mod cdi;
 mod exits;
 pub mod log_path;
 pub mod stats;
@@ -62,6 +63,8 @@ pub struct Settings {
     pub cgroup_namespace: bool,
     /// Whether this host enforces AppArmor, probed once at start.
     pub apparmor: crate::host::apparmor::Support,
+    /// `[runtime] cdi_spec_dirs`, in rising precedence.
+    pub cdi_spec_dirs: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -77,6 +80,7 @@ impl Settings {
             tolerate_unsupported: config.runtime.tolerate_unsupported_resources,
             cgroup_namespace: crate::host::cgroup_mode() == crate::host::CgroupMode::Unified,
             apparmor: crate::host::apparmor::probe(),
+            cdi_spec_dirs: config.runtime.cdi_spec_dirs.clone(),
         }
     }
 }
@@ -155,26 +159,40 @@ impl ContainerService {
         &self.runtimes
     }
 
-    /// Applies the host's limits to a container's resources: what it cannot enforce is
-    /// dropped with a debug line naming it, or refused with FailedPrecondition when the
-    /// configuration says so.
+    /// Applies the host's limits to a container's resources: what cannot apply on this
+    /// host at all is refused with InvalidArgument naming the field; what it cannot
+    /// enforce is dropped with a debug line naming it, or refused with FailedPrecondition
+    /// when the configuration says so. `field` names the resources in the request
+    /// (`config.linux.resources` for CreateContainer, `linux` for an update).
     pub(crate) fn check_enforceable(
         &self,
         id: &str,
+        field: &str,
         resources: Option<&cri::LinuxContainerResources>,
     ) -> Result<()> {
         let Some(r) = resources else { return Ok(()) };
+        if let Some(refused) = spec::host::refusal(r, &self.settings.host_resources) {
+            return Err(Error::invalid(
+                format!("{field}.{}", refused.field),
+                format!("container {id}: {}", refused.reason),
+            ));
+        }
         for lack in spec::host::enforceable(r, &self.settings.host_resources).1 {
             let tolerated = match lack.lack {
                 spec::Lack::HugetlbController => self.settings.tolerate_missing_hugetlb,
                 spec::Lack::Other => self.settings.tolerate_unsupported,
             };
+            let named = lack
+                .field
+                .strip_prefix("config.linux.resources")
+                .map_or_else(|| lack.field.to_owned(), |rest| format!("{field}{rest}"));
             if !tolerated {
                 return Err(Error::Unsupported(format!(
-                    "container {id}: {lack} (the host cannot enforce it, and crid is configured to refuse)"
+                    "container {id}: {named}: {} (the host cannot enforce it, and crid is configured to refuse)",
+                    lack.detail
                 )));
             }
-            tracing::debug!(container = %id, "dropped from the OCI spec: {lack}");
+            tracing::debug!(container = %id, "dropped from the OCI spec: {named}: {}", lack.detail);
         }
         Ok(())
     }
@@ -292,6 +310,7 @@ impl ContainerService {
             .unwrap_or_default();
         self.check_enforceable(
             &name,
+            "config.linux.resources",
             config.linux.as_ref().and_then(|l| l.resources.as_ref()),
         )?;
         let pod = self.registry.pod(pod_id).ok_or_else(|| Error::NotFound {
@@ -334,6 +353,8 @@ impl ContainerService {
                 m.container_path
             )));
         }
+        // CDI devices are looked up before anything exists: an unknown one leaves nothing.
+        let cdi_edits = cdi::resolve(&self.settings.cdi_spec_dirs, &config.cdi_devices).await?;
         let id = state::new_id().map_err(Error::host("generating a container ID"))?;
         let record = ContainerRecord {
             id: id.clone(),
@@ -375,8 +396,14 @@ impl ContainerService {
         let setup = async {
             container.persist().await?;
             crate::failpoint!("create.recorded");
-            self.setup(&container, &pod_record, &image, runtime.as_ref())
-                .await
+            self.setup(
+                &container,
+                &pod_record,
+                &image,
+                runtime.as_ref(),
+                &cdi_edits,
+            )
+            .await
         };
         match setup.await {
             Ok(()) => Ok(id),
@@ -403,6 +430,7 @@ impl ContainerService {
         pod: &PodRecord,
         image: &crate::image::ImageRecord,
         runtime: &dyn RuntimeHandler,
+        cdi_edits: &spec::cdi::Resolved,
     ) -> Result<()> {
         let record = container.get();
         let id = record.id.clone();
@@ -467,7 +495,7 @@ impl ContainerService {
                 "/dev/shm".into()
             }),
         };
-        let spec = spec::build(&SpecInput {
+        let mut spec = spec::build(&SpecInput {
             container: c,
             sandbox: &pod.config,
             sandbox_id: &pod.id,
@@ -485,6 +513,7 @@ impl ContainerService {
             host: &self.settings.host_resources,
             apparmor: self.settings.apparmor.enforces(),
         })?;
+        cdi_edits.apply(&mut spec);
 
         let log_path =
             log_path::create(&pod.config.log_directory, &c.log_path)?.unwrap_or_default();
@@ -874,7 +903,10 @@ impl ContainerService {
         Ok(self.layout.bundle(id))
     }
 
-    /// cri:RuntimeService.UpdateContainerResources.
+    /// cri:RuntimeService.UpdateContainerResources. The runtime's `update` sets the cgroup
+    /// limits; crid sets what it leaves out: the container's oom_score_adj (first, so that
+    /// the kernel's refusal changes nothing) and, on cgroup v1, its hugetlb limits. The
+    /// record then holds the resources as applied, which ContainerStatus reports.
     pub async fn update_resources(
         &self,
         id: &str,
@@ -895,20 +927,82 @@ impl ContainerService {
             });
         }
         let runtime = self.runtime_of_pod(&record.pod_id).await?;
-        let mut config = record.config.clone();
-        config.linux.get_or_insert_with(Default::default).resources = Some(resources.clone());
-        self.check_enforceable(id, Some(&resources))?;
+        self.check_enforceable(id, "linux", Some(&resources))?;
         if crate::faults::on(crate::faults::Fault::UpdateResourcesNotApplied) {
             return Ok(());
         }
-        let oci_resources = spec::resources(&config, &self.settings.host_resources);
+        let host_resources = &self.settings.host_resources;
+        let mut applied = spec::host::enforceable(&resources, host_resources).0;
+        let mut config = record.config.clone();
+        config.linux.get_or_insert_with(Default::default).resources = Some(resources.clone());
+        let (oci_resources, v1_hugetlb) = spec::update_resources(&config, host_resources);
+        let cgroups_path = self
+            .registry
+            .pod(&record.pod_id)
+            .map(|p| self.cgroups_path(&p.get(), id));
+        let recorded_adj = record.resources.as_ref().map_or(0, |r| r.oom_score_adj);
+        if record.pid > 0
+            && applied.oom_score_adj != recorded_adj
+            && !crate::faults::on(crate::faults::Fault::UpdateOomScoreAdjIgnored)
+        {
+            let (host, path, pid, value) = (
+                self.host.clone(),
+                cgroups_path.clone().unwrap_or_default(),
+                record.pid,
+                applied.oom_score_adj,
+            );
+            let set =
+                tokio::task::spawn_blocking(move || host.set_oom_score_adj(&path, pid, value))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r);
+            match set {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(Error::Unsupported(format!(
+                        "container {id}: linux.oom_score_adj: the kernel refuses {value} (from {recorded_adj}): lowering it below the container's floor needs CAP_SYS_RESOURCE, which crid lacks"
+                    )));
+                }
+                Err(e) => {
+                    return Err(Error::host(format!(
+                        "container {id}: setting linux.oom_score_adj to {value}"
+                    ))(e));
+                }
+            }
+        }
         runtime
             .update(id, &oci_resources)
             .await
             .map_err(Error::runtime(format!(
                 "container {id}: updating resources"
             )))?;
-        c.update(|r| r.resources = Some(resources)).await?;
+        if let Some(path) = cgroups_path.filter(|_| !v1_hugetlb.is_empty()) {
+            let host = self.host.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                v1_hugetlb.iter().try_for_each(|h| {
+                    host.write_cgroup_v1(
+                        "hugetlb",
+                        &path,
+                        &format!("hugetlb.{}.limit_in_bytes", h.page_size),
+                        &h.limit.to_string(),
+                    )
+                })
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r);
+            written.map_err(Error::host(format!(
+                "container {id}: writing linux.hugepage_limits to its hugetlb cgroup"
+            )))?;
+        }
+        // What the host enforces is what the container has (hugepage limits it cannot
+        // enforce were dropped, as at creation).
+        applied.oom_score_adj = if record.pid > 0 {
+            applied.oom_score_adj
+        } else {
+            recorded_adj
+        };
+        c.update(|r| r.resources = Some(applied)).await?;
         Ok(())
     }
 

@@ -4,7 +4,9 @@
 //!   `runc init` may be waiting in the cgroup. Kill what is there and remove the directory
 //!   in every hierarchy;
 //! - the processes that outlive a container's init (a pod-shared or host PID namespace):
-//!   once init has exited the runtime sees a stopped container, so crid kills the rest.
+//!   once init has exited the runtime sees a stopped container, so crid kills the rest;
+//! - what a runtime's `update` leaves out: oom_score_adj of the container's processes, and
+//!   hugetlb limits on cgroup v1 (`runc update` applies neither).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -56,6 +58,50 @@ fn procs(dirs: &[PathBuf]) -> Vec<i32> {
     pids.sort_unstable();
     pids.dedup();
     pids
+}
+
+/// Sets the `oom_score_adj` of a container: its init `pid` first (an error there is the
+/// answer: EACCES when lowering it needs CAP_SYS_RESOURCE), then every other process in its
+/// cgroup, which may have left meanwhile.
+pub fn set_oom_score_adj(cgroups_path: &str, pid: i32, value: i64) -> io::Result<()> {
+    let write = |p: i32| std::fs::write(format!("/proc/{p}/oom_score_adj"), value.to_string());
+    write(pid)?;
+    for other in procs(&existing_dirs(cgroups_path)) {
+        if other == pid {
+            continue;
+        }
+        match write(other) {
+            Err(e)
+                if e.raw_os_error() != Some(libc::ESRCH) && e.kind() != io::ErrorKind::NotFound =>
+            {
+                return Err(e);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes `value` into `file` of the container's cgroup in the v1 hierarchy `controller`
+/// (either driver's syntax).
+pub fn write_v1(controller: &str, cgroups_path: &str, file: &str, value: &str) -> io::Result<()> {
+    let rel = crate::stats::relative_dir(cgroups_path)
+        .filter(|r| !r.as_os_str().is_empty())
+        .ok_or_else(|| {
+            io::Error::other(format!("cgroups path {cgroups_path:?} names no cgroup"))
+        })?;
+    if file.contains('/') || controller.contains('/') {
+        return Err(io::Error::other(format!(
+            "{controller}/{file} is not a cgroup file"
+        )));
+    }
+    std::fs::write(
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(rel)
+            .join(file),
+        value,
+    )
 }
 
 /// SIGKILLs whatever is still in a container's cgroup after its init exited (processes of a

@@ -148,6 +148,26 @@ impl Host for Recording {
         Ok(())
     }
 
+    fn set_oom_score_adj(&self, cgroups_path: &str, pid: i32, value: i64) -> io::Result<()> {
+        self.call(
+            "set_oom_score_adj",
+            &format!("{cgroups_path} {pid} {value}"),
+        )
+    }
+
+    fn write_cgroup_v1(
+        &self,
+        controller: &str,
+        cgroups_path: &str,
+        file: &str,
+        value: &str,
+    ) -> io::Result<()> {
+        self.call(
+            "write_cgroup_v1",
+            &format!("{controller} {cgroups_path} {file} {value}"),
+        )
+    }
+
     fn sysctl_exists(&self, key: &str) -> bool {
         key != "net.no.such.sysctl"
     }

@@ -48,6 +48,20 @@ impl Host for Linux {
         cgroups::kill_and_remove(cgroups_path)
     }
 
+    fn set_oom_score_adj(&self, cgroups_path: &str, pid: i32, value: i64) -> io::Result<()> {
+        cgroups::set_oom_score_adj(cgroups_path, pid, value)
+    }
+
+    fn write_cgroup_v1(
+        &self,
+        controller: &str,
+        cgroups_path: &str,
+        file: &str,
+        value: &str,
+    ) -> io::Result<()> {
+        cgroups::write_v1(controller, cgroups_path, file, value)
+    }
+
     fn sysctl_exists(&self, key: &str) -> bool {
         super::sysctl_exists(key)
     }

@@ -44,6 +44,17 @@ pub trait Host: Send + Sync + fmt::Debug {
     fn kill_remaining(&self, cgroups_path: &str, limit: Duration) -> io::Result<usize>;
     /// Kills what is in the cgroup and removes its directory in every hierarchy.
     fn remove_cgroup(&self, cgroups_path: &str) -> io::Result<()>;
+    /// Sets the oom_score_adj of the container whose init is `pid` and whose cgroup is
+    /// `cgroups_path`, on every process of it (see [`cgroups::set_oom_score_adj`]).
+    fn set_oom_score_adj(&self, cgroups_path: &str, pid: i32, value: i64) -> io::Result<()>;
+    /// Writes `value` into `file` of a container's cgroup in the v1 hierarchy `controller`.
+    fn write_cgroup_v1(
+        &self,
+        controller: &str,
+        cgroups_path: &str,
+        file: &str,
+        value: &str,
+    ) -> io::Result<()>;
     /// Whether the kernel has the sysctl `key`.
     fn sysctl_exists(&self, key: &str) -> bool;
     /// The host's name.
@@ -208,12 +219,18 @@ fn probe_resources_at(cgroup: &Path, hugepages: &Path) -> crate::spec::HostResou
     } else {
         own_adj
     };
+    // A kernel without NUMA has no node directory: its memory is node 0.
+    let memory_nodes = std::fs::read_to_string("/sys/devices/system/node/online")
+        .ok()
+        .and_then(|s| crate::spec::host::parse_list(&s).ok())
+        .unwrap_or_else(|| [0].into());
     crate::spec::HostResources {
         hugetlb_controller,
         hugetlb_sizes,
         swap_accounting,
         unified_controllers,
         oom_score_adj_min,
+        memory_nodes,
     }
 }
 

@@ -27,6 +27,8 @@ pub struct HostResources {
     /// The lowest `oom_score_adj` crid's children may take: -1000 with CAP_SYS_RESOURCE,
     /// crid's own value without (the kernel refuses to go lower).
     pub oom_score_adj_min: i64,
+    /// The host's online memory (NUMA) nodes, for `cpuset_mems`.
+    pub memory_nodes: BTreeSet<u32>,
 }
 
 impl Default for HostResources {
@@ -42,8 +44,91 @@ impl Default for HostResources {
                     .into(),
             ),
             oom_score_adj_min: -1000,
+            memory_nodes: [0].into(),
         }
     }
+}
+
+/// A resource request no configuration can make crid accept: the request is wrong for
+/// this host, not merely more than it enforces (InvalidArgument naming the field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The field under `LinuxContainerResources` (`cpuset_mems`, `unified`).
+    pub field: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+/// Refuses what `resources` asks that cannot apply on `host` at all: memory nodes the host
+/// does not have (runc would fail late, with a cgroup write error), and cgroup v2 `unified`
+/// keys on a host whose runtime manages containers through cgroup v1 (runc refuses them
+/// there; the kubelet sends them only on cgroup v2 nodes).
+pub fn refusal(resources: &cri::LinuxContainerResources, host: &HostResources) -> Option<Refusal> {
+    if !resources.cpuset_mems.is_empty()
+        && !crate::faults::on(crate::faults::Fault::CpusetMemsUnchecked)
+    {
+        let reason = match parse_list(&resources.cpuset_mems) {
+            Err(e) => Some(format!("`{}`: {e}", resources.cpuset_mems)),
+            Ok(nodes) => nodes.difference(&host.memory_nodes).next().map(|n| {
+                format!(
+                    "`{}`: the host has no memory node {n} (online: {})",
+                    resources.cpuset_mems,
+                    format_list(&host.memory_nodes)
+                )
+            }),
+        };
+        if let Some(reason) = reason {
+            return Some(Refusal {
+                field: "cpuset_mems",
+                reason,
+            });
+        }
+    }
+    if host.unified_controllers.is_none()
+        && !crate::faults::on(crate::faults::Fault::UnifiedOnV1Dropped)
+        && let Some(key) = resources.unified.keys().next()
+    {
+        return Some(Refusal {
+            field: "unified",
+            reason: format!(
+                "`{key}`: cgroup v2 keys cannot apply on this host, whose containers' cgroups are managed through cgroup v1"
+            ),
+        });
+    }
+    None
+}
+
+/// Parses a kernel list (`0-2,4`, as in `cpuset.mems` and `/sys/devices/system/node/online`).
+pub fn parse_list(s: &str) -> Result<BTreeSet<u32>, String> {
+    let mut out = BTreeSet::new();
+    for part in s.trim().split(',') {
+        let num = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{part}` is not a node number or range"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b || b - a > 4096 {
+                    return Err(format!("`{part}` is not a range"));
+                }
+                out.extend(a..=b);
+            }
+            None => {
+                out.insert(num(part)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn format_list(nodes: &BTreeSet<u32>) -> String {
+    nodes
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Why a request the host cannot enforce was changed.
@@ -190,6 +275,7 @@ mod tests {
             swap_accounting: true,
             unified_controllers: None,
             oom_score_adj_min: 0,
+            memory_nodes: [0].into(),
         }
     }
 
@@ -277,5 +363,49 @@ mod tests {
         );
         let (kept, _) = enforceable(&r, &HostResources::default());
         assert_eq!(kept.oom_score_adj, -997);
+    }
+
+    #[test]
+    fn memory_nodes_the_host_lacks_are_refused() {
+        let host = HostResources {
+            memory_nodes: [0, 1].into(),
+            ..HostResources::default()
+        };
+        let with = |mems: &str| cri::LinuxContainerResources {
+            cpuset_mems: mems.into(),
+            ..Default::default()
+        };
+        assert_eq!(refusal(&with("0"), &host), None);
+        assert_eq!(refusal(&with("0-1"), &host), None);
+        assert_eq!(refusal(&with(""), &host), None);
+        for bad in ["2", "0,7", "1-3", "x", "3-1", "0-"] {
+            let r = refusal(&with(bad), &host).expect(bad);
+            assert_eq!(r.field, "cpuset_mems");
+            assert!(r.reason.contains(bad), "{r:?}");
+        }
+        assert!(
+            refusal(&with("1-3"), &host)
+                .expect("r")
+                .reason
+                .contains("no memory node 2")
+        );
+    }
+
+    #[test]
+    fn unified_keys_are_refused_where_cgroup_v2_does_not_manage_containers() {
+        let mut r = cri::LinuxContainerResources::default();
+        r.unified.insert("memory.high".into(), "1000000".into());
+        let refused = refusal(&r, &hybrid_without_hugetlb()).expect("refused");
+        assert_eq!(refused.field, "unified");
+        assert!(refused.reason.contains("memory.high"));
+        assert_eq!(refusal(&r, &HostResources::default()), None);
+    }
+
+    #[test]
+    fn kernel_lists_parse() {
+        assert_eq!(parse_list("0").expect("0"), [0].into());
+        assert_eq!(parse_list("0-2,5\n").expect("l"), [0, 1, 2, 5].into());
+        assert!(parse_list("").is_err());
+        assert!(parse_list("0-99999").is_err());
     }
 }

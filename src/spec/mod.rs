@@ -6,6 +6,7 @@
 //! the translation unit-, property- and snapshot-testable without root.
 
 pub mod apparmor;
+pub mod cdi;
 pub mod host;
 pub mod mounts;
 pub mod oci;
@@ -278,6 +279,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
         hostname: String::new(),
         mounts: mount_list,
         annotations,
+        hooks: oci::Hooks::default(),
         linux: oci::Linux {
             sysctl: BTreeMap::new(),
             resources: Some(cgroup_resources(&resources, device_rules)),
@@ -389,6 +391,31 @@ pub fn resources(container: &cri::ContainerConfig, host: &HostResources) -> oci:
         .and_then(|l| l.resources.clone())
         .unwrap_or_default();
     cgroup_resources(&host::enforceable(&r, host).0, Vec::new())
+}
+
+/// What UpdateContainerResources hands the runtime's `update`, and the hugetlb limits crid
+/// writes itself. `runc update` (and the runc shim's Update) ignore `hugepageLimits`: on
+/// cgroup v2 they travel as their unified keys `hugetlb.<size>.max`, which `update` writes;
+/// on cgroup v1 they come back second, for `hugetlb.<size>.limit_in_bytes`.
+pub fn update_resources(
+    container: &cri::ContainerConfig,
+    host: &HostResources,
+) -> (oci::Resources, Vec<oci::HugepageLimit>) {
+    let mut r = resources(container, host);
+    if r.hugepage_limits.is_empty() {
+        return (r, Vec::new());
+    }
+    if host.unified_controllers.is_some() {
+        for h in &r.hugepage_limits {
+            r.unified
+                .entry(format!("hugetlb.{}.max", h.page_size))
+                .or_insert_with(|| h.limit.to_string());
+        }
+        (r, Vec::new())
+    } else {
+        let v1 = r.hugepage_limits.clone();
+        (r, v1)
+    }
 }
 
 /// CRI resources → OCI cgroup resources; CRI's zero values mean "not set".

@@ -29,8 +29,58 @@ pub struct Spec {
     /// oci-runtime:config.md#annotations
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// oci-runtime:config.md#posix-platform-hooks (crid adds only what CDI devices ask).
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
     /// oci-runtime:config-linux.md
     pub linux: Linux,
+}
+
+/// oci-runtime:config.md#posix-platform-hooks: commands run at points of the lifecycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hooks {
+    /// Deprecated in favour of the three below; still run by runc and crun.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prestart: Vec<Hook>,
+    /// In the runtime's namespace, after the namespaces exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub create_runtime: Vec<Hook>,
+    /// In the container's namespaces, before pivot_root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub create_container: Vec<Hook>,
+    /// In the container, before the user process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub start_container: Vec<Hook>,
+    /// After the user process started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poststart: Vec<Hook>,
+    /// After the container is deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poststop: Vec<Hook>,
+}
+
+impl Hooks {
+    /// No hook at any point.
+    pub fn is_empty(&self) -> bool {
+        self == &Hooks::default()
+    }
+}
+
+/// One hook: a command with its arguments, environment and time limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hook {
+    /// Absolute path of the command.
+    pub path: String,
+    /// Its argv, argv[0] included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Its environment, `KEY=VALUE`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// Seconds before it is aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
 }
 
 /// oci-runtime:config.md#process

@@ -53,11 +53,11 @@ pub fn check_container(config: &cri::ContainerConfig) -> Result<(), SpecError> {
             ),
         )?;
     }
-    if let Some(d) = config.cdi_devices.first() {
-        refuse(
-            "config.CDI_devices",
-            format!("CDI devices are not supported (asked for `{}`)", d.name),
-        )?;
+    // CDI devices by fully-qualified name; whether one exists is the spec files' to say.
+    for d in &config.cdi_devices {
+        if let Err(e) = super::cdi::parse_qualified(&d.name) {
+            refuse("config.CDI_devices", e.to_string())?;
+        }
     }
     for (i, m) in config.mounts.iter().enumerate() {
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
@@ -203,15 +203,12 @@ mod tests {
             "config.mounts.image_sub_path"
         );
         assert_eq!(field_of(mount(|_| {})), "accepted");
-        assert_eq!(
-            field_of(cri::ContainerConfig {
-                cdi_devices: vec![cri::CdiDevice {
-                    name: "vendor.com/gpu=0".into()
-                }],
-                ..Default::default()
-            }),
-            "config.CDI_devices"
-        );
+        let cdi = |name: &str| cri::ContainerConfig {
+            cdi_devices: vec![cri::CdiDevice { name: name.into() }],
+            ..Default::default()
+        };
+        assert_eq!(field_of(cdi("vendor.com/gpu=0")), "accepted");
+        assert_eq!(field_of(cdi("gpu0")), "config.CDI_devices");
         assert_eq!(
             field_of(cri::ContainerConfig {
                 stop_signal: 999,

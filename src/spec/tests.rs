@@ -284,6 +284,7 @@ fn kubelet_resources_follow_the_hosts_cgroups() {
         swap_accounting: true,
         unified_controllers: None,
         oom_score_adj_min: 0,
+        memory_nodes: [0].into(),
     };
     let spec = fx.build(&c).expect("v1");
     let r = spec.linux.resources.as_ref().expect("resources");

@@ -6,6 +6,7 @@
 //! runtime's internals; cases judge crid, containerd and CRI-O by the same rules.
 
 mod api_surface;
+mod cdi;
 mod container;
 mod events;
 mod exec;
@@ -289,6 +290,7 @@ pub fn catalogue() -> Vec<Case> {
     all.extend(pod_sandbox::cases());
     all.extend(pod_resources::cases());
     all.extend(container::cases());
+    all.extend(cdi::cases());
     all.extend(image::cases());
     all.extend(exec::cases());
     all.extend(logs::cases());

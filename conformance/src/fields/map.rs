@@ -318,6 +318,10 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         "container/stream-filters",
         &["StreamContainersRequest.filter"],
     ),
+    (
+        "container/cdi-devices",
+        &["CreateContainerRequest.config.CDI_devices"],
+    ),
     ("image/pull-tag", &["PullImageRequest.image.image"]),
     ("image/pull-digest", &["PullImageRequest.image.image"]),
     ("image/multi-tag", &["ImageStatusRequest.image.image"]),
@@ -716,6 +720,31 @@ pub const FIELDS: &[(&str, &[&str])] = &[
     (
         "resources/kubelet-cgroup-parent",
         &["RunPodSandboxRequest.config.linux.cgroup_parent"],
+    ),
+    (
+        "resources/update-oom-score-adj",
+        &[
+            "CreateContainerRequest.config.linux.resources.oom_score_adj",
+            "UpdateContainerResourcesRequest.linux.oom_score_adj",
+        ],
+    ),
+    (
+        "resources/unified",
+        &[
+            "CreateContainerRequest.config.linux.resources.unified",
+            "UpdateContainerResourcesRequest.linux.unified",
+        ],
+    ),
+    (
+        "resources/update-hugepage-limits",
+        &["UpdateContainerResourcesRequest.linux.hugepage_limits"],
+    ),
+    (
+        "resources/cpuset-mems",
+        &[
+            "CreateContainerRequest.config.linux.resources.cpuset_mems",
+            "UpdateContainerResourcesRequest.linux.cpuset_mems",
+        ],
     ),
     (
         "stats/container-stats",

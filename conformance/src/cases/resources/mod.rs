@@ -1,6 +1,10 @@
 //! Resources: limits from the container config land in the container's cgroup, and
 //! UpdateContainerResources changes them on a running container. The cgroup files are
-//! read from inside the container (cgroup v1 or v2 layout).
+//! read from inside the container (cgroup v1 or v2 layout). [`host_bound`] holds the
+//! requests whose answer depends on what the host has (cgroup version, hugetlb, memory
+//! nodes) and the ones a runtime's `update` command leaves to the runtime (oom_score_adj).
+
+mod host_bound;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +17,7 @@ use super::support::{SLEEP_SCRIPT, Scope, scoped};
 use super::{Area, Case, CaseResult, ensure, status_text};
 
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
-const MIB: i64 = 1024 * 1024;
+pub(super) const MIB: i64 = 1024 * 1024;
 
 /// `memory.limit_in_bytes` (v1) or `memory.max` (v2).
 const MEMORY_LIMIT: &str =
@@ -96,9 +100,12 @@ pub(super) fn cases() -> Vec<Case> {
             |ctx| Box::pin(scoped(ctx, "rr", status_resources)),
         ),
     ]
+    .into_iter()
+    .chain(host_bound::cases(&cases))
+    .collect()
 }
 
-fn limits(c: &mut cri::ContainerConfig, r: cri::LinuxContainerResources) {
+pub(super) fn limits(c: &mut cri::ContainerConfig, r: cri::LinuxContainerResources) {
     c.linux.get_or_insert_with(Default::default).resources = Some(r);
 }
 
