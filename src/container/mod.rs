@@ -941,6 +941,12 @@ impl ContainerService {
             .pod(&record.pod_id)
             .map(|p| self.cgroups_path(&p.get(), id));
         let recorded_adj = record.resources.as_ref().map_or(0, |r| r.oom_score_adj);
+        // proto3 cannot tell 0 from "not given", and the kubelet never computes 0 for a
+        // container (it sends -997, 2..999 or 1000): 0 keeps the container's value, so an
+        // update of other limits (`crictl update --cpu-quota`) does not reset it.
+        if resources.oom_score_adj == 0 {
+            applied.oom_score_adj = recorded_adj;
+        }
         if record.pid > 0
             && applied.oom_score_adj != recorded_adj
             && !crate::faults::on(crate::faults::Fault::UpdateOomScoreAdjIgnored)

@@ -511,3 +511,49 @@ async fn recursive_read_only_follows_the_handlers_features() {
         serde_json::json!(["rbind", "rprivate", "ro", "rro"])
     );
 }
+
+// cri:RuntimeService.UpdateContainerResources#linux.oom_score_adj: a value is written to
+// the container's processes and recorded; 0 (proto3's "not given", which the kubelet never
+// sends) keeps it, so an update of other limits does not reset it.
+#[tokio::test]
+async fn an_update_sets_oom_score_adj_and_zero_keeps_it() {
+    let kit = Kit::new();
+    let pod = kit.pod("p").await;
+    let id = kit
+        .containers
+        .create(&pod, Kit::container_config("app"))
+        .await
+        .expect("create");
+    kit.containers.start(&id).await.expect("start");
+    let update = |adj: i64| crid_api::cri::LinuxContainerResources {
+        cpu_shares: 512,
+        oom_score_adj: adj,
+        ..Default::default()
+    };
+    kit.containers
+        .update_resources(&id, Some(update(300)))
+        .await
+        .expect("update to 300");
+    let set = |kit: &Kit| {
+        kit.host
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("set_oom_score_adj"))
+            .count()
+    };
+    assert_eq!(set(&kit), 1, "{:?}", kit.host.calls());
+    let adj = |kit: &Kit| {
+        kit.containers
+            .status(&id)
+            .expect("status")
+            .resources
+            .map(|r| r.oom_score_adj)
+    };
+    assert_eq!(adj(&kit), Some(300));
+    kit.containers
+        .update_resources(&id, Some(update(0)))
+        .await
+        .expect("update without oom_score_adj");
+    assert_eq!(set(&kit), 1, "0 writes nothing: {:?}", kit.host.calls());
+    assert_eq!(adj(&kit), Some(300), "0 keeps the value");
+}
