@@ -516,6 +516,7 @@ impl PodService {
             localhost_seccomp: None,
             host: &settings.host_resources,
             apparmor: settings.apparmor.enforces(),
+            image_volumes: &[],
         })?;
         spec.annotations
             .insert("io.kubernetes.cri.container-type".into(), "sandbox".into());
