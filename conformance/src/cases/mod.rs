@@ -10,6 +10,8 @@ mod container;
 mod events;
 mod exec;
 mod image;
+mod image_handler;
+mod image_volume;
 mod kubelet_replay;
 mod logs;
 mod networking;
@@ -287,7 +289,9 @@ pub fn catalogue() -> Vec<Case> {
     all.extend(api_surface::cases());
     all.extend(pod_sandbox::cases());
     all.extend(container::cases());
+    all.extend(image_volume::cases());
     all.extend(image::cases());
+    all.extend(image_handler::cases());
     all.extend(exec::cases());
     all.extend(logs::cases());
     all.extend(networking::cases());
