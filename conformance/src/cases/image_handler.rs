@@ -292,6 +292,34 @@ async fn create_container(s: Arc<Scope>) -> CaseResult {
     let handler = s.ctx.runtime_handler.clone();
     let image = s.pulled(BUSYBOX, LATEST).await?;
     let (pod_id, pod) = s.pod().await?;
+    // The unknown handler first: a runtime that drops the field fails here, whichever
+    // handler the run names.
+    let bad = s.name("no-such-handler");
+    let mut config = s.container_config(&pod, &image, &["true"]);
+    if let Some(i) = config.image.as_mut() {
+        i.runtime_handler = bad.clone();
+    }
+    let name = config
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let r = s
+        .rs()
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod_id.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.clone()),
+        })
+        .await;
+    if let Ok(ok) = &r {
+        s.track_container(&ok.get_ref().container_id);
+    }
+    refused_handler("CreateContainer", r, &bad)?;
+    let left = s.containers_named(&pod_id, &name).await?;
+    ensure(left.is_empty(), || {
+        format!("the refused CreateContainer left containers {left:?}")
+    })?;
     let mut config = s.container_config(&pod, &image, &["true"]);
     if let Some(i) = config.image.as_mut() {
         i.runtime_handler = handler.clone();
@@ -316,51 +344,6 @@ async fn create_container(s: Arc<Scope>) -> CaseResult {
         .unwrap_or_default();
     ensure(handler.is_empty() || got == handler, || {
         format!("ContainerStatus image.runtime_handler {got:?}, created with {handler:?}")
-    })?;
-
-    let bad = s.name("no-such-handler");
-    let mut config = s.container_config(&pod, &image, &["true"]);
-    if let Some(i) = config.image.as_mut() {
-        i.runtime_handler = bad.clone();
-    }
-    let name = config
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
-    let r = s
-        .rs()
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: pod_id.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod.clone()),
-        })
-        .await;
-    if let Ok(ok) = &r {
-        s.track_container(&ok.get_ref().container_id);
-    }
-    refused_handler("CreateContainer", r, &bad)?;
-    let left: Vec<String> = s
-        .rs()
-        .list_containers(cri::ListContainersRequest {
-            filter: Some(cri::ContainerFilter {
-                pod_sandbox_id: pod_id.clone(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .map_err(|e| format!("ListContainers: {}", status_text(&e)))?
-        .into_inner()
-        .containers
-        .into_iter()
-        .filter(|c| c.metadata.as_ref().is_some_and(|m| m.name == name))
-        .map(|c| {
-            s.track_container(&c.id);
-            c.id
-        })
-        .collect();
-    ensure(left.is_empty(), || {
-        format!("the refused CreateContainer left containers {left:?}")
     })?;
     Ok(format!("handler {handler:?}"))
 }

@@ -11,7 +11,7 @@ use tonic::Code;
 
 use super::container::CONTAINER_NEEDS;
 use super::support::{SLEEP_SCRIPT, Scope, refused, scoped};
-use super::{Area, Case, CaseResult, ensure, status_text};
+use super::{Area, Case, CaseResult, ensure};
 use crate::fixtures::image::rootfs::{BASE_MARKER, IMAGE_MARKER, WHITED_OUT};
 use crate::fixtures::image::{BUSYBOX, HTTPD, LATEST};
 
@@ -194,25 +194,7 @@ async fn refused_mount(
     ensure(names.iter().any(|n| message.contains(n)), || {
         format!("{what} refused with {code:?}, but the message names none of {names:?}: {message}")
     })?;
-    let left: Vec<String> = s
-        .rs()
-        .list_containers(cri::ListContainersRequest {
-            filter: Some(cri::ContainerFilter {
-                pod_sandbox_id: pod_id.clone(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .map_err(|e| format!("ListContainers: {}", status_text(&e)))?
-        .into_inner()
-        .containers
-        .into_iter()
-        .filter(|c| c.metadata.as_ref().is_some_and(|m| m.name == name))
-        .map(|c| {
-            s.track_container(&c.id);
-            c.id
-        })
-        .collect();
+    let left = s.containers_named(pod_id, &name).await?;
     ensure(left.is_empty(), || {
         format!("{what}: refused, but left containers {left:?}")
     })?;
