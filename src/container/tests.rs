@@ -547,7 +547,10 @@ async fn image_volumes_live_and_go_with_their_container() {
         .find("pause", "image")
         .expect("find")
         .expect("pause");
-    assert_eq!(kit.containers.containers_using(&pause.id), [id.clone()]);
+    assert_eq!(
+        kit.containers.containers_using(&pause.id),
+        std::slice::from_ref(&id)
+    );
     kit.containers.start(&id).await.expect("start");
     kit.containers.remove(&id).await.expect("remove");
     assert!(kit.containers.containers_using(&pause.id).is_empty());
