@@ -15,8 +15,8 @@ use nix::mount::{MsFlags, mount};
 
 use super::sys;
 
-/// The empty directory at the bottom of every volume's overlay: overlayfs without an upper
-/// directory wants at least two lower ones, and an image may have a single layer.
+/// The empty directories at the bottom of every volume's overlay: overlayfs without an
+/// upper directory wants at least two lower ones, and an image may have one layer, or none.
 const EMPTY: &str = ".empty";
 
 /// Mounts the layers `lower` (bottom first) read-only at `target`, creating it. `nosuid`
@@ -30,7 +30,8 @@ pub fn mount_volume(target: &Path, lower: &[PathBuf]) -> io::Result<()> {
         )
     })?;
     let empty = parent.join(EMPTY);
-    std::fs::create_dir_all(&empty)?;
+    std::fs::create_dir_all(empty.join("a"))?;
+    std::fs::create_dir_all(empty.join("b"))?;
     std::fs::create_dir_all(target)?;
     let data = options(lower, &empty);
     if data.len() >= 4096 {
@@ -58,14 +59,18 @@ pub fn mount_volume(target: &Path, lower: &[PathBuf]) -> io::Result<()> {
     })
 }
 
-/// `lowerdir=` of a volume: the image's layers topmost first, then `empty`.
+/// `lowerdir=` of a volume: the image's layers topmost first, then one empty directory
+/// below `empty` (two for an image without layers).
 pub fn options(lower: &[PathBuf], empty: &Path) -> String {
-    let dirs: Vec<String> = lower
+    let mut dirs: Vec<String> = lower
         .iter()
         .rev()
-        .chain(std::iter::once(&empty.to_path_buf()))
         .map(|p| p.display().to_string())
         .collect();
+    dirs.push(empty.join("a").display().to_string());
+    if lower.is_empty() {
+        dirs.push(empty.join("b").display().to_string());
+    }
     format!("lowerdir={}", dirs.join(":"))
 }
 
@@ -168,7 +173,11 @@ mod tests {
                 &["/l/bottom".into(), "/l/top".into()],
                 Path::new("/v/.empty")
             ),
-            "lowerdir=/l/top:/l/bottom:/v/.empty"
+            "lowerdir=/l/top:/l/bottom:/v/.empty/a"
+        );
+        assert_eq!(
+            options(&[], Path::new("/v/.empty")),
+            "lowerdir=/v/.empty/a:/v/.empty/b"
         );
     }
 
@@ -232,6 +241,9 @@ mod tests {
         std::fs::write(top.join("a"), "top").expect("w");
         let vols = dir.path().join("image-volumes");
         let target = vols.join("0");
+        mount_volume(&target, &[]).expect("no layer");
+        assert_eq!(std::fs::read_dir(&target).expect("ls").count(), 0);
+        super::super::unmount(&target).expect("unmount");
         mount_volume(&target, std::slice::from_ref(&bottom)).expect("one layer");
         assert_eq!(
             std::fs::read_to_string(target.join("a")).expect("a"),
