@@ -200,6 +200,11 @@ impl Daemon {
         &self.host_resources
     }
 
+    /// The runtime handlers.
+    pub fn runtimes(&self) -> &Arc<RuntimeRegistry> {
+        &self.runtimes
+    }
+
     /// The effective configuration.
     pub fn config(&self) -> &Config {
         &self.config

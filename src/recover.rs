@@ -233,6 +233,7 @@ fn sweep_strays(containers: &ContainerService) {
             let path = e.path();
             tracing::info!(path = %path.display(), "removing state no record owns");
             let _ = host.remove_rootfs(&containers.rootfs_layout(&name));
+            let _ = containers.remove_image_volumes(&name);
             for ns in ["net", "ipc", "uts"] {
                 let _ = host.unpin(&path.join("ns").join(ns));
             }

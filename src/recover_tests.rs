@@ -83,6 +83,13 @@ async fn half_made_objects_and_strays_are_removed() {
         .expect("write");
     let stray = kit.dir.path().join("run/containers/stray");
     std::fs::create_dir_all(&stray).expect("stray");
+    // With an image volume still mounted in it.
+    crate::host::Host::mount_image_volume(
+        kit.host.as_ref(),
+        &stray.join("image-volumes/0"),
+        &[kit.dir.path().join("layer")],
+    )
+    .expect("volume");
     let kit = kit.restart();
     super::recover(&kit.pods).await.expect("recover");
     assert_eq!(

@@ -38,6 +38,94 @@ impl ContainerService {
         Ok(layout.target)
     }
 
+    /// Where container `id`'s image volumes are mounted: a directory of its bundle.
+    pub(crate) fn image_volumes_dir(&self, id: &str) -> PathBuf {
+        self.layout.bundle(id).join("image-volumes")
+    }
+
+    /// cri:ImageSpec#runtime_handler of an image a container uses: empty (the default) or
+    /// a configured handler; the image store is shared by every handler, so either finds
+    /// the same images. An unknown handler is InvalidArgument naming `field`.
+    pub(crate) fn check_image_handler(&self, requested: &str, field: &str) -> Result<()> {
+        self.runtimes
+            .resolve_name(requested)
+            .map(drop)
+            .map_err(|_| {
+                Error::invalid(
+                    field,
+                    format!(
+                        "unknown runtime handler `{requested}` (configured: {})",
+                        self.runtimes.names().join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// The images of the config's image volumes (cri:Mount#image), by mount index. The
+    /// kubelet pulls them first: one that is not in the store is NotFound naming the field.
+    pub(crate) fn image_volume_images(
+        &self,
+        config: &cri::ContainerConfig,
+    ) -> Result<Vec<(usize, ImageRecord)>> {
+        let mut out = Vec::new();
+        for (i, m) in config.mounts.iter().enumerate() {
+            let Some(spec) = &m.image else { continue };
+            self.check_image_handler(&spec.runtime_handler, "config.mounts.image.runtime_handler")?;
+            let image = self
+                .images
+                .find(&spec.image, "config.mounts.image.image")?
+                .ok_or_else(|| Error::NotFound {
+                    kind: "image of the image volume (config.mounts.image)",
+                    id: spec.image.clone(),
+                })?;
+            out.push((i, image));
+        }
+        Ok(out)
+    }
+
+    /// Mounts the image volumes read-only under the container's bundle; returns, per entry
+    /// of `config.mounts`, the host path the runtime bind-mounts (the volume, or its
+    /// `image_sub_path` resolved inside it). Whatever was mounted before a failure is
+    /// undone by [`Self::remove_resources`].
+    pub(crate) fn mount_image_volumes(
+        &self,
+        id: &str,
+        config: &cri::ContainerConfig,
+        volumes: &[(usize, ImageRecord)],
+    ) -> Result<Vec<Option<String>>> {
+        use crate::storage::image_volume::{SubPathError, resolve_sub_path};
+        let mut sources = vec![None; config.mounts.len()];
+        for (i, image) in volumes {
+            let Some(m) = config.mounts.get(*i) else {
+                continue;
+            };
+            let lower = self.images.layer_dirs(image)?;
+            let target = self.image_volumes_dir(id).join(i.to_string());
+            self.host
+                .mount_image_volume(&target, &lower)
+                .map_err(Error::host(format!(
+                    "container {id}: mounting image {} at {}",
+                    image.id, m.container_path
+                )))?;
+            let source = if m.image_sub_path.is_empty() {
+                target
+            } else {
+                resolve_sub_path(&target, &m.image_sub_path).map_err(|e| match e {
+                    SubPathError::Io { path, source } => Error::host(format!(
+                        "container {id}: resolving image_sub_path {path} in image {}",
+                        image.id
+                    ))(source),
+                    other => Error::invalid(
+                        "config.mounts.image_sub_path",
+                        format!("mount {} of image {}: {other}", m.container_path, image.id),
+                    ),
+                })?
+            };
+            sources[*i] = Some(source.display().to_string());
+        }
+        Ok(sources)
+    }
+
     /// Removes everything a container (or infra container) may have on the host: the
     /// runtime's container, the rootfs mount and writable layer, the bundle and exit file.
     /// Idempotent; every step is tried even when one fails.
@@ -72,12 +160,23 @@ impl ContainerService {
             "container {id}: removing its root filesystem"
         )));
         crate::failpoint!("remove.rootfs-unmounted");
+        let volumes = self.remove_image_volumes(id);
         let bundle = crate::state::remove_dir_all(&self.layout.bundle(id))
             .map_err(Error::host(format!("container {id}: removing its bundle")));
         let _ = crate::state::remove_file(&self.layout.exit_file(id));
         deleted?;
         rootfs?;
+        volumes?;
         bundle
+    }
+
+    /// Unmounts and removes container `id`'s image volumes; idempotent.
+    pub(crate) fn remove_image_volumes(&self, id: &str) -> Result<()> {
+        let host = self.host.clone();
+        crate::storage::image_volume::remove_all(&self.image_volumes_dir(id), &|p| host.unmount(p))
+            .map_err(Error::host(format!(
+                "container {id}: removing its image volumes"
+            )))
     }
 }
 

@@ -342,6 +342,12 @@ impl ContainerService {
                 kind: "image",
                 id: image_name.clone(),
             })?;
+        // cri:ImageSpec#runtime_handler: images are one store for every handler, so any
+        // configured handler finds them; an unknown one is refused, as RunPodSandbox does.
+        if let Some(requested) = config.image.as_ref().map(|i| &i.runtime_handler) {
+            self.check_image_handler(requested, "config.image.runtime_handler")?;
+        }
+        let volumes = self.image_volume_images(&config)?;
         let (handler, runtime) = self.runtimes.get(&pod_record.runtime_handler).await?;
         // The kubelet checks Status's handler features before it asks; a client that did
         // not gets the same answer here rather than a mount that is read-only on top only.
@@ -380,6 +386,7 @@ impl ContainerService {
             uid: 0,
             gid: 0,
             additional_gids: Vec::new(),
+            image_volume_ids: volumes.iter().map(|(_, v)| v.id.clone()).collect(),
             config,
         };
         let reserved = record.reserved_name();
@@ -400,6 +407,7 @@ impl ContainerService {
                 &container,
                 &pod_record,
                 &image,
+                &volumes,
                 runtime.as_ref(),
                 &cdi_edits,
             )
@@ -429,6 +437,7 @@ impl ContainerService {
         container: &Arc<Object<ContainerRecord>>,
         pod: &PodRecord,
         image: &crate::image::ImageRecord,
+        volumes: &[(usize, crate::image::ImageRecord)],
         runtime: &dyn RuntimeHandler,
         cdi_edits: &spec::cdi::Resolved,
     ) -> Result<()> {
@@ -482,6 +491,7 @@ impl ContainerService {
         };
         let rootfs = self.mount_rootfs(&id, image)?;
         crate::failpoint!("create.rootfs-mounted");
+        let image_volumes = self.mount_image_volumes(&id, c, volumes)?;
         let users = bundle::user_db(&rootfs);
         let paths = self.layout.pod_files(&pod.id);
         let own_ipc = pod.ipcns.is_some();
@@ -512,6 +522,7 @@ impl ContainerService {
             localhost_seccomp: seccomp.as_ref(),
             host: &self.settings.host_resources,
             apparmor: self.settings.apparmor.enforces(),
+            image_volumes: &image_volumes,
         })?;
         cdi_edits.apply(&mut spec);
 
@@ -1080,7 +1091,11 @@ impl crate::image::ImageUsers for ContainerService {
             .registry
             .containers(None)
             .iter()
-            .filter(|c| c.read(|r| r.image_id == image_id))
+            .filter(|c| {
+                c.read(|r| {
+                    r.image_id == image_id || r.image_volume_ids.iter().any(|v| v == image_id)
+                })
+            })
             .map(|c| c.id().to_owned())
             .collect();
         // Infra containers use the pause image.

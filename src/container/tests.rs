@@ -557,3 +557,88 @@ async fn an_update_sets_oom_score_adj_and_zero_keeps_it() {
     assert_eq!(set(&kit), 1, "0 writes nothing: {:?}", kit.host.calls());
     assert_eq!(adj(&kit), Some(300), "0 keeps the value");
 }
+
+// cri:Mount#image: the image is mounted read-only for the container and unmounted with it,
+// and counts as in use meanwhile; an absent image is NotFound, an unknown handler (of the
+// volume or of the container's image) InvalidArgument, a failing mount is rolled back: each
+// naming its field, with nothing left.
+#[tokio::test]
+async fn image_volumes_live_and_go_with_their_container() {
+    use crate::image::{ImageSource, ImageUsers};
+    use crid_api::cri;
+    let kit = Kit::new();
+    let pod = kit.pod("p").await;
+    let with_volume = |name: &str, image: &str, handler: &str| {
+        let mut c = Kit::container_config(name);
+        c.mounts = vec![cri::Mount {
+            container_path: "/vol".into(),
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                runtime_handler: handler.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        c
+    };
+    let id = kit
+        .containers
+        .create(&pod, with_volume("app", "pause", ""))
+        .await
+        .expect("create");
+    let target = kit.containers.image_volumes_dir(&id).join("0");
+    assert!(kit.host.model().mounts.contains(&target), "volume mounted");
+    let pause = kit
+        .images
+        .find("pause", "image")
+        .expect("find")
+        .expect("pause");
+    assert_eq!(
+        kit.containers.containers_using(&pause.id),
+        std::slice::from_ref(&id)
+    );
+    kit.containers.start(&id).await.expect("start");
+    kit.containers.remove(&id).await.expect("remove");
+    assert!(kit.containers.containers_using(&pause.id).is_empty());
+    assert_no_container_left(&kit);
+
+    let refusal = |e: crate::error::Error| {
+        let msg = e.to_string();
+        (code(e), msg)
+    };
+    let (c, msg) = refusal(
+        kit.containers
+            .create(&pod, with_volume("absent", "nope", ""))
+            .await
+            .expect_err("absent image"),
+    );
+    assert!(
+        c == Code::NotFound && msg.contains("config.mounts.image"),
+        "{c:?} {msg}"
+    );
+    let (c, msg) = refusal(
+        kit.containers
+            .create(&pod, with_volume("handler", "pause", "no-such-handler"))
+            .await
+            .expect_err("unknown handler"),
+    );
+    assert!(
+        c == Code::InvalidArgument && msg.contains("config.mounts.image.runtime_handler"),
+        "{c:?} {msg}"
+    );
+    let mut own = Kit::container_config("own-handler");
+    if let Some(i) = own.image.as_mut() {
+        i.runtime_handler = "no-such-handler".into();
+    }
+    let (c, msg) = refusal(kit.containers.create(&pod, own).await.expect_err("unknown"));
+    assert!(
+        c == Code::InvalidArgument && msg.contains("config.image.runtime_handler"),
+        "{c:?} {msg}"
+    );
+    kit.host.fail("mount_image_volume");
+    kit.containers
+        .create(&pod, with_volume("failing", "pause", ""))
+        .await
+        .expect_err("mount fails");
+    assert_no_container_left(&kit);
+}

@@ -136,6 +136,16 @@ impl Host for Recording {
         crate::state::remove_dir_all(&layout.storage)
     }
 
+    fn mount_image_volume(&self, target: &Path, lower: &[PathBuf]) -> io::Result<()> {
+        self.call("mount_image_volume", &target.display())?;
+        if lower.is_empty() {
+            return Err(io::Error::other("no lower layers"));
+        }
+        std::fs::create_dir_all(target)?;
+        lock(&self.model).mounts.insert(target.to_path_buf());
+        Ok(())
+    }
+
     fn kill_remaining(&self, cgroups_path: &str, _limit: Duration) -> io::Result<usize> {
         self.call("kill_remaining", &cgroups_path)?;
         lock(&self.model).cgroups.insert(cgroups_path.to_owned());

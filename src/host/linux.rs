@@ -40,6 +40,10 @@ impl Host for Linux {
         overlay::remove_rootfs(layout)
     }
 
+    fn mount_image_volume(&self, target: &Path, lower: &[PathBuf]) -> io::Result<()> {
+        crate::storage::image_volume::mount_volume(target, lower)
+    }
+
     fn kill_remaining(&self, cgroups_path: &str, limit: Duration) -> io::Result<usize> {
         cgroups::kill_remaining(cgroups_path, limit)
     }

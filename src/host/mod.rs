@@ -39,6 +39,9 @@ pub trait Host: Send + Sync + fmt::Debug {
     fn mount_rootfs(&self, layout: &RootfsLayout, lower: &[PathBuf]) -> io::Result<()>;
     /// Unmounts and removes a container's root filesystem and writable layer.
     fn remove_rootfs(&self, layout: &RootfsLayout) -> io::Result<()>;
+    /// Mounts an image volume: the layers `lower` (bottom first) read-only at `target`
+    /// (see [`crate::storage::image_volume::mount_volume`]).
+    fn mount_image_volume(&self, target: &Path, lower: &[PathBuf]) -> io::Result<()>;
     /// Kills what is left in the cgroup `cgroups_path` and waits up to `limit` for it to
     /// go; returns how many processes were signalled.
     fn kill_remaining(&self, cgroups_path: &str, limit: Duration) -> io::Result<usize>;

@@ -502,6 +502,7 @@ impl PodService {
             localhost_seccomp: security.localhost_seccomp.as_ref(),
             host: &settings.host_resources,
             apparmor: settings.apparmor.enforces(),
+            image_volumes: &[],
         })?;
         spec.annotations
             .insert("io.kubernetes.cri.container-type".into(), "sandbox".into());

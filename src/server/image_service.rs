@@ -15,7 +15,6 @@ use crate::image::{ImageError, ImageRecord, ImageService, ImageUsers, user_of};
 /// The ImageService endpoint.
 #[derive(Clone)]
 pub struct ImageApi {
-    #[allow(dead_code)] // Shared state (the container module's image users) will hang off it.
     daemon: Arc<Daemon>,
     images: Arc<ImageService>,
     users: Arc<dyn ImageUsers>,
@@ -39,11 +38,34 @@ impl ImageApi {
         }
     }
 
+    /// cri:ImageSpec#runtime_handler: crid keeps one image store for every handler, so an
+    /// image pulled for one is usable by all. Empty (the default) or a configured handler
+    /// is accepted and returned as given, to be echoed in `Image.spec`; an unknown one is
+    /// InvalidArgument naming `field`, before anything is pulled, listed or removed.
+    fn handler(
+        &self,
+        spec: Option<&cri::ImageSpec>,
+        field: &'static str,
+    ) -> Result<String, Status> {
+        let requested = spec.map(|s| s.runtime_handler.clone()).unwrap_or_default();
+        match self.daemon.runtimes().resolve_name(&requested) {
+            Ok(_) => Ok(requested),
+            Err(_) => Err(image_status(&ImageError::InvalidArgument {
+                field,
+                reason: format!(
+                    "unknown runtime handler `{requested}` (configured: {}); images are pulled for configured handlers only",
+                    self.daemon.runtimes().names().join(", ")
+                ),
+            })),
+        }
+    }
+
     fn listed(&self, filter: Option<cri::ImageFilter>) -> Result<Vec<cri::Image>, Status> {
-        let wanted = filter
-            .and_then(|f| f.image)
-            .map(|s| s.image)
-            .filter(|s| !s.is_empty());
+        let spec = filter.and_then(|f| f.image);
+        // cri:ImageFilter#image.runtime_handler: the images usable by that handler, which
+        // in one shared store are all of them.
+        let handler = self.handler(spec.as_ref(), "filter.image.runtime_handler")?;
+        let wanted = spec.map(|s| s.image).filter(|s| !s.is_empty());
         let records = match wanted {
             // cri:ImageService.ListImages#filter — only the image the spec names.
             Some(image) => self
@@ -54,12 +76,13 @@ impl ImageApi {
                 .collect(),
             None => self.images.list(),
         };
-        Ok(records.iter().map(to_cri).collect())
+        Ok(records.iter().map(|r| to_cri(r, &handler)).collect())
     }
 }
 
-/// A stored image as CRI's `Image`: `id` is the config digest, `spec.image` the same ID.
-fn to_cri(r: &ImageRecord) -> cri::Image {
+/// A stored image as CRI's `Image`: `id` is the config digest, `spec.image` the same ID,
+/// `spec.runtime_handler` the handler the caller asked about (empty: the default).
+fn to_cri(r: &ImageRecord, handler: &str) -> cri::Image {
     let (uid, username) = user_of(&r.user);
     cri::Image {
         id: r.id.clone(),
@@ -81,14 +104,15 @@ fn to_cri(r: &ImageRecord) -> cri::Image {
         username,
         spec: Some(cri::ImageSpec {
             image: r.id.clone(),
+            runtime_handler: handler.to_owned(),
             ..Default::default()
         }),
         pinned: false,
     }
 }
 
-fn image_field(spec: Option<cri::ImageSpec>) -> Result<String, Status> {
-    match spec.map(|s| s.image) {
+fn image_field(spec: Option<&cri::ImageSpec>) -> Result<String, Status> {
+    match spec.map(|s| s.image.clone()) {
         Some(i) if !i.trim().is_empty() => Ok(i),
         _ => Err(image_status(&ImageError::InvalidArgument {
             field: "image.image",
@@ -120,7 +144,8 @@ cri_service! {
         // info["info"], JSON with the image config and the manifest digest.
         async fn image_status(&self, request: Request<cri::ImageStatusRequest>) -> Result<Response<cri::ImageStatusResponse>, Status> {
             let req = request.into_inner();
-            let image = image_field(req.image)?;
+            let image = image_field(req.image.as_ref())?;
+            let handler = self.handler(req.image.as_ref(), "image.runtime_handler")?;
             let Some(record) = self.images.find(&image, "image.image").map_err(|e| image_status(&e))? else {
                 return if crate::faults::on(crate::faults::Fault::ImageStatusAbsentNotFound) { Err(Status::not_found(format!("image {image}: not found"))) } else { Ok(Response::new(cri::ImageStatusResponse::default())) };
             };
@@ -128,7 +153,7 @@ cri_service! {
             if req.verbose {
                 info.insert("info".to_owned(), self.images.verbose_info(&record).map_err(|e| image_status(&e))?);
             }
-            Ok(Response::new(cri::ImageStatusResponse { image: Some(to_cri(&record)), info }))
+            Ok(Response::new(cri::ImageStatusResponse { image: Some(to_cri(&record, &handler)), info }))
         }
 
         // cri:ImageService.PullImage: returns the image ID (config digest) as image_ref.
@@ -137,7 +162,8 @@ cri_service! {
             if req.image.is_none() && crate::faults::on(crate::faults::Fault::PullWithoutImageOk) {
                 return Ok(Response::new(cri::PullImageResponse::default()));
             }
-            let image = image_field(req.image)?;
+            let image = image_field(req.image.as_ref())?;
+            self.handler(req.image.as_ref(), "image.runtime_handler")?;
             let creds = match req.auth {
                 Some(a) => Credentials::from_auth_config(&a.username, &a.password, &a.auth, &a.identity_token, &a.registry_token)
                     .map_err(|e| image_status(&e))?,
@@ -149,7 +175,10 @@ cri_service! {
 
         // cri:ImageService.RemoveImage: by ID, tag or digest; all tags go; absent is OK.
         async fn remove_image(&self, request: Request<cri::RemoveImageRequest>) -> Result<Response<cri::RemoveImageResponse>, Status> {
-            let image = image_field(request.into_inner().image)?;
+            let req = request.into_inner();
+            let image = image_field(req.image.as_ref())?;
+            // The store is shared: removing the image for one handler removes it for all.
+            self.handler(req.image.as_ref(), "image.runtime_handler")?;
             self.images.remove(&image, self.users.as_ref()).await.map_err(|e| image_status(&e))?;
             Ok(Response::new(cri::RemoveImageResponse {}))
         }

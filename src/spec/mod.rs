@@ -115,6 +115,9 @@ pub struct SpecInput<'a> {
     pub host: &'a HostResources,
     /// Whether the host enforces AppArmor profiles (see [`apparmor::profile`]).
     pub apparmor: bool,
+    /// Per entry of `container.mounts`: the host path of the image volume the caller
+    /// mounted for it (`Mount.image`), `None` for other mounts.
+    pub image_volumes: &'a [Option<String>],
 }
 
 /// Builds the OCI runtime spec of a container.
@@ -206,17 +209,27 @@ pub fn build(input: &SpecInput<'_>) -> Result<oci::Spec, SpecError> {
     let mount_requests = c
         .mounts
         .iter()
-        .map(|m| {
-            if m.image.is_some() {
-                return Err(SpecError::Invalid {
+        .enumerate()
+        .map(|(i, m)| {
+            // cri:Mount#image: the image's filesystem, which the caller mounted read-only;
+            // the mount is read-only whatever `readonly` says ("all OCI mounts are per
+            // feature definition readonly").
+            let volume = if m.image.is_some() {
+                let source = input.image_volumes.get(i).cloned().flatten();
+                Some(source.ok_or_else(|| SpecError::Invalid {
                     field: "config.mounts.image",
-                    reason: "image volume mounts are not supported".into(),
-                });
-            }
+                    reason: format!(
+                        "mount {}: the image volume is not mounted",
+                        m.container_path
+                    ),
+                })?)
+            } else {
+                None
+            };
             Ok(MountRequest {
                 container_path: m.container_path.clone(),
-                host_path: m.host_path.clone(),
-                readonly: m.readonly,
+                readonly: m.readonly || volume.is_some(),
+                host_path: volume.unwrap_or_else(|| m.host_path.clone()),
                 recursive_read_only: m.recursive_read_only,
                 propagation: match cri::MountPropagation::try_from(m.propagation) {
                     Ok(cri::MountPropagation::PropagationHostToContainer) => {

@@ -36,6 +36,47 @@ pub fn pod_user_namespace(config: &cri::PodSandboxConfig) -> Option<String> {
     )
 }
 
+/// cri:Mount#image and #image_sub_path, as far as the request alone tells: an image volume
+/// names its image, and a sub path needs one and must stay inside it (relative, no `..`).
+/// Whether the image has the sub path is known only once it is mounted.
+fn check_image_volume(i: usize, m: &cri::Mount) -> Result<(), SpecError> {
+    use std::path::{Component, Path};
+    match &m.image {
+        Some(image) if image.image.trim().is_empty() => refuse(
+            "config.mounts.image.image",
+            format!(
+                "mount {i} ({}): an image volume must name its image",
+                m.container_path
+            ),
+        )?,
+        None if !m.image_sub_path.is_empty() => refuse(
+            "config.mounts.image_sub_path",
+            format!(
+                "mount {i} ({}): image_sub_path is set but mounts.image is not",
+                m.container_path
+            ),
+        )?,
+        _ => {}
+    }
+    let sub = Path::new(&m.image_sub_path);
+    if !m.image_sub_path.is_empty()
+        && (sub.is_absolute()
+            || !sub.components().any(|c| matches!(c, Component::Normal(_)))
+            || sub
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)))
+    {
+        refuse(
+            "config.mounts.image_sub_path",
+            format!(
+                "mount {i} ({}): `{}` must be a relative path inside the image without `..`",
+                m.container_path, m.image_sub_path
+            ),
+        )?;
+    }
+    Ok(())
+}
+
 /// Refuses what CreateContainer cannot honour.
 pub fn check_container(config: &cri::ContainerConfig) -> Result<(), SpecError> {
     // crid reports `user_namespaces: false` in Status, so a client must not ask for one.
@@ -69,15 +110,7 @@ pub fn check_container(config: &cri::ContainerConfig) -> Result<(), SpecError> {
                 ),
             )?;
         }
-        if !m.image_sub_path.is_empty() {
-            refuse(
-                "config.mounts.image_sub_path",
-                format!(
-                    "mount {i} ({}): image volume mounts are not supported",
-                    m.container_path
-                ),
-            )?;
-        }
+        check_image_volume(i, m)?;
     }
     if config.stop_signal != cri::Signal::RuntimeDefault as i32
         && cri::Signal::try_from(config.stop_signal).is_err()
@@ -201,6 +234,44 @@ mod tests {
         assert_eq!(
             field_of(mount(|m| m.image_sub_path = "x".into())),
             "config.mounts.image_sub_path"
+        );
+        let image = |sub: &str| {
+            let sub = sub.to_owned();
+            move |m: &mut cri::Mount| {
+                m.host_path.clear();
+                m.image = Some(cri::ImageSpec {
+                    image: "busybox".into(),
+                    ..Default::default()
+                });
+                m.image_sub_path = sub.clone();
+            }
+        };
+        let image_mount = |f: &dyn Fn(&mut cri::Mount)| {
+            let mut m = cri::Mount {
+                container_path: "/data".into(),
+                ..Default::default()
+            };
+            f(&mut m);
+            cri::ContainerConfig {
+                mounts: vec![m],
+                ..Default::default()
+            }
+        };
+        for ok in ["", "etc", "etc/fixture/", "./www"] {
+            assert_eq!(field_of(image_mount(&image(ok))), "accepted", "{ok}");
+        }
+        for bad in ["/etc", "..", "etc/../../x", "."] {
+            assert_eq!(
+                field_of(image_mount(&image(bad))),
+                "config.mounts.image_sub_path",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            field_of(image_mount(
+                &|m: &mut cri::Mount| m.image = Some(cri::ImageSpec::default())
+            )),
+            "config.mounts.image.image"
         );
         assert_eq!(field_of(mount(|_| {})), "accepted");
         let cdi = |name: &str| cri::ContainerConfig {

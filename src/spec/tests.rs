@@ -23,6 +23,7 @@ struct Fixture {
     caps: Vec<String>,
     host: HostResources,
     apparmor: bool,
+    image_volumes: Vec<Option<String>>,
 }
 
 impl Fixture {
@@ -56,6 +57,7 @@ impl Fixture {
             caps: all_caps(),
             host: HostResources::default(),
             apparmor: false,
+            image_volumes: Vec::new(),
         }
     }
 
@@ -77,6 +79,7 @@ impl Fixture {
             localhost_seccomp: None,
             host: &self.host,
             apparmor: self.apparmor,
+            image_volumes: &self.image_volumes,
         })
     }
 }
@@ -620,6 +623,7 @@ proptest! {
             localhost_seccomp: None,
             host: &HostResources::default(),
             apparmor: false,
+            image_volumes: &[],
         }).expect("spec");
         std::fs::write(bundle.dir.path().join("config.json"), serde_json::to_vec_pretty(&spec).expect("json")).expect("write");
         let (created, create_err) = bundle.runc(&["create", "--bundle", &bundle.path(""), &id]);
@@ -627,4 +631,51 @@ proptest! {
         prop_assert!(created, "runc create failed: {}\nspec: {}", create_err, serde_json::to_string(&spec).unwrap_or_default());
         prop_assert!(deleted, "runc delete failed: {}", delete_err);
     }
+}
+
+// cri:Mount#image: the volume the caller mounted is bind-mounted read-only at
+// container_path, whatever `readonly` says; a volume nobody mounted is an error.
+#[test]
+fn image_volumes_are_read_only_binds_of_the_mounted_volume() {
+    let mut fx = Fixture::new();
+    let c = container(|c| {
+        c.mounts = vec![
+            cri::Mount {
+                container_path: "/data".into(),
+                host_path: "/srv/data".into(),
+                ..Default::default()
+            },
+            cri::Mount {
+                container_path: "/vol".into(),
+                image: Some(cri::ImageSpec {
+                    image: "sha256:abc".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ]
+    });
+    assert!(matches!(
+        fx.build(&c),
+        Err(SpecError::Invalid {
+            field: "config.mounts.image",
+            ..
+        })
+    ));
+    fx.image_volumes = vec![None, Some("/run/crid/containers/c1/image-volumes/1".into())];
+    let spec = fx.build(&c).expect("spec");
+    let vol = spec
+        .mounts
+        .iter()
+        .find(|m| m.destination == "/vol")
+        .expect("the volume is mounted");
+    assert_eq!(vol.source, "/run/crid/containers/c1/image-volumes/1");
+    assert_eq!(vol.options, ["rbind", "rprivate", "ro"]);
+    let data = spec
+        .mounts
+        .iter()
+        .find(|m| m.destination == "/data")
+        .expect("the host path is mounted");
+    assert_eq!(data.source, "/srv/data");
+    assert!(data.options.contains(&"rw".to_owned()));
 }

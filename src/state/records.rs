@@ -161,6 +161,10 @@ pub struct ContainerRecord {
     pub gid: u32,
     /// Supplementary gids.
     pub additional_gids: Vec<u32>,
+    /// The IDs of the images mounted as image volumes (`config.mounts.image`), which
+    /// RemoveImage must not remove while the container exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_volume_ids: Vec<String>,
 }
 
 impl ContainerRecord {

@@ -2,8 +2,10 @@
 //! filesystems, and disk usage.
 //!
 //! Container writable layers live in `<root>/storage/containers`, under overlay mounts of
-//! the image layers (`overlay`).
+//! the image layers (`overlay`); image volumes are read-only overlays of an image's layers
+//! (`image_volume`).
 
+pub mod image_volume;
 pub mod layers;
 pub mod overlay;
 mod sys;

@@ -94,6 +94,7 @@ impl Bundle {
             localhost_seccomp: None,
             host: &crid::host::probe_resources(),
             apparmor: false,
+            image_volumes: &[],
         })
         .expect("spec");
         std::fs::write(

@@ -11,6 +11,8 @@ mod container;
 mod events;
 mod exec;
 mod image;
+mod image_handler;
+mod image_volume;
 mod kubelet_replay;
 mod logs;
 mod networking;
@@ -291,7 +293,9 @@ pub fn catalogue() -> Vec<Case> {
     all.extend(pod_resources::cases());
     all.extend(container::cases());
     all.extend(cdi::cases());
+    all.extend(image_volume::cases());
     all.extend(image::cases());
+    all.extend(image_handler::cases());
     all.extend(exec::cases());
     all.extend(logs::cases());
     all.extend(networking::cases());

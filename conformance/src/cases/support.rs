@@ -587,6 +587,31 @@ impl Scope {
         self.created.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The containers of pod `pod_id` named `name` (ListContainers), tracked for removal:
+    /// what a refused CreateContainer must not have left.
+    pub async fn containers_named(&self, pod_id: &str, name: &str) -> Result<Vec<String>, String> {
+        let containers = self
+            .rs()
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    pod_sandbox_id: pod_id.to_owned(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(|e| format!("ListContainers: {}", status_text(&e)))?
+            .into_inner()
+            .containers;
+        Ok(containers
+            .into_iter()
+            .filter(|c| c.metadata.as_ref().is_some_and(|m| m.name == name))
+            .map(|c| {
+                self.track_container(&c.id);
+                c.id
+            })
+            .collect())
+    }
+
     /// Removes everything created, in order; idempotent.
     pub async fn cleanup(&self) -> Result<(), String> {
         self.cleaned.store(true, Ordering::SeqCst);

@@ -322,6 +322,24 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         "container/cdi-devices",
         &["CreateContainerRequest.config.CDI_devices"],
     ),
+    (
+        "container/image-volume",
+        &[
+            "CreateContainerRequest.config.mounts.image.image",
+            "CreateContainerRequest.config.mounts.image.runtime_handler",
+        ],
+    ),
+    (
+        "container/image-volume-sub-path",
+        &["CreateContainerRequest.config.mounts.image_sub_path"],
+    ),
+    (
+        "container/image-volume-refusals",
+        &[
+            "CreateContainerRequest.config.mounts.image.image",
+            "CreateContainerRequest.config.mounts.image.runtime_handler",
+        ],
+    ),
     ("image/pull-tag", &["PullImageRequest.image.image"]),
     ("image/pull-digest", &["PullImageRequest.image.image"]),
     ("image/multi-tag", &["ImageStatusRequest.image.image"]),
@@ -386,6 +404,32 @@ pub const FIELDS: &[(&str, &[&str])] = &[
         &["PullImageRequest.image.image"],
     ),
     ("image/fs-info", &[]),
+    (
+        "image/runtime-handler-known",
+        &[
+            "PullImageRequest.image.runtime_handler",
+            "ImageStatusRequest.image.runtime_handler",
+            "ListImagesRequest.filter.image.runtime_handler",
+            "RemoveImageRequest.image.runtime_handler",
+        ],
+    ),
+    (
+        "image/runtime-handler-unknown-refused",
+        &[
+            "PullImageRequest.image.runtime_handler",
+            "ImageStatusRequest.image.runtime_handler",
+            "ListImagesRequest.filter.image.runtime_handler",
+            "RemoveImageRequest.image.runtime_handler",
+        ],
+    ),
+    (
+        "image/runtime-handler-stream",
+        &["StreamImagesRequest.filter.image.runtime_handler"],
+    ),
+    (
+        "image/runtime-handler-create-container",
+        &["CreateContainerRequest.config.image.runtime_handler"],
+    ),
     (
         "exec/sync-stdout",
         &["ExecSyncRequest.container_id", "ExecSyncRequest.cmd"],
