@@ -647,3 +647,105 @@ async fn reopen_log_starts_a_new_file_needs_root() {
     wait_exit(&req.exit_file).await;
     h.delete(&b.id, false).await.expect("delete");
 }
+
+/// The infra PID that verbose PodSandboxStatus reports (`info` → `infraPid`), if any.
+async fn infra_pid(
+    rs: &mut crid_api::runtime::v1::runtime_service_client::RuntimeServiceClient<
+        tonic::transport::Channel,
+    >,
+    pod: &str,
+) -> Option<i64> {
+    let r = rs
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.to_owned(),
+            verbose: true,
+        })
+        .await
+        .expect("PodSandboxStatus")
+        .into_inner();
+    let info: serde_json::Value =
+        serde_json::from_str(r.info.get("info").expect("verbose info")).expect("JSON");
+    info["infraPid"].as_i64().filter(|p| *p > 0)
+}
+
+// Issue 13 (Kata's path): with `always_infra` a shim handler runs the pod's infra container
+// as the shim's sandbox task in every pod, also one whose containers keep PID namespaces
+// of their own: RunPodSandbox starts the pod's shim with it, the pod's container joins that
+// shim, and nothing is left after the pod's removal. Without `always_infra` such a pod
+// starts no shim until its first container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_infra_runs_the_sandbox_task_in_the_pods_shim_needs_root() {
+    let c = Cluster::start(&format!(
+        "[runtime.runtimes.kata]\npath = \"{SHIM}\"\ntype = \"shim\"\nalways_infra = true\n\
+         [runtime.runtimes.plain]\npath = \"{SHIM}\"\ntype = \"shim\"\n"
+    ))
+    .await;
+    let _sweep = Sweep(c.daemon.path().to_path_buf());
+    let image = c.pull("busybox").await;
+    let mut rs = c.rs().await;
+    let own_pids = |name: &str| {
+        let mut pc = pod_config(name, &c.log_dir());
+        pc.linux = Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        pc
+    };
+
+    let plain = own_pids("plain");
+    let plain_pod = run_pod(&mut rs, &plain, "plain").await;
+    assert_eq!(infra_pid(&mut rs, &plain_pod).await, None, "no infra");
+    assert!(shims_under(c.daemon.path()).is_empty(), "no shim yet");
+    rs.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: plain_pod.clone(),
+    })
+    .await
+    .expect("stop");
+    rs.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: plain_pod,
+    })
+    .await
+    .expect("remove");
+
+    let pc = own_pids("kata");
+    let pod = run_pod(&mut rs, &pc, "kata").await;
+    let infra = infra_pid(&mut rs, &pod).await.expect("an infra process");
+    let shims = shims_under(c.daemon.path());
+    assert_eq!(
+        shims.len(),
+        1,
+        "the pod's shim, started for the sandbox task"
+    );
+    assert!(alive(infra as i32), "the infra process {infra} runs");
+    let id = run_container(
+        &mut rs,
+        &pod,
+        &pc,
+        container_config("app", &image, &["sleep", "1000"]),
+    )
+    .await;
+    let out = exec(&mut rs, &id, &["echo", "hi"], 10)
+        .await
+        .expect("ExecSync");
+    assert_eq!(out.stdout, b"hi\n");
+    assert_eq!(
+        shims_under(c.daemon.path()),
+        shims,
+        "the container joined the sandbox's shim"
+    );
+
+    let ids = support::object_ids(c.daemon.path());
+    remove_all(&mut rs).await;
+    eventually("the shim exits", Duration::from_secs(10), || {
+        shims_under(c.daemon.path()).is_empty()
+    })
+    .await;
+    assert!(!alive(infra as i32), "the infra process is gone");
+    assert_nothing_left(&c.daemon, &ids);
+}

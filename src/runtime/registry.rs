@@ -167,7 +167,8 @@ impl RuntimeRegistry {
                 )
             }
             RuntimeKind::Vm => {
-                let shim = ShimHandler::new(&name, binary.clone(), &self.runroot);
+                let shim = ShimHandler::new(&name, binary.clone(), &self.runroot)
+                    .always_infra(config.always_infra);
                 Arc::new(match timeout {
                     Some(t) => shim.with_timeout(t),
                     None => shim,

@@ -90,6 +90,9 @@ pub struct ShimHandler {
     log_reopens: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<io::Reopen>>>,
     /// The events server, started on first use (`None`: it could not be started).
     events: tokio::sync::OnceCell<Option<events::EventServer>>,
+    /// Run the pod's infra container as the shim's sandbox task in every pod (Kata boots
+    /// its VM with it), not only in pods that share a PID namespace.
+    always_infra: bool,
 }
 
 impl ShimHandler {
@@ -114,7 +117,14 @@ impl ShimHandler {
             events: tokio::sync::OnceCell::new(),
             stdins: Mutex::default(),
             log_reopens: Mutex::default(),
+            always_infra: false,
         }
+    }
+
+    /// Runs the pod's infra container in every pod (`always_infra` of the handler's config).
+    pub fn always_infra(mut self, on: bool) -> Self {
+        self.always_infra = on;
+        self
     }
 
     /// Bounds each call by `t`.
@@ -442,6 +452,10 @@ impl RuntimeHandler for ShimHandler {
 
     fn features(&self) -> Features {
         Features::default()
+    }
+
+    fn needs_infra(&self) -> bool {
+        self.always_infra
     }
 
     /// Starts (or joins) the shim, creates the task with its output on FIFOs copied into
