@@ -24,8 +24,13 @@
 //! idle and with 10 running pods, one crid-monitor's, and one conmon's monitoring the same
 //! container spec (plus containerd and one shim for context).
 //!
+//! Last, the runtime handlers (issue 13): the same pod lifecycle on crid's runc, crun and
+//! shim v2 (Debian's containerd-shim-runc-v2) handlers and on containerd (runc), in one
+//! rotation (`LIFECYCLE_BENCH_HANDLER_PODS` per handler, default 10).
+//!
 //! Run as root: `cargo bench -p crid --bench lifecycle` (env `LIFECYCLE_BENCH_PODS`, default
-//! 30; needs runc, containerd, docker-registry, CNI plugins, and conmon for its column).
+//! 30; needs runc, crun, containerd, docker-registry, CNI plugins, and conmon for its
+//! column).
 
 mod common;
 
@@ -60,6 +65,8 @@ const MEMORY_PODS: usize = 10;
 /// One runtime under test.
 struct Target {
     name: &'static str,
+    /// The runtime handler its pods ask for (empty: the endpoint's default).
+    handler: String,
     rs: RuntimeServiceClient<Channel>,
     logs: PathBuf,
     image: String,
@@ -70,11 +77,18 @@ impl Target {
     fn new(name: &'static str, channel: Channel, logs: PathBuf, image: String) -> Target {
         Target {
             name,
+            handler: String::new(),
             rs: RuntimeServiceClient::new(channel),
             logs,
             image,
             samples: vec![Vec::new(); STEPS.len()],
         }
+    }
+
+    /// The same, its pods on runtime handler `handler`.
+    fn on(mut self, handler: &str) -> Target {
+        self.handler = handler.to_owned();
+        self
     }
 
     /// Runs one pod through its whole life, returning the time of each step.
@@ -84,7 +98,7 @@ impl Target {
         let rs = &mut self.rs;
         let (r, run) = timed(rs.run_pod_sandbox(cri::RunPodSandboxRequest {
             config: Some(pc.clone()),
-            runtime_handler: String::new(),
+            runtime_handler: self.handler.clone(),
         }))
         .await;
         let pod = r
@@ -152,7 +166,7 @@ impl Target {
                 .rs
                 .run_pod_sandbox(cri::RunPodSandboxRequest {
                     config: Some(pc.clone()),
-                    runtime_handler: String::new(),
+                    runtime_handler: self.handler.clone(),
                 })
                 .await
                 .with_context(|| format!("{}: RunPodSandbox {name}", self.name))?
@@ -216,7 +230,7 @@ impl Target {
         let pod = rs
             .run_pod_sandbox(cri::RunPodSandboxRequest {
                 config: Some(pc.clone()),
-                runtime_handler: String::new(),
+                runtime_handler: self.handler.clone(),
             })
             .await
             .with_context(|| format!("{who}: RunPodSandbox {name}"))?
@@ -502,6 +516,56 @@ fn print_graceful(pods: usize, samples: &[[Vec<(Duration, Duration)>; 2]; 2]) {
 }
 
 /// This build against the previous one, step by step (same run, alternating pods).
+/// `pods` pods through their whole life on each target, one warm-up pod each first, the
+/// order rotating per round so that no handler always follows the same one.
+async fn handler_phase(targets: &mut [Target], pods: usize) -> Result<()> {
+    for t in targets.iter_mut() {
+        t.one_pod(&format!("{}-warm", t.name)).await?;
+    }
+    let n = targets.len();
+    for i in 0..pods {
+        for k in 0..n {
+            let t = &mut targets[(i + k) % n];
+            let steps = t.one_pod(&format!("{}-{i}", t.name)).await?;
+            for (s, d) in steps.iter().enumerate() {
+                t.samples[s].push(*d);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The handler table: each step's median (p90) per handler, and the sum of the medians.
+fn print_handlers(targets: &[Target]) {
+    let label = |t: &Target| match t.name {
+        "h-containerd" => "containerd 1.6 · runc".to_owned(),
+        _ => format!("crid · {}", t.handler),
+    };
+    println!();
+    println!(
+        "runtime handlers ({} pods each after one warm-up, rotating per pod; median ms (p90 ms)):",
+        targets.first().map_or(0, |t| t.samples[0].len())
+    );
+    let heads: Vec<String> = targets.iter().map(label).collect();
+    println!("| step | {} |", heads.join(" | "));
+    println!("|---|{}", "---|".repeat(targets.len()));
+    let mut sums = vec![0.0; targets.len()];
+    for (i, step) in STEPS.iter().enumerate() {
+        let cells: Vec<String> = targets
+            .iter()
+            .zip(sums.iter_mut())
+            .map(|(t, sum)| {
+                let (m, p) = common::median_p90(&t.samples[i]);
+                *sum += m.as_secs_f64() * 1e3;
+                format!("{} ({})", ms(m), ms(p))
+            })
+            .collect();
+        println!("| {step} | {} |", cells.join(" | "));
+    }
+    let sums: Vec<String> = sums.iter().map(|s| format!("{s:.2}")).collect();
+    println!("| sum of step medians | {} |", sums.join(" | "));
+}
+
 fn print_previous(now: &Target, previous: &Target) {
     println!();
     println!(
@@ -884,8 +948,28 @@ async fn main() -> Result<()> {
         eprintln!("memory: {MEMORY_PODS} running pods each ...");
         let (mem, floor) =
             memory_phase(&crid, &mut crid_t, &ctrd, &mut ctrd_t, crid_idle, pods).await?;
+        let handler_pods = common::env_count("LIFECYCLE_BENCH_HANDLER_PODS", 10)?;
+        eprintln!("runtime handlers: {handler_pods} pods each ...");
+        let mut handlers = vec![
+            Target::new("h-runc", crid.channel().await?, crid.logs(), image.clone()).on("runc"),
+            Target::new("h-crun", crid.channel().await?, crid.logs(), image.clone()).on("crun"),
+        ];
+        if Path::new(common::SHIM_RUNC_V2).is_file() {
+            handlers.push(
+                Target::new("h-shim", crid.channel().await?, crid.logs(), image.clone())
+                    .on("shim-runc-v2"),
+            );
+        }
+        handlers.push(Target::new(
+            "h-containerd",
+            ctrd.channel().await?,
+            ctrd_logs.path().to_owned(),
+            image.clone(),
+        ));
+        handler_phase(&mut handlers, handler_pods).await?;
         print_report(pods, &bin.describe(), &crid_t, &ctrd_t, &floor, &mem);
         print_graceful(stop_pods, &graceful);
+        print_handlers(&handlers);
         if let Some(p) = &prev_t {
             print_previous(&crid_t, p);
         }

@@ -257,6 +257,9 @@ pub struct Crid {
     network: Network,
 }
 
+/// Debian's runc shim v2 (package containerd): the shim handler the benches time.
+pub const SHIM_RUNC_V2: &str = "/usr/bin/containerd-shim-runc-v2";
+
 impl Crid {
     /// Starts `bin`'s crid trusting `registry` (`127.0.0.1:PORT`) on its own bridge network,
     /// and waits until its socket answers. `avoid` lists subnets already taken.
@@ -274,10 +277,17 @@ impl Crid {
             d.join("net.d/10-crb.conflist"),
             network.conflist().to_string(),
         )?;
+        // Beside the default handlers (runc, crun), Debian's runc shim v2 when it is
+        // installed (with containerd): the lifecycle bench's handler table times it.
+        let shim = if Path::new(SHIM_RUNC_V2).is_file() {
+            format!("[runtime.runtimes.shim-runc-v2]\npath = \"{SHIM_RUNC_V2}\"\ntype = \"shim\"\n")
+        } else {
+            String::new()
+        };
         std::fs::write(
             d.join("crid.toml"),
             format!(
-                "[image]\ninsecure_registries = [\"{registry}\"]\npause_image = \"{registry}/pause:latest\"\n[network]\ncni_config_dir = \"{}\"\n[storage]\nroot = \"{}\"\nrunroot = \"{}\"\n",
+                "[image]\ninsecure_registries = [\"{registry}\"]\npause_image = \"{registry}/pause:latest\"\n[network]\ncni_config_dir = \"{}\"\n[storage]\nroot = \"{}\"\nrunroot = \"{}\"\n{shim}",
                 d.join("net.d").display(),
                 d.join("root").display(),
                 d.join("run").display(),
