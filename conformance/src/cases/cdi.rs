@@ -123,22 +123,9 @@ async fn cdi_devices(s: Arc<Scope>) -> CaseResult {
     config.cdi_devices = vec![cri::CdiDevice {
         name: unknown.clone(),
     }];
-    let name = config
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
-    let r = s
-        .rs()
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: pod_id.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod),
-        })
-        .await;
+    let (r, left) = s.create_refused(&pod_id, &pod, config).await?;
     match r {
-        Ok(created) => {
-            s.track_container(&created.get_ref().container_id);
+        Ok(_) => {
             return Err(format!(
                 "CreateContainer with the unknown CDI device {unknown} succeeded"
             ));
@@ -151,22 +138,6 @@ async fn cdi_devices(s: Arc<Scope>) -> CaseResult {
             ));
         }
     }
-    let left: Vec<String> = s
-        .rs()
-        .list_containers(cri::ListContainersRequest {
-            filter: Some(cri::ContainerFilter {
-                pod_sandbox_id: pod_id,
-                ..Default::default()
-            }),
-        })
-        .await
-        .map_err(|e| format!("ListContainers: {}", status_text(&e)))?
-        .into_inner()
-        .containers
-        .into_iter()
-        .filter(|c| c.metadata.as_ref().is_some_and(|m| m.name == name))
-        .map(|c| c.id)
-        .collect();
     ensure(left.is_empty(), || {
         format!("the refused CreateContainer left containers {left:?}")
     })?;

@@ -299,24 +299,8 @@ async fn create_container(s: Arc<Scope>) -> CaseResult {
     if let Some(i) = config.image.as_mut() {
         i.runtime_handler = bad.clone();
     }
-    let name = config
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
-    let r = s
-        .rs()
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: pod_id.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod.clone()),
-        })
-        .await;
-    if let Ok(ok) = &r {
-        s.track_container(&ok.get_ref().container_id);
-    }
+    let (r, left) = s.create_refused(&pod_id, &pod, config).await?;
     refused_handler("CreateContainer", r, &bad)?;
-    let left = s.containers_named(&pod_id, &name).await?;
     ensure(left.is_empty(), || {
         format!("the refused CreateContainer left containers {left:?}")
     })?;

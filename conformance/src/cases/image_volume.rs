@@ -164,22 +164,7 @@ async fn refused_mount(
     let busybox = s.image(BUSYBOX, LATEST)?;
     let mut config = s.container_config(pod, &busybox, &["true"]);
     config.mounts = vec![mount.clone()];
-    let name = config
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
-    let r = s
-        .rs()
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: pod_id.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod.clone()),
-        })
-        .await;
-    if let Ok(ok) = &r {
-        s.track_container(&ok.get_ref().container_id);
-    }
+    let (r, left) = s.create_refused(pod_id, pod, config).await?;
     let message = r
         .as_ref()
         .err()
@@ -194,7 +179,6 @@ async fn refused_mount(
     ensure(names.iter().any(|n| message.contains(n)), || {
         format!("{what} refused with {code:?}, but the message names none of {names:?}: {message}")
     })?;
-    let left = s.containers_named(pod_id, &name).await?;
     ensure(left.is_empty(), || {
         format!("{what}: refused, but left containers {left:?}")
     })?;

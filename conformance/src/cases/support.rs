@@ -587,6 +587,35 @@ impl Scope {
         self.created.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// CreateContainer of `config` in pod `pod_id`, a request a case expects to be refused:
+    /// a container made anyway is tracked for clean-up. Returns the answer, and the
+    /// containers of the config's name in the pod afterwards (a refusal must leave none).
+    pub async fn create_refused(
+        &self,
+        pod_id: &str,
+        pod: &cri::PodSandboxConfig,
+        config: cri::ContainerConfig,
+    ) -> Result<(CreateAnswer, Vec<String>), String> {
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let r = self
+            .rs()
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod_id.to_owned(),
+                config: Some(config),
+                sandbox_config: Some(pod.clone()),
+            })
+            .await;
+        if let Ok(created) = &r {
+            self.track_container(&created.get_ref().container_id);
+        }
+        let left = self.containers_named(pod_id, &name).await?;
+        Ok((r, left))
+    }
+
     /// The containers of pod `pod_id` named `name` (ListContainers), tracked for removal:
     /// what a refused CreateContainer must not have left.
     pub async fn containers_named(&self, pod_id: &str, name: &str) -> Result<Vec<String>, String> {
@@ -716,6 +745,9 @@ pub(crate) fn log_root() -> std::path::PathBuf {
 }
 
 /// A script that runs until killed, reacting to SIGTERM within a fraction of a second.
+/// What CreateContainer answered.
+pub type CreateAnswer = Result<tonic::Response<cri::CreateContainerResponse>, tonic::Status>;
+
 pub(crate) const SLEEP_SCRIPT: &str = "trap 'exit 0' TERM; while :; do sleep 0.2; done";
 
 /// An ImageSpec for `image`.

@@ -88,39 +88,8 @@ async fn create_refused(
     let pod = s.pod_config();
     let mut config = s.container_config(&pod, &image, &["sleep", "60"]);
     limits(&mut config, resources);
-    let name = config
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
-    let r = s
-        .rs()
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: pod_id.to_owned(),
-            config: Some(config),
-            sandbox_config: Some(pod),
-        })
-        .await;
-    if let Ok(created) = &r {
-        s.track_container(&created.get_ref().container_id);
-    }
+    let (r, left) = s.create_refused(pod_id, &pod, config).await?;
     invalid_naming("CreateContainer", r, field)?;
-    let left: Vec<String> = s
-        .rs()
-        .list_containers(cri::ListContainersRequest {
-            filter: Some(cri::ContainerFilter {
-                pod_sandbox_id: pod_id.to_owned(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .map_err(|e| format!("ListContainers: {}", status_text(&e)))?
-        .into_inner()
-        .containers
-        .into_iter()
-        .filter(|c| c.metadata.as_ref().is_some_and(|m| m.name == name))
-        .map(|c| c.id)
-        .collect();
     ensure(left.is_empty(), || {
         format!("the refused CreateContainer left containers {left:?}")
     })
