@@ -293,19 +293,7 @@ async fn crashing_runtime_fails_only_its_own_container_needs_root() {
     );
 
     // A neighbour on runc is unaffected.
-    let pc2 = pod_config("calm", &c.log_dir());
-    let pod2 = run_pod(&mut rs, &pc2, "").await;
-    let calm = run_container(
-        &mut rs,
-        &pod2,
-        &pc2,
-        container_config("calm", &image, &["sleep", "1000"]),
-    )
-    .await;
-    let r = exec(&mut rs, &calm, &["echo", "calm"], 10)
-        .await
-        .expect("exec");
-    assert_eq!(r.stdout, b"calm\n");
+    a_neighbour_on_runc_runs(&mut rs, &c, &image).await;
 
     let ids = support::object_ids(c.daemon.path());
     remove_all(&mut rs).await;
@@ -361,8 +349,11 @@ async fn plugin_cluster(plugins: &Path) -> Cluster {
     Cluster { daemon, registry }
 }
 
-/// Live processes running `sleep 4321` (the hung plugin).
-fn hung_plugins() -> Vec<i32> {
+/// Live processes running `sleep <secs>`: the hung plugin of one test (each test's plugin
+/// sleeps for its own number of seconds, so tests running side by side do not see each
+/// other's).
+fn hung_plugins(secs: &str) -> Vec<i32> {
+    let cmdline = format!("sleep\0{secs}\0");
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -371,7 +362,7 @@ fn hung_plugins() -> Vec<i32> {
         .filter(|pid| {
             alive(*pid)
                 && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c == b"sleep\x004321\x00")
+                    .is_ok_and(|c| c == cmdline.as_bytes())
         })
         .collect()
 }
@@ -441,7 +432,7 @@ async fn misbehaving_cni_plugin_fails_only_its_pod_needs_root() {
         assert!(net.leases().is_empty(), "{mode}: leases {:?}", net.leases());
         assert!(net.ports().is_empty(), "{mode}: veths {:?}", net.ports());
         assert!(
-            hung_plugins().is_empty(),
+            hung_plugins("4321").is_empty(),
             "{mode}: the hung plugin was killed"
         );
         assert_nothing_left(&c.daemon, &[]);
@@ -491,7 +482,7 @@ fn misbehaving_del_plugin(dir: &Path) {
              ADD) cat >/dev/null; echo '{{\"cniVersion\":\"1.0.0\"}}'; exit 0;;\n\
              DEL) cat >/dev/null;;\n*) cat >/dev/null; exit 0;;\nesac\n\
              case \"$(cat {d}/del-mode)\" in\n\
-             hang) exec sleep 4321;;\n\
+             hang) exec sleep 4322;;\n\
              crash) head -c 20000 /dev/urandom; echo 'misbehave-del: plugin garbage' >&2; exit 1;;\n\
              garbage) echo 'not json at all'; exit 0;;\n\
              *) exit 0;;\n\
@@ -570,7 +561,7 @@ async fn misbehaving_cni_del_fails_only_its_pod_and_the_retry_cleans_up_needs_ro
             assert!(err.message().contains("timed out"), "{err}");
         }
         assert!(
-            hung_plugins().is_empty(),
+            hung_plugins("4322").is_empty(),
             "{mode}: the hung plugin was killed"
         );
         let s = rs
@@ -636,6 +627,27 @@ async fn misbehaving_cni_del_fails_only_its_pod_and_the_retry_cleans_up_needs_ro
     assert_nothing_left(&c.daemon, &ids);
     assert!(net.leases().is_empty(), "{:?}", net.leases());
     assert!(net.ports().is_empty(), "{:?}", net.ports());
+}
+
+/// A pod on runc (the default handler) runs a container that answers ExecSync.
+async fn a_neighbour_on_runc_runs(
+    rs: &mut crid_api::runtime::v1::runtime_service_client::RuntimeServiceClient<
+        tonic::transport::Channel,
+    >,
+    c: &Cluster,
+    image: &str,
+) {
+    let pc = pod_config("calm", &c.log_dir());
+    let pod = run_pod(rs, &pc, "").await;
+    let calm = run_container(
+        rs,
+        &pod,
+        &pc,
+        container_config("calm", image, &["sleep", "1000"]),
+    )
+    .await;
+    let r = exec(rs, &calm, &["echo", "calm"], 10).await.expect("exec");
+    assert_eq!(r.stdout, b"calm\n");
 }
 
 /// A shim v2 binary that misbehaves on `start` as `<dir>/mode` says: `fail` (exit 1 with a
@@ -764,19 +776,7 @@ async fn misbehaving_shim_fails_only_its_own_container_needs_root() {
     }
 
     // A neighbour on runc is unaffected.
-    let pc2 = pod_config("calm", &c.log_dir());
-    let pod2 = run_pod(&mut rs, &pc2, "").await;
-    let calm = run_container(
-        &mut rs,
-        &pod2,
-        &pc2,
-        container_config("calm", &image, &["sleep", "1000"]),
-    )
-    .await;
-    let r = exec(&mut rs, &calm, &["echo", "calm"], 10)
-        .await
-        .expect("exec");
-    assert_eq!(r.stdout, b"calm\n");
+    a_neighbour_on_runc_runs(&mut rs, &c, &image).await;
 
     let ids = support::object_ids(c.daemon.path());
     remove_all(&mut rs).await;
