@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 
-use nix::mount::{MsFlags, mount};
+use nix::mount::MsFlags;
 
 use super::sys;
 
@@ -34,29 +34,13 @@ pub fn mount_volume(target: &Path, lower: &[PathBuf]) -> io::Result<()> {
     std::fs::create_dir_all(empty.join("b"))?;
     std::fs::create_dir_all(target)?;
     let data = options(lower, &empty);
-    if data.len() >= 4096 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "overlay options for {} layers are {} bytes, over the kernel's 4095",
-                lower.len(),
-                data.len()
-            ),
-        ));
-    }
-    mount(
-        Some("overlay"),
+    super::overlay::mount_overlay(
         target,
-        Some("overlay"),
+        &data,
+        lower.len(),
         MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(data.as_str()),
+        "the image volume",
     )
-    .map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!("mounting the image volume at {}: {e}", target.display()),
-        )
-    })
 }
 
 /// `lowerdir=` of a volume: the image's layers topmost first, then one empty directory

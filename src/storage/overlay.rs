@@ -46,28 +46,38 @@ pub fn mount_rootfs(layout: &RootfsLayout, lower: &[PathBuf]) -> io::Result<()> 
         lower.push(empty);
     }
     let data = options(&lower, &upper, &work);
-    // The mount data must fit in one page.
+    mount_overlay(
+        &layout.target,
+        &data,
+        lower.len(),
+        MsFlags::empty(),
+        "overlay",
+    )
+}
+
+/// Mounts an overlay with the options `data` (over `layers` layers, for the error) at
+/// `target`; `what` names the mount in errors. The options must fit in the one page the
+/// kernel takes.
+pub(super) fn mount_overlay(
+    target: &Path,
+    data: &str,
+    layers: usize,
+    flags: MsFlags,
+    what: &str,
+) -> io::Result<()> {
     if data.len() >= 4096 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "overlay options for {} layers are {} bytes, over the kernel's 4095",
-                lower.len(),
+                "overlay options for {layers} layers are {} bytes, over the kernel's 4095",
                 data.len()
             ),
         ));
     }
-    mount(
-        Some("overlay"),
-        layout.target.as_path(),
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .map_err(|e| {
+    mount(Some("overlay"), target, Some("overlay"), flags, Some(data)).map_err(|e| {
         io::Error::new(
             io::Error::from(e).kind(),
-            format!("mounting overlay at {}: {e}", layout.target.display()),
+            format!("mounting {what} at {}: {e}", target.display()),
         )
     })
 }
