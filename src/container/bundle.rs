@@ -48,17 +48,8 @@ impl ContainerService {
     /// the same images. An unknown handler is InvalidArgument naming `field`.
     pub(crate) fn check_image_handler(&self, requested: &str, field: &str) -> Result<()> {
         self.runtimes
-            .resolve_name(requested)
-            .map(drop)
-            .map_err(|_| {
-                Error::invalid(
-                    field,
-                    format!(
-                        "unknown runtime handler `{requested}` (configured: {})",
-                        self.runtimes.names().join(", ")
-                    ),
-                )
-            })
+            .check_known(requested)
+            .map_err(|reason| Error::invalid(field, reason))
     }
 
     /// The images of the config's image volumes (cri:Mount#image), by mount index. The

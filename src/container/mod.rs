@@ -697,10 +697,7 @@ impl ContainerService {
         {
             let path = self.cgroups_path(&pod, &id);
             let host = self.host.clone();
-            let swept = tokio::task::spawn_blocking(move || host.kill_remaining(&path, KILL_GRACE))
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .and_then(|r| r);
+            let swept = on_host(move || host.kill_remaining(&path, KILL_GRACE)).await;
             match swept {
                 Ok(0) => {}
                 Ok(n) => {
@@ -968,12 +965,7 @@ impl ContainerService {
                 record.pid,
                 applied.oom_score_adj,
             );
-            let set =
-                tokio::task::spawn_blocking(move || host.set_oom_score_adj(&path, pid, value))
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-                    .and_then(|r| r);
-            match set {
+            match on_host(move || host.set_oom_score_adj(&path, pid, value)).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     return Err(Error::Unsupported(format!(
@@ -995,7 +987,7 @@ impl ContainerService {
             )))?;
         if let Some(path) = cgroups_path.filter(|_| !v1_hugetlb.is_empty()) {
             let host = self.host.clone();
-            let written = tokio::task::spawn_blocking(move || {
+            let written = on_host(move || {
                 v1_hugetlb.iter().try_for_each(|h| {
                     host.write_cgroup_v1(
                         "hugetlb",
@@ -1005,9 +997,7 @@ impl ContainerService {
                     )
                 })
             })
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r);
+            .await;
             written.map_err(Error::host(format!(
                 "container {id}: writing linux.hugepage_limits to its hugetlb cgroup"
             )))?;
@@ -1114,6 +1104,15 @@ pub fn cgroups_path(driver: CgroupDriver, parent: &str, id: &str) -> String {
         CgroupDriver::Cgroupfs => format!("{}/crid-{id}", parent.trim_end_matches('/')),
         CgroupDriver::Systemd => format!("{parent}:crid:{id}"),
     }
+}
+
+/// Runs a blocking call on the host (cgroup files, /proc) off the async threads.
+async fn on_host<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
 }
 
 /// Sets the exit fields of a record: the reason follows the CRI's convention.

@@ -103,6 +103,19 @@ impl RuntimeRegistry {
             .collect()
     }
 
+    /// Whether `requested` (empty: the default) names a configured handler; otherwise why
+    /// not, naming the configured ones, for a field other than RunPodSandbox's own
+    /// (`image.runtime_handler`, say) to carry.
+    pub fn check_known(&self, requested: &str) -> Result<(), String> {
+        match self.resolve_name(requested) {
+            Ok(_) => Ok(()),
+            Err(HandlerError::Unknown { known, .. }) => Err(format!(
+                "unknown runtime handler `{requested}` (configured: {known})"
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// The configured name `requested` stands for (empty: the default).
     pub fn resolve_name(&self, requested: &str) -> Result<String, HandlerError> {
         let name = if requested.is_empty() {

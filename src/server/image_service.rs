@@ -48,14 +48,11 @@ impl ImageApi {
         field: &'static str,
     ) -> Result<String, Status> {
         let requested = spec.map(|s| s.runtime_handler.clone()).unwrap_or_default();
-        match self.daemon.runtimes().resolve_name(&requested) {
-            Ok(_) => Ok(requested),
-            Err(_) => Err(image_status(&ImageError::InvalidArgument {
+        match self.daemon.runtimes().check_known(&requested) {
+            Ok(()) => Ok(requested),
+            Err(why) => Err(image_status(&ImageError::InvalidArgument {
                 field,
-                reason: format!(
-                    "unknown runtime handler `{requested}` (configured: {}); images are pulled for configured handlers only",
-                    self.daemon.runtimes().names().join(", ")
-                ),
+                reason: format!("{why}; images are pulled for configured handlers only"),
             })),
         }
     }

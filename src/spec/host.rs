@@ -98,14 +98,23 @@ pub fn refusal(resources: &cri::LinuxContainerResources, host: &HostResources) -
     None
 }
 
-/// Parses a kernel list (`0-2,4`, as in `cpuset.mems` and `/sys/devices/system/node/online`).
+/// Parses a kernel list (`0-2,4`, as in `cpuset.mems` and `/sys/devices/system/node/online`)
+/// as a file holds it (surrounding white space, a final newline).
 pub fn parse_list(s: &str) -> Result<BTreeSet<u32>, String> {
+    parse_exact_list(s.trim())
+}
+
+/// Parses a kernel list exactly as written: comma-separated numbers and ascending ranges,
+/// nothing else (no spaces, no signs, no empty parts).
+pub fn parse_exact_list(s: &str) -> Result<BTreeSet<u32>, String> {
     let mut out = BTreeSet::new();
-    for part in s.trim().split(',') {
+    for part in s.split(',') {
         let num = |v: &str| {
-            v.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("`{part}` is not a node number or range"))
+            v.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| v.parse::<u32>().ok())
+                .flatten()
+                .ok_or_else(|| format!("`{part}` is not a node number or range"))
         };
         match part.split_once('-') {
             Some((a, b)) => {

@@ -117,24 +117,14 @@ fn check_list(field: &'static str, list: &str) -> Result<(), Invalid> {
     if list.is_empty() {
         return Ok(());
     }
-    let number = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u32>().ok())
-            .flatten()
-    };
-    for part in list.split(',') {
-        let ok = match part.split_once('-') {
-            Some((a, b)) => matches!((number(a), number(b)), (Some(a), Some(b)) if a <= b),
-            None => number(part).is_some(),
-        };
-        if !ok {
-            return invalid(
+    super::host::parse_exact_list(list)
+        .map(drop)
+        .or_else(|why| {
+            invalid(
                 field,
-                format!("`{list}` is not a list of numbers and ranges such as 0-3,5 (at `{part}`)"),
-            );
-        }
-    }
-    Ok(())
+                format!("`{list}` is not a list of numbers and ranges such as 0-3,5: {why}"),
+            )
+        })
 }
 
 /// `2MB`, `1GB`, `64KB`: a positive number and a binary-prefixed unit, as the hugetlb
