@@ -954,11 +954,17 @@ async fn main() -> Result<()> {
             Target::new("h-runc", crid.channel().await?, crid.logs(), image.clone()).on("runc"),
             Target::new("h-crun", crid.channel().await?, crid.logs(), image.clone()).on("crun"),
         ];
-        if Path::new(common::SHIM_RUNC_V2).is_file() {
-            handlers.push(
-                Target::new("h-shim", crid.channel().await?, crid.logs(), image.clone())
-                    .on("shim-runc-v2"),
-            );
+        for (name, handler, binary) in [
+            ("h-youki", "youki", common::YOUKI),
+            ("h-runsc", "runsc", common::RUNSC),
+            ("h-shim", "shim-runc-v2", common::SHIM_RUNC_V2),
+        ] {
+            if Path::new(binary).is_file() {
+                handlers.push(
+                    Target::new(name, crid.channel().await?, crid.logs(), image.clone())
+                        .on(handler),
+                );
+            }
         }
         handlers.push(Target::new(
             "h-containerd",

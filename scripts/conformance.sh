@@ -3,13 +3,14 @@
 # second crid without a network, for the NetworkReady=false case), run the conformance suite
 # against crid and print the report, then compare the results with crid's baseline
 # (conformance/baseline/crid.toml); then run the suite on crid's other runtime handler
-# (crun) and compare it with the same baseline; then the core areas on a third crid whose
-# default handler is a shim v2 (containerd-shim-runc-v2, the path Kata takes), compared
-# with conformance/baseline/crid-shim.toml; then a bounded property-based run against crid;
-# then a bounded run of malformed and hostile requests against crid; then a 5-minute soak;
+# (crun) and compare it with the same baseline; then the core areas (pod, container, exec,
+# logs, stats) on a third crid's handlers, each compared with its own baseline: a shim v2
+# (containerd-shim-runc-v2, the path Kata takes; conformance/baseline/crid-shim.toml),
+# youki (crid-youki.toml) and gVisor's runsc (crid-runsc.toml); then a bounded property-based run against crid;
+# then a bounded run of malformed and hostile requests against crid; then a 4-minute soak (beside the runsc cell);
 # then a sample of the mutation score (three faults of crid's faults build, each caught);
-# last, the grid of every cell that ran (runc, crun, the shim v2 cell, the guests) in one
-# matrix report (target/conformance/grid/).
+# last, the grid of every cell that ran (runc, crun, shim v2, youki, runsc, the guests) in
+# one matrix report (target/conformance/grid/).
 # The job fails on any unexplained difference (a failure the baseline does not list, a listed
 # failure with another message, a listed case that now passes, a case missing from a report),
 # on a harness error (exit status other than 0 or 1), on a props failure or timeout, and on
@@ -19,15 +20,18 @@
 # building only the binaries would unify features differently and recompile shared crates).
 # --vm also runs the whole suite in the cgroup v2 guest, with crid's cgroupfs and systemd
 # drivers (scripts/vm.sh, docs/vm.md), after the host's job; --vm-ci runs the guests' CI
-# subsets (scripts/vm.sh --ci) instead.
+# subsets (scripts/vm.sh --ci) instead. --full runs every area, not only the core ones, on
+# the shim v2, youki and runsc cells (about 3, 3 and 12 minutes instead of 1.5, 1.5 and 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vm=()
+full=false
 for arg in "$@"; do
   case $arg in
     --vm) vm=(scripts/vm.sh) ;;
     --vm-ci) vm=(scripts/vm.sh --ci) ;;
-    *) echo "usage: scripts/conformance.sh [--vm | --vm-ci]" >&2; exit 2 ;;
+    --full) full=true ;;
+    *) echo "usage: scripts/conformance.sh [--vm | --vm-ci] [--full]" >&2; exit 2 ;;
   esac
 done
 . scripts/lib/judge.sh
@@ -49,16 +53,17 @@ mkdir -p "$out"
 
 # Reports of an earlier run go first: a run that writes none must not be judged by them.
 fresh_report "$out/junit.xml" "$out/report.md" "$out/report.html" "$out/baseline.txt" \
-  "$out/matrix" "$out/matrix.txt" "$out/shim" "$out/props.txt" "$out/hostile.txt" "$out/soak.txt" \
+  "$out/matrix" "$out/matrix.txt" "$out/shim" "$out/youki" "$out/runsc" "$out/props.txt" "$out/hostile.txt" "$out/soak.txt" \
   "$out/mutation.txt" "$out/grid" "$out/vm"
 
 work=$(mktemp -d /tmp/crid-conformance.XXXXXX)
 crid_pid=""
 unready_pid=""
-shim_pid=""
+cell_crids=()
+cell_bridges=()
 cleanup() {
   # Only the daemons this script started, by PID; the registry by its recorded PID.
-  for pid in "$crid_pid" "$unready_pid" "$shim_pid"; do
+  for pid in "$crid_pid" "$unready_pid" "${cell_crids[@]}"; do
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid"
       wait "$pid" || true
@@ -67,7 +72,7 @@ cleanup() {
   if [ -f "$work/fixtures/state.json" ]; then
     "$bin/crid-conformance" fixtures down --state-dir "$work/fixtures" >/dev/null || true
   fi
-  for b in "${bridge:-}" "${shim_bridge:-}"; do
+  for b in "${bridge:-}" "${cell_bridges[@]}"; do
     if [ -n "$b" ] && [ -e "/sys/class/net/$b" ]; then
       ip link del "$b" || true
     fi
@@ -152,53 +157,116 @@ run_suite matrix "$bin/crid-conformance" matrix --endpoint "unix://$work/crid.so
 grep -E '^#[0-9]+ ' "$out/matrix.txt" || true
 compare_cells "$bin/crid-conformance" conformance/baseline/crid.toml "$out/matrix" \
   | tee "$out/matrix/baseline.txt" || status=1
-# The shim v2 cell: a crid of its own (network, storage) whose default handler is Debian's
-# containerd-shim-runc-v2 driven over ttrpc. The core areas run on it, each compared with
-# the shim baseline; about a minute and a half in all.
+# The cells of the other handler kinds, each on a crid of its own (network, storage,
+# images: the cells clean up the images they pull, so they cannot share a store), whose
+# default handler it is: the shim v2 handler (Debian's containerd-shim-runc-v2 driven over
+# ttrpc), youki (built by setup.sh) and gVisor's runsc (ptrace platform: this host has no
+# usable KVM; its sandbox joins the pod's network namespace with host networking, since
+# runsc's own netstack refuses to start here). The core areas run on each, compared with
+# the handler's own baseline: about 1.5 minutes each for the shim and youki, 5 for runsc
+# (a sandbox boots in each pod), side by side.
 echo
-shim_bridge="crsh$$"
-shim_bridge=${shim_bridge:0:15}
-mkdir -p "$work/shim/net.d" "$work/shim/crid.d" "$out/shim"
-cat > "$work/shim/net.d/10-conformance.conflist" <<JSON
-{"cniVersion": "1.0.0", "name": "crid-conformance-shim", "plugins": [
-  {"type": "bridge", "bridge": "$shim_bridge", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.221.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}],
-            "dataDir": "$work/shim/ipam"}},
+# start_cell_crid NAME SUBNET: starts the cell's crid; its handler table is on stdin.
+start_cell_crid() {
+  local name=$1 subnet=$2 dir="$work/cells/$1" bridge
+  bridge="crc${name:0:2}$$"
+  bridge=${bridge:0:15}
+  cell_bridges+=("$bridge")
+  mkdir -p "$dir/net.d" "$dir/crid.d"
+  cat > "$dir/net.d/10-conformance.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "crid-conformance-$name", "plugins": [
+  {"type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet"}]], "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": "$dir/ipam"}},
   {"type": "portmap", "capabilities": {"portMappings": true}}
 ]}
 JSON
-cat > "$work/shim/crid.toml" <<TOML
+  {
+    cat <<TOML
 [server]
-listen = "$work/shim/crid.sock"
+listen = "$dir/crid.sock"
 [image]
 insecure_registries = ["$registry"]
 pause_image = "$registry/pause:latest"
 [storage]
-root = "$work/shim/root"
-runroot = "$work/shim/run"
+root = "$dir/root"
+runroot = "$dir/run"
 [network]
-cni_config_dir = "$work/shim/net.d"
+cni_config_dir = "$dir/net.d"
 [runtime]
-default_runtime = "shim"
+default_runtime = "$name"
+TOML
+    cat
+  } > "$dir/crid.toml"
+  "$bin/crid" --config "$dir/crid.toml" --config-dir "$dir/crid.d" 2>"$out/crid-$name.log" &
+  cell_crids+=("$!")
+  wait_socket "$dir/crid.sock" "$!" "$out/crid-$name.log"
+}
+start_cell_crid shim 10.221.0.0/24 <<TOML
 [runtime.runtimes.shim]
 path = "/usr/bin/containerd-shim-runc-v2"
 type = "vm"
 TOML
-"$bin/crid" --config "$work/shim/crid.toml" --config-dir "$work/shim/crid.d" 2>"$out/crid-shim.log" &
-shim_pid=$!
-wait_socket "$work/shim/crid.sock" "$shim_pid" "$out/crid-shim.log"
-for area in pod-sandbox/ container/ logs/ stats/ exec/; do
-  name=${area%/}
-  run_suite "shim $name" "$bin/crid-conformance" run --endpoint "unix://$work/shim/crid.sock" \
-    --registry-state "$work/fixtures" --filter "$area" --runtime-handler shim \
-    --baseline conformance/baseline/crid-shim.toml --compare-baseline conformance/baseline/crid.toml \
-    --junit "$out/shim/junit-$name.xml" >"$out/shim/$name.txt" || exit
-  tail -1 "$out/shim/$name.txt" | sed "s|^|shim $name: |"
-  "$bin/crid-conformance" compare --junit "$out/shim/junit-$name.xml" --filter "$area" \
-    --baseline conformance/baseline/crid-shim.toml | tee -a "$out/shim/baseline.txt" || status=1
+start_cell_crid youki 10.222.0.0/24 <<TOML
+[runtime.runtimes.youki]
+path = "$PWD/target/tools/bin/youki"
+TOML
+start_cell_crid runsc 10.223.0.0/24 <<TOML
+[runtime.runtimes.runsc]
+path = "runsc"
+args = ["--platform=ptrace", "--network=host"]
+always_infra = true
+TOML
+# The three cells run side by side (runsc's is the long one; the others fit beside it),
+# each in a subshell of its own (so `exit 2`, a harness error, ends only its cell): each
+# writes its own files, and its exit status says whether it was judged clean.
+# exec/ first: runsc's terminal cases have failed once under the soak's load, and the area
+# is done before the soak starts. --full: then every other area of the catalogue.
+cell_areas=(exec/ pod-sandbox/ container/ logs/ stats/)
+if $full; then
+  for area in $("$bin/crid-conformance" list | cut -d/ -f1 | uniq); do
+    case " ${cell_areas[*]} " in *" $area/ "*) ;; *) cell_areas+=("$area/") ;; esac
+  done
+fi
+handler_cell() {
+  local handler=$1 area name rc=0
+  for area in "${cell_areas[@]}"; do
+    name=${area%/}
+    run_suite "$handler $name" "$bin/crid-conformance" run --endpoint "unix://$work/cells/$handler/crid.sock" \
+      --registry-state "$work/fixtures" --not-ready-endpoint "$unready" --filter "$area" --runtime-handler "$handler" \
+      --baseline conformance/baseline/crid-$handler.toml \
+      --compare-baseline conformance/baseline/crid.toml \
+      --junit "$out/$handler/junit-$name.xml" >"$out/$handler/$name.txt" || exit 2
+    "$bin/crid-conformance" compare --junit "$out/$handler/junit-$name.xml" --filter "$area" \
+      --baseline conformance/baseline/crid-$handler.toml >>"$out/$handler/baseline.txt" || rc=1
+  done
+  return "$rc"
+}
+# judge_cell HANDLER PID: waits for the cell and prints and judges what it wrote.
+judge_cell() {
+  local handler=$1 rc=0 f
+  wait "$2" || rc=$?
+  for f in "$out/$handler"/*.txt; do
+    case $f in */baseline.txt | */cell.txt) continue ;; esac
+    tail -1 "$f" | sed "s|^|$handler $(basename "$f" .txt): |"
+  done
+  cat "$out/$handler/baseline.txt" 2>/dev/null || true
+  case $rc in
+    0) ;;
+    1) status=1 ;;
+    *) cat "$out/$handler/cell.txt" >&2; echo "$handler cell: the harness failed" >&2; exit 1 ;;
+  esac
+}
+declare -A cell_pid
+for handler in shim youki runsc; do
+  mkdir -p "$out/$handler"
+  (handler_cell "$handler") >"$out/$handler/cell.txt" 2>&1 &
+  cell_pid[$handler]=$!
 done
-kill -TERM "$shim_pid" && wait "$shim_pid" || true
-shim_pid=""
+judge_cell shim "${cell_pid[shim]}"
+judge_cell youki "${cell_pid[youki]}"
+# runsc's cell goes on beside the props, hostile and soak runs below (each judges only
+# its own objects on its own crid), and is judged after them.
 # Property-based lifecycle sequences against crid, bounded in number and in time: a
 # failure, a harness error or running out of time fails the job.
 echo
@@ -236,7 +304,7 @@ timeout --kill-after=10 "$hostile_limit" "$bin/crid-conformance" hostile \
 # 1 MiB, anything left after the clean-up, a harness error or running out of time fails
 # the job. (docs/reliability.md has the hour-long run.)
 echo
-soak_seconds=${CRID_SOAK_SECONDS:-300}
+soak_seconds=${CRID_SOAK_SECONDS:-240}
 timeout --kill-after=10 "$((soak_seconds + 300))" "$bin/crid-conformance" soak \
   --endpoint "unix://$work/crid.sock" --registry-state "$work/fixtures" \
   --daemon-pid "$crid_pid" --state-dir "$work/root" --state-dir "$work/run" \
@@ -249,6 +317,12 @@ timeout --kill-after=10 "$((soak_seconds + 300))" "$bin/crid-conformance" soak \
   fi
   status=1
 }
+echo
+judge_cell runsc "${cell_pid[runsc]}"
+for pid in "${cell_crids[@]}"; do
+  kill -TERM "$pid" && wait "$pid" || true
+done
+cell_crids=()
 # The mutation sample (issue 15, scripts/mutation.sh): the faults build of crid and three
 # of its faults end to end on the same fixture registry, each of which a case must catch.
 # On the debug path (CI) the faults build shares the test build's target directory, so only
@@ -279,8 +353,10 @@ cells=(--cell "junit=$out/junit.xml;baseline=conformance/baseline/crid.toml")
 for f in "$out"/matrix/junit-*.xml; do
   cells+=(--cell "junit=$f;baseline=conformance/baseline/crid.toml")
 done
-shim_reports=$(printf '%s,' "$out"/shim/junit-*.xml)
-cells+=(--cell "junit=${shim_reports%,};baseline=conformance/baseline/crid-shim.toml")
+for handler in shim youki runsc; do
+  reports=$(printf '%s,' "$out/$handler"/junit-*.xml)
+  cells+=(--cell "junit=${reports%,};baseline=conformance/baseline/crid-$handler.toml")
+done
 for cell in vm-debian12-cgroupv2:crid-vm-cgroupv2 vm-debian12-cgroupv2-systemd:crid-vm-cgroupv2-systemd; do
   [ -f "$out/vm/${cell%%:*}/junit.xml" ] || continue
   cells+=(--cell "junit=$out/vm/${cell%%:*}/junit.xml;baseline=conformance/baseline/${cell#*:}.toml;fixture=${cell%%:*}")
@@ -289,6 +365,6 @@ done
 echo
 echo "grid of every cell: $out/grid/report.html, $out/grid/summary.md"
 echo "crun cell: $out/matrix/junit-*.xml, $out/matrix/baseline.txt"
-echo "shim v2 cell: $out/shim/junit-*.xml, $out/shim/baseline.txt (daemon log: $out/crid-shim.log)"
+echo "shim v2, youki and runsc cells: $out/{shim,youki,runsc}/junit-*.xml, .../baseline.txt (daemon logs: $out/crid-{shim,youki,runsc}.log)"
 echo "reports: $out/report.html, $out/report.md, $out/junit.xml, $out/baseline.txt, $out/props.txt, $out/hostile.txt, $out/soak.txt, $out/mutation.txt (daemon log: $out/crid.log)"
 exit "$status"

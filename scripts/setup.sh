@@ -2,12 +2,15 @@
 # Installs everything crid's build, tests and conformance run need on Debian 12, idempotently:
 # Debian packages (runtimes, CNI plugins, registry, busybox for fixture images), a default CNI
 # network configuration when the host has none, the Python environment of the upstream-client
-# tests (.venv), and cargo-nextest.
+# tests (.venv), cargo-nextest, and youki (not a Debian package: built from crates.io into
+# target/tools, once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
   runc crun                      # OCI runtimes crid drives
+  runsc                          # gVisor's runtime, a matrix cell (--platform=ptrace here)
+  libseccomp-dev                 # youki's seccomp support links it (built below)
   containernetworking-plugins    # CNI plugins (bridge, host-local, portmap, loopback)
   busybox-static                 # the fixture images are built from its static binary
   docker-registry                # the real registry the fixtures push to
@@ -62,4 +65,14 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
   cargo install --locked cargo-nextest
+fi
+
+# youki, a matrix cell: crates.io's youki, pinned, with both cgroup versions (its published
+# crate enables no cgroup feature by default, and this host is hybrid), systemd and seccomp.
+# Its own target directory, so crid's build is untouched; kept, so a rebuild is quick.
+youki_version=0.7.0
+if ! target/tools/bin/youki --version 2>/dev/null | grep -q "version: $youki_version"; then
+  echo "setup: building youki $youki_version into target/tools (about two minutes)"
+  CARGO_TARGET_DIR=target/tools/build cargo install --locked --quiet youki \
+    --version "$youki_version" --features "v1 v2 systemd seccomp" --root target/tools
 fi

@@ -412,6 +412,7 @@ mod tests {
                 args: Vec::new(),
                 always_infra: false,
                 timeout_secs: None,
+                exit_via_wait: None,
             },
         );
         let report = run(&config).await;

@@ -45,6 +45,7 @@ async fn runtime(b: &Bundle, handler: &str) -> OciRuntime {
         args: Vec::new(),
         always_infra: false,
         timeout_secs: None,
+        exit_via_wait: None,
     };
     let rt = OciRuntime::new(handler, &h, b.dir.path(), CgroupDriver::Cgroupfs)
         .await
@@ -181,10 +182,12 @@ fn cmdline(pid: i32) -> String {
         .unwrap_or_default()
 }
 
-fn state(status: &str, pid: i32) -> Option<State> {
+/// What `state` must say: the status, the init's PID and the bundle it was created from.
+fn state(status: &str, pid: i32, bundle: &Path) -> Option<State> {
     Some(State {
         status: status.into(),
         pid,
+        bundle: bundle.to_owned(),
     })
 }
 
@@ -204,7 +207,7 @@ async fn lifecycle(handler: &str) {
     let (req, created) = create(&rt, &b).await;
     assert_eq!(
         rt.state(&b.id).await.expect("state"),
-        state("created", created.pid)
+        state("created", created.pid, &req.bundle)
     );
     // crun's monitor (and the create it ran) lives in the private mount namespace without
     // the cgroup2 mount; runc's shares ours.
@@ -231,12 +234,12 @@ async fn lifecycle(handler: &str) {
             .state(&b.id)
             .await
             .expect("state"),
-        state("created", created.pid)
+        state("created", created.pid, &req.bundle)
     );
     rt.start(&b.id).await.expect("start");
     assert_eq!(
         rt.state(&b.id).await.expect("state"),
-        state("running", created.pid)
+        state("running", created.pid, &req.bundle)
     );
     // The shell is PID 1 of its namespace: until its trap is set it ignores SIGTERM, so
     // the signal goes only once the kernel says it is caught (on a loaded host `start`
@@ -297,7 +300,7 @@ for_each_handler!(create_failure);
 async fn exec(handler: &str) {
     let b = Bundle::new(&["/bin/sleep", "3600"], 0);
     let rt = runtime(&b, handler).await;
-    let (_, created) = create(&rt, &b).await;
+    let (req, created) = create(&rt, &b).await;
     rt.start(&b.id).await.expect("start");
 
     let out = rt
@@ -333,7 +336,7 @@ async fn exec(handler: &str) {
     assert_eq!(zombie_children(), [] as [i32; 0]);
     assert_eq!(
         rt.state(&b.id).await.expect("state"),
-        state("running", created.pid)
+        state("running", created.pid, &req.bundle)
     );
 
     // An exec whose caller gives up (the future is dropped) leaves nothing either.
@@ -516,6 +519,7 @@ async fn hanging_runtime(b: &Bundle, wrapper: &Path) -> OciRuntime {
         args: Vec::new(),
         always_infra: false,
         timeout_secs: None,
+        exit_via_wait: None,
     };
     OciRuntime::new("hanging-runc", &h, b.dir.path(), CgroupDriver::Cgroupfs)
         .await
@@ -633,6 +637,7 @@ async fn what_the_runtime_prints_during_create_is_not_container_output_needs_roo
         args: Vec::new(),
         always_infra: false,
         timeout_secs: None,
+        exit_via_wait: None,
     };
     let rt = OciRuntime::new("noisy-runc", &h, b.dir.path(), CgroupDriver::Cgroupfs)
         .await

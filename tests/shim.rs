@@ -242,7 +242,8 @@ async fn lifecycle_needs_root() {
         h.state(&b.id).await.expect("state"),
         Some(State {
             status: "created".into(),
-            pid: created.pid
+            pid: created.pid,
+            bundle: req.bundle.clone(),
         })
     );
     let again = h.create(&req).await.expect_err("same id twice");
@@ -388,7 +389,8 @@ async fn a_restarted_crid_reconnects_needs_root() {
         after.state(&b.id).await.expect("state"),
         Some(State {
             status: "running".into(),
-            pid: created.pid
+            pid: created.pid,
+            bundle: req.bundle.clone(),
         })
     );
     after.kill(&b.id, "KILL", false).await.expect("kill");
@@ -748,4 +750,216 @@ async fn always_infra_runs_the_sandbox_task_in_the_pods_shim_needs_root() {
     .await;
     assert!(!alive(infra as i32), "the infra process is gone");
     assert_nothing_left(&c.daemon, &ids);
+}
+
+/// Rewrites the bundle's config.json: a terminal, and crid's stdin annotation (`open` or
+/// `once`), as the spec builder writes them for cri:ContainerConfig#tty, #stdin and
+/// #stdin_once.
+fn with_stdio(b: &Bundle, terminal: bool, stdin: Option<&str>) {
+    let path = b.path("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("config.json")).expect("json");
+    v["process"]["terminal"] = terminal.into();
+    if let Some(mode) = stdin {
+        v["annotations"][crid::monitor::attach::STDIN_ANNOTATION] = mode.into();
+    }
+    std::fs::write(&path, serde_json::to_vec(&v).expect("json")).expect("write config.json");
+}
+
+/// Reads an attach connection's frames until it ends (within `limit`): stdout, stderr.
+async fn attach_output(
+    conn: &mut (impl tokio::io::AsyncRead + Unpin),
+    limit: Duration,
+) -> (String, String) {
+    use crid::monitor::attach as wire;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    tokio::time::timeout(limit, async {
+        while let Ok((kind, data)) = wire::read_frame(conn).await {
+            match kind {
+                wire::STDOUT => out.extend_from_slice(&data),
+                wire::STDERR => err.extend_from_slice(&data),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the attach session ends when the container's output does");
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}
+
+async fn read_all(r: &mut Option<crid::runtime::interactive::Output>) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut v = Vec::new();
+    if let Some(r) = r {
+        let _ = tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut v)).await;
+    }
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+// cri:RuntimeService.Exec through the task API's Exec on a shim handler: stdin reaches the
+// process and its end (CloseIO) ends `cat`; stdout and stderr come apart; the exit code
+// comes from Wait; with a terminal, ResizePty sets the size the process reads; a session
+// dropped before its process ended kills it.
+#[tokio::test]
+async fn streaming_exec_needs_root() {
+    use crid::runtime::Streams;
+    use tokio::io::AsyncWriteExt;
+    let mut s = Setup::new();
+    let b = Bundle::new(&["/bin/sh", "-c", "while :; do sleep 0.1; done"], 0);
+    let h = s.handler();
+    let req = s.request(&b);
+    create(&h, &req).await;
+    h.start(&b.id).await.expect("start");
+
+    let pipes = Streams {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    };
+    let mut p = h
+        .exec_interactive(
+            &b.id,
+            &process(&["/bin/sh", "-c", "cat; echo err >&2; exit 3"]),
+            pipes,
+        )
+        .await
+        .expect("exec");
+    let mut stdin = p.io.stdin.take().expect("stdin asked for");
+    stdin.write_all(b"hello").await.expect("write stdin");
+    stdin.shutdown().await.expect("close stdin");
+    let (mut out, mut err) = (p.io.stdout.take(), p.io.stderr.take());
+    let (out, err) = tokio::join!(read_all(&mut out), read_all(&mut err));
+    let code = tokio::time::timeout(Duration::from_secs(10), p.wait())
+        .await
+        .expect("cat ends once stdin closed")
+        .expect("wait");
+    assert_eq!((out.as_str(), err.as_str(), code), ("hello", "err\n", 3));
+    assert!(p.io.terminal.is_none());
+
+    let tty = Streams {
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: true,
+    };
+    let mut p = h
+        .exec_interactive(
+            &b.id,
+            &process(&["/bin/sh", "-c", "read l; stty size; echo got-$l"]),
+            tty,
+        )
+        .await
+        .expect("exec with a terminal");
+    assert!(p.io.stderr.is_none(), "a terminal has one output");
+    p.io.terminal
+        .as_ref()
+        .expect("terminal")
+        .resize(100, 30)
+        .await
+        .expect("ResizePty");
+    let mut stdin = p.io.stdin.take().expect("stdin");
+    stdin.write_all(b"x\n").await.expect("write");
+    let mut out = p.io.stdout.take();
+    let out = read_all(&mut out).await;
+    assert_eq!(p.wait().await.expect("wait"), 0);
+    assert!(
+        out.contains("30 100") && out.contains("got-x"),
+        "terminal output {out:?}"
+    );
+
+    // A session whose client left: its process is killed and deleted.
+    let p = h
+        .exec_interactive(&b.id, &process(&["/bin/sleep", "1234"]), pipes)
+        .await
+        .expect("exec");
+    let sleeping = || async {
+        let ps = h
+            .exec(
+                &b.id,
+                &process(&["/bin/sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]),
+                None,
+            )
+            .await
+            .expect("ps");
+        String::from_utf8_lossy(&ps.stdout).contains("sleep 1234")
+    };
+    assert!(sleeping().await, "the exec'd process runs");
+    drop(p);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sleeping().await {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped session's process lives on"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    h.kill(&b.id, "KILL", false).await.expect("kill");
+    wait_exit(&req.exit_file).await;
+    h.delete(&b.id, false).await.expect("delete");
+}
+
+// cri:RuntimeService.Attach on a shim handler: an attached client gets the container's
+// output (stdout and stderr apart) and feeds its stdin; with stdin_once its end of input
+// closes the container's stdin (CloseIO), so `cat` ends; the session ends with the
+// container. With a terminal, the client's size reaches it through ResizePty. A handler
+// made after a restart holds no stdio and refuses to attach.
+#[tokio::test]
+async fn attach_needs_root() {
+    use crid::monitor::attach::{self as wire, frame};
+    use tokio::io::AsyncWriteExt;
+    let mut s = Setup::new();
+    let h = s.handler();
+
+    let b = Bundle::new(&["/bin/sh", "-c", "cat; echo done; echo err >&2"], 0);
+    with_stdio(&b, false, Some("once"));
+    let req = s.request(&b);
+    create(&h, &req).await;
+    h.start(&b.id).await.expect("start");
+    let mut conn = h.attach(&b.id, b.dir.path()).await.expect("attach");
+    conn.write_all(&frame(wire::STDIN, b"hi\n"))
+        .await
+        .expect("stdin");
+    conn.write_all(&frame(wire::CLOSE_STDIN, &[]))
+        .await
+        .expect("close stdin");
+    let (out, err) = attach_output(&mut conn, Duration::from_secs(10)).await;
+    assert_eq!((out.as_str(), err.as_str()), ("hi\ndone\n", "err\n"));
+    assert_eq!(wait_exit(&req.exit_file).await.exit_code, 0);
+    let log = std::fs::read_to_string(&req.log_path).expect("log");
+    assert!(
+        log.contains(" stdout F done\n"),
+        "the log has it too: {log}"
+    );
+    h.delete(&b.id, false).await.expect("delete");
+
+    let b = Bundle::new(&["/bin/sh", "-c", "read l; stty size"], 0);
+    with_stdio(&b, true, Some("open"));
+    let req = s.request(&b);
+    create(&h, &req).await;
+    h.start(&b.id).await.expect("start");
+    let after = s.handler();
+    let refused = after
+        .attach(&b.id, b.dir.path())
+        .await
+        .err()
+        .expect("no attach without the container's stdio");
+    assert!(refused.to_string().contains("last restart"), "{refused}");
+    let mut conn = h.attach(&b.id, b.dir.path()).await.expect("attach");
+    let mut size = 123u16.to_be_bytes().to_vec();
+    size.extend_from_slice(&45u16.to_be_bytes());
+    conn.write_all(&frame(wire::RESIZE, &size))
+        .await
+        .expect("resize");
+    conn.write_all(&frame(wire::STDIN, b"go\n"))
+        .await
+        .expect("stdin");
+    let (out, _) = attach_output(&mut conn, Duration::from_secs(10)).await;
+    assert!(out.contains("45 123"), "terminal output {out:?}");
+    assert_eq!(wait_exit(&req.exit_file).await.exit_code, 0);
+    h.delete(&b.id, false).await.expect("delete");
 }

@@ -259,6 +259,30 @@ pub struct Crid {
 
 /// Debian's runc shim v2 (package containerd): the shim handler the benches time.
 pub const SHIM_RUNC_V2: &str = "/usr/bin/containerd-shim-runc-v2";
+/// youki as scripts/setup.sh builds it.
+pub const YOUKI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/tools/bin/youki");
+/// Debian's gVisor (package runsc).
+pub const RUNSC: &str = "/usr/bin/runsc";
+
+/// The extra handlers of the bench's crid whose binaries are installed: the runc shim v2,
+/// youki, and runsc as the conformance cell configures it (scripts/conformance.sh).
+fn extra_handlers() -> String {
+    let mut toml = String::new();
+    if Path::new(SHIM_RUNC_V2).is_file() {
+        toml += &format!(
+            "[runtime.runtimes.shim-runc-v2]\npath = \"{SHIM_RUNC_V2}\"\ntype = \"shim\"\n"
+        );
+    }
+    if Path::new(YOUKI).is_file() {
+        toml += &format!("[runtime.runtimes.youki]\npath = \"{YOUKI}\"\n");
+    }
+    if Path::new(RUNSC).is_file() {
+        toml += &format!(
+            "[runtime.runtimes.runsc]\npath = \"{RUNSC}\"\nargs = [\"--platform=ptrace\", \"--network=host\"]\nalways_infra = true\n"
+        );
+    }
+    toml
+}
 
 impl Crid {
     /// Starts `bin`'s crid trusting `registry` (`127.0.0.1:PORT`) on its own bridge network,
@@ -277,13 +301,9 @@ impl Crid {
             d.join("net.d/10-crb.conflist"),
             network.conflist().to_string(),
         )?;
-        // Beside the default handlers (runc, crun), Debian's runc shim v2 when it is
-        // installed (with containerd): the lifecycle bench's handler table times it.
-        let shim = if Path::new(SHIM_RUNC_V2).is_file() {
-            format!("[runtime.runtimes.shim-runc-v2]\npath = \"{SHIM_RUNC_V2}\"\ntype = \"shim\"\n")
-        } else {
-            String::new()
-        };
+        // Beside the default handlers (runc, crun), those installed of the runc shim v2,
+        // youki and runsc: the lifecycle bench's handler table times them.
+        let shim = extra_handlers();
         std::fs::write(
             d.join("crid.toml"),
             format!(

@@ -3,7 +3,9 @@
 //! unexplained and fails: a failure or skip the baseline does not list, a listed case that
 //! now passes (so the baseline stays true), a listed case that fails for another reason
 //! (its message lacks the entry's `message_contains`), and a case of the selection that
-//! the report does not hold (a truncated report, a case dropped from the catalogue). This
+//! the report does not hold (a truncated report, a case dropped from the catalogue). A
+//! runtime's transient failures (`[[transient]]`: a failure it shows now and then under
+//! load, in whichever case meets it) explain a failure in any case by their message. This
 //! is how the differential run against containerd proves the cases right rather than
 //! fitted to crid.
 
@@ -87,6 +89,28 @@ impl Entry {
     }
 }
 
+/// A failure the runtime shows now and then in whichever case meets it: a property of the
+/// runtime under load, not of one case, so no case entry can name it. A case failing with
+/// its `message_contains` is explained by it; a run that never meets it is no difference.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transient {
+    /// Why: the runtime's behaviour, and why it comes and goes.
+    pub reason: String,
+    /// Text the failure message must contain (the runtime's own words).
+    pub message_contains: String,
+    /// The runtime handlers it applies to; empty: all.
+    #[serde(default)]
+    pub handlers: Vec<String>,
+}
+
+impl Transient {
+    fn explains(&self, message: &str, handler: &str) -> bool {
+        (self.handlers.is_empty() || self.handlers.iter().any(|h| h == handler))
+            && message.contains(self.message_contains.as_str())
+    }
+}
+
 /// A baseline file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +120,9 @@ pub struct Baseline {
     /// The expected non-passes.
     #[serde(default)]
     pub expected: Vec<Entry>,
+    /// The runtime's transient failures, in any case.
+    #[serde(default)]
+    pub transient: Vec<Transient>,
 }
 
 impl Baseline {
@@ -129,7 +156,17 @@ impl Baseline {
                 ));
             }
         }
+        for t in &b.transient {
+            if t.reason.trim().is_empty() || t.message_contains.trim().is_empty() {
+                return Err("a transient failure needs a reason and a message_contains".to_owned());
+            }
+        }
         Ok(b)
+    }
+
+    /// The transient failure that explains a failure with `message` on `handler`.
+    fn transient_for(&self, message: &str, handler: &str) -> Option<&Transient> {
+        self.transient.iter().find(|t| t.explains(message, handler))
     }
 
     fn get(&self, case: &str, handler: &str) -> Option<&Entry> {
@@ -243,6 +280,8 @@ pub struct Comparison {
     pub differences: Vec<Difference>,
     /// Cases that failed or were skipped as the baseline expects.
     pub explained: usize,
+    /// Of those, cases that failed with one of the runtime's transient failures.
+    pub transient: usize,
     /// Cases that passed.
     pub passed: usize,
 }
@@ -256,9 +295,17 @@ impl Comparison {
     /// A readable diff: `+` lines are unexplained results, `-` lines stale baseline entries.
     pub fn render(&self, baseline_name: &str) -> String {
         let mut out = String::new();
+        let transient = if self.transient > 0 {
+            format!(
+                " ({} of them a transient failure of the runtime)",
+                self.transient
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "baseline {baseline_name}: {} passed, {} as expected, {} unexplained",
+            "baseline {baseline_name}: {} passed, {} as expected{transient}, {} unexplained",
             self.passed,
             self.explained,
             self.differences.len()
@@ -343,6 +390,13 @@ pub fn compare(
                 .push(Difference::NotSelected { case: case.clone() });
             continue;
         }
+        if let Observed::Fail(m) = seen
+            && baseline.transient_for(m, handler).is_some()
+        {
+            c.explained += 1;
+            c.transient += 1;
+            continue;
+        }
         match (baseline.get(case, handler), seen) {
             (None, Observed::Pass) => c.passed += 1,
             (None, _) => c.differences.push(Difference::Unexpected {
@@ -406,6 +460,12 @@ impl Baseline {
     pub fn annotate(&self, cell: &mut crate::report::CellReport) {
         let handler = cell.handler.clone();
         for e in &mut cell.entries {
+            if let Verdict::Fail(m) = &e.verdict
+                && let Some(t) = self.transient_for(m, &handler)
+            {
+                e.expected = Some(format!("a transient failure of the runtime: {}", t.reason));
+                continue;
+            }
             e.expected = match (&e.verdict, self.get(&e.id, &handler)) {
                 (Verdict::Fail(m), Some(b)) if b.expect == Expected::Fail => m
                     .contains(b.message_contains.as_str())
@@ -1043,6 +1103,78 @@ handlers = ["crun"]
             n >= 2,
             "expected the crid and containerd baselines in {}",
             dir.display()
+        );
+    }
+
+    /// Appended to [`BASELINE`].
+    const TRANSIENT: &str = r#"
+[[transient]]
+reason = "the runtime fails to start now and then"
+message_contains = "failed to seal"
+handlers = ["youki"]
+"#;
+
+    #[test]
+    fn a_transient_failure_explains_a_failure_of_any_case_by_its_message() {
+        let b = Baseline::parse(&format!("{BASELINE}{TRANSIENT}")).expect("parse");
+        let sealed =
+            || Observed::Fail("ExecSync: Internal: youki: failed to seal /proc/self/exe".into());
+        // In a case without an entry, and in one whose entry expects another message.
+        let o = observed(&[
+            ("runtime-info/a", sealed()),
+            ("runtime-info/b", sealed()),
+            ("runtime-info/c", Observed::Pass),
+            ("runtime-info/d", Observed::Skip("needs root".into())),
+        ]);
+        let c = compare(&b, &o, CATALOGUE, CATALOGUE, "youki");
+        assert!(c.matches(), "{c:?}");
+        assert_eq!((c.passed, c.explained, c.transient), (1, 3, 2));
+        assert!(
+            c.render("b").starts_with(
+                "baseline b: 1 passed, 3 as expected (2 of them a transient failure of the runtime), 0 unexplained"
+            ),
+            "{}",
+            c.render("b")
+        );
+        // A run that never meets it is no difference (runtime-info/b's own entry still is).
+        let o = observed(&[
+            ("runtime-info/a", Observed::Pass),
+            ("runtime-info/b", unimplemented()),
+            ("runtime-info/c", Observed::Pass),
+            ("runtime-info/d", Observed::Skip("needs root".into())),
+        ]);
+        let c = compare(&b, &o, CATALOGUE, CATALOGUE, "youki");
+        assert!(c.matches(), "{c:?}");
+        assert_eq!(c.transient, 0);
+        // Another handler, another message, or a skip: not explained.
+        let on = |handler, seen: Observed| {
+            let o = observed(&[
+                ("runtime-info/a", seen),
+                ("runtime-info/b", unimplemented()),
+                ("runtime-info/c", Observed::Pass),
+                ("runtime-info/d", Observed::Skip("needs root".into())),
+            ]);
+            compare(&b, &o, CATALOGUE, CATALOGUE, handler)
+                .differences
+                .len()
+        };
+        assert_eq!(on("runc", sealed()), 1);
+        assert_eq!(on("youki", Observed::Fail("broke".into())), 1);
+        assert_eq!(on("youki", Observed::Skip("failed to seal".into())), 1);
+        // The reports name it as expected, with its reason.
+        let mut cell = report::CellReport::from(&sample::report());
+        cell.handler = "youki".into();
+        cell.entries[2].verdict = Verdict::Fail("youki: failed to seal /proc/self/exe".into());
+        b.annotate(&mut cell);
+        assert_eq!(
+            cell.entries[2].expected.as_deref(),
+            Some("a transient failure of the runtime: the runtime fails to start now and then")
+        );
+        assert!(
+            Baseline::parse(
+                "runtime = \"x\"\n[[transient]]\nreason = \"r\"\nmessage_contains = \" \"\n"
+            )
+            .is_err()
         );
     }
 

@@ -577,14 +577,8 @@ async fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
-        Command::List => {
-            list();
-            Ok(true)
-        }
-        Command::Traceability => {
-            print!("{}", report::to_traceability(&cases::catalogue()));
-            Ok(true)
-        }
+        Command::List => print_all(&list()),
+        Command::Traceability => print_all(&report::to_traceability(&cases::catalogue())),
         Command::Compare(args) => {
             crid_conformance::baseline::compare_command(&args).map_err(anyhow::Error::from)
         }
@@ -899,6 +893,10 @@ fn grid(specs: &[report::grid::CellSpec], out: &Path) -> anyhow::Result<bool> {
             MatrixReport::cell_label(cell),
             cell.verdict_line()
         );
+        // Named here too: the grid's lines are what a CI log's tail shows.
+        for e in cell.unexpected_failures() {
+            println!("   unexpected: {}: {}", e.id, e.reason_line(300));
+        }
     }
     println!("{}", m.verdict_line());
     println!(
@@ -1348,12 +1346,27 @@ async fn mutate(
     Ok(passed)
 }
 
-fn list() {
+fn list() -> String {
+    let mut out = String::new();
     for c in cases::catalogue() {
         let req = match c.requirement {
             Requirement::Required => "required",
             Requirement::Optional => "optional",
         };
-        println!("{:<48} {:<70} {:<8} {}", c.id, c.clause, req, c.summary);
+        out.push_str(&format!(
+            "{:<48} {:<70} {:<8} {}\n",
+            c.id, c.clause, req, c.summary
+        ));
+    }
+    out
+}
+
+/// Writes `text` to stdout; a reader that stopped early (`| head`) is no error.
+fn print_all(text: &str) -> anyhow::Result<bool> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(true),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
     }
 }

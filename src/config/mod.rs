@@ -107,6 +107,11 @@ pub struct RuntimeHandler {
     /// boots a guest per pod may need more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// Learn each container's exit from the OCI runtime's `wait` command rather than only
+    /// by reaping the process its `create` leaves: needed where containers are not host
+    /// processes (runsc runs them in its sandbox). Default: on for a binary named `runsc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_via_wait: Option<bool>,
 }
 
 /// How crid drives a runtime handler.
@@ -272,6 +277,7 @@ impl Default for RuntimeConfig {
             args: Vec::new(),
             always_infra: false,
             timeout_secs: None,
+            exit_via_wait: None,
         };
         Self {
             default_runtime: "runc".to_owned(),

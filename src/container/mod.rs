@@ -904,11 +904,12 @@ impl ContainerService {
         Ok((runtime, process))
     }
 
-    /// The bundle of running container `id`, where its monitor's attach socket is
+    /// The handler and bundle of running container `id`, to attach to
     /// (cri:RuntimeService.Attach).
-    pub fn attach_target(&self, id: &str) -> Result<PathBuf> {
-        self.running(id)?;
-        Ok(self.layout.bundle(id))
+    pub async fn attach_target(&self, id: &str) -> Result<(Arc<dyn RuntimeHandler>, PathBuf)> {
+        let pod_id = self.running(id)?.read(|r| r.pod_id.clone());
+        let runtime = self.runtime_of_pod(&pod_id).await?;
+        Ok((runtime, self.layout.bundle(id)))
     }
 
     /// cri:RuntimeService.UpdateContainerResources. The runtime's `update` sets the cgroup
@@ -1151,17 +1152,7 @@ fn holds_file(pid: i32, path: &Path) -> bool {
     })
 }
 
-/// Whether `pid` is crid-monitor watching container `id` (pids get reused).
-pub(crate) fn is_monitor_of(pid: i32, id: &str) -> bool {
-    pid > 0
-        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-            args.first().is_some_and(|a| a.ends_with(b"crid-monitor"))
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == b"--id" && w[1] == id.as_bytes())
-        })
-}
+pub(crate) use crate::monitor::liveness::is_monitor_of;
 
 /// A container in the host's PID namespace needs `kill --all` to reach every process.
 fn shares_host_pid(config: &cri::ContainerConfig) -> bool {

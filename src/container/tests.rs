@@ -381,7 +381,12 @@ async fn operations_on_a_container_that_is_not_running() {
         .expect_err("created");
     assert_eq!(code(e), Code::FailedPrecondition);
     assert_eq!(
-        code(kit.containers.attach_target(&created).expect_err("x")),
+        code(
+            kit.containers
+                .attach_target(&created)
+                .await
+                .expect_err("created")
+        ),
         Code::FailedPrecondition
     );
     let running = kit.running(&pod, "running").await;

@@ -31,6 +31,18 @@ pub const SOCKET: &str = "attach.sock";
 /// open: `open`, or `once` (closed when the first attached client that wrote to it leaves).
 pub const STDIN_ANNOTATION: &str = "io.crid.stdin";
 
+/// Connects to the attach socket in `bundle` (the daemon's side). The path goes through
+/// the bundle's open descriptor: `<bundle>/attach.sock` can be longer than sun_path's 108
+/// bytes.
+pub fn connect(bundle: &Path) -> io::Result<tokio::net::UnixStream> {
+    let dir = File::open(bundle)?;
+    let path = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), SOCKET);
+    let s = UnixStream::connect(path)?;
+    drop(dir);
+    s.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(s)
+}
+
 /// Output queued for one slow client before it is dropped.
 const CLIENT_BACKLOG: usize = 1 << 20;
 
@@ -48,13 +60,15 @@ pub enum StdinMode {
 impl StdinMode {
     /// Reads [`STDIN_ANNOTATION`] from `<bundle>/config.json`.
     pub fn of_bundle(bundle: &Path) -> StdinMode {
-        let v = std::fs::read(bundle.join("config.json"))
+        std::fs::read(bundle.join("config.json"))
             .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-        match v
-            .as_ref()
-            .and_then(|v| v["annotations"][STDIN_ANNOTATION].as_str())
-        {
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map_or(StdinMode::Closed, |v| StdinMode::of_config(&v))
+    }
+
+    /// Reads [`STDIN_ANNOTATION`] from a parsed config.json.
+    pub fn of_config(config: &serde_json::Value) -> StdinMode {
+        match config["annotations"][STDIN_ANNOTATION].as_str() {
             Some("open") => StdinMode::Open,
             Some("once") => StdinMode::Once,
             _ => StdinMode::Closed,
@@ -166,10 +180,10 @@ impl Attach {
                     self.clients[i].wrote_stdin = true;
                     self.write_stdin(&payload);
                 }
-                RESIZE if payload.len() == 4 => {
-                    let cols = u16::from_be_bytes([payload[0], payload[1]]);
-                    let rows = u16::from_be_bytes([payload[2], payload[3]]);
-                    self.resize(cols, rows);
+                RESIZE => {
+                    if let Some((cols, rows)) = parse_resize(&payload) {
+                        self.resize(cols, rows);
+                    }
                 }
                 // cri:ContainerConfig#stdin_once: a client's end of input ends the
                 // container's only with `once`; otherwise stdin stays open for the next
@@ -217,10 +231,7 @@ impl Attach {
         if self.clients.is_empty() {
             return;
         }
-        let mut frame = Vec::with_capacity(5 + data.len());
-        frame.push(kind);
-        frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        frame.extend_from_slice(data);
+        let frame = frame(kind, data);
         self.clients.retain_mut(|c| {
             c.backlog.extend_from_slice(&frame);
             flush(c) && c.backlog.len() <= CLIENT_BACKLOG
@@ -278,13 +289,45 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Encodes one client-to-monitor frame (the daemon's side of the socket).
+/// A [`RESIZE`] frame's payload: columns, then rows.
+pub fn resize_payload(cols: u16, rows: u16) -> [u8; 4] {
+    let (c, r) = (cols.to_be_bytes(), rows.to_be_bytes());
+    [c[0], c[1], r[0], r[1]]
+}
+
+/// Decodes a [`RESIZE`] frame's payload: (columns, rows); None if it is not 4 bytes.
+pub fn parse_resize(payload: &[u8]) -> Option<(u16, u16)> {
+    match *payload {
+        [c0, c1, r0, r1] => Some((u16::from_be_bytes([c0, c1]), u16::from_be_bytes([r0, r1]))),
+        _ => None,
+    }
+}
+
+/// Encodes one frame, either way.
 pub fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(5 + payload.len());
     f.push(kind);
     f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     f.extend_from_slice(payload);
     f
+}
+
+/// Reads one frame from an async connection (the daemon's side): `(kind, payload)`. A
+/// frame longer than a client's whole backlog is a broken peer (InvalidData).
+pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> io::Result<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut header = [0u8; 5];
+    r.read_exact(&mut header).await?;
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if len > 4 * CLIENT_BACKLOG {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("attach frame of {len} bytes"),
+        ));
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).await?;
+    Ok((header[0], payload))
 }
 
 #[cfg(test)]
@@ -395,5 +438,13 @@ mod tests {
         )
         .expect("write");
         assert_eq!(StdinMode::of_bundle(dir.path()), StdinMode::Once);
+    }
+
+    #[test]
+    fn a_resize_payload_is_columns_then_rows_big_endian() {
+        assert_eq!(resize_payload(0x0102, 0x0304), [1, 2, 3, 4]);
+        assert_eq!(parse_resize(&[1, 2, 3, 4]), Some((0x0102, 0x0304)));
+        assert_eq!(parse_resize(&[1, 2, 3]), None);
+        assert_eq!(parse_resize(&[1, 2, 3, 4, 5]), None);
     }
 }

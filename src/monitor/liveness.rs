@@ -40,6 +40,18 @@ impl Pidfd {
     }
 }
 
+/// Whether `pid` is crid-monitor watching container `id` (pids get reused).
+pub fn is_monitor_of(pid: i32, id: &str) -> bool {
+    pid > 0
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.first().is_some_and(|a| a.ends_with(b"crid-monitor"))
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"--id" && w[1] == id.as_bytes())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

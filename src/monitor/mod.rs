@@ -9,6 +9,7 @@ pub mod exit;
 pub mod liveness;
 pub mod log;
 pub mod oom;
+pub mod runtime_wait;
 pub mod supervise;
 pub mod watch;
 

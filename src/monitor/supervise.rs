@@ -27,6 +27,7 @@ use super::attach::{Attach, SOCKET as ATTACH_SOCKET, StdinMode};
 use super::exit::{self, ExitRecord};
 use super::log::{LogWriter, Stream};
 use super::oom::{OomWatch, oom_killed};
+use super::runtime_wait::{ContainerStdio, RuntimeWait, Waited};
 
 /// How long output is still collected after the container's init exits (and its exit is
 /// recorded), for processes that survived it and still hold the pipes.
@@ -58,6 +59,10 @@ pub struct MonitorArgs {
     pub pid_file: PathBuf,
     /// The container's memory cgroup directory, for OOM detection.
     pub memory_cgroup: Option<PathBuf>,
+    /// Start the container when the daemon asks and learn its exit from the runtime's
+    /// `wait` (see [`super::runtime_wait`]), as well as by reaping the PID `create`
+    /// reports.
+    pub exit_via_wait: bool,
 }
 
 /// Parses `--key value` pairs (`--runtime-arg` may repeat).
@@ -83,6 +88,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<MonitorArgs,
             "--exit-file" => a.exit_file = value()?.into(),
             "--pid-file" => a.pid_file = value()?.into(),
             "--memory-cgroup" => a.memory_cgroup = Some(value()?.into()),
+            "--exit-via-wait" => a.exit_via_wait = true,
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -141,6 +147,8 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     mask.add(Signal::SIGUSR1);
+    // "Start it", from the daemon (`--exit-via-wait`); ignored otherwise.
+    mask.add(Signal::SIGUSR2);
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(sys("block signals"))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(sys("signalfd"))?;
@@ -162,6 +170,20 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
     } else {
         None
     };
+    // The runtime's `start` takes the container's stdio too (`--exit-via-wait`): keep ours.
+    let kept = if args.exit_via_wait {
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone()
+                .map_err(sys("duplicate the container's stdio"))
+        };
+        Some(ContainerStdio {
+            stdin: stdin_r.as_ref().map(dup).transpose()?,
+            stdout: dup(&out_w)?,
+            stderr: dup(&err_w)?,
+        })
+    } else {
+        None
+    };
     let mut cmd = Command::new(&args.runtime);
     cmd.arg("--root")
         .arg(&args.runtime_root)
@@ -172,8 +194,15 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
         .arg("--pid-file")
         .arg(&args.pid_file);
     if let Some(c) = &console {
+        // An absolute path that fits sun_path whatever the bundle's length: through our
+        // own working directory (the bundle). A relative path would do for runc and crun,
+        // but youki resolves it from its state directory.
+        let path = Path::new("/proc")
+            .join(std::process::id().to_string())
+            .join("cwd")
+            .join(c.path());
         cmd.arg("--console-socket")
-            .arg(c.path())
+            .arg(path)
             .current_dir(&args.bundle);
     }
     cmd.arg(&args.id)
@@ -252,12 +281,26 @@ pub fn run(args: &MonitorArgs, mut status: impl Write) -> Result<ExitRecord, Mon
     let mut output = Output::new(out_r, err_r, master, attach)?;
     // The runtime's create made the cgroup; watch it before the container starts.
     let mut oom = args.memory_cgroup.as_deref().and_then(OomWatch::start);
+    let mut waiter = kept.map(|stdio| {
+        RuntimeWait::new(
+            args.runtime.clone(),
+            args.runtime_root.clone(),
+            args.runtime_args.clone(),
+            args.id.clone(),
+            args.bundle.clone(),
+            Pid::from_raw(pid),
+            stdio,
+        )
+    });
     let exit_code = copy(
         &mut log,
         &mut output,
         &signals,
         oom.as_mut(),
-        Some(Pid::from_raw(pid)),
+        Some(Init {
+            pid: Pid::from_raw(pid),
+            waiter: waiter.as_mut(),
+        }),
         None,
     )?
     .ok_or_else(|| MonitorError::Sys {
@@ -396,26 +439,46 @@ impl Output {
     }
 }
 
+/// The container's init as the monitor learns its exit: by reaping `pid`, and through the
+/// runtime's `wait` when there is a `waiter`.
+struct Init<'a> {
+    pid: Pid,
+    waiter: Option<&'a mut RuntimeWait>,
+}
+
+/// The runtime's `wait` of `init`, when the exit is learnt through it.
+fn waiter_of<'a>(init: &'a mut Option<Init<'_>>) -> Option<&'a mut RuntimeWait> {
+    init.as_mut().and_then(|i| i.waiter.as_deref_mut())
+}
+
 /// Copies output into the log and handles signals. With `init`, returns its exit code once
-/// it is reaped (after copying what its output pipes already hold); without, returns
-/// `None` when every pipe is closed or at `deadline`.
+/// it is reaped or the runtime's `wait` tells it (after copying what its output pipes
+/// already hold); without, returns `None` when every pipe is closed or at `deadline`.
 fn copy(
     log: &mut LogWriter,
     output: &mut Output,
     signals: &SignalFd,
     mut oom: Option<&mut OomWatch>,
-    init: Option<Pid>,
+    mut init: Option<Init<'_>>,
     deadline: Option<Instant>,
 ) -> Result<Option<i32>, MonitorError> {
     loop {
         if init.is_none() && !output.is_open() {
             return Ok(None);
         }
-        let timeout = match deadline {
+        let retry_at = init
+            .as_ref()
+            .and_then(|i| i.waiter.as_ref())
+            .and_then(|w| w.retry_at());
+        let wake = match (deadline, retry_at) {
+            (Some(d), Some(r)) => Some(d.min(r)),
+            (d, r) => d.or(r),
+        };
+        let timeout = match wake {
             None => PollTimeout::NONE,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                if left.is_zero() && deadline == Some(d) {
                     return Ok(None);
                 }
                 PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
@@ -450,6 +513,9 @@ fn copy(
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
         drop(fds);
+        if let Some(w) = waiter_of(&mut init) {
+            w.tick(Instant::now());
+        }
         // First: the counter must be read while the cgroup exists (see super::oom).
         if let Some(w) = oom.as_mut()
             && ready.get(oom_at).copied().unwrap_or(false)
@@ -468,8 +534,13 @@ fn copy(
         }
 
         if ready[0] {
+            let mut gone = false;
             while let Ok(Some(info)) = signals.read_signal() {
-                if info.ssi_signo == Signal::SIGUSR1 as u32 {
+                if info.ssi_signo == Signal::SIGUSR2 as u32 {
+                    if let Some(w) = waiter_of(&mut init) {
+                        gone |= w.on_start_requested() == Some(Waited::Gone);
+                    }
+                } else if info.ssi_signo == Signal::SIGUSR1 as u32 {
                     // A failed reopen keeps the old file: losing the log is better than
                     // losing the monitor (and with it the container's exit code).
                     if let Err(e) = log.reopen() {
@@ -477,23 +548,42 @@ fn copy(
                     }
                 }
             }
-            // Reap every child; only the container's init decides the exit code.
-            let mut exit_code = None;
+            // Reap every child; only the container's init (or the runtime's word on it)
+            // decides the exit code.
+            let init_pid = init.as_ref().map(|i| i.pid);
+            // Deleted before it ever started: as if killed.
+            let mut exit_code = gone.then_some(128 + Signal::SIGKILL as i32);
             loop {
-                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(pid, code)) if Some(pid) == init => {
-                        exit_code = Some(code)
+                let reaped = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) if Some(pid) == init_pid => {
+                        exit_code = Some(code);
+                        continue;
                     }
-                    Ok(WaitStatus::Signaled(pid, sig, _)) if Some(pid) == init => {
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if Some(pid) == init_pid => {
                         exit_code =
                             Some(if crate::faults::on(crate::faults::Fault::WrongExitCode) {
                                 sig as i32
                             } else {
                                 128 + sig as i32
-                            })
+                            });
+                        continue;
                     }
+                    Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)) => pid,
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
-                    Ok(_) => {}
+                    Ok(_) => continue,
+                };
+                let Some(w) = waiter_of(&mut init) else {
+                    continue;
+                };
+                match w.reaped(reaped) {
+                    Waited::Exited(code) => exit_code = exit_code.or(Some(code)),
+                    Waited::Gone => {
+                        eprintln!(
+                            "crid-monitor: the container is gone (its sandbox ended, or it was deleted unstarted) before the runtime told its exit; recorded as killed"
+                        );
+                        exit_code = exit_code.or(Some(128 + Signal::SIGKILL as i32));
+                    }
+                    Waited::Retry | Waited::Other => {}
                 }
             }
             if let Some(code) = exit_code {

@@ -324,6 +324,7 @@ impl PodService {
             }),
             sysctls: sysctls.to_vec(),
         };
+        let uts_name = req.uts.clone();
         let pinned = tokio::task::spawn_blocking(move || host.pin_namespaces(&req))
             .await
             .map_err(|e| {
@@ -355,7 +356,8 @@ impl PodService {
             self.attach_network(pod, netns, &hostname).await?;
         }
         if mode(ns.pid) == NamespaceMode::Pod || runtime.needs_infra() {
-            self.start_infra(pod, runtime.as_ref(), security).await?;
+            self.start_infra(pod, runtime.as_ref(), security, uts_name.as_deref())
+                .await?;
         }
         Ok(())
     }
@@ -440,11 +442,13 @@ impl PodService {
     }
 
     /// Runs the pause image as the PID 1 of the pod's shared PID namespace.
+    /// `uts_name`: the name set in the pod's own UTS namespace, if it has one.
     async fn start_infra(
         self: &Arc<Self>,
         pod: &Arc<Object<PodRecord>>,
         runtime: &dyn RuntimeHandler,
         security: &SandboxSecurity,
+        uts_name: Option<&str>,
     ) -> Result<()> {
         let record = pod.get();
         let id = record.id.clone();
@@ -506,6 +510,13 @@ impl PodService {
         })?;
         spec.annotations
             .insert("io.kubernetes.cri.container-type".into(), "sandbox".into());
+        // cri:PodSandboxConfig#hostname, in the sandbox's spec as containerd puts it: a
+        // runtime with a kernel of its own (gVisor's sentry, Kata's VM) joins no host UTS
+        // namespace and names the pod from here. Only with the pod's own UTS namespace,
+        // and the name it was given (runc sets it there again).
+        if let Some(name) = uts_name {
+            spec.hostname = name.to_owned();
+        }
         // The pod's resources, for runtimes that size a sandbox of their own (Kata's VM).
         spec.annotations
             .extend(pod_resources::sandbox_annotations(&record.config));

@@ -602,5 +602,8 @@ async fn the_infra_spec_carries_the_pods_resources_and_seccomp() {
         (512i64 << 20).to_string()
     );
     assert!(spec["linux"]["seccomp"].is_null(), "{}", spec["linux"]);
+    // cri:PodSandboxConfig#hostname: in the sandbox's spec, for runtimes that name the
+    // pod from it (gVisor, Kata).
+    assert_eq!(spec["hostname"], "vm");
     kit.pods.stop(&id).await.expect("stop");
 }

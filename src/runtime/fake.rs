@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::RuntimeError;
 use super::handler::{Features, RuntimeHandler};
-use super::oci::interactive::{Interactive, Streams};
+use super::interactive::{Interactive, Streams};
 use super::oci::{CreateRequest, Created, ExecOutput, State};
 use crate::config::RuntimeKind;
 use crate::monitor::exit::{self, ExitRecord};
@@ -194,6 +194,7 @@ impl RuntimeHandler for FakeRuntime {
         Ok(lock(&self.held).get(id).map(|h| State {
             status: h.status.to_owned(),
             pid: if h.status == "stopped" { 0 } else { h.pid },
+            bundle: PathBuf::new(),
         }))
     }
 
@@ -233,7 +234,7 @@ impl RuntimeHandler for FakeRuntime {
         })
     }
 
-    fn exec_interactive(
+    async fn exec_interactive(
         &self,
         id: &str,
         _process: &Process,

@@ -5,11 +5,11 @@
 //! runs the rest of its life by ID.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::RuntimeError;
-use super::oci::interactive::{Interactive, Streams};
+use super::interactive::{AttachStream, Interactive, Streams};
 use super::oci::{CreateRequest, Created, ExecOutput, OciRuntime, State};
 use crate::config::RuntimeKind;
 use crate::spec::oci::{Process, Resources};
@@ -56,12 +56,25 @@ pub trait RuntimeHandler: Send + Sync + fmt::Debug {
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, RuntimeError>;
     /// Starts `process` in the container for an interactive session.
-    fn exec_interactive(
+    async fn exec_interactive(
         &self,
         id: &str,
         process: &Process,
         streams: Streams,
     ) -> Result<Interactive, RuntimeError>;
+    /// Attaches to the container's own stdio (cri:RuntimeService.Attach): a stream in the
+    /// attach wire format of [`crate::monitor::attach`] that ends when the container's
+    /// output does. By default crid-monitor's attach socket in the container's `bundle`.
+    async fn attach(&self, id: &str, bundle: &Path) -> Result<AttachStream, RuntimeError> {
+        crate::monitor::attach::connect(bundle)
+            .map(|s| Box::new(s) as AttachStream)
+            .map_err(|source| RuntimeError::Io {
+                handler: self.name().to_owned(),
+                command: "attach",
+                id: id.to_owned(),
+                source,
+            })
+    }
     /// Changes the container's resources.
     async fn update(&self, id: &str, resources: &Resources) -> Result<(), RuntimeError>;
     /// Reopens the container's log file at its path, for a handler that writes the log
@@ -128,7 +141,13 @@ impl RuntimeHandler for OciHandler {
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.runtime.start(id).await
+        // runsc gives a container the stdio of its `start`: the monitor, which holds the
+        // container's pipes, runs it (see crate::monitor::runtime_wait).
+        if self.runtime.exit_via_wait() {
+            self.runtime.start_via_monitor(id).await
+        } else {
+            self.runtime.start(id).await
+        }
     }
 
     async fn state(&self, id: &str) -> Result<Option<State>, RuntimeError> {
@@ -136,7 +155,17 @@ impl RuntimeHandler for OciHandler {
     }
 
     async fn kill(&self, id: &str, signal: &str, all: bool) -> Result<(), RuntimeError> {
-        self.runtime.kill(id, signal, all).await
+        match self.runtime.kill(id, signal, all).await {
+            // runsc signals no container that has not started (runc kills its waiting
+            // init): a created container asked to stop is deleted instead, and its monitor
+            // records it as killed.
+            Err(RuntimeError::Command { stderr, .. })
+                if self.runtime.exit_via_wait() && stderr.contains("in state created") =>
+            {
+                self.runtime.delete_unstarted(id).await
+            }
+            other => other,
+        }
     }
 
     async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
@@ -152,7 +181,7 @@ impl RuntimeHandler for OciHandler {
         self.runtime.exec(id, process, timeout).await
     }
 
-    fn exec_interactive(
+    async fn exec_interactive(
         &self,
         id: &str,
         process: &Process,

@@ -4,19 +4,21 @@
 //! resolves handler names to runtimes, for them and for `Status` and `crid check` alike.
 //! This module finds a handler's binary and asks it for its version. [`oci`] drives the
 //! container lifecycle through an OCI runtime CLI; [`shim`] through a containerd shim v2
-//! over ttrpc; [`hybrid`] holds the crun workaround for hybrid cgroup hosts.
+//! over ttrpc; [`interactive`] is an exec session's process, whichever handler runs it;
+//! [`hybrid`] holds the crun workaround for hybrid cgroup hosts.
 
 #[cfg(test)]
 pub mod fake;
 pub mod handler;
 pub mod hybrid;
+pub mod interactive;
 mod invoke;
 pub mod oci;
 pub mod registry;
 pub mod shim;
 
 pub use handler::{Features, OciHandler, RuntimeHandler};
-pub use oci::interactive::{Interactive, Streams};
+pub use interactive::{Interactive, Streams};
 pub use oci::{CreateRequest, Created, ExecOutput, State};
 pub use registry::{HandlerError, RuntimeRegistry};
 pub use shim::ShimHandler;
@@ -312,6 +314,7 @@ mod tests {
             args: Vec::new(),
             always_infra: false,
             timeout_secs: None,
+            exit_via_wait: None,
         }
     }
 

@@ -24,6 +24,7 @@ use tokio::process::Command;
 mod create;
 mod exec;
 pub mod interactive;
+mod monitor_start;
 
 use super::hybrid::{self, CgroupLayout};
 use super::invoke::{self, Capture};
@@ -56,6 +57,7 @@ pub struct OciRuntime {
     private_mount_ns: bool,
     timeout: Duration,
     features: super::handler::Features,
+    exit_via_wait: bool,
 }
 
 /// What [`OciRuntime::create`] needs to create a container under crid-monitor.
@@ -104,6 +106,9 @@ pub struct State {
     /// Host PID of the init; 0 once stopped.
     #[serde(default)]
     pub pid: i32,
+    /// The bundle directory.
+    #[serde(default)]
+    pub bundle: PathBuf,
 }
 
 /// The result of [`OciRuntime::exec`].
@@ -226,8 +231,12 @@ impl OciRuntime {
             let probe = super::probe_within(name, handler, PROBE_TIMEOUT).await?;
             hybrid::needs_private_mount_ns(&probe.version, layout)
         };
+        let exit_via_wait = handler
+            .exit_via_wait
+            .unwrap_or_else(|| binary.file_name().is_some_and(|n| n == "runsc"));
         Ok(OciRuntime {
             name: name.to_owned(),
+            exit_via_wait,
             root: handler
                 .root
                 .clone()
@@ -258,6 +267,11 @@ impl OciRuntime {
     pub fn with_private_mount_ns(mut self, on: bool) -> Self {
         self.private_mount_ns = on;
         self
+    }
+
+    /// Whether crid-monitor learns exits from the runtime's `wait` (`exit_via_wait`).
+    pub fn exit_via_wait(&self) -> bool {
+        self.exit_via_wait
     }
 
     /// The handler name.
@@ -495,7 +509,7 @@ fn global_args(driver: CgroupDriver) -> Vec<String> {
 
 /// The runtime does not know container `id` (runc: "container does not exist"; crun: ENOENT
 /// on its state directory `<root>/<id>`, so only an ENOENT naming the container counts).
-fn is_not_found(stderr: &str, id: &str) -> bool {
+pub(crate) fn is_not_found(stderr: &str, id: &str) -> bool {
     stderr.contains("does not exist")
         || (stderr.contains("No such file or directory") && stderr.contains(&format!("/{id}")))
 }
@@ -520,6 +534,7 @@ pub(crate) mod tests {
             args: Vec::new(),
             always_infra: false,
             timeout_secs: None,
+            exit_via_wait: None,
         };
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -584,6 +599,7 @@ pub(crate) mod tests {
             args: vec!["--platform=ptrace".into(), "--network=none".into()],
             always_infra: true,
             timeout_secs: None,
+            exit_via_wait: None,
         };
         let r = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -755,6 +771,7 @@ pub(crate) mod tests {
             args: Vec::new(),
             always_infra: false,
             timeout_secs: None,
+            exit_via_wait: None,
         };
         let err = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -247,6 +247,7 @@ mod tests {
                 args: Vec::new(),
                 always_infra: false,
                 timeout_secs: None,
+                exit_via_wait: None,
             },
         );
         c.runtime.runtimes.insert(
@@ -258,6 +259,7 @@ mod tests {
                 args: Vec::new(),
                 always_infra: false,
                 timeout_secs: None,
+                exit_via_wait: None,
             },
         );
         c.runtime.default_runtime = "late".into();

@@ -286,7 +286,7 @@ cri_service! {
         }
 
         // cri:RuntimeService.Attach: a single-use URL to the container's own stdio, through
-        // its monitor's attach socket; the container must run.
+        // its handler's attach connection; the container must run.
         async fn attach(&self, request: Request<cri::AttachRequest>) -> Result<Response<cri::AttachResponse>, Status> {
             let r = request.into_inner();
             if !(r.stdin || r.stdout || r.stderr) {
@@ -295,7 +295,7 @@ cri_service! {
             if r.tty && r.stderr {
                 return Err(Error::invalid("stderr", "cannot be set with tty (the terminal carries both outputs)").into());
             }
-            self.containers.attach_target(&r.container_id)?;
+            self.containers.attach_target(&r.container_id).await?;
             let url = self.streaming.url(StreamRequest::Exec(ExecRequest {
                 container_id: r.container_id,
                 cmd: Vec::new(),

@@ -1,33 +1,19 @@
-//! An attach session: the daemon's side of crid-monitor's attach socket (framing in
-//! [`crate::monitor::attach`]), relaying between it and the client's channels.
-
-use std::io;
-use std::os::fd::AsRawFd;
-use std::path::Path;
+//! An attach session: the daemon's side of an attach connection (crid-monitor's attach
+//! socket, or a shim handler's attach hub; framing in [`crate::monitor::attach`]),
+//! relaying between it and the client's channels.
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
+use tokio::io::AsyncWriteExt;
 
-use super::exec::ClientIo;
+use super::exec::{ClientIo, recv};
 use super::status::Outcome;
 use crate::monitor::attach::{self as wire, frame};
+use crate::runtime::interactive::AttachStream;
 
-/// Connects to the attach socket in `bundle`. The path goes through the bundle's open
-/// descriptor: `<bundle>/attach.sock` can be longer than sun_path's 108 bytes.
-pub fn connect(bundle: &Path) -> io::Result<UnixStream> {
-    let dir = std::fs::File::open(bundle)?;
-    let path = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), wire::SOCKET);
-    let s = std::os::unix::net::UnixStream::connect(path)?;
-    drop(dir);
-    s.set_nonblocking(true)?;
-    UnixStream::from_std(s)
-}
-
-/// Relays until the monitor closes the socket (the container ended); dropping the future
-/// detaches.
-pub async fn run(sock: UnixStream, io: ClientIo) -> Outcome {
-    let (mut rd, mut wr) = sock.into_split();
+/// Relays until the other side closes the connection (the container's output ended);
+/// dropping the future detaches.
+pub async fn run(conn: AttachStream, io: ClientIo) -> Outcome {
+    let (mut rd, mut wr) = tokio::io::split(conn);
     let ClientIo {
         mut stdin,
         stdout,
@@ -36,23 +22,24 @@ pub async fn run(sock: UnixStream, io: ClientIo) -> Outcome {
     } = io;
     let input = async move {
         while stdin.is_some() || resize.is_some() {
+            // Sizes first: one the client sent before some input goes out before it.
             let ok = tokio::select! {
-                d = recv(&mut stdin) => match d {
-                    Some(data) => wr.write_all(&frame(wire::STDIN, &data)).await.is_ok(),
-                    None => {
-                        stdin = None;
-                        wr.write_all(&frame(wire::CLOSE_STDIN, &[])).await.is_ok()
-                    }
-                },
+                biased;
                 s = recv(&mut resize) => match s {
                     Some(size) => {
-                        let mut p = size.width.to_be_bytes().to_vec();
-                        p.extend_from_slice(&size.height.to_be_bytes());
+                        let p = wire::resize_payload(size.width, size.height);
                         wr.write_all(&frame(wire::RESIZE, &p)).await.is_ok()
                     }
                     None => {
                         resize = None;
                         true
+                    }
+                },
+                d = recv(&mut stdin) => match d {
+                    Some(data) => wr.write_all(&frame(wire::STDIN, &data)).await.is_ok(),
+                    None => {
+                        stdin = None;
+                        wr.write_all(&frame(wire::CLOSE_STDIN, &[])).await.is_ok()
                     }
                 },
             };
@@ -66,17 +53,8 @@ pub async fn run(sock: UnixStream, io: ClientIo) -> Outcome {
         drop(wr);
     };
     let output = async move {
-        let mut header = [0u8; 5];
-        loop {
-            if rd.read_exact(&mut header).await.is_err() {
-                return;
-            }
-            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-            let mut data = vec![0u8; len];
-            if rd.read_exact(&mut data).await.is_err() {
-                return;
-            }
-            let to = match header[0] {
+        while let Ok((kind, data)) = wire::read_frame(&mut rd).await {
+            let to = match kind {
                 wire::STDOUT => &stdout,
                 wire::STDERR => &stderr,
                 _ => continue,
@@ -93,9 +71,43 @@ pub async fn run(sock: UnixStream, io: ClientIo) -> Outcome {
     }
 }
 
-async fn recv<T>(rx: &mut Option<tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::streaming::exec::Size;
+
+    // cri:RuntimeService.Attach#tty: a terminal size the client sent before some input
+    // reaches the container before that input (`stty size` right after a resize), whatever
+    // the order in which the session's channels happen to be ready.
+    #[tokio::test]
+    async fn a_size_sent_before_input_goes_out_before_it() {
+        for _ in 0..20 {
+            let (ours, mut theirs) = tokio::io::duplex(4096);
+            let (stdin_tx, stdin_rx) = tokio::sync::mpsc::channel(4);
+            let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
+            resize_tx
+                .send(Size {
+                    width: 123,
+                    height: 45,
+                })
+                .await
+                .expect("size");
+            stdin_tx
+                .send(Bytes::from_static(b"hi\n"))
+                .await
+                .expect("stdin");
+            let io = ClientIo {
+                stdin: Some(stdin_rx),
+                resize: Some(resize_rx),
+                ..Default::default()
+            };
+            let session = tokio::spawn(run(Box::new(ours), io));
+            let (first, _) = wire::read_frame(&mut theirs).await.expect("a frame");
+            let (second, data) = wire::read_frame(&mut theirs).await.expect("a frame");
+            assert_eq!((first, second), (wire::RESIZE, wire::STDIN));
+            assert_eq!(data, b"hi\n");
+            drop(theirs);
+            assert_eq!(session.await.expect("session"), Outcome::Exited(0));
+        }
     }
 }

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 use super::status::Outcome;
-use crate::runtime::oci::interactive::{Interactive, Output};
+use crate::runtime::interactive::{AttachStream, Interactive, Output};
 
 /// How long output is still relayed after the process exited, for what it left behind
 /// holding the pipes.
@@ -39,13 +39,13 @@ pub struct ClientIo {
     pub resize: Option<mpsc::Receiver<Size>>,
 }
 
-/// What a session relays: a process crid started, or the container's own through its
-/// monitor's attach socket.
+/// What a session relays: an exec'd process, or the container's own stdio through its
+/// handler's attach connection.
 pub enum Source {
     /// An exec'd process.
     Process(Box<Interactive>),
-    /// A connection to the attach socket.
-    Attach(tokio::net::UnixStream),
+    /// An attach connection.
+    Attach(AttachStream),
 }
 
 /// Runs the session for `source`.
@@ -59,34 +59,46 @@ pub async fn run_source(source: Source, io: ClientIo) -> Outcome {
 /// Relays between `process` and the client until the process exits and its output is
 /// out; returns its exit code. Dropping the future kills the process (the client left).
 pub async fn run(mut process: Interactive, io: ClientIo) -> Outcome {
-    let stdin = process.stdin.take();
-    let stdout = process.stdout.take();
-    let stderr = process.stderr.take();
-    let terminal = process.terminal.clone();
+    let stdin = process.io.stdin.take();
+    let stdout = process.io.stdout.take();
+    let stderr = process.io.stderr.take();
+    let terminal = process.io.terminal.clone();
     let (exited_tx, mut exited_rx) = watch::channel(false);
 
     let input = async {
-        let pump = async {
-            if let (Some(mut w), Some(mut rx)) = (stdin, io.stdin) {
-                while let Some(data) = rx.recv().await {
-                    if w.write_all(&data).await.is_err() {
-                        break;
+        let (mut writer, mut stdin_rx) = match (stdin, io.stdin) {
+            (Some(w), Some(rx)) => (Some(w), Some(rx)),
+            _ => (None, None),
+        };
+        let mut resize_rx = if terminal.is_some() { io.resize } else { None };
+        while stdin_rx.is_some() || resize_rx.is_some() {
+            // Sizes first: one the client sent before some input applies before it.
+            tokio::select! {
+                biased;
+                size = recv(&mut resize_rx) => match (size, &terminal) {
+                    (Some(size), Some(t)) => {
+                        if let Err(e) = t.resize(size.width, size.height).await {
+                            tracing::debug!(error = %e, "exec: resizing the terminal");
+                        }
+                    }
+                    _ => resize_rx = None,
+                },
+                data = recv(&mut stdin_rx) => {
+                    let written = match (data, writer.as_mut()) {
+                        (Some(data), Some(w)) => w.write_all(&data).await.is_ok(),
+                        _ => false,
+                    };
+                    if !written {
+                        // The input ended (or the process stopped taking it): shutting the
+                        // writer down closes the process's stdin (no-op with a terminal).
+                        if let Some(mut w) = writer.take() {
+                            let _ = w.shutdown().await;
+                        }
+                        stdin_rx = None;
                     }
                 }
-                // Dropping the writer closes the process's stdin (no-op with a terminal).
-                let _ = w.shutdown().await;
             }
-        };
-        let resize = async {
-            if let (Some(t), Some(mut rx)) = (terminal, io.resize) {
-                while let Some(size) = rx.recv().await {
-                    if let Err(e) = t.resize(size.width, size.height) {
-                        tracing::debug!(error = %e, "exec: resizing the terminal");
-                    }
-                }
-            }
-        };
-        tokio::join!(pump, resize);
+        }
         // Input ending is not the session ending.
         std::future::pending::<()>().await;
     };
@@ -118,6 +130,14 @@ pub async fn run(mut process: Interactive, io: ClientIo) -> Outcome {
     }
 }
 
+/// The next item on `rx` while it is open; pends forever once it is not.
+pub(super) async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Copies one output to the client; without a client side, reads and discards (a
 /// terminal must be read for the process to go on).
 async fn relay(from: Option<Output>, to: Option<mpsc::Sender<Bytes>>) {
@@ -142,7 +162,7 @@ pub(crate) mod tests {
     use tokio::process::Command;
 
     use super::*;
-    use crate::runtime::oci::interactive::Streams;
+    use crate::runtime::interactive::Streams;
 
     fn sh(script: &str) -> Command {
         let mut c = Command::new("/bin/sh");

@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::config::StreamingConfig;
 use crate::container::ContainerService;
 use crate::pod::PodService;
-use crate::runtime::oci::interactive::Streams;
+use crate::runtime::interactive::Streams;
 
 /// What a token stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,13 +168,16 @@ impl Backend for ServiceBackend {
     async fn exec(&self, request: &ExecRequest) -> Result<exec::Source, String> {
         let chain = |e: crate::error::Error| crate::error::chain(&e);
         if request.attach {
-            let bundle = self
+            let (runtime, bundle) = self
                 .containers
                 .attach_target(&request.container_id)
+                .await
                 .map_err(chain)?;
-            return attach::connect(&bundle)
+            return runtime
+                .attach(&request.container_id, &bundle)
+                .await
                 .map(exec::Source::Attach)
-                .map_err(|e| format!("container {}: attach socket: {e}", request.container_id));
+                .map_err(|e| e.to_string());
         }
         let (runtime, process) = self
             .containers
@@ -183,6 +186,7 @@ impl Backend for ServiceBackend {
             .map_err(chain)?;
         runtime
             .exec_interactive(&request.container_id, &process, request.streams)
+            .await
             .map(|p| exec::Source::Process(Box::new(p)))
             .map_err(|e| e.to_string())
     }
@@ -199,7 +203,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::runtime::oci::interactive::Interactive;
+    use crate::runtime::interactive::Interactive;
 
     /// Runs commands on the host with `sh`; dials the host's loopback.
     struct HostBackend;

@@ -14,7 +14,7 @@ use super::support::{
 use super::{Area, Case, CaseResult, Needs, ensure, status_text};
 use crate::fixtures::image::catalogue::IMAGE_ENV;
 use crate::fixtures::image::rootfs::{IMAGE_MARKER, WHITED_OUT};
-use crate::fixtures::image::{BUSYBOX, BUSYBOX_STOPSIGNAL, LATEST, PAUSE};
+use crate::fixtures::image::{BUSYBOX, BUSYBOX_STOPSIGNAL, LATEST, PAUSE, TRAPPED_MARK};
 
 /// Containers need root, a runtime handler and the busybox fixtures.
 pub(super) const CONTAINER_NEEDS: Needs = Needs {
@@ -745,6 +745,7 @@ async fn layers_whiteout(s: Arc<Scope>) -> CaseResult {
 
 async fn stop_exits(s: Arc<Scope>) -> CaseResult {
     let (_, id) = s.running(|_| {}).await?;
+    s.wait_trapped(&id).await?;
     let started = Instant::now();
     s.stop(&id, 10).await?;
     let st = s.container_status(&id).await?;
@@ -767,9 +768,9 @@ async fn stop_exits(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn stop_kills(s: Arc<Scope>) -> CaseResult {
-    let (_, id, _) = s
-        .busybox("trap '' TERM; while :; do sleep 0.2; done", |_| {}, |_| {})
-        .await?;
+    let script = format!("trap '' TERM; touch {TRAPPED_MARK}; while :; do sleep 0.2; done");
+    let (_, id, _) = s.busybox(&script, |_| {}, |_| {}).await?;
+    s.wait_trapped(&id).await?;
     let started = Instant::now();
     s.stop(&id, 2).await?;
     let took = started.elapsed();
@@ -800,6 +801,7 @@ async fn stop_kills(s: Arc<Scope>) -> CaseResult {
 async fn stop_signal(s: Arc<Scope>) -> CaseResult {
     let image = s.pulled(BUSYBOX_STOPSIGNAL, LATEST).await?;
     let (_, id, _) = s.started_in_new_pod(&image, &[], |_| {}, |_| {}).await?;
+    s.wait_trapped(&id).await?;
     s.stop(&id, 10).await?;
     judge_stop_signal(&s.container_status(&id).await?)
 }
@@ -828,13 +830,14 @@ fn judge_stop_signal(st: &cri::ContainerStatus) -> CaseResult {
 async fn stop_signal_field(s: Arc<Scope>) -> CaseResult {
     let (_, id, _) = s
         .busybox(
-            "trap 'exit 7' QUIT; trap 'exit 3' TERM; while :; do sleep 0.1; done",
+            &format!(
+                "trap 'exit 7' QUIT; trap 'exit 3' TERM; touch {TRAPPED_MARK}; while :; do sleep 0.1; done"
+            ),
             |_| {},
             |c| c.stop_signal = cri::Signal::Sigquit as i32,
         )
         .await?;
-    // Let the shell install its traps.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.wait_trapped(&id).await?;
     s.stop(&id, 10).await?;
     let st = exited_after_stop(&s, &id).await?;
     ensure(st.exit_code == 7, || {

@@ -19,7 +19,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use super::{CaseResult, Ctx, status_text};
-use crate::fixtures::image::{BUSYBOX, HTTPD, LATEST, PAUSE};
+use crate::fixtures::image::{BUSYBOX, HTTPD, LATEST, PAUSE, TRAPPED_MARK};
 
 /// The label every pod and container of a scope carries, with the scope's tag as value.
 const SCOPE_LABEL: &str = "crid-conformance";
@@ -29,6 +29,9 @@ const POLL: Duration = Duration::from_millis(100);
 const CLEANUP_STOP_TIMEOUT: i64 = 2;
 /// How long processes may take to appear, or to be reaped after a removal returned.
 const PROCESS_WAIT: Duration = Duration::from_secs(3);
+/// How long a started container's shell may take to set its traps (gVisor's ptrace
+/// platform is the slow one).
+const TRAP_WAIT: Duration = Duration::from_secs(10);
 
 /// What a case created, to be removed in reverse order of kind: containers, pods, images.
 #[derive(Debug, Default)]
@@ -474,6 +477,28 @@ impl Scope {
         }
     }
 
+    /// Waits until container `id` has created [`TRAPPED_MARK`], which the fixtures' scripts
+    /// (and cases' own) touch once their traps are set: StartContainer returns when the
+    /// process runs, not when its shell has read its traps, and a signal that comes first
+    /// meets the default disposition. Linux protects a namespace's init from that (the
+    /// signal is dropped, so a case sees the grace period run out); gVisor does not (the
+    /// container dies of it). Fails after [`TRAP_WAIT`].
+    pub async fn wait_trapped(&self, id: &str) -> Result<(), String> {
+        let deadline = Instant::now() + TRAP_WAIT;
+        loop {
+            let (_, _, code) = self.exec(id, &["test", "-e", TRAPPED_MARK], 10).await?;
+            if code == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the container's script did not set its traps ({TRAPPED_MARK} missing) within {TRAP_WAIT:?}"
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// ContainerStatus.
     pub async fn container_status(&self, id: &str) -> Result<cri::ContainerStatus, String> {
         self.rs()
@@ -744,10 +769,10 @@ pub(crate) fn log_root() -> std::path::PathBuf {
     std::env::temp_dir().join("crid-conformance-logs")
 }
 
-/// A script that runs until killed, reacting to SIGTERM within a fraction of a second.
 /// What CreateContainer answered.
 pub type CreateAnswer = Result<tonic::Response<cri::CreateContainerResponse>, tonic::Status>;
 
+/// A script that runs until killed, reacting to SIGTERM within a fraction of a second.
 pub(crate) const SLEEP_SCRIPT: &str = "trap 'exit 0' TERM; while :; do sleep 0.2; done";
 
 /// An ImageSpec for `image`.

@@ -60,4 +60,12 @@ impl Entry {
     pub fn is_unexpected_failure(&self) -> bool {
         matches!(self.verdict, Verdict::Fail(_)) && self.expected.is_none()
     }
+
+    /// The failure's reason on one line of at most `max` characters; empty for a pass.
+    pub fn reason_line(&self, max: usize) -> String {
+        match &self.verdict {
+            Verdict::Fail(why) | Verdict::Skip(why) => super::text::one_line(why, max),
+            Verdict::Pass => String::new(),
+        }
+    }
 }

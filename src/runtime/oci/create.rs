@@ -137,6 +137,9 @@ impl OciRuntime {
         if let Some(cg) = &req.memory_cgroup {
             pair("--memory-cgroup", cg.as_os_str());
         }
+        if self.exit_via_wait() {
+            a.push("--exit-via-wait".into());
+        }
         a
     }
 }

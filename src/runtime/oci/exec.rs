@@ -2,11 +2,11 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 use std::time::Duration;
 
 use super::{EXEC_KILL_GRACE, EXEC_OUTPUT_CAP, ExecOutput, OciRuntime, Op};
 use crate::runtime::RuntimeError;
+use crate::runtime::interactive::exit_code;
 use crate::runtime::invoke::{self, Capture, Running};
 use crate::spec::oci::Process;
 
@@ -171,14 +171,6 @@ impl OciRuntime {
     }
 }
 
-pub(super) fn exit_code(status: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
-}
-
 pub(super) fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path)
         .ok()?
@@ -298,12 +290,5 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert!(!group_has_members(pid));
-    }
-
-    #[test]
-    fn exit_codes_follow_the_cri_convention() {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
-        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGKILL)), 137);
     }
 }

@@ -250,6 +250,45 @@ impl TaskClient {
             .map(drop)
     }
 
+    /// ResizePty: the terminal of the task's init (`exec_id` empty) or of an exec'd process.
+    pub async fn resize_pty(
+        &self,
+        id: &str,
+        exec_id: &str,
+        (width, height): (u16, u16),
+        limit: Duration,
+    ) -> Result<(), CallError> {
+        let req = api::ResizePtyRequest {
+            id: id.to_owned(),
+            exec_id: exec_id.to_owned(),
+            width: u32::from(width),
+            height: u32::from(height),
+            ..Default::default()
+        };
+        self.call::<_, api::Empty>("ResizePty", &req, Some(limit))
+            .await
+            .map(drop)
+    }
+
+    /// CloseIO: the shim closes its own end of the process's stdin FIFO, so that the
+    /// process sees end of file once crid's end is closed too.
+    pub async fn close_stdin(
+        &self,
+        id: &str,
+        exec_id: &str,
+        limit: Duration,
+    ) -> Result<(), CallError> {
+        let req = api::CloseIORequest {
+            id: id.to_owned(),
+            exec_id: exec_id.to_owned(),
+            stdin: true,
+            ..Default::default()
+        };
+        self.call::<_, api::Empty>("CloseIO", &req, Some(limit))
+            .await
+            .map(drop)
+    }
+
     /// Update.
     pub async fn update(
         &self,
@@ -284,5 +323,38 @@ impl TaskClient {
         self.call::<_, api::Empty>("Shutdown", &req, Some(limit))
             .await
             .map(drop)
+    }
+}
+
+/// One process of a task (its init when `exec_id` is empty), for the calls about it.
+#[derive(Clone)]
+pub(super) struct ProcessRef {
+    pub(super) client: TaskClient,
+    pub(super) id: String,
+    pub(super) exec_id: String,
+    /// Limit of each call.
+    pub(super) timeout: Duration,
+}
+
+impl ProcessRef {
+    /// CloseIO of its stdin; a failure is only logged (the process may be gone already).
+    pub(super) async fn close_stdin(&self) {
+        if let Err(e) = self
+            .client
+            .close_stdin(&self.id, &self.exec_id, self.timeout)
+            .await
+        {
+            tracing::debug!(container = %self.id, exec_id = %self.exec_id, "closing the process's stdin: {e}");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::runtime::interactive::Resize for ProcessRef {
+    async fn resize(&self, width: u16, height: u16) -> std::io::Result<()> {
+        self.client
+            .resize_pty(&self.id, &self.exec_id, (width, height), self.timeout)
+            .await
+            .map_err(std::io::Error::other)
     }
 }

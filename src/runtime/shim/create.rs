@@ -5,8 +5,10 @@ use std::path::Path;
 
 use containerd_shim_protos::api;
 
-use super::client::{CallError, TaskClient};
+use super::attach::AttachHub;
+use super::client::{CallError, ProcessRef, TaskClient};
 use super::{ShimHandler, TaskRecord, io};
+use crate::monitor::attach::StdinMode;
 use crate::monitor::log::LogWriter;
 use crate::runtime::RuntimeError;
 use crate::runtime::oci::{CreateRequest, Created};
@@ -31,13 +33,30 @@ impl ShimHandler {
         let log = LogWriter::open(&req.log_path, req.log_max_size)
             .map_err(|e| self.io("create", id, e))?;
         match self.create_task(req, &fifos).await {
-            Ok((record, client, pid)) => {
+            Ok(Task {
+                record,
+                client,
+                pid,
+                stdin,
+                process,
+            }) => {
                 let (reopen, requests) = tokio::sync::mpsc::unbounded_channel();
                 self.log_reopens
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(id.to_owned(), reopen);
-                io::copy_to_log(id.to_owned(), stdout, stderr, log, requests);
+                let init = ProcessRef {
+                    client: client.clone(),
+                    id: id.to_owned(),
+                    exec_id: String::new(),
+                    timeout: self.timeout,
+                };
+                let hub = AttachHub::new(init, stdin, process.stdin, process.terminal);
+                self.hubs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.to_owned(), hub.clone());
+                io::copy_to_log(id.to_owned(), (stdout, stderr), log, requests, Some(hub));
                 let _ = std::fs::write(&req.pid_file, pid.to_string());
                 self.watch_exit(id, &client, &record.exit_file);
                 tracing::debug!(handler = %self.name, container = %id, pid, shim = %record.shim.address, "task created");
@@ -59,23 +78,18 @@ impl ShimHandler {
         &self,
         req: &CreateRequest,
         fifos: &io::FifoPair,
-    ) -> Result<(TaskRecord, TaskClient, u32), RuntimeError> {
+    ) -> Result<Task, RuntimeError> {
         let id = req.id.as_str();
         self.serve_events().await;
         let process = BundleProcess::of(&req.bundle);
         // cri:ContainerConfig#stdin: kept open (a reader blocks, as under containerd) by a
-        // writer crid holds while the container lives; nothing is written to it yet.
-        let stdin = if process.stdin {
+        // writer crid holds while the container lives; attached clients write to it.
+        let (stdin_path, stdin) = if process.stdin != StdinMode::Closed {
             let path = req.bundle.join("shim-stdin");
-            io::make_fifo(&path).map_err(|e| self.io("create", id, e))?;
-            let writer = io::holding_writer(&path).map_err(|e| self.io("create", id, e))?;
-            self.stdins
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id.to_owned(), writer);
-            Some(path)
+            let writer = io::stdin_fifo(&path).map_err(|e| self.io("create", id, e))?;
+            (Some(path), Some(writer))
         } else {
-            None
+            (None, None)
         };
         let log_fifo = req.bundle.join("log");
         io::make_fifo(&log_fifo).map_err(|e| self.io("create", id, e))?;
@@ -100,7 +114,9 @@ impl ShimHandler {
             bundle: req.bundle.display().to_string(),
             // With a terminal the shim holds the pty and copies it to stdout.
             terminal: process.terminal,
-            stdin: stdin.map(|p| p.display().to_string()).unwrap_or_default(),
+            stdin: stdin_path
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             stdout: fifos.stdout.display().to_string(),
             stderr: fifos.stderr.display().to_string(),
             ..Default::default()
@@ -109,7 +125,13 @@ impl ShimHandler {
             .create(&create, self.timeout)
             .await
             .map_err(|e| self.failed("create", id, e))?;
-        Ok((record, client, resp.pid))
+        Ok(Task {
+            record,
+            client,
+            pid: resp.pid,
+            stdin,
+            process,
+        })
     }
 
     /// Undoes a failed create: the task if the shim made it, the shim if it serves nothing.
@@ -140,26 +162,34 @@ impl ShimHandler {
     }
 }
 
+/// A task the shim created, with what crid keeps of it.
+struct Task {
+    record: TaskRecord,
+    client: TaskClient,
+    pid: u32,
+    /// crid's end of the task's stdin FIFO, when its stdin is open.
+    stdin: Option<tokio::net::unix::pipe::Sender>,
+    process: BundleProcess,
+}
+
 /// What the bundle's config.json asks of the container's stdio.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BundleProcess {
     /// `process.terminal`.
     terminal: bool,
-    /// crid's stdin annotation (cri:ContainerConfig#stdin).
-    stdin: bool,
+    /// crid's stdin annotation (cri:ContainerConfig#stdin and #stdin_once).
+    stdin: StdinMode,
 }
 
 impl BundleProcess {
     fn of(bundle: &Path) -> BundleProcess {
-        let Some(v) = std::fs::read(bundle.join("config.json"))
+        let config = std::fs::read(bundle.join("config.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        else {
-            return BundleProcess::default();
-        };
+            .unwrap_or_default();
         BundleProcess {
-            terminal: v["process"]["terminal"].as_bool().unwrap_or(false),
-            stdin: v["annotations"][crate::monitor::attach::STDIN_ANNOTATION].is_string(),
+            terminal: config["process"]["terminal"].as_bool().unwrap_or(false),
+            stdin: StdinMode::of_config(&config),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The FIFOs between a shim and crid: a container's stdout and stderr, copied into its CRI
-//! log by a task of the daemon; an exec'd process's, collected; the shim's own log.
+//! log (and to attached clients) by a task of the daemon; an exec'd process's, collected
+//! or relayed; stdin; the shim's own log.
 //!
 //! Readers open `O_RDONLY | O_NONBLOCK` before the shim opens the other end: such a reader
 //! sees EOF only after a writer came and went (Linux reports no hang-up to a FIFO reader
@@ -14,6 +15,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::task::JoinHandle;
 
+use super::attach::AttachHub;
 use crate::monitor::log::{LogWriter, Stream};
 
 /// Read size of one chunk.
@@ -76,29 +78,27 @@ pub fn lasting_reader(path: &Path) -> io::Result<pipe::Receiver> {
         .open_receiver(path)
 }
 
-/// Opens FIFO `path` for writing without blocking or being the only end (read-write):
-/// the reader (the shim) never sees EOF while this is held.
-pub fn holding_writer(path: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
+/// Makes FIFO `path` for a process's stdin and opens it for writing without waiting for a
+/// reader (read-write): the reader (the shim) sees EOF only once this is closed, and what
+/// is written before it opens waits in the pipe.
+pub fn stdin_fifo(path: &Path) -> io::Result<pipe::Sender> {
+    make_fifo(path)?;
+    pipe::OpenOptions::new().read_write(true).open_sender(path)
 }
 
 /// A request to reopen the log file at its path; answered once the file is open.
 pub type Reopen = tokio::sync::oneshot::Sender<io::Result<()>>;
 
-/// Copies a container's stdout and stderr into its CRI log until both reach EOF (the
-/// container and the shim's copy are done). A request on `reopen` (ReopenContainerLog,
-/// after the kubelet renamed the file away) reopens the file between two chunks.
+/// Copies a container's stdout and stderr into its CRI log, and to the clients attached
+/// to `hub`, until both reach EOF (the container and the shim's copy are done). A request
+/// on `reopen` (ReopenContainerLog, after the kubelet renamed the file away) reopens the
+/// file between two chunks.
 pub fn copy_to_log(
     id: String,
-    stdout: pipe::Receiver,
-    stderr: pipe::Receiver,
+    (stdout, stderr): (pipe::Receiver, pipe::Receiver),
     mut log: LogWriter,
     mut reopen: tokio::sync::mpsc::UnboundedReceiver<Reopen>,
+    hub: Option<Arc<AttachHub>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let (mut out, mut err) = (Some(stdout), Some(stderr));
@@ -122,12 +122,18 @@ pub fn copy_to_log(
                     if let Err(e) = log.write_chunk(stream, &buf[..n], SystemTime::now()) {
                         tracing::warn!(container = %id, "writing the container log: {e}");
                     }
+                    if let Some(hub) = &hub {
+                        hub.broadcast(stream, &buf[..n]);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(container = %id, "reading the container's output: {e}");
                     *slot = None;
                 }
             }
+        }
+        if let Some(hub) = &hub {
+            hub.end();
         }
         tracing::debug!(container = %id, "container output ended");
     })
@@ -273,7 +279,7 @@ mod tests {
         let log_path = dir.path().join("c.log");
         let log = LogWriter::open(&log_path, None).expect("log");
         let (_reopen, requests) = tokio::sync::mpsc::unbounded_channel();
-        let task = copy_to_log("c".into(), out, err, log, requests);
+        let task = copy_to_log("c".into(), (out, err), log, requests, None);
         let (o, e) = (pair.stdout.clone(), pair.stderr.clone());
         tokio::task::spawn_blocking(move || {
             let mut w = std::fs::OpenOptions::new().write(true).open(o).expect("w");

@@ -20,6 +20,7 @@
 //! restarted crid reconnects on the first call about the container (and waits for its
 //! exit again); a shim that died is cleaned up with the binary's `delete`.
 
+mod attach;
 pub mod client;
 mod create;
 pub mod events;
@@ -42,7 +43,7 @@ use self::client::{CallError, TaskClient};
 use self::launch::{Launcher, ShimAddress};
 use super::RuntimeError;
 use super::handler::{Features, RuntimeHandler};
-use super::oci::interactive::{Interactive, Streams};
+use super::interactive::{AttachStream, Interactive, Streams};
 use super::oci::{CreateRequest, Created, ExecOutput, State};
 use crate::config::RuntimeKind;
 use crate::monitor::exit::{self, ExitRecord};
@@ -53,6 +54,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a SIGKILLed task or process may take to be reported exited.
 const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// How long attached clients still get a container's output after it exited.
+const ATTACH_DRAIN: Duration = Duration::from_secs(1);
 
 /// The containerd namespace crid's shims run in.
 pub const NAMESPACE: &str = "crid";
@@ -83,8 +87,9 @@ pub struct ShimHandler {
     clients: tokio::sync::Mutex<HashMap<String, TaskClient>>,
     /// Containers whose exit a task is waiting for.
     waiting: Arc<Mutex<HashSet<String>>>,
-    /// The stdin FIFOs of containers with `stdin` set, held open (no EOF) while they live.
-    stdins: Mutex<HashMap<String, std::fs::File>>,
+    /// Each container's attach point (this daemon's containers only, like `log_reopens`);
+    /// it holds crid's end of the stdin FIFO of a container with `stdin` set.
+    hubs: Mutex<HashMap<String, Arc<attach::AttachHub>>>,
     /// Where to ask each container's log copy to reopen its file (this daemon's copies only:
     /// a container that outlived a crid restart has none).
     log_reopens: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<io::Reopen>>>,
@@ -115,7 +120,7 @@ impl ShimHandler {
             clients: tokio::sync::Mutex::default(),
             waiting: Arc::default(),
             events: tokio::sync::OnceCell::new(),
-            stdins: Mutex::default(),
+            hubs: Mutex::default(),
             log_reopens: Mutex::default(),
             always_infra: false,
         }
@@ -182,14 +187,27 @@ impl ShimHandler {
     fn forget(&self, id: &str) {
         let _ = std::fs::remove_file(self.record_path(id));
         let _ = std::fs::remove_file(events::oom_mark(&self.state_dir, id));
-        self.stdins
+        if let Some(hub) = self
+            .hubs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+            .remove(id)
+        {
+            hub.end();
+        }
         self.log_reopens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+    }
+
+    /// Container `id`'s attach hub, if this daemon created the container.
+    fn hub(&self, id: &str) -> Option<Arc<attach::AttachHub>> {
+        self.hubs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// Serves the events API where the shims post (their `TTRPC_ADDRESS`), once.
@@ -361,8 +379,12 @@ impl ShimHandler {
             self.name.clone(),
         );
         let oom = events::oom_mark(&self.state_dir, &id);
+        let hub = self.hub(&id);
         tokio::spawn(async move {
             let outcome = client.wait(&id, "", None).await;
+            if let Some(hub) = hub {
+                hub.exited(ATTACH_DRAIN);
+            }
             waiting
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -514,6 +536,7 @@ impl RuntimeHandler for ShimHandler {
             } else {
                 resp.pid as i32
             },
+            bundle: resp.bundle.into(),
         }))
     }
 
@@ -597,16 +620,23 @@ impl RuntimeHandler for ShimHandler {
         self.exec_sync(id, process, timeout).await
     }
 
-    fn exec_interactive(
+    async fn exec_interactive(
         &self,
-        _id: &str,
-        _process: &Process,
-        _streams: Streams,
+        id: &str,
+        process: &Process,
+        streams: Streams,
     ) -> Result<Interactive, RuntimeError> {
-        Err(RuntimeError::NotSupported {
-            handler: self.name.clone(),
-            what: "interactive exec and attach (Exec/Attach streaming is OCI-only for now)",
-        })
+        self.exec_session(id, process, streams).await
+    }
+
+    async fn attach(&self, id: &str, _bundle: &Path) -> Result<AttachStream, RuntimeError> {
+        self.check_id(id)?;
+        self.hub(id)
+            .map(|h| h.attach())
+            .ok_or_else(|| RuntimeError::NotSupported {
+                handler: self.name.clone(),
+                what: "attaching to a container created before crid's last restart (crid no longer holds its stdio)",
+            })
     }
 
     async fn reopen_log(&self, id: &str) -> Result<(), RuntimeError> {

@@ -109,49 +109,42 @@ pub(super) async fn exec(
         resize: resize.is_some().then_some(resize_rx),
     };
 
+    // One loop for both streams, sizes first: the session delivers each stream's frames in
+    // the order they came, so a size the client sent before some input is waiting by the
+    // time that input is, and reaches the process before it (`stty size` after a resize).
     let input = async {
-        let stdin_pump = async {
-            if let Some(mut inc) = stdin {
-                while let Some(b) = inc.reader.recv().await {
-                    if stdin_tx.send(b).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            // The client's FIN on stdin closes the process's stdin.
-            drop(stdin_tx);
-        };
-        let resize_pump = async {
-            if let Some(mut inc) = resize {
-                let mut buf = BytesMut::new();
-                while let Some(b) = inc.reader.recv().await {
-                    buf.extend_from_slice(&b);
-                    // Sizes are JSON objects one after the other; keep a partial one.
-                    let mut it = serde_json::Deserializer::from_slice(&buf).into_iter::<Size>();
-                    let mut used = 0;
-                    loop {
-                        match it.next() {
-                            Some(Ok(size)) => {
-                                used = it.byte_offset();
-                                let _ = resize_tx.send(size).await;
-                            }
-                            Some(Err(e)) if e.is_eof() => break,
-                            Some(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "exec: bad resize message");
-                                used = buf.len();
-                                break;
-                            }
-                            None => {
-                                used = buf.len();
-                                break;
-                            }
+        let (mut stdin, mut resize) = (stdin, resize);
+        let mut stdin_tx = Some(stdin_tx);
+        let mut buf = BytesMut::new();
+        while stdin.is_some() || resize.is_some() {
+            tokio::select! {
+                biased;
+                b = next_data(&mut resize) => match b {
+                    Some(b) => {
+                        buf.extend_from_slice(&b);
+                        for size in take_sizes(&mut buf, peer) {
+                            let _ = resize_tx.send(size).await;
                         }
                     }
-                    let _ = buf.split_to(used);
-                }
+                    None => resize = None,
+                },
+                b = next_data(&mut stdin) => match b {
+                    Some(b) => {
+                        if let Some(tx) = &stdin_tx
+                            && tx.send(b).await.is_err()
+                        {
+                            stdin_tx = None;
+                        }
+                    }
+                    // The client's FIN on stdin closes the process's stdin.
+                    None => {
+                        stdin = None;
+                        stdin_tx = None;
+                    }
+                },
             }
-        };
-        tokio::join!(stdin_pump, resize_pump);
+        }
+        drop(stdin_tx);
         std::future::pending::<()>().await;
     };
     let relay = |rx: mpsc::Receiver<Bytes>, to: Option<Incoming>| async move {
@@ -302,4 +295,40 @@ async fn forward(
     };
     tokio::join!(up, down);
     let _ = error.writer.close();
+}
+
+/// The next data on `stream` while it is open; pends forever once it is not.
+async fn next_data(stream: &mut Option<Incoming>) -> Option<Bytes> {
+    match stream {
+        Some(s) => s.reader.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The terminal sizes at the head of `buf`, JSON objects one after the other; a partial
+/// one stays for the next data, a malformed rest is dropped.
+fn take_sizes(buf: &mut BytesMut, peer: SocketAddr) -> Vec<Size> {
+    let mut sizes = Vec::new();
+    let mut it = serde_json::Deserializer::from_slice(buf).into_iter::<Size>();
+    let mut used = 0;
+    loop {
+        match it.next() {
+            Some(Ok(size)) => {
+                used = it.byte_offset();
+                sizes.push(size);
+            }
+            Some(Err(e)) if e.is_eof() => break,
+            Some(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "exec: bad resize message");
+                used = buf.len();
+                break;
+            }
+            None => {
+                used = buf.len();
+                break;
+            }
+        }
+    }
+    let _ = buf.split_to(used);
+    sizes
 }
