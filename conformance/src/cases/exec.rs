@@ -398,10 +398,16 @@ async fn attach_stderr(s: Arc<Scope>) -> CaseResult {
 }
 
 async fn attach_tty(s: Arc<Scope>) -> CaseResult {
-    // The container waits for a line, so the size arrives before it asks for it.
+    // The size travels on its own stream (SPDY's resize stream), so nothing orders it
+    // before the line on stdin: the container polls its terminal for up to 5 s after the
+    // line (containerd 1.6 applied the size after the shell had read it once in CI).
+    // `stty size` prints rows then columns, and fails while the terminal has no size.
     let (_, id, _) = s
         .busybox(
-            "read l; stty size; sleep 1",
+            "read l; i=0; \
+             while [ $i -lt 50 ] && [ \"$(stty size 2>/dev/null)\" != '45 123' ]; do \
+             i=$((i+1)); sleep 0.1; done; \
+             echo \"size $(stty size 2>/dev/null)\"; sleep 1",
             |_| {},
             |c| {
                 c.stdin = true;
@@ -427,8 +433,7 @@ async fn attach_tty(s: Arc<Scope>) -> CaseResult {
     };
     let out = stream::spdy::exec(&url, "v4.channel.k8s.io", &opts).await?;
     let text = String::from_utf8_lossy(&out.stdout);
-    // `stty size` prints rows then columns.
-    ensure(text.contains("45 123"), || {
+    ensure(text.contains("size 45 123"), || {
         format!("the container's terminal did not take the client's size 123x45: output {text:?}")
     })?;
     Ok(String::new())
