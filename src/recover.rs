@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::container::{ContainerService, mark_exited};
 use crate::error::Result;
+use crate::monitor::liveness::{is_monitor_of, recorded_monitor};
 use crate::pod::PodService;
 use crate::registry::Object;
 use crate::state::store::RecordKind;
@@ -134,7 +135,7 @@ async fn reconcile_live(
     record: &ContainerRecord,
 ) {
     let id = &record.id;
-    let monitored = crate::container::is_monitor_of(record.monitor_pid, id);
+    let monitored = is_monitor_of(record.monitor_pid, id);
     if monitored && record.state != ContainerState::Created {
         return;
     }
@@ -174,14 +175,7 @@ async fn reconcile_live(
 /// The monitor of a container whose creation was interrupted may still be running the
 /// runtime's `create`: end its session (monitors are session leaders).
 fn kill_orphan_monitor(containers: &ContainerService, id: &str) {
-    let pid_file = containers.layout().bundle(id).join("monitor.pid");
-    let Ok(text) = std::fs::read_to_string(&pid_file) else {
-        return;
-    };
-    let Ok(pid) = text.trim().parse::<i32>() else {
-        return;
-    };
-    if crate::container::is_monitor_of(pid, id) {
+    if let Some(pid) = recorded_monitor(&containers.layout().bundle(id), id) {
         tracing::info!(container = %id, monitor = pid, "killing the monitor of an interrupted create");
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),
@@ -190,7 +184,7 @@ fn kill_orphan_monitor(containers: &ContainerService, id: &str) {
         // It is not our child (the daemon that spawned it is gone): wait for it to vanish.
         // Recovery runs before anything is served, so this short wait blocks no client.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while crate::container::is_monitor_of(pid, id) && std::time::Instant::now() < deadline {
+        while is_monitor_of(pid, id) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }

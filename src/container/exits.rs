@@ -91,7 +91,7 @@ impl ContainerService {
         let fd = crate::monitor::liveness::Pidfd::open(pid);
         // Opened first, then checked: a PID reused since the record was written is not
         // this container's monitor, and the pidfd then points at the wrong process.
-        let alive = fd.is_ok() && super::is_monitor_of(pid, id);
+        let alive = fd.is_ok() && crate::monitor::liveness::is_monitor_of(pid, id);
         let weak = Arc::downgrade(self);
         let id = id.to_owned();
         tokio::spawn(async move {

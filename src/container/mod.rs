@@ -27,6 +27,7 @@ use crate::config::{CgroupDriver, Config};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::image::ImageSource;
+use crate::monitor::liveness::is_monitor_of;
 use crate::registry::{EventKind, Object, Registry};
 use crate::runtime::{CreateRequest, Created, ExecOutput, RuntimeHandler, RuntimeRegistry};
 use crate::spec::{self, HostResources, PidNamespace, PodFiles, PodNamespaces, SpecInput, oci};
@@ -1151,8 +1152,6 @@ fn holds_file(pid: i32, path: &Path) -> bool {
         std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == want.dev() && m.ino() == want.ino())
     })
 }
-
-pub(crate) use crate::monitor::liveness::is_monitor_of;
 
 /// A container in the host's PID namespace needs `kill --all` to reach every process.
 fn shares_host_pid(config: &cri::ContainerConfig) -> bool {

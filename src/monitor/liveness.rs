@@ -40,6 +40,21 @@ impl Pidfd {
     }
 }
 
+/// The file in a container's bundle that holds its crid-monitor's PID, written as soon as
+/// the monitor is spawned.
+pub const PID_FILE: &str = "monitor.pid";
+
+/// The PID recorded in `bundle`'s [`PID_FILE`], if that process is still container `id`'s
+/// crid-monitor.
+pub fn recorded_monitor(bundle: &std::path::Path, id: &str) -> Option<i32> {
+    std::fs::read_to_string(bundle.join(PID_FILE))
+        .ok()?
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|pid| is_monitor_of(*pid, id))
+}
+
 /// Whether `pid` is crid-monitor watching container `id` (pids get reused).
 pub fn is_monitor_of(pid: i32, id: &str) -> bool {
     pid > 0
@@ -68,5 +83,31 @@ mod tests {
         assert!(matches!(waited, Ok(Ok(()))), "{waited:?}");
         let _ = child.wait();
         assert!(Pidfd::open(0).is_err());
+    }
+
+    #[test]
+    fn a_recorded_monitor_counts_only_while_it_is_that_containers() {
+        use std::os::unix::process::CommandExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(recorded_monitor(dir.path(), "c1"), None, "nothing recorded");
+        // A stand-in monitor: its command line is crid-monitor's (`--id c1`).
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg0("crid-monitor")
+            .args(["-c", "sleep 30; :", "sh", "--id", "c1"])
+            .spawn()
+            .expect("sh");
+        let pid = child.id() as i32;
+        std::fs::write(dir.path().join(PID_FILE), format!("{pid}\n")).expect("write");
+        assert_eq!(recorded_monitor(dir.path(), "c1"), Some(pid));
+        assert_eq!(
+            recorded_monitor(dir.path(), "c2"),
+            None,
+            "another container's"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(recorded_monitor(dir.path(), "c1"), None, "gone");
+        std::fs::write(dir.path().join(PID_FILE), "garbage").expect("write");
+        assert_eq!(recorded_monitor(dir.path(), "c1"), None);
     }
 }

@@ -66,7 +66,10 @@ impl OciRuntime {
         let monitor_pid = guard.pid();
         // Recorded before anything can go wrong, so a daemon killed during this create can
         // find and end the monitor (and the runtime's `create` under it) when it restarts.
-        let _ = std::fs::write(req.bundle.join("monitor.pid"), monitor_pid.to_string());
+        let _ = std::fs::write(
+            req.bundle.join(crate::monitor::liveness::PID_FILE),
+            monitor_pid.to_string(),
+        );
         let stdout = guard.0.as_mut().and_then(|c| c.stdout.take());
         tracing::debug!(handler = %self.name, id = %req.id, monitor_pid, "monitor spawned");
 

@@ -8,7 +8,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::OciRuntime;
-use crate::monitor::liveness::is_monitor_of;
+use crate::monitor::liveness::{PID_FILE, recorded_monitor};
 use crate::monitor::runtime_wait::{parse_start_result, start_result_path};
 use crate::runtime::RuntimeError;
 
@@ -64,8 +64,8 @@ impl OciRuntime {
         Ok(())
     }
 
-    /// The container's bundle (from the runtime's `state`) and its monitor's PID (from
-    /// `monitor.pid` there, checked to be that container's monitor).
+    /// The container's bundle (from the runtime's `state`) and its monitor's PID (recorded
+    /// there, checked to be that container's monitor).
     async fn monitor_of(&self, id: &str) -> Result<(PathBuf, i32), RuntimeError> {
         let gone = |reason: String| RuntimeError::Monitor {
             handler: self.name.clone(),
@@ -77,16 +77,12 @@ impl OciRuntime {
             .await?
             .ok_or_else(|| gone("the runtime does not know the container".into()))?;
         let bundle = state.bundle;
-        let pid = std::fs::read_to_string(bundle.join("monitor.pid"))
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-            .filter(|pid| is_monitor_of(*pid, id))
-            .ok_or_else(|| {
-                gone(format!(
-                    "its monitor (recorded in {}) is gone",
-                    bundle.display()
-                ))
-            })?;
+        let pid = recorded_monitor(&bundle, id).ok_or_else(|| {
+            gone(format!(
+                "its monitor (recorded in {}) is gone",
+                bundle.join(PID_FILE).display()
+            ))
+        })?;
         Ok((bundle, pid))
     }
 
